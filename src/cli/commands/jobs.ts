@@ -1,0 +1,123 @@
+// build, install and autoinstall: read the system, plan, execute, report.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { executePlan } from '../../build/executor.js';
+import { ExitCode, OotmodError } from '../../errors.js';
+import { listSourceDirs, type SourceDir } from '../../modules/sources.js';
+import { readFacts } from '../../plan/facts.js';
+import { plan, type Action, type Plan } from '../../plan/planner.js';
+import { StateStore } from '../../state/store.js';
+import { isSourcePath, parseModuleRef, sourcePathOf, type ModuleRef } from '../modargs.js';
+import { lineReporter, ttyReporter } from '../progress.js';
+import type { Session } from '../session.js';
+import { addSource } from './add.js';
+
+export type JobsCommand = Action | 'autoinstall';
+
+export function printPlan(s: Session, p: Plan): void {
+  for (const j of p.jobs) {
+    const after = j.after.length ? ` after ${j.after.join(', ')}` : '';
+    s.out(`would ${j.action} ${j.module}/${j.version} for ${j.kernel} (${j.reason})${after}`);
+  }
+  for (const c of p.current) s.out(`current  ${c.module}/${c.version} for ${c.kernel}: ${c.reason}`);
+  for (const k of p.skipped) s.out(`skip     ${k.module}/${k.version} for ${k.kernel}: ${k.reason}`);
+  for (const i of uniqueInvalid(p)) s.out(`invalid  ${i.module}: ${i.reason}`);
+}
+
+function uniqueInvalid(p: Plan) {
+  const seen = new Set<string>();
+  return p.invalid.filter((i) => !seen.has(i.module + i.reason) && seen.add(i.module + i.reason));
+}
+
+async function resolveTargets(s: Session, args: string[]): Promise<{ refs?: ModuleRef[]; sources?: SourceDir[] }> {
+  if (!args.length) return {};
+  const refs: ModuleRef[] = [];
+  for (const arg of args) {
+    if (isSourcePath(arg)) {
+      const dir = sourcePathOf(arg);
+      // A tree outside /usr/src is added first, as DKMS's implicit add does.
+      const added = path.dirname(dir) === s.layout.srcDir ? undefined : await addSource(s, dir, { quiet: true });
+      const base = path.basename(added?.dir ?? dir);
+      const m = /^(.*)-([^-]+)$/.exec(base);
+      refs.push(added ? { name: added.name, version: added.version } : { name: m?.[1] ?? base, version: m?.[2] });
+    } else {
+      refs.push(parseModuleRef(arg));
+    }
+  }
+  const all = await listSourceDirs(s.layout);
+  const sources = all.filter((d) => refs.some((r) => r.name === d.guessedName));
+  return { refs, sources: sources.length === refs.length ? sources : all };
+}
+
+export async function jobsCommand(s: Session, command: JobsCommand, args: string[]): Promise<ExitCode> {
+  if (command !== 'autoinstall' && !args.length) {
+    throw new OotmodError(`${command} needs a module`, `ootmod ${command} NAME[/VERSION] [-k KVER]`, ExitCode.Usage);
+  }
+  for (const k of s.opts.kernels) {
+    if (!existsSync(s.layout.kernelDir(k)) && !existsSync(s.layout.headersDir(k))) {
+      throw new OotmodError(`kernel ${k} is not installed`, `install linux-headers-${k}, or see ootmod kernels`, ExitCode.NotFound);
+    }
+  }
+  const release = s.opts.dryRun ? async () => {} : await s.lock();
+  try {
+    const { refs, sources } = await resolveTargets(s, args);
+    const store = StateStore.load(s.layout.stateFile);
+    const facts = await readFacts({
+      layout: s.layout,
+      store,
+      kernels: s.opts.kernels.length ? s.opts.kernels : undefined,
+      sources,
+      jobs: s.opts.jobs,
+      checkOwnership: s.isRoot,
+      kernelBuildDir: s.kernelBuildDir,
+    });
+    for (const ref of refs ?? []) {
+      const known = facts.candidates.some((c) => c.spec?.name === ref.name && (!ref.version || c.spec.version === ref.version));
+      const invalid = facts.candidates.find((c) => !c.spec && sources?.some((d) => d.dir === c.sourceDir && d.guessedName === ref.name));
+      if (!known && invalid) throw new OotmodError(invalid.error ?? 'invalid module source', undefined, ExitCode.InvalidSource);
+      if (!known) {
+        const what = ref.version ? `${ref.name}/${ref.version}` : ref.name;
+        throw new OotmodError(`no module source ${what} under ${s.layout.srcDir}`, 'ootmod add <dir> first, or see ootmod status', ExitCode.NotFound);
+      }
+    }
+    if (!facts.kernels.some((k) => k.headersDir)) {
+      s.err(`ootmod: no kernel headers found under ${s.layout.modulesDir}: install linux-headers-<flavour> (e.g. linux-headers-amd64)`);
+    }
+    const action: Action = command === 'build' ? 'build' : 'install';
+    const p = plan({ kernels: facts.kernels, candidates: facts.candidates, records: facts.records, request: { action, modules: refs, force: s.opts.force } });
+    if (s.opts.dryRun) {
+      printPlan(s, p);
+      if (!p.jobs.length) s.out('nothing to do');
+      return ExitCode.Ok;
+    }
+    for (const k of p.skipped) s.err(`skip     ${k.module}/${k.version} for ${k.kernel}: ${k.reason}`);
+    for (const i of uniqueInvalid(p)) s.err(`invalid  ${i.module}: ${i.reason}`);
+    if (s.opts.verbose) for (const c of p.current) s.err(`current  ${c.module}/${c.version} for ${c.kernel}`);
+    const reporter = process.stderr.isTTY && !s.opts.verbose ? ttyReporter(process.stderr) : lineReporter(process.stderr);
+    const result = await executePlan(p, {
+      layout: s.layout,
+      kernels: new Map(facts.kernels.map((k) => [k.release, k])),
+      store,
+      jobs: s.opts.jobs,
+      timeoutMs: 3_600_000,
+      reporter,
+      kernelBuildDir: s.kernelBuildDir,
+    });
+    reporter.close();
+    for (const d of result.depmodFailures) s.err(`depmod failed for ${d.kernel}: ${d.error}`);
+    const count = (st: string) => result.records.filter((r) => r.status === st).length;
+    const failed = count('failed') + result.depmodFailures.length;
+    const invalid = uniqueInvalid(p).length;
+    s.out(
+      `${command}: ${count('installed')} installed, ${count('built')} built, ${p.current.length} current, ` +
+        `${p.skipped.length} skipped, ${failed} failed${invalid ? `, ${invalid} invalid` : ''}`,
+    );
+    if (failed) return ExitCode.Failed;
+    // An invalid source is a failed module for autoinstall, a bad argument for a named one.
+    if (invalid) return refs ? ExitCode.InvalidSource : ExitCode.Failed;
+    if (refs && p.skipped.length && !p.jobs.length && !p.current.length) return ExitCode.Skipped;
+    return ExitCode.Ok;
+  } finally {
+    await release();
+  }
+}

@@ -1,0 +1,52 @@
+import { ExitCode } from '../../errors.js';
+import { listKernels, type KernelTarget } from '../../kernel/inventory.js';
+import { json, table } from '../format.js';
+import type { Session } from '../session.js';
+
+export function kernelJson(k: KernelTarget) {
+  return {
+    release: k.release,
+    headers: k.headersDir ?? null,
+    headersPackageVersion: k.headersPackage?.version ?? null,
+    kbuild: k.kbuildDir ?? null,
+    image: k.image ?? null,
+    config: k.configPath ?? null,
+    arch: { dpkg: k.arch.dpkg ?? null, srcArch: k.arch.srcArch ?? null, machine: k.arch.machine },
+    compiler: {
+      versionText: k.compiler.versionText ?? null,
+      command: k.compiler.command ?? null,
+      path: k.compiler.path ?? null,
+      installed: Boolean(k.compiler.path),
+      clang: k.compiler.clang,
+    },
+    compression: k.compression,
+    signing: { enabled: k.signing.enabled, forced: k.signing.forced, hash: k.signing.hash ?? null, signFile: k.signing.signFile ?? null },
+    rust: { enabled: k.rust.enabled, rustcVersionText: k.rust.rustcVersionText ?? null, bindgenVersionText: k.rust.bindgenVersionText ?? null },
+    problems: k.problems,
+  };
+}
+
+export async function kernelsCommand(s: Session): Promise<ExitCode> {
+  const kernels = await listKernels(s.layout, s.opts.kernels.length ? s.opts.kernels : undefined);
+  if (s.opts.json) {
+    s.out(json({ kernels: kernels.map(kernelJson) }));
+    return ExitCode.Ok;
+  }
+  if (!kernels.length) {
+    s.out(`no kernels with headers or an image under ${s.layout.modulesDir}: install linux-headers-<flavour> (e.g. linux-headers-amd64)`);
+    return ExitCode.Ok;
+  }
+  const rows = kernels.map((k) => [
+    k.release,
+    k.headersDir ? 'yes' : 'no',
+    k.image ? 'yes' : 'no',
+    [k.arch.dpkg, k.arch.machine].filter(Boolean).join('/'),
+    k.compiler.command ? `${k.compiler.command}${k.compiler.path ? '' : ' (missing)'}` : '-',
+    k.compression,
+    k.signing.enabled ? k.signing.hash ?? 'yes' : 'no',
+    k.rust.enabled ? k.rust.rustcVersionText?.split(' ').slice(0, 2).join(' ') ?? 'yes' : 'no',
+  ]);
+  for (const line of table(['KERNEL', 'HEADERS', 'IMAGE', 'ARCH', 'COMPILER', 'COMPRESS', 'SIGN', 'RUST'], rows)) s.out(line);
+  for (const k of kernels) for (const p of k.problems) s.out(`  ${k.release}: ${p}`);
+  return ExitCode.Ok;
+}

@@ -1,0 +1,11 @@
+// Plain-text rendering helpers.
+
+export function table(headers: string[], rows: string[][]): string[] {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(headers), ...rows.map(line)];
+}
+
+export function json(value: unknown): string {
+  return JSON.stringify(value, null, 2);
+}

@@ -1,0 +1,145 @@
+// ootmod's entry point: parse the command line, run one command, map errors to exit codes.
+import { parseArgs } from 'node:util';
+import { ExitCode, OotmodError, errorLine, usageError } from '../errors.js';
+import { VERSION } from '../plan/facts.js';
+import { createSession, defaultJobs, type Options, type Session } from './session.js';
+
+const HELP = `Usage: ootmod [OPTIONS] COMMAND [ARGS]
+
+Builds and installs out-of-tree kernel modules from dkms.conf sources in /usr/src/<name>-<version>
+for every installed kernel that has headers.
+
+Commands:
+  status [NAME[/VERSION]]      what is added, built, installed or failed, per kernel (--json)
+  kernels                      installed kernels, their headers, compiler, signing, compression, Rust
+  add DIR                      copy a module source to /usr/src/<name>-<version> and run POST_ADD
+  build NAME[/VERSION]|DIR...  build for the given (-k) or all kernels, without installing
+  install NAME[/VERSION]|DIR...  build if needed and install
+  uninstall NAME[/VERSION]     remove the installed modules, keep the builds
+  remove NAME[/VERSION]        uninstall and forget the builds (the source stays)
+  autoinstall                  build and install every AUTOINSTALL=yes module for all (-k) kernels
+
+Options:
+  -k, --kernel KVER   restrict to this kernel release (repeatable)
+  -j, --jobs N        run up to N compilers at once (default: the number of cores)
+      --force         rebuild even when the build is current; replace on add
+  -n, --dry-run       print the plan and change nothing
+      --json          machine-readable output (status, kernels)
+      --root DIR      operate on the system rooted at DIR (default /)
+  -v, --verbose       more detail
+      --debug         stack traces for unexpected errors
+  -V, --version       print the version
+  -h, --help          this help
+
+Exit codes: 0 ok, 1 a build/install/removal failed, 2 bad command line, 3 invalid module source,
+4 no such module or kernel, 5 environment problem (missing program, permission), 70 internal error,
+77 everything requested was skipped (BUILD_EXCLUSIVE or missing headers).
+`;
+
+function parseOptions(argv: string[]): { opts: Options; command?: string; args: string[]; help: boolean; version: boolean } {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        kernel: { type: 'string', short: 'k', multiple: true },
+        kernelver: { type: 'string', multiple: true },
+        jobs: { type: 'string', short: 'j' },
+        force: { type: 'boolean' },
+        'dry-run': { type: 'boolean', short: 'n' },
+        json: { type: 'boolean' },
+        root: { type: 'string' },
+        verbose: { type: 'boolean', short: 'v' },
+        debug: { type: 'boolean' },
+        version: { type: 'boolean', short: 'V' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    throw usageError(errorLine(err).replace(/\. To specify a positional.*$/, ''));
+  }
+  const v = parsed.values;
+  let jobs = defaultJobs();
+  if (v.jobs !== undefined) {
+    jobs = Number(v.jobs);
+    if (!Number.isInteger(jobs) || jobs < 1) throw usageError(`--jobs wants a whole number >= 1, not '${v.jobs}'`);
+  }
+  const [command, ...args] = parsed.positionals;
+  return {
+    opts: {
+      root: v.root ?? '/',
+      dryRun: v['dry-run'] ?? false,
+      jobs,
+      verbose: v.verbose ?? false,
+      json: v.json ?? false,
+      kernels: [...(v.kernel ?? []), ...(v.kernelver ?? [])],
+      force: v.force ?? false,
+      debug: v.debug ?? false,
+    },
+    command,
+    args,
+    help: v.help ?? false,
+    version: v.version ?? false,
+  };
+}
+
+async function dispatch(s: Session, command: string, args: string[]): Promise<ExitCode> {
+  switch (command) {
+    case 'status':
+      return (await import('./commands/status.js')).statusCommand(s, args);
+    case 'kernels':
+      return (await import('./commands/kernels.js')).kernelsCommand(s);
+    case 'add':
+      return (await import('./commands/add.js')).addCommand(s, args);
+    case 'build':
+    case 'install':
+    case 'autoinstall':
+      return (await import('./commands/jobs.js')).jobsCommand(s, command, args);
+    case 'uninstall':
+    case 'remove':
+      return (await import('./commands/remove.js')).removeCommand(s, command, args);
+    default:
+      throw usageError(`unknown command '${command}'`);
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let debug = argv.includes('--debug');
+  try {
+    const { opts, command, args, help, version } = parseOptions(argv);
+    debug = opts.debug;
+    if (version) {
+      process.stdout.write(`ootmod ${VERSION}\n`);
+      return ExitCode.Ok;
+    }
+    if (help || !command) {
+      (help ? process.stdout : process.stderr).write(HELP);
+      return help ? ExitCode.Ok : ExitCode.Usage;
+    }
+    return await dispatch(createSession(opts), command, args);
+  } catch (err) {
+    if (err instanceof OotmodError) {
+      process.stderr.write(`ootmod: ${err.line()}\n`);
+      return err.exitCode;
+    }
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+      process.stderr.write(`ootmod: ${errorLine(err)}: run as root, or use --root DIR for a tree you can write\n`);
+      return ExitCode.Environment;
+    }
+    process.stderr.write(`ootmod: internal error: ${debug && err instanceof Error ? err.stack : errorLine(err)}\n`);
+    if (!debug) process.stderr.write('ootmod: run again with --debug for the stack trace, and please report it\n');
+    return ExitCode.Internal;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  () => {
+    process.exitCode = ExitCode.Internal;
+  },
+);

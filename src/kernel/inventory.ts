@@ -1,0 +1,211 @@
+// Installed kernels: every release with headers or an image, and what building modules for it needs.
+import { existsSync } from 'node:fs';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Layout } from '../system/layout.js';
+import { KernelConfig } from './config.js';
+import { installedPackages, type InstalledPackage } from './packages.js';
+import { compareKernelVersions } from './version.js';
+import { findOnPath } from './toolchain.js';
+
+export type Compression = 'none' | 'gzip' | 'xz' | 'zstd';
+
+export interface KernelArch {
+  /** Debian architecture of the headers package (amd64, arm64, ...), when dpkg knows it. */
+  dpkg?: string;
+  /** The kernel's source architecture (x86, arm64, ...), from .kernelvariables. */
+  srcArch?: string;
+  /** `uname -m` of a machine running this kernel: DKMS's `arch` (x86_64, aarch64, ...). */
+  machine: string;
+}
+
+export interface KernelCompiler {
+  /** CONFIG_CC_VERSION_TEXT, e.g. "gcc-12 (Debian 12.2.0-14) 12.2.0". */
+  versionText?: string;
+  /** The compiler command the kernel was built with, e.g. gcc-12. */
+  command?: string;
+  /** Where that command is on this machine, if it is installed. */
+  path?: string;
+  clang: boolean;
+}
+
+export interface KernelTarget {
+  release: string;
+  moduleDir: string;
+  /** The kernel build dir (the headers), resolved from `build` or /usr/src/linux-headers-KVER. */
+  headersDir?: string;
+  kbuildDir?: string;
+  image?: string;
+  config?: KernelConfig;
+  configPath?: string;
+  /** Debian version of the headers package (linux-headers-KVER). */
+  headersPackage?: InstalledPackage;
+  arch: KernelArch;
+  compiler: KernelCompiler;
+  compression: Compression;
+  signing: { enabled: boolean; forced: boolean; hash?: string; signFile?: string };
+  rust: { enabled: boolean; rustcVersionText?: string; bindgenVersionText?: string };
+  /** Facts that make the kernel unusable for builds, one line each. */
+  problems: string[];
+}
+
+/** Parses the `KEY = value` assignments of Debian's .kernelvariables. */
+export function parseKernelVariables(text: string): Map<string, string> {
+  const vars = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const m = /^(?:override\s+)?([A-Z_]+)\s*:?=\s*(.*)$/.exec(line.trim());
+    if (m) vars.set(m[1]!, m[2]!.trim());
+  }
+  return vars;
+}
+
+/** The compiler command named in .kernelvariables' CC (dropping the ccache and CROSS_COMPILE parts). */
+export function compilerFromKernelVariables(cc: string | undefined): string | undefined {
+  if (!cc) return undefined;
+  const words = cc.replace(/\$\(if [^)]*\)\)?/g, ' ').split(/\s+/).filter(Boolean);
+  const last = words[words.length - 1];
+  return last?.replace(/^\$\(CROSS_COMPILE\)/, '') || undefined;
+}
+
+export function machineArch(srcArch: string | undefined, config: KernelConfig | undefined): string {
+  const is64 = config?.builtin('64BIT') ?? false;
+  switch (srcArch) {
+    case 'x86':
+      return is64 ? 'x86_64' : 'i686';
+    case 'arm64':
+      return 'aarch64';
+    case 'arm':
+      return 'armv7l';
+    case 'riscv':
+      return is64 ? 'riscv64' : 'riscv32';
+    case 'powerpc':
+      return is64 ? (config?.builtin('CPU_LITTLE_ENDIAN') ? 'ppc64le' : 'ppc64') : 'ppc';
+    case 's390':
+      return 's390x';
+    case 'loongarch':
+      return 'loongarch64';
+    case 'mips':
+      return is64 ? 'mips64' : 'mips';
+    case undefined:
+      return process.arch === 'x64' ? 'x86_64' : process.arch === 'arm64' ? 'aarch64' : process.arch;
+    default:
+      return srcArch;
+  }
+}
+
+export function compressionOf(config: KernelConfig | undefined): Compression {
+  if (config?.builtin('MODULE_COMPRESS_ZSTD')) return 'zstd';
+  if (config?.builtin('MODULE_COMPRESS_XZ')) return 'xz';
+  if (config?.builtin('MODULE_COMPRESS_GZIP')) return 'gzip';
+  return 'none';
+}
+
+async function readOptional(file: string): Promise<string | undefined> {
+  return readFile(file, 'utf8').catch(() => undefined);
+}
+
+async function candidateReleases(layout: Layout): Promise<string[]> {
+  const releases = new Set<string>();
+  for (const entry of await readdir(layout.modulesDir, { withFileTypes: true }).catch(() => [])) {
+    if (entry.isDirectory()) releases.add(entry.name);
+  }
+  for (const entry of await readdir(layout.srcDir).catch(() => [] as string[])) {
+    const m = /^linux-headers-(.+)$/.exec(entry);
+    if (m && existsSync(path.join(layout.srcDir, entry, '.config'))) releases.add(m[1]!);
+  }
+  return [...releases];
+}
+
+async function findHeaders(layout: Layout, kver: string): Promise<string | undefined> {
+  const viaLink = layout.resolveLink(layout.kernelBuildLink(kver));
+  for (const dir of [viaLink, layout.headersDir(kver)]) {
+    if (dir && existsSync(path.join(dir, 'Makefile')) && existsSync(path.join(dir, '.config'))) return dir;
+  }
+  return undefined;
+}
+
+function findImage(layout: Layout, kver: string): string | undefined {
+  return [path.join(layout.bootDir, `vmlinuz-${kver}`), path.join(layout.kernelDir(kver), 'vmlinuz')].find((p) =>
+    existsSync(p),
+  );
+}
+
+export async function readKernel(layout: Layout, kver: string, pkgs?: Map<string, InstalledPackage>): Promise<KernelTarget> {
+  const headersDir = await findHeaders(layout, kver);
+  const problems: string[] = [];
+  let config: KernelConfig | undefined;
+  let configPath: string | undefined;
+  let kvars = new Map<string, string>();
+  let kbuildDir: string | undefined;
+  if (headersDir) {
+    configPath = path.join(headersDir, '.config');
+    config = KernelConfig.parse((await readOptional(configPath)) ?? '');
+    kvars = parseKernelVariables((await readOptional(path.join(headersDir, '.kernelvariables'))) ?? '');
+    kbuildDir = await realpath(path.join(headersDir, 'scripts')).then(path.dirname, () => undefined);
+    if (!kbuildDir || !existsSync(path.join(kbuildDir, 'scripts', 'mod'))) {
+      problems.push(`the kbuild tools of ${kver} are missing: install the linux-kbuild package its headers depend on`);
+    }
+  } else {
+    const boot = path.join(layout.bootDir, `config-${kver}`);
+    const base = path.join(layout.kernelDir(kver), 'config');
+    configPath = [boot, base].find((p) => existsSync(p));
+    if (configPath) config = KernelConfig.parse((await readOptional(configPath)) ?? '');
+    problems.push(`no headers for ${kver}: install linux-headers-${kver}`);
+  }
+  const srcArch = kvars.get('ARCH');
+  const ccText = config?.string('CC_VERSION_TEXT');
+  const command = compilerFromKernelVariables(kvars.get('CC')) ?? ccText?.split(/\s+/)[0];
+  const compilerPath = command ? findOnPath(command) : undefined;
+  if (headersDir && command && !compilerPath) {
+    problems.push(`${kver} was built with ${command}, which is not installed: install the package providing ${command}`);
+  }
+  const hash = config?.string('MODULE_SIG_HASH');
+  const signFile = kbuildDir ? path.join(kbuildDir, 'scripts', 'sign-file') : undefined;
+  return {
+    release: kver,
+    moduleDir: layout.kernelDir(kver),
+    headersDir,
+    kbuildDir,
+    image: findImage(layout, kver),
+    config,
+    configPath,
+    headersPackage: pkgs?.get(`linux-headers-${kver}`),
+    arch: { dpkg: pkgs?.get(`linux-headers-${kver}`)?.arch, srcArch, machine: machineArch(srcArch, config) },
+    compiler: { versionText: ccText, command, path: compilerPath, clang: config?.builtin('CC_IS_CLANG') ?? false },
+    compression: compressionOf(config),
+    signing: {
+      enabled: config?.builtin('MODULE_SIG') ?? false,
+      forced: config?.builtin('MODULE_SIG_FORCE') ?? false,
+      hash,
+      signFile: signFile && existsSync(signFile) ? signFile : undefined,
+    },
+    rust: {
+      enabled: config?.builtin('RUST') ?? false,
+      rustcVersionText: config?.string('RUSTC_VERSION_TEXT'),
+      bindgenVersionText: config?.string('BINDGEN_VERSION_TEXT'),
+    },
+    problems,
+  };
+}
+
+/** Every kernel release with headers or an image, newest first. */
+export async function listKernels(layout: Layout, only?: readonly string[]): Promise<KernelTarget[]> {
+  const releases = only?.length ? [...only] : await candidateReleases(layout);
+  const pkgs = await installedPackages(layout, ['linux-headers-*']);
+  const kernels = await Promise.all(releases.map((k) => readKernel(layout, k, pkgs)));
+  return kernels
+    .filter((k) => only?.length || k.headersDir || k.image)
+    .sort((a, b) => compareKernelVersions(b.release, a.release));
+}
+
+/** Cheap identity of a kernel's build inputs, for deciding whether a module build is still current. */
+export async function kernelIdentity(kernel: KernelTarget): Promise<string> {
+  if (!kernel.headersDir) return 'no-headers';
+  const parts = await Promise.all(
+    ['.config', 'Module.symvers', 'Makefile'].map(async (f) => {
+      const s = await stat(path.join(kernel.headersDir!, f)).catch(() => undefined);
+      return s ? `${f}:${s.size}:${Math.trunc(s.mtimeMs)}` : `${f}:-`;
+    }),
+  );
+  return [kernel.release, kernel.headersPackage?.version ?? '', ...parts].join('|');
+}

@@ -1,0 +1,22 @@
+// Finding programs on this machine.
+import { accessSync, constants } from 'node:fs';
+import path from 'node:path';
+
+export function findOnPath(command: string, envPath = process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'): string | undefined {
+  if (command.includes('/')) return isExecutable(command) ? command : undefined;
+  for (const dir of envPath.split(':')) {
+    if (!dir) continue;
+    const candidate = path.join(dir, command);
+    if (isExecutable(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,155 @@
+// dkms.conf is a bash fragment: evaluate it as DKMS does, by bash in a child process with DKMS's
+// variables set, and read back only the known directives. Functions and other variables are discarded.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { ExitCode, OotmodError } from '../errors.js';
+import { run } from '../system/run.js';
+
+export const ARRAY_DIRECTIVES = [
+  'BUILT_MODULE_NAME',
+  'BUILT_MODULE_LOCATION',
+  'DEST_MODULE_NAME',
+  'DEST_MODULE_LOCATION',
+  'STRIP',
+  'MAKE',
+  'MAKE_MATCH',
+  'PATCH',
+  'PATCH_MATCH',
+  'BUILD_DEPENDS',
+  'BUILD_EXCLUSIVE_KERNEL',
+  'BUILD_EXCLUSIVE_KERNEL_MIN',
+  'BUILD_EXCLUSIVE_KERNEL_MAX',
+  'BUILD_EXCLUSIVE_ARCH',
+  'BUILD_EXCLUSIVE_CONFIG',
+] as const;
+
+export const SCALAR_DIRECTIVES = [
+  'PACKAGE_NAME',
+  'PACKAGE_VERSION',
+  'AUTOINSTALL',
+  'POST_ADD',
+  'PRE_BUILD',
+  'POST_BUILD',
+  'PRE_INSTALL',
+  'POST_INSTALL',
+  'POST_REMOVE',
+  'BUILD_DEPENDS_REBUILD',
+  'NO_WEAK_MODULES',
+  'OBSOLETE_BY',
+  // Deprecated: read only to warn, as DKMS does.
+  'CLEAN',
+  'REMAKE_INITRD',
+  'MODULES_CONF',
+  'MODULES_CONF_OBSOLETES',
+  'MODULES_CONF_ALIAS_TYPE',
+  'MODULES_CONF_OBSOLETE_ONLY',
+] as const;
+
+/** Directives whose entries are bash regular expressions matched against kernelver or arch. */
+const MATCHED: Record<string, 'kernelver' | 'arch'> = {
+  MAKE_MATCH: 'kernelver',
+  PATCH_MATCH: 'kernelver',
+  BUILD_EXCLUSIVE_KERNEL: 'kernelver',
+  BUILD_EXCLUSIVE_ARCH: 'arch',
+};
+
+export type DirectiveArray = ReadonlyMap<number, string>;
+
+export interface EvaluatedConf {
+  /** Each directive that was set, by index (scalars are index 0). */
+  directives: ReadonlyMap<string, DirectiveArray>;
+  /** For the regex directives: which entries matched (bash `=~`). */
+  matches: ReadonlyMap<string, ReadonlyMap<number, boolean>>;
+  /** The files that were read, in order. */
+  files: string[];
+  /** What bash printed on stderr while reading the files. */
+  stderr: string;
+}
+
+/** The variables DKMS has set when it sources dkms.conf. */
+export interface ConfContext {
+  kernelver: string;
+  arch: string;
+  kernel_source_dir: string;
+  kernel_config: string;
+  dkms_tree: string;
+  source_tree: string;
+  install_tree: string;
+  module: string;
+  module_version: string;
+  parallel_jobs: string;
+}
+
+/** The files read, in DKMS's order: the source's dkms.conf, then the /etc/dkms overrides. */
+export function confFiles(confPath: string, dkmsEtcDir: string, ctx: ConfContext): string[] {
+  const { module: m, module_version: v, kernelver: k, arch: a } = ctx;
+  const overrides = [`${m}.conf`, `${m}-${v}.conf`, `${m}-${v}-${k}.conf`, `${m}-${v}-${k}-${a}.conf`, `${m}--${k}.conf`, `${m}--${k}-${a}.conf`];
+  return [confPath, ...overrides.map((f) => path.join(dkmsEtcDir, f)).filter((f) => existsSync(f))];
+}
+
+// Written with "@{" for "${" and "@BQ@" for a backtick, so it can live in a template literal.
+const EVALUATOR = String.raw`
+exec 3>&1 1>/dev/null
+for __ootmod_f in "$@"; do . "$__ootmod_f"; done
+__ootmod_emit() { printf '%s\0%s\0%s\0%s\0' "$1" "$2" "$3" "$4" >&3; }
+__ootmod_expand() {
+  # DKMS writes each value as VAR="value" and sources that again, expanding it a second time.
+  local __in=$1 __out
+  case $__in in *'$'*|*'@BQ@'*) eval "__out=\"$__in\"" 2>/dev/null && __in=$__out ;; esac
+  printf '%s' "$__in"
+}
+for __ootmod_v in $__OOTMOD_NAMES; do
+  eval "__ootmod_idx=(\"\@{!$__ootmod_v[@]}\")"
+  for __ootmod_i in "@{__ootmod_idx[@]}"; do
+    eval "__ootmod_val=\@{$__ootmod_v[$__ootmod_i]}"
+    __ootmod_val=$(__ootmod_expand "@{__ootmod_val%$'\r'}")
+    __ootmod_emit V "$__ootmod_v" "$__ootmod_i" "$__ootmod_val"
+    case $__ootmod_v in
+      MAKE_MATCH|PATCH_MATCH|BUILD_EXCLUSIVE_KERNEL) __ootmod_subject=$kernelver ;;
+      BUILD_EXCLUSIVE_ARCH) __ootmod_subject=$arch ;;
+      *) continue ;;
+    esac
+    if [[ -n $__ootmod_val && $__ootmod_subject =~ $__ootmod_val ]]; then __ootmod_m=1; else __ootmod_m=0; fi
+    __ootmod_emit M "$__ootmod_v" "$__ootmod_i" "$__ootmod_m"
+  done
+done
+`.replaceAll('@{', '${').replaceAll('@BQ@', '`');
+
+export async function evaluateConf(files: string[], ctx: ConfContext, timeoutMs = 30_000): Promise<EvaluatedConf> {
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+    LANG: 'C.UTF-8',
+    ...ctx,
+    running_distribution: 'debian',
+    __OOTMOD_NAMES: [...SCALAR_DIRECTIVES, ...ARRAY_DIRECTIVES].join(' '),
+  };
+  // Run the files from the source dir, as DKMS does, so relative `. ./x` works.
+  const res = await run('bash', ['-c', EVALUATOR, 'ootmod-dkms.conf', ...files], {
+    cwd: path.dirname(files[0]!),
+    env,
+    cleanEnv: true,
+    timeoutMs,
+    allowFailure: true,
+  });
+  if (res.timedOut) {
+    throw new OotmodError(`${files[0]}: evaluating dkms.conf took longer than ${timeoutMs / 1000}s`, 'remove the loop or blocking command from it', ExitCode.InvalidSource);
+  }
+  const syntax = /line (\d+): syntax error[^\n]*/.exec(res.stderr);
+  if (syntax) {
+    throw new OotmodError(`${files[0]}: bash syntax error at line ${syntax[1]}`, 'fix the shell syntax of dkms.conf', ExitCode.InvalidSource);
+  }
+  const directives = new Map<string, Map<number, string>>();
+  const matches = new Map<string, Map<number, boolean>>();
+  const fields = res.stdout.split('\0');
+  for (let i = 0; i + 3 < fields.length; i += 4) {
+    const [kind, name, index, value] = [fields[i]!, fields[i + 1]!, Number(fields[i + 2]), fields[i + 3]!];
+    if (kind === 'V') {
+      if (!directives.has(name)) directives.set(name, new Map());
+      directives.get(name)!.set(index, value);
+    } else if (kind === 'M' && name in MATCHED) {
+      if (!matches.has(name)) matches.set(name, new Map());
+      matches.get(name)!.set(index, value === '1');
+    }
+  }
+  return { directives, matches, files, stderr: res.stderr };
+}

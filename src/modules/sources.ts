@@ -1,0 +1,141 @@
+// Module sources: /usr/src/<name>-<version>/dkms.conf trees, evaluated per kernel into specs.
+import { existsSync } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { KernelTarget } from '../kernel/inventory.js';
+import { ExitCode, OotmodError } from '../errors.js';
+import type { Layout } from '../system/layout.js';
+import { confFiles, evaluateConf, type ConfContext } from './dkmsconf.js';
+import { resolveSpec, type ModuleSpec } from './spec.js';
+
+export interface SourceDir {
+  /** /usr/src/<dir> */
+  dir: string;
+  /** Name and version as the directory name suggests (DKMS's <name>-<version>). */
+  guessedName: string;
+  guessedVersion: string;
+}
+
+/** Splits "acpi-call-1.2.2" at the last '-' that is followed by a digit. */
+export function splitNameVersion(dirName: string): { name: string; version: string } {
+  const all = [...dirName.matchAll(/-(?=\d)/g)];
+  const last = all[all.length - 1];
+  if (last?.index === undefined || last.index === 0) return { name: dirName, version: '' };
+  return { name: dirName.slice(0, last.index), version: dirName.slice(last.index + 1) };
+}
+
+export async function listSourceDirs(layout: Layout): Promise<SourceDir[]> {
+  const found: SourceDir[] = [];
+  for (const entry of await readdir(layout.srcDir, { withFileTypes: true }).catch(() => [])) {
+    if (!entry.isDirectory() || entry.name.startsWith('linux-')) continue;
+    const dir = path.join(layout.srcDir, entry.name);
+    if (!existsSync(path.join(dir, 'dkms.conf'))) continue;
+    const { name, version } = splitNameVersion(entry.name);
+    found.push({ dir, guessedName: name, guessedVersion: version });
+  }
+  return found.sort((a, b) => a.dir.localeCompare(b.dir));
+}
+
+export interface SourceContext {
+  layout: Layout;
+  kernel?: KernelTarget;
+  /** The kernel build dir builds use (the headers, or the kernel's Rust tree). */
+  kernelBuildDir?: string;
+  jobs: number;
+  /** True when ootmod runs as root: then a source a non-root user can write is refused. */
+  checkOwnership: boolean;
+}
+
+export class InvalidSourceError extends OotmodError {
+  constructor(readonly sourceDir: string, readonly problems: string[]) {
+    super(`${path.join(sourceDir, 'dkms.conf')}: ${problems[0]}`, undefined, ExitCode.InvalidSource);
+  }
+}
+
+async function checkNotWritableByOthers(file: string, label: string): Promise<string | undefined> {
+  const s = await stat(file).catch(() => undefined);
+  if (!s) return undefined;
+  if (s.uid !== 0) return `${label} is owned by uid ${s.uid}, not root: chown -R root:root it`;
+  if (s.mode & 0o022) return `${label} is writable by group or others: chmod go-w it`;
+  return undefined;
+}
+
+async function fileProblems(spec: ModuleSpec, src: SourceDir, ctx: SourceContext): Promise<string[]> {
+  const problems: string[] = [];
+  const expectedDir = `${spec.name}-${spec.version}`;
+  if (path.basename(src.dir) !== expectedDir) {
+    problems.push(`the source dir must be named ${expectedDir} after PACKAGE_NAME and PACKAGE_VERSION`);
+  }
+  for (const patch of spec.patches) {
+    if (!existsSync(path.join(src.dir, 'patches', patch))) problems.push(`PATCH '${patch}' is not in ${path.join(src.dir, 'patches')}`);
+  }
+  for (const [directive, script] of Object.entries(spec.scripts)) {
+    if (!script) continue;
+    const file = script.split(/\s+/)[0]!;
+    const base = directive === 'preBuild' || directive === 'postBuild' ? 'the build dir (copied from the source)' : 'the source dir';
+    if (file.startsWith('/') || file.split('/').includes('..')) {
+      problems.push(`${scriptDirective(directive)} '${file}' must be a path inside ${base}`);
+    } else if (!existsSync(path.join(src.dir, file))) {
+      problems.push(`${scriptDirective(directive)} script '${file}' does not exist in ${src.dir}`);
+    }
+  }
+  if (ctx.checkOwnership) {
+    for (const [file, label] of [
+      [path.join(src.dir, 'dkms.conf'), 'dkms.conf'],
+      [src.dir, `the source tree ${src.dir}`],
+    ] as const) {
+      const problem = await checkNotWritableByOthers(file, label);
+      if (problem) problems.push(problem);
+    }
+  }
+  return problems;
+}
+
+function scriptDirective(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
+}
+
+export function confContext(src: SourceDir, ctx: SourceContext, name = src.guessedName, version = src.guessedVersion): ConfContext {
+  const kernel = ctx.kernel;
+  const headers = ctx.kernelBuildDir ?? kernel?.headersDir ?? '';
+  const autoConf = headers ? path.join(headers, 'include/config/auto.conf') : '';
+  const kver = kernel?.release ?? '';
+  return {
+    kernelver: kver,
+    arch: kernel?.arch.machine ?? '',
+    kernel_source_dir: headers,
+    kernel_config: autoConf && existsSync(autoConf) ? autoConf : kernel?.configPath ?? '',
+    dkms_tree: kver ? ctx.layout.buildTree(kver) : ctx.layout.dkmsTree,
+    source_tree: ctx.layout.srcDir,
+    install_tree: ctx.layout.modulesDir,
+    module: name,
+    module_version: version,
+    parallel_jobs: String(ctx.jobs),
+  };
+}
+
+/** Evaluates a source's dkms.conf for one kernel into a validated spec; throws InvalidSourceError. */
+export async function loadSpec(src: SourceDir, ctx: SourceContext): Promise<ModuleSpec> {
+  const confPath = path.join(src.dir, 'dkms.conf');
+  let names = { name: src.guessedName, version: src.guessedVersion };
+  for (let attempt = 0; ; attempt++) {
+    const cctx = confContext(src, ctx, names.name, names.version);
+    let conf;
+    try {
+      conf = await evaluateConf(confFiles(confPath, ctx.layout.dkmsEtcDir, cctx), cctx);
+    } catch (err) {
+      if (err instanceof OotmodError) throw new InvalidSourceError(src.dir, [err.message.replace(`${confPath}: `, '')]);
+      throw err;
+    }
+    const { spec, errors } = resolveSpec(conf, src.dir);
+    if (!spec) throw new InvalidSourceError(src.dir, errors);
+    // dkms.conf may use $module/$module_version: read it again with the real names when the guess was wrong.
+    if (attempt === 0 && (spec.name !== names.name || spec.version !== names.version)) {
+      names = { name: spec.name, version: spec.version };
+      continue;
+    }
+    const problems = await fileProblems(spec, src, ctx);
+    if (problems.length) throw new InvalidSourceError(src.dir, problems);
+    return spec;
+  }
+}

@@ -1,0 +1,75 @@
+// Reading the system for the planner: kernels, module sources evaluated per kernel, and state.
+// Reading never changes the system.
+import { existsSync } from 'node:fs';
+import { errorLine } from '../errors.js';
+import { kernelIdentity, listKernels, type KernelTarget } from '../kernel/inventory.js';
+import { hashParts, hashTree } from '../modules/identity.js';
+import { listSourceDirs, loadSpec, type SourceDir } from '../modules/sources.js';
+import type { Layout } from '../system/layout.js';
+import type { StateStore } from '../state/store.js';
+import type { ModuleCandidate, RecordView } from './planner.js';
+
+declare const OOTMOD_VERSION: string;
+export const VERSION = typeof OOTMOD_VERSION === 'string' ? OOTMOD_VERSION : '0.0.0-dev';
+
+export interface Facts {
+  kernels: KernelTarget[];
+  candidates: ModuleCandidate[];
+  records: RecordView[];
+}
+
+export interface FactsRequest {
+  layout: Layout;
+  store: StateStore;
+  kernels?: readonly string[];
+  /** Only these source dirs (all under /usr/src when absent). */
+  sources?: SourceDir[];
+  jobs: number;
+  checkOwnership: boolean;
+  kernelBuildDir(kernel: KernelTarget): string;
+}
+
+/** Runs `fn` over `items` with at most `limit` at a time, keeping order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+export function recordViews(store: StateStore): RecordView[] {
+  return store.records().map((r) => ({ ...r, filesPresent: r.installed.length > 0 && r.installed.every((f) => existsSync(f.path)) }));
+}
+
+export async function readFacts(req: FactsRequest): Promise<Facts> {
+  const kernels = await listKernels(req.layout, req.kernels);
+  const sources = req.sources ?? (await listSourceDirs(req.layout));
+  const treeHashes = new Map(await mapLimit(sources, 4, async (s) => [s.dir, await hashTree(s.dir).catch(() => 'unreadable')] as const));
+  const pairs = kernels.flatMap((kernel) => sources.map((source) => ({ kernel, source })));
+  const identities = new Map(await Promise.all(kernels.map(async (k) => [k.release, await kernelIdentity(k)] as const)));
+  const candidates = await mapLimit(pairs, 8, async ({ kernel, source }): Promise<ModuleCandidate> => {
+    const kernelBuildDir = req.kernelBuildDir(kernel);
+    try {
+      const spec = await loadSpec(source, { layout: req.layout, kernel, kernelBuildDir, jobs: req.jobs, checkOwnership: req.checkOwnership });
+      const inputsKey = hashParts([
+        VERSION,
+        spec,
+        treeHashes.get(source.dir),
+        identities.get(kernel.release),
+        kernelBuildDir,
+        kernel.compression,
+        kernel.signing.enabled,
+      ]);
+      return { sourceDir: source.dir, kernel: kernel.release, spec, inputsKey };
+    } catch (err) {
+      return { sourceDir: source.dir, kernel: kernel.release, error: errorLine(err) };
+    }
+  });
+  return { kernels, candidates, records: recordViews(req.store) };
+}

@@ -1,0 +1,198 @@
+// The pure planner: from what was read (kernels, module specs, state) to what execution will do.
+import type { KernelTarget } from '../kernel/inventory.js';
+import { compareModuleVersions } from '../kernel/version.js';
+import { exclusionReason } from '../modules/exclusive.js';
+import type { ModuleSpec } from '../modules/spec.js';
+import type { BuildRecord } from '../state/store.js';
+
+/** One module source evaluated for one kernel. */
+export interface ModuleCandidate {
+  sourceDir: string;
+  kernel: string;
+  spec?: ModuleSpec;
+  /** Why the source is invalid for this kernel (one line). */
+  error?: string;
+  inputsKey?: string;
+}
+
+export interface RecordView extends BuildRecord {
+  /** The installed files are all still on disk. */
+  filesPresent: boolean;
+}
+
+export type Action = 'build' | 'install';
+
+export interface BuildJob {
+  id: string;
+  action: Action;
+  module: string;
+  version: string;
+  kernel: string;
+  spec: ModuleSpec;
+  inputsKey: string;
+  /** Ids of jobs that must finish first (BUILD_DEPENDS on the same kernel). */
+  after: string[];
+  /** True when a built copy with the same inputs can be installed without building again. */
+  reuseBuilt: boolean;
+  /** Other versions of the module installed for this kernel, replaced by this job. */
+  replaces: string[];
+  reason: string;
+}
+
+export interface PlanItem {
+  module: string;
+  version?: string;
+  kernel?: string;
+  reason: string;
+}
+
+export interface Plan {
+  jobs: BuildJob[];
+  skipped: PlanItem[];
+  current: PlanItem[];
+  invalid: PlanItem[];
+}
+
+export interface PlanRequest {
+  action: Action;
+  /** Restrict to these modules (name, optionally version); all AUTOINSTALL=yes modules when absent. */
+  modules?: { name: string; version?: string }[];
+  force: boolean;
+}
+
+export interface PlanInput {
+  kernels: KernelTarget[];
+  candidates: ModuleCandidate[];
+  records: RecordView[];
+  request: PlanRequest;
+}
+
+export function jobId(module: string, version: string, kernel: string): string {
+  return `${module}/${version}@${kernel}`;
+}
+
+function isCurrent(record: RecordView | undefined, inputsKey: string, action: Action): boolean {
+  if (!record || record.inputsKey !== inputsKey) return false;
+  if (action === 'install') return record.status === 'installed' && record.filesPresent;
+  return record.status === 'built' || (record.status === 'installed' && record.filesPresent);
+}
+
+export function plan(input: PlanInput): Plan {
+  const { request } = input;
+  const out: Plan = { jobs: [], skipped: [], current: [], invalid: [] };
+  const records = new Map(input.records.map((r) => [`${r.module}/${r.version}/${r.kernel}`, r]));
+  const explicit = request.modules !== undefined;
+
+  for (const kernel of input.kernels) {
+    const forKernel = input.candidates.filter((c) => c.kernel === kernel.release);
+    for (const c of forKernel.filter((c) => !c.spec)) out.invalid.push({ module: c.sourceDir, kernel: kernel.release, reason: c.error ?? 'invalid' });
+
+    // Which versions are wanted: the named ones, or the newest version of every AUTOINSTALL=yes module.
+    const valid = forKernel.filter((c): c is ModuleCandidate & { spec: ModuleSpec; inputsKey: string } => Boolean(c.spec && c.inputsKey));
+    const byName = new Map<string, (typeof valid)[number][]>();
+    for (const c of valid) byName.set(c.spec.name, [...(byName.get(c.spec.name) ?? []), c]);
+    const wanted: (typeof valid)[number][] = [];
+    for (const [name, versions] of byName) {
+      versions.sort((a, b) => compareModuleVersions(b.spec.version, a.spec.version));
+      if (explicit) {
+        const req = request.modules!.find((m) => m.name === name);
+        if (!req) continue;
+        const pick = req.version ? versions.find((v) => v.spec.version === req.version) : versions[0];
+        if (pick) wanted.push(pick);
+      } else if (versions[0]!.spec.autoinstall) {
+        wanted.push(versions[0]!);
+      }
+    }
+
+    const planned = new Map<string, BuildJob>();
+    for (const c of wanted) {
+      const { spec } = c;
+      const item = { module: spec.name, version: spec.version, kernel: kernel.release };
+      if (!kernel.headersDir) {
+        out.skipped.push({ ...item, reason: `no headers for ${kernel.release}: install linux-headers-${kernel.release}` });
+        continue;
+      }
+      if (kernel.problems.length) {
+        out.skipped.push({ ...item, reason: kernel.problems[0]! });
+        continue;
+      }
+      const excluded = exclusionReason(spec.exclusive, { release: kernel.release, machine: kernel.arch.machine, config: kernel.config });
+      if (excluded) {
+        out.skipped.push({ ...item, reason: excluded });
+        continue;
+      }
+      const record = records.get(`${spec.name}/${spec.version}/${kernel.release}`);
+      if (!request.force && isCurrent(record, c.inputsKey, request.action)) {
+        out.current.push({ ...item, reason: record!.status === 'installed' ? 'installed and current' : 'built and current' });
+        continue;
+      }
+      const replaces = input.records
+        .filter((r) => r.module === spec.name && r.kernel === kernel.release && r.version !== spec.version && r.status === 'installed')
+        .map((r) => r.version);
+      planned.set(spec.name, {
+        id: jobId(spec.name, spec.version, kernel.release),
+        action: request.action,
+        ...item,
+        spec,
+        inputsKey: c.inputsKey,
+        after: [],
+        reuseBuilt: !request.force && request.action === 'install' && record?.status === 'built' && record.inputsKey === c.inputsKey,
+        replaces,
+        reason: !record ? 'not built yet' : record.inputsKey !== c.inputsKey ? 'inputs changed' : request.force ? 'forced' : record.status === 'failed' ? 'failed before' : 'files missing',
+      });
+    }
+
+    // BUILD_DEPENDS: order within the kernel; a dependency neither planned nor installed stops the dependant.
+    const installedHere = new Set(input.records.filter((r) => r.kernel === kernel.release && r.status === 'installed' && r.filesPresent).map((r) => r.module));
+    const blocked = new Map<string, string>();
+    for (const job of planned.values()) {
+      for (const dep of job.spec.buildDepends) {
+        const depJob = planned.get(dep);
+        if (depJob) job.after.push(depJob.id);
+        else if (!installedHere.has(dep)) blocked.set(job.module, `BUILD_DEPENDS: ${dep} is not installed for ${kernel.release} and not being built`);
+      }
+    }
+    for (const cycle of findCycles([...planned.values()])) {
+      for (const name of cycle) blocked.set(name, `BUILD_DEPENDS cycle: ${cycle.join(' -> ')}`);
+    }
+    // A job whose dependency is blocked is blocked too.
+    let changed = true;
+    while (changed) {
+      changed = false;
+      for (const job of planned.values()) {
+        if (blocked.has(job.module)) continue;
+        const dep = job.spec.buildDepends.find((d) => blocked.has(d));
+        if (dep) {
+          blocked.set(job.module, `BUILD_DEPENDS: ${dep} cannot be built`);
+          changed = true;
+        }
+      }
+    }
+    for (const job of planned.values()) {
+      if (blocked.has(job.module)) out.skipped.push({ module: job.module, version: job.version, kernel: kernel.release, reason: blocked.get(job.module)! });
+      else out.jobs.push(job);
+    }
+  }
+  return out;
+}
+
+function findCycles(jobs: BuildJob[]): string[][] {
+  const byName = new Map(jobs.map((j) => [j.module, j]));
+  const cycles: string[][] = [];
+  const state = new Map<string, 'visiting' | 'done'>();
+  const stack: string[] = [];
+  function visit(name: string): void {
+    if (state.get(name) === 'done') return;
+    if (state.get(name) === 'visiting') {
+      cycles.push([...stack.slice(stack.indexOf(name)), name]);
+      return;
+    }
+    state.set(name, 'visiting');
+    stack.push(name);
+    for (const dep of byName.get(name)?.spec.buildDepends ?? []) if (byName.has(dep)) visit(dep);
+    stack.pop();
+    state.set(name, 'done');
+  }
+  for (const name of byName.keys()) visit(name);
+  return cycles;
+}

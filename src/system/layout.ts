@@ -1,0 +1,81 @@
+// Every path ootmod touches, derived from one root. No other module spells an absolute system path.
+import { existsSync, readlinkSync } from 'node:fs';
+import path from 'node:path';
+
+export interface Layout {
+  readonly root: string;
+  /** Maps an absolute system path into the root. */
+  at(systemPath: string): string;
+  readonly srcDir: string;
+  readonly modulesDir: string;
+  readonly bootDir: string;
+  readonly stateDir: string;
+  readonly etcDir: string;
+  readonly dkmsEtcDir: string;
+  readonly dkmsTree: string;
+  readonly stateFile: string;
+  readonly lockFile: string;
+  readonly mokKey: string;
+  readonly mokCert: string;
+  readonly configFile: string;
+  kernelDir(kver: string): string;
+  /** The `build` link of a kernel, pointing at its headers. */
+  kernelBuildLink(kver: string): string;
+  headersDir(kver: string): string;
+  installDir(kver: string): string;
+  moduleSource(name: string, version: string): string;
+  /** DKMS-compatible per-kernel tree: `$dkms_tree/$module/$module_version/build` is the build dir. */
+  buildTree(kver: string): string;
+  buildDir(kver: string, name: string, version: string): string;
+  /** Where built (not yet installed) .ko files and the make.log of a (module, kernel) are kept. */
+  builtDir(kver: string, name: string, version: string): string;
+  /** Resolves a symlink inside the root: absolute targets are taken inside the root when they exist there. */
+  resolveLink(linkPath: string): string | undefined;
+}
+
+export function createLayout(root = '/'): Layout {
+  const absRoot = path.resolve(root);
+  const at = (p: string) => (absRoot === '/' ? p : path.join(absRoot, p));
+  // Debian has merged /usr; a root without it still has /lib/modules.
+  const modulesDir = existsSync(at('/usr/lib/modules')) || !existsSync(at('/lib/modules'))
+    ? at('/usr/lib/modules')
+    : at('/lib/modules');
+  const stateDir = at('/var/lib/ootmod');
+  const seg = (s: string) => s.replaceAll('/', '_');
+  return {
+    root: absRoot,
+    at,
+    srcDir: at('/usr/src'),
+    modulesDir,
+    bootDir: at('/boot'),
+    stateDir,
+    etcDir: at('/etc/ootmod'),
+    dkmsEtcDir: at('/etc/dkms'),
+    dkmsTree: path.join(stateDir, 'tree'),
+    stateFile: path.join(stateDir, 'state.json'),
+    lockFile: path.join(stateDir, 'lock'),
+    mokKey: path.join(stateDir, 'mok.key'),
+    mokCert: path.join(stateDir, 'mok.pub'),
+    configFile: at('/etc/ootmod/ootmod.conf'),
+    kernelDir: (kver) => path.join(modulesDir, kver),
+    kernelBuildLink: (kver) => path.join(modulesDir, kver, 'build'),
+    headersDir: (kver) => at(`/usr/src/linux-headers-${kver}`),
+    installDir: (kver) => path.join(modulesDir, kver, 'updates', 'ootmod'),
+    moduleSource: (name, version) => at(`/usr/src/${name}-${version}`),
+    buildTree: (kver) => path.join(stateDir, 'tree', seg(kver)),
+    buildDir: (kver, name, version) => path.join(stateDir, 'tree', seg(kver), name, version, 'build'),
+    builtDir: (kver, name, version) => path.join(stateDir, 'built', seg(kver), name, version),
+    resolveLink(linkPath) {
+      let target: string;
+      try {
+        target = readlinkSync(linkPath);
+      } catch {
+        return undefined;
+      }
+      if (!path.isAbsolute(target)) return path.resolve(path.dirname(linkPath), target);
+      // In a chroot-like root the target lives inside it; a sandbox root may point at the host's files.
+      const inside = at(target);
+      return existsSync(inside) ? inside : target;
+    },
+  };
+}
