@@ -90,7 +90,11 @@ export function confFiles(confPath: string, dkmsEtcDir: string, ctx: ConfContext
 // Written with "@{" for "${" and "@BQ@" for a backtick, so it can live in a template literal.
 const EVALUATOR = String.raw`
 exec 3>&1 1>/dev/null
-for __ootmod_f in "$@"; do . "$__ootmod_f"; done
+for __ootmod_f in "$@"; do
+  # A dkms.conf saved with CRLF line ends is read without the CRs, as DKMS's tests expect.
+  __ootmod_c=$(<"$__ootmod_f")
+  if [[ $__ootmod_c == *$'\r'* ]]; then eval "@{__ootmod_c//$'\r'/}"; else . "$__ootmod_f"; fi
+done
 __ootmod_emit() { printf '%s\0%s\0%s\0%s\0' "$1" "$2" "$3" "$4" >&3; }
 __ootmod_expand() {
   # DKMS writes each value as VAR="value" and sources that again, expanding it a second time.

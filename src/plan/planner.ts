@@ -50,6 +50,8 @@ export interface Plan {
   jobs: BuildJob[];
   skipped: PlanItem[];
   current: PlanItem[];
+  /** Builds that failed before from the very same inputs: not retried without --force (as akmods). */
+  failed: PlanItem[];
   invalid: PlanItem[];
 }
 
@@ -79,7 +81,7 @@ function isCurrent(record: RecordView | undefined, inputsKey: string, action: Ac
 
 export function plan(input: PlanInput): Plan {
   const { request } = input;
-  const out: Plan = { jobs: [], skipped: [], current: [], invalid: [] };
+  const out: Plan = { jobs: [], skipped: [], current: [], failed: [], invalid: [] };
   const records = new Map(input.records.map((r) => [`${r.module}/${r.version}/${r.kernel}`, r]));
   const explicit = request.modules !== undefined;
 
@@ -124,6 +126,10 @@ export function plan(input: PlanInput): Plan {
       const record = records.get(`${spec.name}/${spec.version}/${kernel.release}`);
       if (!request.force && isCurrent(record, c.inputsKey, request.action)) {
         out.current.push({ ...item, reason: record!.status === 'installed' ? 'installed and current' : 'built and current' });
+        continue;
+      }
+      if (!request.force && record?.status === 'failed' && record.inputsKey === c.inputsKey) {
+        out.failed.push({ ...item, reason: `failed before with the same inputs (${record.error ?? 'see its log'}); --force retries` });
         continue;
       }
       const replaces = input.records

@@ -20,6 +20,7 @@ export function printPlan(s: Session, p: Plan): void {
     s.out(`would ${j.action} ${j.module}/${j.version} for ${j.kernel} (${j.reason})${after}`);
   }
   for (const c of p.current) s.out(`current  ${c.module}/${c.version} for ${c.kernel}: ${c.reason}`);
+  for (const f of p.failed) s.out(`failed   ${f.module}/${f.version} for ${f.kernel}: ${f.reason}`);
   for (const k of p.skipped) s.out(`skip     ${k.module}/${k.version} for ${k.kernel}: ${k.reason}`);
   for (const i of uniqueInvalid(p)) s.out(`invalid  ${i.module}: ${i.reason}`);
 }
@@ -92,6 +93,7 @@ export async function jobsCommand(s: Session, command: JobsCommand, args: string
     }
     for (const k of p.skipped) s.err(`skip     ${k.module}/${k.version} for ${k.kernel}: ${k.reason}`);
     for (const i of uniqueInvalid(p)) s.err(`invalid  ${i.module}: ${i.reason}`);
+    for (const f of p.failed) s.err(`failed   ${f.module}/${f.version} for ${f.kernel}: ${f.reason}`);
     if (s.opts.verbose) for (const c of p.current) s.err(`current  ${c.module}/${c.version} for ${c.kernel}`);
     const reporter = process.stderr.isTTY && !s.opts.verbose ? ttyReporter(process.stderr) : lineReporter(process.stderr);
     const result = await executePlan(p, {
@@ -106,7 +108,7 @@ export async function jobsCommand(s: Session, command: JobsCommand, args: string
     reporter.close();
     for (const d of result.depmodFailures) s.err(`depmod failed for ${d.kernel}: ${d.error}`);
     const count = (st: string) => result.records.filter((r) => r.status === st).length;
-    const failed = count('failed') + result.depmodFailures.length;
+    const failed = count('failed') + p.failed.length + result.depmodFailures.length;
     const invalid = uniqueInvalid(p).length;
     s.out(
       `${command}: ${count('installed')} installed, ${count('built')} built, ${p.current.length} current, ` +

@@ -1,0 +1,101 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { evaluateConf, type ConfContext } from '../../src/modules/dkmsconf.js';
+import { resolveSpec } from '../../src/modules/spec.js';
+import { makeRoot } from '../support/roots.js';
+
+const ctx: ConfContext = {
+  kernelver: '7.2.13+deb14-amd64',
+  arch: 'x86_64',
+  kernel_source_dir: '/usr/src/linux-headers-7.2.13+deb14-amd64',
+  kernel_config: '/usr/src/linux-headers-7.2.13+deb14-amd64/.config',
+  dkms_tree: '/var/lib/ootmod/tree/7.2.13+deb14-amd64',
+  source_tree: '/usr/src',
+  install_tree: '/usr/lib/modules',
+  module: 'demo',
+  module_version: '1.0',
+  parallel_jobs: '2',
+};
+
+async function evalText(text: string, extra: Partial<ConfContext> = {}) {
+  const dir = path.join(makeRoot(), 'usr/src/demo-1.0');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, 'dkms.conf'), text);
+  return { dir, conf: await evaluateConf([path.join(dir, 'dkms.conf')], { ...ctx, ...extra }) };
+}
+
+describe('evaluateConf', () => {
+  it('runs the bash that real dkms.conf files use and sees DKMS variables', async () => {
+    const { conf, dir } = await evalText(`
+PACKAGE_NAME="demo"
+PACKAGE_VERSION="1.0"
+i=0
+BUILT_MODULE_NAME[$i]="demo_core"; DEST_MODULE_LOCATION[$i]="/updates"; i=$((i+1))
+if [ -n "$kernelver" ]; then BUILT_MODULE_NAME[$i]="demo_extra"; DEST_MODULE_LOCATION[$i]="/extra"; fi
+MAKE[0]="make -C $kernel_source_dir M=$dkms_tree/$module/$module_version/build"
+case "$kernelver" in 7.*) AUTOINSTALL=yes ;; esac
+echo "noise on stdout must not confuse the reader"
+helper() { echo ignored; }
+UNRELATED=1
+`);
+    const { spec, errors } = resolveSpec(conf, dir);
+    expect(errors).toEqual([]);
+    expect(spec!.modules.map((m) => m.builtName)).toEqual(['demo_core', 'demo_extra']);
+    expect(spec!.make).toBe('make -C /usr/src/linux-headers-7.2.13+deb14-amd64 M=/var/lib/ootmod/tree/7.2.13+deb14-amd64/demo/1.0/build');
+    expect(spec!.autoinstall).toBe(true);
+    expect(conf.directives.has('UNRELATED')).toBe(false);
+  });
+
+  it('expands single-quoted values a second time, as DKMS does', async () => {
+    const { conf } = await evalText(`PACKAGE_NAME=demo\nPACKAGE_VERSION=1.0\nMAKE[0]='make KVER=$kernelver'\n`);
+    expect(conf.directives.get('MAKE')?.get(0)).toBe('make KVER=7.2.13+deb14-amd64');
+  });
+
+  it('supports X=() and X+=() arrays and strips CR', async () => {
+    const { conf, dir } = await evalText('PACKAGE_NAME="demo"\r\nPACKAGE_VERSION="1.0"\r\nBUILT_MODULE_NAME=()\r\nBUILT_MODULE_NAME+=("a")\r\nBUILT_MODULE_NAME+=("b")\r\n');
+    const { spec } = resolveSpec(conf, dir);
+    expect(spec!.name).toBe('demo');
+    expect(spec!.version).toBe('1.0');
+    expect(spec!.modules.map((m) => m.builtName)).toEqual(['a', 'b']);
+  });
+
+  it('matches MAKE_MATCH, PATCH_MATCH and BUILD_EXCLUSIVE_* as bash regexes', async () => {
+    const { conf, dir } = await evalText(`PACKAGE_NAME=demo
+PACKAGE_VERSION=1.0
+MAKE[0]="make default"
+MAKE[1]="make for-seven"; MAKE_MATCH[1]="^7\\.[0-9]+"
+MAKE[2]="make for-six"; MAKE_MATCH[2]="^6\\."
+PATCH[0]=always.patch
+PATCH[1]=seven.patch; PATCH_MATCH[1]="^7"
+PATCH[2]=five.patch; PATCH_MATCH[2]="^5"
+BUILD_EXCLUSIVE_KERNEL="^7\\."
+BUILD_EXCLUSIVE_ARCH="x86_64|aarch64"
+`);
+    const { spec } = resolveSpec(conf, dir);
+    expect(spec!.make).toBe('make for-seven');
+    expect(spec!.patches).toEqual(['always.patch', 'seven.patch']);
+    expect(spec!.exclusive.kernelMatches).toBe(true);
+    expect(spec!.exclusive.archMatches).toBe(true);
+  });
+
+  it('defaults a single module to PACKAGE_NAME and notes deprecated directives', async () => {
+    const { conf, dir } = await evalText('PACKAGE_NAME=demo\nPACKAGE_VERSION=1.0\nREMAKE_INITRD=yes\nCLEAN="make clean"\n');
+    const { spec, warnings } = resolveSpec(conf, dir);
+    expect(spec!.modules[0]!.builtName).toBe('demo');
+    expect(warnings.join('\n')).toMatch(/REMAKE_INITRD is deprecated/);
+    expect(warnings.join('\n')).toMatch(/CLEAN is deprecated/);
+  });
+
+  it('reads the [#] forms of BUILD_EXCLUSIVE_* per module', async () => {
+    const { conf, dir } = await evalText(`PACKAGE_NAME=demo
+PACKAGE_VERSION=1.0
+BUILT_MODULE_NAME[0]=a
+BUILT_MODULE_NAME[1]=b
+BUILD_EXCLUSIVE_CONFIG[1]="CONFIG_B"
+`);
+    const { spec } = resolveSpec(conf, dir);
+    expect(spec!.exclusive.config).toEqual([]);
+    expect(spec!.modules[1]!.exclusive?.config).toEqual([{ name: 'CONFIG_B', negate: false }]);
+  });
+});

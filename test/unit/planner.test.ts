@@ -1,0 +1,164 @@
+import { describe, expect, it } from 'vitest';
+import { KernelConfig } from '../../src/kernel/config.js';
+import type { KernelTarget } from '../../src/kernel/inventory.js';
+import { makeCommandLine } from '../../src/build/make.js';
+import { exclusionReason } from '../../src/modules/exclusive.js';
+import type { ModuleSpec } from '../../src/modules/spec.js';
+import { plan, type ModuleCandidate, type PlanRequest, type RecordView } from '../../src/plan/planner.js';
+
+function kernel(release: string, extra: Partial<KernelTarget> = {}, config = 'CONFIG_64BIT=y\nCONFIG_FOO=m'): KernelTarget {
+  return {
+    release,
+    moduleDir: `/usr/lib/modules/${release}`,
+    headersDir: `/usr/src/linux-headers-${release}`,
+    config: KernelConfig.parse(config),
+    arch: { machine: 'x86_64', srcArch: 'x86', dpkg: 'amd64' },
+    compiler: { clang: false, command: 'gcc-12', path: '/usr/bin/gcc-12' },
+    compression: 'none',
+    signing: { enabled: false, forced: false },
+    rust: { enabled: false },
+    problems: [],
+    ...extra,
+  };
+}
+
+function spec(name: string, version = '1.0', extra: Partial<ModuleSpec> = {}): ModuleSpec {
+  return {
+    name,
+    version,
+    sourceDir: `/usr/src/${name}-${version}`,
+    patches: [],
+    modules: [{ index: 0, builtName: name, builtLocation: '', destName: name, destLocation: '/updates', strip: true }],
+    autoinstall: true,
+    buildDepends: [],
+    buildDependsRebuild: false,
+    exclusive: { config: [] },
+    scripts: {},
+    warnings: [],
+    ...extra,
+  };
+}
+
+const cand = (s: ModuleSpec, k: string, key = `key-${s.name}-${s.version}`): ModuleCandidate => ({ sourceDir: s.sourceDir, kernel: k, spec: s, inputsKey: key });
+const auto: PlanRequest = { action: 'install', force: false };
+
+function record(s: ModuleSpec, k: string, extra: Partial<RecordView> = {}): RecordView {
+  return {
+    module: s.name, version: s.version, kernel: k, arch: 'x86_64', status: 'installed', inputsKey: `key-${s.name}-${s.version}`,
+    built: [], installed: [{ module: s.name, path: `/x/${s.name}.ko` }], updatedAt: '', filesPresent: true, ...extra,
+  };
+}
+
+describe('plan', () => {
+  const k7 = kernel('7.2.13+deb14-amd64');
+  const k6 = kernel('6.1.0-28-amd64');
+
+  it('plans every AUTOINSTALL module for every kernel with headers', () => {
+    const a = spec('a');
+    const manual = spec('manual', '1.0', { autoinstall: false });
+    const p = plan({ kernels: [k7, k6], candidates: [cand(a, k7.release), cand(a, k6.release), cand(manual, k7.release)], records: [], request: auto });
+    expect(p.jobs.map((j) => j.id).sort()).toEqual(['a/1.0@6.1.0-28-amd64', 'a/1.0@7.2.13+deb14-amd64']);
+  });
+
+  it('takes only the newest version of a module, and replaces an installed older one', () => {
+    const old = spec('a', '1.9');
+    const neu = spec('a', '1.10');
+    const p = plan({ kernels: [k7], candidates: [cand(old, k7.release), cand(neu, k7.release)], records: [record(old, k7.release)], request: auto });
+    expect(p.jobs).toHaveLength(1);
+    expect(p.jobs[0]!.version).toBe('1.10');
+    expect(p.jobs[0]!.replaces).toEqual(['1.9']);
+  });
+
+  it('is a no-op when inputs are unchanged and files are present', () => {
+    const a = spec('a');
+    const p = plan({ kernels: [k7], candidates: [cand(a, k7.release)], records: [record(a, k7.release)], request: auto });
+    expect(p.jobs).toEqual([]);
+    expect(p.current).toHaveLength(1);
+  });
+
+  it('rebuilds when inputs changed, files vanished, or --force', () => {
+    const a = spec('a');
+    const changed = plan({ kernels: [k7], candidates: [cand(a, k7.release, 'other')], records: [record(a, k7.release)], request: auto });
+    expect(changed.jobs[0]!.reason).toBe('inputs changed');
+    const gone = plan({ kernels: [k7], candidates: [cand(a, k7.release)], records: [record(a, k7.release, { filesPresent: false })], request: auto });
+    expect(gone.jobs[0]!.reason).toBe('files missing');
+    const forced = plan({ kernels: [k7], candidates: [cand(a, k7.release)], records: [record(a, k7.release)], request: { ...auto, force: true } });
+    expect(forced.jobs[0]!.reason).toBe('forced');
+  });
+
+  it('installs a current build without rebuilding it', () => {
+    const a = spec('a');
+    const p = plan({ kernels: [k7], candidates: [cand(a, k7.release)], records: [record(a, k7.release, { status: 'built', installed: [] })], request: auto });
+    expect(p.jobs[0]!.reuseBuilt).toBe(true);
+  });
+
+  it('skips kernels without headers and excluded kernels, with the reason', () => {
+    const a = spec('a', '1.0', { exclusive: { config: [{ name: 'CONFIG_BAR', negate: false }] } });
+    const b = spec('b');
+    const noHeaders = kernel('7.3.0-1-amd64', { headersDir: undefined });
+    const p = plan({ kernels: [k7, noHeaders], candidates: [cand(a, k7.release), cand(b, noHeaders.release)], records: [], request: auto });
+    expect(p.jobs).toEqual([]);
+    expect(p.skipped.map((s) => s.reason)).toEqual([
+      'BUILD_EXCLUSIVE_CONFIG: CONFIG_BAR is not set in 7.2.13+deb14-amd64',
+      'no headers for 7.3.0-1-amd64: install linux-headers-7.3.0-1-amd64',
+    ]);
+  });
+
+  it('orders BUILD_DEPENDS and blocks dependants of missing or cyclic modules', () => {
+    const base = spec('base');
+    const top = spec('top', '1.0', { buildDepends: ['base'] });
+    const lost = spec('lost', '1.0', { buildDepends: ['nowhere'] });
+    const onLost = spec('onlost', '1.0', { buildDepends: ['lost'] });
+    const c1 = spec('c1', '1.0', { buildDepends: ['c2'] });
+    const c2 = spec('c2', '1.0', { buildDepends: ['c1'] });
+    const p = plan({ kernels: [k7], candidates: [top, base, lost, onLost, c1, c2].map((s) => cand(s, k7.release)), records: [], request: auto });
+    expect(p.jobs.map((j) => j.module).sort()).toEqual(['base', 'top']);
+    expect(p.jobs.find((j) => j.module === 'top')!.after).toEqual(['base/1.0@7.2.13+deb14-amd64']);
+    const reasons = Object.fromEntries(p.skipped.map((s) => [s.module, s.reason]));
+    expect(reasons.lost).toMatch(/nowhere is not installed/);
+    expect(reasons.onlost).toMatch(/lost cannot be built/);
+    expect(reasons.c1).toMatch(/cycle/);
+  });
+
+  it('restricts to named modules and versions, regardless of AUTOINSTALL', () => {
+    const a1 = spec('a', '1.0', { autoinstall: false });
+    const a2 = spec('a', '2.0', { autoinstall: false });
+    const p = plan({ kernels: [k7], candidates: [cand(a1, k7.release), cand(a2, k7.release), cand(spec('b'), k7.release)], records: [], request: { action: 'build', force: false, modules: [{ name: 'a', version: '1.0' }] } });
+    expect(p.jobs.map((j) => j.id)).toEqual(['a/1.0@7.2.13+deb14-amd64']);
+  });
+
+  it('lists invalid sources', () => {
+    const p = plan({ kernels: [k7], candidates: [{ sourceDir: '/usr/src/x-1', kernel: k7.release, error: 'PACKAGE_NAME is missing' }], records: [], request: auto });
+    expect(p.invalid).toEqual([{ module: '/usr/src/x-1', kernel: k7.release, reason: 'PACKAGE_NAME is missing' }]);
+  });
+});
+
+describe('exclusionReason', () => {
+  const k = { release: '6.1.0-28-amd64', machine: 'x86_64', config: KernelConfig.parse('CONFIG_FOO=m\n# CONFIG_BAR is not set') };
+  it('applies MIN, MAX, OBSOLETE_BY, ARCH and CONFIG', () => {
+    expect(exclusionReason({ config: [], kernelMin: '6.2' }, k)).toMatch(/older than BUILD_EXCLUSIVE_KERNEL_MIN 6.2/);
+    expect(exclusionReason({ config: [], kernelMin: '6.1' }, k)).toBeUndefined();
+    expect(exclusionReason({ config: [], kernelMax: '5.19' }, k)).toMatch(/newer than/);
+    expect(exclusionReason({ config: [], obsoleteBy: '6.1' }, k)).toMatch(/obsolete/);
+    expect(exclusionReason({ config: [], archPattern: 'aarch64', archMatches: false }, k)).toMatch(/ARCH/);
+    expect(exclusionReason({ config: [{ name: 'CONFIG_FOO', negate: false }, { name: 'CONFIG_BAR', negate: true }] }, k)).toBeUndefined();
+    expect(exclusionReason({ config: [{ name: 'CONFIG_FOO', negate: true }] }, k)).toMatch(/CONFIG_FOO is set/);
+    expect(exclusionReason({ config: [], kernelPattern: '^7', kernelMatches: false }, k)).toMatch(/does not match/);
+  });
+});
+
+describe('makeCommandLine', () => {
+  const ctx = { kernelver: '6.1.0-28-amd64', kernelBuildDir: '/kb', buildDir: '/b', jobs: 2, llvm: false };
+  it('is DKMS default with -j and KERNELRELEASE injected', () => {
+    expect(makeCommandLine(undefined, ctx)).toBe('make -j2 KERNELRELEASE=6.1.0-28-amd64 -C /kb M=/b');
+  });
+  it('injects only into a leading make', () => {
+    expect(makeCommandLine('make -C src all', ctx)).toBe('make -j2 KERNELRELEASE=6.1.0-28-amd64 -C src all');
+    expect(makeCommandLine("'make' x", ctx)).toBe("'make' x");
+    expect(makeCommandLine('(./configure && make)', ctx)).toBe('(./configure && make)');
+    expect(makeCommandLine('makefoo', ctx)).toBe('makefoo');
+  });
+  it('adds LLVM=1 after make for clang kernels', () => {
+    expect(makeCommandLine('make modules && echo done', { ...ctx, llvm: true })).toBe('make -j2 KERNELRELEASE=6.1.0-28-amd64 LLVM=1 modules && echo done');
+  });
+});
