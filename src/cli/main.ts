@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { ExitCode, OotmodError, errorLine, usageError } from '../errors.js';
 import { VERSION } from '../plan/facts.js';
-import { createSession, defaultJobs, type Options, type Session } from './session.js';
+import { createSession, type Options, type Session } from './session.js';
 
 const HELP = `Usage: ootmod [OPTIONS] COMMAND [ARGS]
 
@@ -18,6 +18,7 @@ Commands:
   uninstall NAME[/VERSION]     remove the installed modules, keep the builds
   remove NAME[/VERSION]        uninstall and forget the builds (the source stays)
   autoinstall                  build and install every AUTOINSTALL=yes module for all (-k) kernels
+  rust prepare|status|clean    the per-kernel Rust trees (rust/*.rmeta, proc macros) of CONFIG_RUST kernels
 
 Options:
   -k, --kernel KVER   restrict to this kernel release (repeatable)
@@ -26,6 +27,7 @@ Options:
   -n, --dry-run       print the plan and change nothing
       --json          machine-readable output (status, kernels)
       --root DIR      operate on the system rooted at DIR (default /)
+      --kernel-source DIR  kernel source tree for Rust trees (default: /usr/src/linux-source-X.Y.tar.xz)
   -v, --verbose       more detail
       --debug         stack traces for unexpected errors
   -V, --version       print the version
@@ -51,6 +53,7 @@ function parseOptions(argv: string[]): { opts: Options; command?: string; args: 
         'dry-run': { type: 'boolean', short: 'n' },
         json: { type: 'boolean' },
         root: { type: 'string' },
+        'kernel-source': { type: 'string' },
         verbose: { type: 'boolean', short: 'v' },
         debug: { type: 'boolean' },
         version: { type: 'boolean', short: 'V' },
@@ -61,7 +64,7 @@ function parseOptions(argv: string[]): { opts: Options; command?: string; args: 
     throw usageError(errorLine(err).replace(/\. To specify a positional.*$/, ''));
   }
   const v = parsed.values;
-  let jobs = defaultJobs();
+  let jobs = 0;
   if (v.jobs !== undefined) {
     jobs = Number(v.jobs);
     if (!Number.isInteger(jobs) || jobs < 1) throw usageError(`--jobs wants a whole number >= 1, not '${v.jobs}'`);
@@ -77,6 +80,7 @@ function parseOptions(argv: string[]): { opts: Options; command?: string; args: 
       kernels: [...(v.kernel ?? []), ...(v.kernelver ?? [])],
       force: v.force ?? false,
       debug: v.debug ?? false,
+      kernelSource: v['kernel-source'],
     },
     command,
     args,
@@ -97,6 +101,8 @@ async function dispatch(s: Session, command: string, args: string[]): Promise<Ex
     case 'install':
     case 'autoinstall':
       return (await import('./commands/jobs.js')).jobsCommand(s, command, args);
+    case 'rust':
+      return (await import('./commands/rust.js')).rustCommand(s, args);
     case 'uninstall':
     case 'remove':
       return (await import('./commands/remove.js')).removeCommand(s, command, args);

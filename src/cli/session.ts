@@ -3,16 +3,19 @@ import os from 'node:os';
 import { acquireLock } from '../system/lock.js';
 import { createLayout, type Layout } from '../system/layout.js';
 import type { KernelTarget } from '../kernel/inventory.js';
+import { loadConfig, type OotmodConfig } from '../system/config.js';
 
 export interface Options {
   root: string;
   dryRun: boolean;
+  /** 0 until resolved: --jobs, else the config file's jobs, else the number of cores. */
   jobs: number;
   verbose: boolean;
   json: boolean;
   kernels: string[];
   force: boolean;
   debug: boolean;
+  kernelSource?: string;
 }
 
 export interface Session {
@@ -23,7 +26,11 @@ export interface Session {
   isRoot: boolean;
   /** Takes the global lock for a command that changes the system; announces a wait. */
   lock(): Promise<() => Promise<void>>;
-  /** The kernel build dir module builds use. */
+  /** /etc/ootmod/ootmod.conf, read on first use. */
+  config(): OotmodConfig;
+  /** Rust trees prepared in this run, by kernel release: module builds use them as kernel build dir. */
+  rustTrees: Map<string, string>;
+  /** The kernel build dir module builds use: the kernel's Rust tree when there is one, else its headers. */
   kernelBuildDir(kernel: KernelTarget): string;
 }
 
@@ -33,6 +40,8 @@ export function defaultJobs(): number {
 
 export function createSession(opts: Options): Session {
   const layout = createLayout(opts.root);
+  let config: OotmodConfig | undefined;
+  const rustTrees = new Map<string, string>();
   const session: Session = {
     opts,
     layout,
@@ -43,7 +52,10 @@ export function createSession(opts: Options): Session {
       acquireLock(layout.lockFile, {
         onWait: (holder) => session.err(`ootmod: waiting for another ootmod run to finish (${holder})`),
       }),
-    kernelBuildDir: (kernel) => kernel.headersDir ?? layout.kernelBuildLink(kernel.release),
+    config: () => (config ??= loadConfig(layout.configFile)),
+    rustTrees,
+    kernelBuildDir: (kernel) => rustTrees.get(kernel.release) ?? kernel.headersDir ?? layout.kernelBuildLink(kernel.release),
   };
+  if (!opts.jobs) opts.jobs = session.config().jobs || defaultJobs();
   return session;
 }

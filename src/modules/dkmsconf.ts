@@ -91,10 +91,15 @@ export function confFiles(confPath: string, dkmsEtcDir: string, ctx: ConfContext
 const EVALUATOR = String.raw`
 exec 3>&1 1>/dev/null
 for __ootmod_f in "$@"; do
+  # Marks which file bash's messages (syntax errors) that follow are about.
+  printf '__ootmod_reading %s\n' "$__ootmod_f" >&2
   # A dkms.conf saved with CRLF line ends is read without the CRs, as DKMS's tests expect.
+  # Sourced (not eval'ed) so bash's line numbers stay those of the file.
   __ootmod_c=$(<"$__ootmod_f")
-  if [[ $__ootmod_c == *$'\r'* ]]; then eval "@{__ootmod_c//$'\r'/}"; else . "$__ootmod_f"; fi
+  if [[ $__ootmod_c == *$'\r'* ]]; then . <(printf '%s\n' "@{__ootmod_c//$'\r'/}"); else . "$__ootmod_f"; fi
 done
+# Options dkms.conf may have set must not stop the read-back below.
+set +e +u +o pipefail
 __ootmod_emit() { printf '%s\0%s\0%s\0%s\0' "$1" "$2" "$3" "$4" >&3; }
 __ootmod_expand() {
   # DKMS writes each value as VAR="value" and sources that again, expanding it a second time.
@@ -117,6 +122,8 @@ for __ootmod_v in $__OOTMOD_NAMES; do
     __ootmod_emit M "$__ootmod_v" "$__ootmod_i" "$__ootmod_m"
   done
 done
+# The end mark: without it, dkms.conf left the shell (exit, exec, set -e) before all was read.
+__ootmod_emit E end 0 0
 `.replaceAll('@{', '${').replaceAll('@BQ@', '`');
 
 export async function evaluateConf(files: string[], ctx: ConfContext, timeoutMs = 30_000): Promise<EvaluatedConf> {
@@ -138,16 +145,31 @@ export async function evaluateConf(files: string[], ctx: ConfContext, timeoutMs 
   if (res.timedOut) {
     throw new OotmodError(`${files[0]}: evaluating dkms.conf took longer than ${timeoutMs / 1000}s`, 'remove the loop or blocking command from it', ExitCode.InvalidSource);
   }
-  const syntax = /line (\d+): syntax error[^\n]*/.exec(res.stderr);
-  if (syntax) {
-    throw new OotmodError(`${files[0]}: bash syntax error at line ${syntax[1]}`, 'fix the shell syntax of dkms.conf', ExitCode.InvalidSource);
+  // bash reports "<file>: line N: syntax error near unexpected token `fi'"; the marks say which file.
+  let reading = files[0]!;
+  const stderr: string[] = [];
+  for (const line of res.stderr.split('\n')) {
+    const mark = /^__ootmod_reading (.*)$/.exec(line);
+    if (mark) {
+      reading = mark[1]!;
+      continue;
+    }
+    stderr.push(line);
+    const syntax = /: line (\d+): syntax error:? ?(.*)$/.exec(line);
+    if (syntax) {
+      const detail = syntax[2] ? ` (${syntax[2].trim()})` : '';
+      throw new OotmodError(`${reading}: bash syntax error at line ${syntax[1]}${detail}`, `fix the shell syntax of ${path.basename(reading)} (bash -n shows it)`, ExitCode.InvalidSource);
+    }
   }
   const directives = new Map<string, Map<number, string>>();
   const matches = new Map<string, Map<number, boolean>>();
   const fields = res.stdout.split('\0');
+  let complete = false;
   for (let i = 0; i + 3 < fields.length; i += 4) {
     const [kind, name, index, value] = [fields[i]!, fields[i + 1]!, Number(fields[i + 2]), fields[i + 3]!];
-    if (kind === 'V') {
+    if (kind === 'E') {
+      complete = true;
+    } else if (kind === 'V') {
       if (!directives.has(name)) directives.set(name, new Map());
       directives.get(name)!.set(index, value);
     } else if (kind === 'M' && name in MATCHED) {
@@ -155,5 +177,13 @@ export async function evaluateConf(files: string[], ctx: ConfContext, timeoutMs 
       matches.get(name)!.set(index, value === '1');
     }
   }
-  return { directives, matches, files, stderr: res.stderr };
+  if (!complete) {
+    // DKMS reads nothing back from such a file either: every directive would look unset.
+    throw new OotmodError(
+      `${files[0]}: the shell reading dkms.conf exited (status ${res.exitCode}) before its end`,
+      'remove the exit or exec from it, or the failing command that set -e stops at',
+      ExitCode.InvalidSource,
+    );
+  }
+  return { directives, matches, files, stderr: stderr.join('\n') };
 }

@@ -5,8 +5,15 @@ import path from 'node:path';
 
 const CONTENT_LIMIT = 4 * 1024 * 1024;
 
-export async function hashTree(dir: string): Promise<string> {
+export interface TreeIdentity {
+  hash: string;
+  /** The tree holds Rust source files (*.rs). */
+  hasRust: boolean;
+}
+
+export async function hashTree(dir: string): Promise<TreeIdentity> {
   const hash = createHash('sha256');
+  let hasRust = false;
   async function walk(rel: string): Promise<void> {
     const entries = await readdir(path.join(dir, rel), { withFileTypes: true });
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -19,6 +26,7 @@ export async function hashTree(dir: string): Promise<string> {
       } else if (e.isSymbolicLink()) {
         hash.update(`l ${relPath} ${await readlink(full)}\0`);
       } else if (e.isFile()) {
+        if (e.name.endsWith('.rs')) hasRust = true;
         const s = await stat(full);
         // Huge blobs (firmware, prebuilt objects) are identified by size and mtime, not read.
         const body = s.size > CONTENT_LIMIT ? `${s.size}:${s.mtimeMs}` : createHash('sha256').update(await readFile(full)).digest('hex');
@@ -27,7 +35,7 @@ export async function hashTree(dir: string): Promise<string> {
     }
   }
   await walk('');
-  return hash.digest('hex');
+  return { hash: hash.digest('hex'), hasRust };
 }
 
 export function hashParts(parts: unknown[]): string {

@@ -44,18 +44,27 @@ export interface SourceContext {
   jobs: number;
   /** True when ootmod runs as root: then a source a non-root user can write is refused. */
   checkOwnership: boolean;
+  /** How long dkms.conf may take to evaluate (default 30 s). */
+  evalTimeoutMs?: number;
+}
+
+/** Shows control characters (a newline in a value) escaped, so that a problem stays one line. */
+function oneLine(text: string): string {
+  return text.replace(/\p{Cc}/gu, (c) => ({ '\n': '\\n', '\r': '\\r', '\t': '\\t' })[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 export class InvalidSourceError extends OotmodError {
-  constructor(readonly sourceDir: string, readonly problems: string[]) {
-    super(`${path.join(sourceDir, 'dkms.conf')}: ${problems[0]}`, undefined, ExitCode.InvalidSource);
+  readonly problems: string[];
+  constructor(readonly sourceDir: string, problems: string[]) {
+    super(oneLine(`${path.join(sourceDir, 'dkms.conf')}: ${problems[0]}`), undefined, ExitCode.InvalidSource);
+    this.problems = problems.map(oneLine);
   }
 }
 
 async function checkNotWritableByOthers(file: string, label: string): Promise<string | undefined> {
   const s = await stat(file).catch(() => undefined);
   if (!s) return undefined;
-  if (s.uid !== 0) return `${label} is owned by uid ${s.uid}, not root: chown -R root:root it`;
+  if (s.uid !== 0) return `${label} is owned by uid ${s.uid}, not root: chown ${s.isDirectory() ? '-R ' : ''}root:root it`;
   if (s.mode & 0o022) return `${label} is writable by group or others: chmod go-w it`;
   return undefined;
 }
@@ -67,7 +76,9 @@ async function fileProblems(spec: ModuleSpec, src: SourceDir, ctx: SourceContext
     problems.push(`the source dir must be named ${expectedDir} after PACKAGE_NAME and PACKAGE_VERSION`);
   }
   for (const patch of spec.patches) {
-    if (!existsSync(path.join(src.dir, 'patches', patch))) problems.push(`PATCH '${patch}' is not in ${path.join(src.dir, 'patches')}`);
+    if (!existsSync(path.join(src.dir, 'patches', patch))) {
+      problems.push(`PATCH '${patch}' is not in ${path.join(src.dir, 'patches')}: add the file or remove it from PATCH`);
+    }
   }
   for (const [directive, script] of Object.entries(spec.scripts)) {
     if (!script) continue;
@@ -76,13 +87,14 @@ async function fileProblems(spec: ModuleSpec, src: SourceDir, ctx: SourceContext
     if (file.startsWith('/') || file.split('/').includes('..')) {
       problems.push(`${scriptDirective(directive)} '${file}' must be a path inside ${base}`);
     } else if (!existsSync(path.join(src.dir, file))) {
-      problems.push(`${scriptDirective(directive)} script '${file}' does not exist in ${src.dir}`);
+      problems.push(`${scriptDirective(directive)} script '${file}' does not exist in ${src.dir}: add it or remove ${scriptDirective(directive)}`);
     }
   }
   if (ctx.checkOwnership) {
+    // The tree first: when it is a user's, so is everything in it, and chown -R fixes all.
     for (const [file, label] of [
-      [path.join(src.dir, 'dkms.conf'), 'dkms.conf'],
       [src.dir, `the source tree ${src.dir}`],
+      [path.join(src.dir, 'dkms.conf'), 'dkms.conf'],
     ] as const) {
       const problem = await checkNotWritableByOthers(file, label);
       if (problem) problems.push(problem);
@@ -117,14 +129,18 @@ export function confContext(src: SourceDir, ctx: SourceContext, name = src.guess
 /** Evaluates a source's dkms.conf for one kernel into a validated spec; throws InvalidSourceError. */
 export async function loadSpec(src: SourceDir, ctx: SourceContext): Promise<ModuleSpec> {
   const confPath = path.join(src.dir, 'dkms.conf');
+  const confStat = await stat(confPath).catch(() => undefined);
+  if (!confStat) throw new InvalidSourceError(src.dir, ['no such file: a module source needs a dkms.conf in its top dir']);
+  if (!confStat.isFile()) throw new InvalidSourceError(src.dir, ['not a regular file: dkms.conf must be a file of bash assignments']);
   let names = { name: src.guessedName, version: src.guessedVersion };
   for (let attempt = 0; ; attempt++) {
     const cctx = confContext(src, ctx, names.name, names.version);
     let conf;
     try {
-      conf = await evaluateConf(confFiles(confPath, ctx.layout.dkmsEtcDir, cctx), cctx);
+      conf = await evaluateConf(confFiles(confPath, ctx.layout.dkmsEtcDir, cctx), cctx, ctx.evalTimeoutMs);
     } catch (err) {
-      if (err instanceof OotmodError) throw new InvalidSourceError(src.dir, [err.message.replace(`${confPath}: `, '')]);
+      // Keep the remedy: the one line is "problem: fix".
+      if (err instanceof OotmodError) throw new InvalidSourceError(src.dir, [err.line().replace(`${confPath}: `, '')]);
       throw err;
     }
     const { spec, errors } = resolveSpec(conf, src.dir);

@@ -61,6 +61,7 @@ export interface SpecResult {
 }
 
 const MODULE_NAME = /^[A-Za-z0-9_-]+$/;
+const MODULE_NAME_RULE = 'use only letters, digits, _ and -';
 const PACKAGE_WORD = /^[A-Za-z0-9_.+~:-]+$/;
 const DEST_ROOTS = /^\/(kernel|updates|extra)(\/|$)/;
 
@@ -71,6 +72,10 @@ function entries(map: DirectiveArray | undefined): [number, string][] {
 function scalar(conf: EvaluatedConf, name: string): string | undefined {
   const v = conf.directives.get(name)?.get(0);
   return v === undefined || v === '' ? undefined : v;
+}
+
+function bareName(file: string): string {
+  return file.replace(/\.k?o$/, '');
 }
 
 function hasDotDot(p: string): boolean {
@@ -89,7 +94,9 @@ export function parseExclusiveConfig(value: string, errors: string[], where: str
   for (const word of value.split(/\s+/).filter(Boolean)) {
     const m = /^(!?)(CONFIG_[A-Za-z0-9_]+)$/.exec(word);
     if (!m) {
-      errors.push(`${where}: '${word}' is not CONFIG_NAME or !CONFIG_NAME`);
+      const bare = /^(!?)([A-Za-z0-9_]+)$/.exec(word);
+      const hint = bare ? `: write '${bare[1]}CONFIG_${bare[2]}'` : '';
+      errors.push(`${where}: '${word}' is not CONFIG_NAME or !CONFIG_NAME${hint}`);
       continue;
     }
     rules.push({ name: m[2]!, negate: m[1] === '!' });
@@ -125,13 +132,16 @@ export function resolveSpec(conf: EvaluatedConf, sourceDir: string): SpecResult 
   const errors: string[] = [];
   const warnings: string[] = [];
   const d = (n: string) => conf.directives.get(n);
+  if (conf.directives.size === 0) {
+    return { errors: ['it sets no directive (empty or all comments): set at least PACKAGE_NAME, PACKAGE_VERSION and BUILT_MODULE_NAME[0]'], warnings };
+  }
 
   const name = scalar(conf, 'PACKAGE_NAME');
   const version = scalar(conf, 'PACKAGE_VERSION');
-  if (!name) errors.push('PACKAGE_NAME is missing or empty');
-  else if (!PACKAGE_WORD.test(name)) errors.push(`PACKAGE_NAME '${name}' may hold only letters, digits and _.+~:-`);
-  if (!version) errors.push('PACKAGE_VERSION is missing or empty');
-  else if (!PACKAGE_WORD.test(version)) errors.push(`PACKAGE_VERSION '${version}' may hold only letters, digits and _.+~:-`);
+  if (!name) errors.push('PACKAGE_NAME is missing or empty: set PACKAGE_NAME="<name>" in dkms.conf');
+  else if (!PACKAGE_WORD.test(name)) errors.push(`PACKAGE_NAME '${name}' must hold only letters, digits and _.+~:-`);
+  if (!version) errors.push('PACKAGE_VERSION is missing or empty: set PACKAGE_VERSION="<version>" in dkms.conf');
+  else if (!PACKAGE_WORD.test(version)) errors.push(`PACKAGE_VERSION '${version}' must hold only letters, digits and _.+~:-`);
 
   // Module count comes from BUILT_MODULE_NAME; DKMS defaults a single module's name to PACKAGE_NAME.
   let builtNames = entries(d('BUILT_MODULE_NAME'));
@@ -142,17 +152,18 @@ export function resolveSpec(conf: EvaluatedConf, sourceDir: string): SpecResult 
       builtNames = [[0, name]];
       warnings.push(`BUILT_MODULE_NAME not set: using PACKAGE_NAME '${name}'`);
     } else if (others > 1) {
-      errors.push('BUILT_MODULE_NAME is missing but other module arrays have several entries');
+      errors.push(`BUILT_MODULE_NAME is missing but ${perModule.find((n) => entries(d(n)).length === others)} has ${others} entries: set BUILT_MODULE_NAME[#] for each module`);
     }
   }
   if (builtNames.length === 0 && name) errors.push('no module to build: set BUILT_MODULE_NAME[0]');
   const count = builtNames.length;
-  builtNames.forEach(([index], position) => {
-    if (index !== position) errors.push(`BUILT_MODULE_NAME[${position}] is missing (the array must have no gaps)`);
-  });
+  const gap = builtNames.findIndex(([index], position) => index !== position);
+  if (gap >= 0) {
+    errors.push(`BUILT_MODULE_NAME[${gap}] is missing but BUILT_MODULE_NAME[${builtNames[gap]![0]}] is set: number the modules from 0 without gaps`);
+  }
   for (const n of [...perModule, 'STRIP']) {
     for (const [index] of entries(d(n))) {
-      if (index >= count) errors.push(`${n}[${index}] has no matching BUILT_MODULE_NAME[${index}] (mismatched arrays)`);
+      if (index >= count) errors.push(`${n}[${index}] has no matching BUILT_MODULE_NAME[${index}] (mismatched arrays): remove it or add that module`);
     }
   }
 
@@ -162,19 +173,25 @@ export function resolveSpec(conf: EvaluatedConf, sourceDir: string): SpecResult 
   const exclusive = exclusiveAt(conf, 0, errors, obsoleteBy);
 
   const modules: BuiltModule[] = [];
-  const destNames = new Map<string, number>();
+  const destNames = new Map<string, { where: string; name: string }>();
   for (const [index, builtName] of builtNames) {
     const at = (n: string) => d(n)?.get(index);
-    if (/\.(k?o)$/.test(builtName)) errors.push(`BUILT_MODULE_NAME[${index}] '${builtName}' must not end in .o or .ko`);
-    else if (!MODULE_NAME.test(builtName)) errors.push(`BUILT_MODULE_NAME[${index}] '${builtName}' is not a valid module name`);
+    if (/\.(k?o)$/.test(builtName)) errors.push(`BUILT_MODULE_NAME[${index}] '${builtName}' must not end in .o or .ko: write '${bareName(builtName)}'`);
+    else if (!MODULE_NAME.test(builtName)) errors.push(`BUILT_MODULE_NAME[${index}] '${builtName}' is not a valid module name: ${MODULE_NAME_RULE}`);
     const destName = at('DEST_MODULE_NAME') || builtName;
     if (destName !== builtName) {
-      if (/\.(k?o)$/.test(destName)) errors.push(`DEST_MODULE_NAME[${index}] '${destName}' must not end in .o or .ko`);
-      else if (!MODULE_NAME.test(destName)) errors.push(`DEST_MODULE_NAME[${index}] '${destName}' is not a valid module name`);
+      if (/\.(k?o)$/.test(destName)) errors.push(`DEST_MODULE_NAME[${index}] '${destName}' must not end in .o or .ko: write '${bareName(destName)}'`);
+      else if (!MODULE_NAME.test(destName)) errors.push(`DEST_MODULE_NAME[${index}] '${destName}' is not a valid module name: ${MODULE_NAME_RULE}`);
     }
     const normalized = destName.replaceAll('-', '_');
-    if (destNames.has(normalized)) errors.push(`module '${destName}' is listed twice (entries ${destNames.get(normalized)} and ${index})`);
-    destNames.set(normalized, index);
+    const first = destNames.get(normalized);
+    const where = `${at('DEST_MODULE_NAME') ? 'DEST_MODULE_NAME' : 'BUILT_MODULE_NAME'}[${index}]`;
+    if (first) {
+      const both = first.name === destName ? `${first.where} and ${where}` : `${first.where} '${first.name}' and ${where} '${destName}', which modprobe treats alike`;
+      errors.push(`module '${destName}' is listed twice (${both}): give each module its own name`);
+    } else {
+      destNames.set(normalized, { where, name: destName });
+    }
     const builtLocation = (at('BUILT_MODULE_LOCATION') ?? '').replace(/^\.\//, '').replace(/\/+$/, '');
     if (builtLocation.startsWith('/')) errors.push(`BUILT_MODULE_LOCATION[${index}] '${builtLocation}' must be relative to the build dir`);
     if (hasDotDot(builtLocation)) errors.push(`BUILT_MODULE_LOCATION[${index}] '${builtLocation}' must not contain '..'`);
@@ -221,7 +238,7 @@ export function resolveSpec(conf: EvaluatedConf, sourceDir: string): SpecResult 
     errors.push(`AUTOINSTALL '${autoinstallValue}' must be yes, no or empty`);
   }
   const buildDepends = entries(d('BUILD_DEPENDS')).map(([, v]) => v).filter(Boolean);
-  if (name && buildDepends.includes(name)) errors.push(`BUILD_DEPENDS names the module itself ('${name}')`);
+  if (name && buildDepends.includes(name)) errors.push(`BUILD_DEPENDS names the module itself ('${name}'): remove it from BUILD_DEPENDS`);
 
   const clean = scalar(conf, 'CLEAN');
   if (clean && !/^(\/bin\/)?true$/.test(clean)) warnings.push('CLEAN is deprecated and ignored: the build dir is always fresh');

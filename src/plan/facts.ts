@@ -50,7 +50,7 @@ export function recordViews(store: StateStore): RecordView[] {
 export async function readFacts(req: FactsRequest): Promise<Facts> {
   const kernels = await listKernels(req.layout, req.kernels);
   const sources = req.sources ?? (await listSourceDirs(req.layout));
-  const treeHashes = new Map(await mapLimit(sources, 4, async (s) => [s.dir, await hashTree(s.dir).catch(() => 'unreadable')] as const));
+  const trees = new Map(await mapLimit(sources, 4, async (s) => [s.dir, await hashTree(s.dir).catch(() => ({ hash: 'unreadable', hasRust: false }))] as const));
   const pairs = kernels.flatMap((kernel) => sources.map((source) => ({ kernel, source })));
   const identities = new Map(await Promise.all(kernels.map(async (k) => [k.release, await kernelIdentity(k)] as const)));
   const candidates = await mapLimit(pairs, 8, async ({ kernel, source }): Promise<ModuleCandidate> => {
@@ -60,13 +60,13 @@ export async function readFacts(req: FactsRequest): Promise<Facts> {
       const inputsKey = hashParts([
         VERSION,
         spec,
-        treeHashes.get(source.dir),
+        trees.get(source.dir)?.hash,
         identities.get(kernel.release),
         kernelBuildDir,
         kernel.compression,
         kernel.signing.enabled,
       ]);
-      return { sourceDir: source.dir, kernel: kernel.release, spec, inputsKey };
+      return { sourceDir: source.dir, kernel: kernel.release, spec, inputsKey, usesRust: trees.get(source.dir)?.hasRust };
     } catch (err) {
       return { sourceDir: source.dir, kernel: kernel.release, error: errorLine(err) };
     }

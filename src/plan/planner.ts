@@ -13,6 +13,8 @@ export interface ModuleCandidate {
   /** Why the source is invalid for this kernel (one line). */
   error?: string;
   inputsKey?: string;
+  /** The source has Rust files: it needs the kernel's Rust tree. */
+  usesRust?: boolean;
 }
 
 export interface RecordView extends BuildRecord {
@@ -67,6 +69,8 @@ export interface PlanInput {
   candidates: ModuleCandidate[];
   records: RecordView[];
   request: PlanRequest;
+  /** CONFIG_RUST kernels whose Rust tree could not be prepared, with the reason. */
+  rustUnavailable?: ReadonlyMap<string, string>;
 }
 
 export function jobId(module: string, version: string, kernel: string): string {
@@ -121,6 +125,11 @@ export function plan(input: PlanInput): Plan {
       const excluded = exclusionReason(spec.exclusive, { release: kernel.release, machine: kernel.arch.machine, config: kernel.config });
       if (excluded) {
         out.skipped.push({ ...item, reason: excluded });
+        continue;
+      }
+      const noRust = c.usesRust ? rustBlocker(kernel, input.rustUnavailable) : undefined;
+      if (noRust) {
+        out.failed.push({ ...item, reason: noRust });
         continue;
       }
       const record = records.get(`${spec.name}/${spec.version}/${kernel.release}`);
@@ -180,6 +189,12 @@ export function plan(input: PlanInput): Plan {
     }
   }
   return out;
+}
+
+function rustBlocker(kernel: KernelTarget, unavailable: ReadonlyMap<string, string> | undefined): string | undefined {
+  if (!kernel.rust.enabled) return `it has Rust code and ${kernel.release} is not built with CONFIG_RUST`;
+  const why = unavailable?.get(kernel.release);
+  return why ? `it has Rust code and the Rust tree of ${kernel.release} is unavailable: ${why}` : undefined;
 }
 
 function findCycles(jobs: BuildJob[]): string[][] {

@@ -29,6 +29,8 @@ export interface Layout {
   buildDir(kver: string, name: string, version: string): string;
   /** Where built (not yet installed) .ko files and the make.log of a (module, kernel) are kept. */
   builtDir(kver: string, name: string, version: string): string;
+  /** Per (kernel, build arch): trees/<key>/ built in place, and the `current` link to the one in use. */
+  rustDir(kver: string, buildArch: string): string;
   /** Resolves a symlink inside the root: absolute targets are taken inside the root when they exist there. */
   resolveLink(linkPath: string): string | undefined;
 }
@@ -65,6 +67,7 @@ export function createLayout(root = '/'): Layout {
     buildTree: (kver) => path.join(stateDir, 'tree', seg(kver)),
     buildDir: (kver, name, version) => path.join(stateDir, 'tree', seg(kver), name, version, 'build'),
     builtDir: (kver, name, version) => path.join(stateDir, 'built', seg(kver), name, version),
+    rustDir: (kver, buildArch) => path.join(stateDir, 'rust', seg(kver), buildArch),
     resolveLink(linkPath) {
       let target: string;
       try {

@@ -4,7 +4,10 @@ import path from 'node:path';
 import { executePlan } from '../../build/executor.js';
 import { ExitCode, OotmodError } from '../../errors.js';
 import { listSourceDirs, type SourceDir } from '../../modules/sources.js';
+import { listKernels } from '../../kernel/inventory.js';
 import { readFacts } from '../../plan/facts.js';
+import { prepareRustTrees, rustKernels } from '../../rust/prepare.js';
+import { currentTree } from '../../rust/tree.js';
 import { plan, type Action, type Plan } from '../../plan/planner.js';
 import { StateStore } from '../../state/store.js';
 import { isSourcePath, parseModuleRef, sourcePathOf, type ModuleRef } from '../modargs.js';
@@ -50,6 +53,35 @@ async function resolveTargets(s: Session, args: string[]): Promise<{ refs?: Modu
   return { refs, sources: sources.length === refs.length ? sources : all };
 }
 
+/** Prepares the Rust trees of the CONFIG_RUST kernels (a cache hit when current); returns the failures. */
+async function prepareRust(s: Session): Promise<Map<string, string>> {
+  const failures = new Map<string, string>();
+  if (!s.config().rust) return failures;
+  const kernels = rustKernels(await listKernels(s.layout, s.opts.kernels.length ? s.opts.kernels : undefined));
+  if (!kernels.length) return failures;
+  if (s.opts.dryRun) {
+    for (const k of kernels) {
+      const tree = await currentTree(s.layout, k.release);
+      if (tree) s.rustTrees.set(k.release, tree.dir);
+      else s.out(`would prepare the Rust tree of ${k.release}`);
+    }
+    return failures;
+  }
+  const results = await prepareRustTrees(kernels, {
+    layout: s.layout, config: s.config(), kernelSource: s.opts.kernelSource, jobs: s.opts.jobs, force: false,
+    onStart: (k, reason) => s.err(`rust     building the Rust tree of ${k} (${reason})`),
+  });
+  for (const r of results) {
+    if (r.tree) s.rustTrees.set(r.kernel, r.tree.dir);
+    // C modules still build against the plain headers; Rust modules for that kernel will fail.
+    else {
+      s.err(`rust     no Rust tree for ${r.kernel}: ${r.error}`);
+      failures.set(r.kernel, r.error ?? 'failed');
+    }
+  }
+  return failures;
+}
+
 export async function jobsCommand(s: Session, command: JobsCommand, args: string[]): Promise<ExitCode> {
   if (command !== 'autoinstall' && !args.length) {
     throw new OotmodError(`${command} needs a module`, `ootmod ${command} NAME[/VERSION] [-k KVER]`, ExitCode.Usage);
@@ -63,6 +95,7 @@ export async function jobsCommand(s: Session, command: JobsCommand, args: string
   try {
     const { refs, sources } = await resolveTargets(s, args);
     const store = StateStore.load(s.layout.stateFile);
+    const rustFailures = await prepareRust(s);
     const facts = await readFacts({
       layout: s.layout,
       store,
@@ -85,7 +118,10 @@ export async function jobsCommand(s: Session, command: JobsCommand, args: string
       s.err(`ootmod: no kernel headers found under ${s.layout.modulesDir}: install linux-headers-<flavour> (e.g. linux-headers-amd64)`);
     }
     const action: Action = command === 'build' ? 'build' : 'install';
-    const p = plan({ kernels: facts.kernels, candidates: facts.candidates, records: facts.records, request: { action, modules: refs, force: s.opts.force } });
+    const p = plan({
+      kernels: facts.kernels, candidates: facts.candidates, records: facts.records,
+      request: { action, modules: refs, force: s.opts.force }, rustUnavailable: rustFailures,
+    });
     if (s.opts.dryRun) {
       printPlan(s, p);
       if (!p.jobs.length) s.out('nothing to do');
@@ -101,7 +137,7 @@ export async function jobsCommand(s: Session, command: JobsCommand, args: string
       kernels: new Map(facts.kernels.map((k) => [k.release, k])),
       store,
       jobs: s.opts.jobs,
-      timeoutMs: 3_600_000,
+      timeoutMs: s.config().buildTimeout * 1000,
       reporter,
       kernelBuildDir: s.kernelBuildDir,
     });

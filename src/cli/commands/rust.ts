@@ -1,0 +1,126 @@
+// rust prepare | status | clean: the per-kernel Rust trees.
+import { ExitCode, OotmodError } from '../../errors.js';
+import { listKernels } from '../../kernel/inventory.js';
+import { prepareRustTrees, rustKernels } from '../../rust/prepare.js';
+import { findRustSource } from '../../rust/sources.js';
+import { findRustToolchain } from '../../rust/toolchain.js';
+import { buildArch, cleanRustTrees, currentTree, damagedFiles, treeKey } from '../../rust/tree.js';
+import { json, table } from '../format.js';
+import type { Session } from '../session.js';
+
+export async function rustPrepare(s: Session): Promise<ExitCode> {
+  const kernels = await listKernels(s.layout, s.opts.kernels.length ? s.opts.kernels : undefined);
+  const candidates = rustKernels(kernels);
+  for (const k of s.opts.kernels) {
+    const kernel = kernels.find((x) => x.release === k);
+    if (!kernel?.headersDir) throw new OotmodError(`no headers for ${k}`, `install linux-headers-${k}`, ExitCode.NotFound);
+    if (!kernel.rust.enabled) throw new OotmodError(`${k} is not built with CONFIG_RUST`, 'it needs no Rust tree', ExitCode.NotFound);
+  }
+  if (!candidates.length) {
+    s.out('no installed kernel with headers is built with CONFIG_RUST: nothing to prepare');
+    return ExitCode.Ok;
+  }
+  if (s.opts.dryRun) {
+    for (const k of candidates) s.out(`would prepare the Rust tree of ${k.release}`);
+    return ExitCode.Ok;
+  }
+  const release = await s.lock();
+  try {
+    const results = await prepareRustTrees(candidates, {
+      layout: s.layout, config: s.config(), kernelSource: s.opts.kernelSource, jobs: s.opts.jobs, force: s.opts.force,
+      onStart: (k, reason) => s.err(`building the Rust tree of ${k} (${reason}); this takes a few minutes`),
+    });
+    for (const r of results) {
+      if (r.error) s.err(`rust prepare ${r.kernel}: ${r.error}`);
+      else s.out(`${r.built ? 'built' : 'current'} ${r.tree!.dir}${r.built ? ` in ${(r.tree!.manifest.durationMs / 1000).toFixed(0)}s (${r.reason})` : ''}`);
+    }
+    return results.some((r) => r.error) ? ExitCode.Failed : ExitCode.Ok;
+  } finally {
+    await release();
+  }
+}
+
+export async function rustStatus(s: Session): Promise<ExitCode> {
+  const kernels = rustKernels(await listKernels(s.layout, s.opts.kernels.length ? s.opts.kernels : undefined));
+  const rows = await Promise.all(
+    kernels.map(async (k) => {
+      const tree = await currentTree(s.layout, k.release);
+      let state = tree ? 'current' : 'missing';
+      let detail = '';
+      if (tree) {
+        const damaged = await damagedFiles(tree);
+        if (damaged.length) {
+          state = 'damaged';
+          detail = `${damaged[0]} is missing or changed`;
+        } else {
+          // Stale when what the tree was built from is no longer what is installed.
+          try {
+            const toolchain = await findRustToolchain(k, { rustc: s.config().rustc, bindgen: s.config().bindgen });
+            const source = await findRustSource(s.layout, k, s.opts.kernelSource ?? s.config().kernelSource);
+            const { key, parts } = await treeKey(k, toolchain, source);
+            if (key !== tree.manifest.key) {
+              state = 'stale';
+              detail = Object.keys(parts).filter((p) => parts[p as keyof typeof parts] !== tree.manifest.parts[p as keyof typeof parts]).join(', ') + ' changed';
+            }
+          } catch (err) {
+            state = 'stale';
+            detail = err instanceof OotmodError ? err.line() : String(err);
+          }
+        }
+      }
+      return {
+        kernel: k.release,
+        buildArch: buildArch(),
+        state,
+        detail: detail || null,
+        dir: tree?.dir ?? null,
+        rustc: tree?.manifest.parts.rustc ?? k.rust.rustcVersionText ?? null,
+        builtAt: tree?.manifest.builtAt ?? null,
+        buildSeconds: tree ? Math.round(tree.manifest.durationMs / 1000) : null,
+        sizeBytes: tree?.manifest.bytes ?? null,
+        abi: tree ? { ok: tree.manifest.abi.ok, exported: tree.manifest.abi.exported, matched: tree.manifest.abi.matched, crates: tree.manifest.abi.crates } : null,
+      };
+    }),
+  );
+  if (s.opts.json) {
+    s.out(json({ trees: rows }));
+    return ExitCode.Ok;
+  }
+  if (!rows.length) {
+    s.out('no installed kernel with headers is built with CONFIG_RUST');
+    return ExitCode.Ok;
+  }
+  for (const line of table(
+    ['KERNEL', 'ARCH', 'STATE', 'SIZE', 'ABI', 'DETAIL'],
+    rows.map((r) => [r.kernel, r.buildArch, r.state, r.sizeBytes ? `${Math.round(r.sizeBytes / 1e6)} MB` : '-', r.abi ? `${r.abi.matched}/${r.abi.exported} symbols` : '-', r.detail ?? r.dir ?? '']),
+  )) s.out(line);
+  return ExitCode.Ok;
+}
+
+export async function rustClean(s: Session): Promise<ExitCode> {
+  if (!s.opts.kernels.length) throw new OotmodError('rust clean needs -k KVER', 'ootmod rust clean -k KVER', ExitCode.Usage);
+  if (s.opts.dryRun) {
+    for (const k of s.opts.kernels) s.out(`would remove the Rust trees of ${k}`);
+    return ExitCode.Ok;
+  }
+  const release = await s.lock();
+  try {
+    for (const k of s.opts.kernels) s.out(`${(await cleanRustTrees(s.layout, k)) ? 'removed' : 'no'} Rust tree for ${k}`);
+    return ExitCode.Ok;
+  } finally {
+    await release();
+  }
+}
+
+export function rustCommand(s: Session, args: string[]): Promise<ExitCode> {
+  switch (args[0]) {
+    case 'prepare':
+      return rustPrepare(s);
+    case 'status':
+      return rustStatus(s);
+    case 'clean':
+      return rustClean(s);
+    default:
+      throw new OotmodError(`unknown rust subcommand '${args[0] ?? ''}'`, 'use ootmod rust prepare|status|clean', ExitCode.Usage);
+  }
+}

@@ -1,0 +1,84 @@
+// The ABI check: the crate hashes of the rebuilt `core` and `kernel` crates (v0 symbol mangling) must be
+// the ones the kernel exports in Module.symvers, or modules built against the tree would not load.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { ExitCode, OotmodError } from '../errors.js';
+import { run, type CommandLog } from '../system/run.js';
+
+export const CHECKED_CRATES = ['core', 'kernel'] as const;
+
+/** The crate roots (`C s<disambiguator>_ <len><name>`) named in a v0-mangled symbol, as "name:hash". */
+export function crateRoots(symbol: string): string[] {
+  const roots: string[] = [];
+  const re = /Cs([0-9A-Za-z]+)_(\d+)/g;
+  let m: RegExpExecArray | null;
+  while ((m = re.exec(symbol))) {
+    const len = Number(m[2]);
+    const start = m.index + m[0].length;
+    const name = symbol.slice(start, start + len);
+    if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) && name.length === len) roots.push(`${name}:${m[1]}`);
+  }
+  return roots;
+}
+
+/** Exported Rust symbols (`_R...`) of vmlinux in Module.symvers. */
+export function exportedRustSymbols(symvers: string): string[] {
+  return symvers
+    .split('\n')
+    .map((l) => l.split('\t'))
+    .filter((f) => f[1]?.startsWith('_R') && f[2] === 'vmlinux')
+    .map((f) => f[1]!);
+}
+
+export interface AbiReport {
+  ok: boolean;
+  /** Per checked crate: the hashes the kernel exports and the hash of the rebuilt crate. */
+  crates: Record<string, { kernel: string[]; rebuilt: string[] }>;
+  /** Exported symbols of the checked crates, and how many of them the rebuilt objects define. */
+  exported: number;
+  matched: number;
+  missing: string[];
+}
+
+export function compareAbi(exported: string[], defined: Set<string>): AbiReport {
+  const crates: AbiReport['crates'] = {};
+  const hashesIn = (symbols: Iterable<string>, crate: string) => {
+    const set = new Set<string>();
+    for (const s of symbols) for (const root of crateRoots(s)) if (root.startsWith(`${crate}:`)) set.add(root.slice(crate.length + 1));
+    return [...set].sort();
+  };
+  for (const crate of CHECKED_CRATES) crates[crate] = { kernel: hashesIn(exported, crate), rebuilt: hashesIn(defined, crate) };
+  // A symbol is the rebuilt crates' to provide when its own crate root (the outermost) is one of them.
+  const rebuiltRoots = new Set(CHECKED_CRATES.flatMap((c) => crates[c]!.rebuilt.map((h) => `${c}:${h}`)));
+  const kernelRoots = new Set(CHECKED_CRATES.flatMap((c) => crates[c]!.kernel.map((h) => `${c}:${h}`)));
+  const owned = exported.filter((s) => {
+    const first = crateRoots(s)[0];
+    return first !== undefined && kernelRoots.has(first);
+  });
+  const missing = owned.filter((s) => !defined.has(s));
+  const hashesMatch = CHECKED_CRATES.every((c) => crates[c]!.kernel.every((h) => rebuiltRoots.has(`${c}:${h}`)));
+  return { ok: hashesMatch && missing.length === 0, crates, exported: owned.length, matched: owned.length - missing.length, missing: missing.slice(0, 20) };
+}
+
+/** Runs the check on a freshly built tree (before pruning removes the objects). */
+export async function checkRustAbi(objDir: string, log: CommandLog): Promise<AbiReport> {
+  const symvers = await readFile(path.join(objDir, 'Module.symvers'), 'utf8');
+  const exported = exportedRustSymbols(symvers);
+  const objects = ['core.o', 'kernel.o'].map((o) => path.join(objDir, 'rust', o));
+  const nm = await run('nm', ['--defined-only', '--format=just-symbols', ...objects], { log, step: 'nm (ABI check)' });
+  const defined = new Set(nm.stdout.split('\n').map((s) => s.trim()).filter(Boolean));
+  const report = compareAbi(exported, defined);
+  await log.write(`# ABI check: ${JSON.stringify({ ...report, missing: report.missing.length })}\n`);
+  if (!report.ok) {
+    const c = CHECKED_CRATES.find((k) => report.crates[k]!.kernel.some((h) => !report.crates[k]!.rebuilt.includes(h)));
+    const detail = c
+      ? `the rebuilt ${c} crate is ${report.crates[c]!.rebuilt.join(',') || 'missing'} but the kernel exports ${report.crates[c]!.kernel.join(',')}`
+      : `${report.missing.length} of the kernel's exported Rust symbols are not in the rebuilt crates (first: ${report.missing[0]})`;
+    throw new OotmodError(
+      `ABI check failed: ${detail}`,
+      'the rustc or .config differ from the kernel build; the tree was refused',
+      ExitCode.Failed,
+    );
+  }
+  return report;
+}

@@ -1,0 +1,136 @@
+// The Rust toolchain a kernel needs: a rustc whose --version is byte-identical to
+// CONFIG_RUSTC_VERSION_TEXT (anything else fails later with E0461/E0514), its rust-src, a bindgen
+// equal to CONFIG_BINDGEN_VERSION_TEXT, and libclang. These are programs of the machine ootmod runs on,
+// so they are looked up on it even with --root (which relocates only the files ootmod manages).
+import { existsSync, readdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ExitCode, OotmodError } from '../errors.js';
+import type { KernelTarget } from '../kernel/inventory.js';
+import { findOnPath } from '../kernel/toolchain.js';
+import { run } from '../system/run.js';
+
+export interface RustToolchain {
+  rustc: string;
+  rustcVersion: string;
+  sysroot: string;
+  bindgen: string;
+  bindgenVersion: string;
+}
+
+export interface ToolchainSearch {
+  /** Explicit rustc/bindgen (RUSTC/BINDGEN environment or the config file). */
+  rustc?: string;
+  bindgen?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+function listGlob(dir: string, pattern: RegExp): string[] {
+  try {
+    return readdirSync(dir).filter((e) => pattern.test(e)).map((e) => path.join(dir, e));
+  } catch {
+    return [];
+  }
+}
+
+/** Every rustc on this machine: the explicit one, PATH, Debian's versioned rustc-1.NN, rustup toolchains. */
+export function rustcCandidates(search: ToolchainSearch): string[] {
+  const env = search.env ?? process.env;
+  const homes = [env.RUSTUP_HOME, env.HOME && path.join(env.HOME, '.rustup'), path.join(os.homedir(), '.rustup'), '/root/.rustup'].filter(Boolean) as string[];
+  const found = [
+    search.rustc,
+    env.RUSTC,
+    findOnPath('rustc', env.PATH),
+    ...listGlob('/usr/bin', /^rustc-1\.\d+$/),
+    ...listGlob('/usr/lib', /^rust-1\.\d+$/).map((d) => path.join(d, 'bin/rustc')),
+    ...homes.flatMap((h) => listGlob(path.join(h, 'toolchains'), /./).map((t) => path.join(t, 'bin/rustc'))),
+  ].filter((p): p is string => Boolean(p) && existsSync(p!));
+  return [...new Set(found)];
+}
+
+async function versionOf(binary: string): Promise<string | undefined> {
+  const r = await run(binary, ['--version'], { allowFailure: true, timeoutMs: 20_000 }).catch(() => undefined);
+  return r && r.exitCode === 0 ? r.stdout.split('\n')[0]!.trim() : undefined;
+}
+
+/** The Debian package versions of `pkg` whose upstream part is `upstream`, with their suites (for the remedy). */
+async function aptCandidates(pkg: string, upstream: string): Promise<string[]> {
+  const r = await run('apt-cache', ['madison', pkg], { allowFailure: true, timeoutMs: 20_000 }).catch(() => undefined);
+  const out: string[] = [];
+  for (const line of r?.stdout.split('\n') ?? []) {
+    const [, version, source] = line.split('|').map((s) => s.trim());
+    if (version?.startsWith(`${upstream}+`) || version?.startsWith(`${upstream}-`) || version === upstream) {
+      const suite = /\s(\S+?)\/main/.exec(source ?? '')?.[1];
+      out.push(suite ? `${pkg}=${version} (${suite})` : `${pkg}=${version}`);
+    }
+  }
+  return [...new Set(out)];
+}
+
+function upstreamOf(versionText: string): string | undefined {
+  return /^\S+ (\d+\.\d+\.\d+)/.exec(versionText)?.[1];
+}
+
+async function remedyFor(pkgs: string[], versionText: string, envVar: string): Promise<string> {
+  const upstream = upstreamOf(versionText);
+  const offers = upstream ? (await Promise.all(pkgs.map((p) => aptCandidates(p, upstream)))).flat() : [];
+  if (offers.length) return `install ${offers.join(' ')}, or set ${envVar} to a matching binary`;
+  return `install ${pkgs.join(' and ')} ${upstream ?? ''} (none is in the configured apt sources), or set ${envVar} to a matching binary`.replace(/\s+/g, ' ');
+}
+
+export async function findRustToolchain(kernel: KernelTarget, search: ToolchainSearch = {}): Promise<RustToolchain> {
+  const want = kernel.rust.rustcVersionText;
+  if (!kernel.rust.enabled || !want) {
+    throw new OotmodError(`${kernel.release} is not built with CONFIG_RUST`, 'Rust modules cannot be built for it', ExitCode.NotFound);
+  }
+  const seen: string[] = [];
+  let rustc: string | undefined;
+  for (const candidate of rustcCandidates(search)) {
+    const version = await versionOf(candidate);
+    if (version === want) {
+      rustc = candidate;
+      break;
+    }
+    if (version) seen.push(`${version} at ${candidate}`);
+  }
+  if (!rustc) {
+    const have = seen.length ? `installed: ${seen.join('; ')}` : 'no rustc is installed';
+    throw new OotmodError(
+      `${kernel.release} was built with ${want}, ${have}`,
+      await remedyFor(['rustc', 'rust-src'], want, 'RUSTC'),
+      ExitCode.Environment,
+    );
+  }
+  const sysroot = (await run(rustc, ['--print', 'sysroot'], { timeoutMs: 20_000 })).stdout.trim();
+  if (!existsSync(path.join(sysroot, 'lib/rustlib/src/rust/library/core/src/lib.rs'))) {
+    throw new OotmodError(`the Rust standard library source for ${want} is missing (${sysroot}/lib/rustlib/src)`, await remedyFor(['rust-src'], want, 'RUSTC'), ExitCode.Environment);
+  }
+
+  const wantBindgen = kernel.rust.bindgenVersionText;
+  const bindgenCandidates = [search.bindgen, search.env?.BINDGEN ?? process.env.BINDGEN, findOnPath('bindgen', search.env?.PATH)].filter((p): p is string => Boolean(p));
+  let bindgen: string | undefined;
+  let bindgenVersion = '';
+  const bindgenSeen: string[] = [];
+  for (const candidate of [...new Set(bindgenCandidates)]) {
+    const version = await versionOf(candidate);
+    if (version && (!wantBindgen || version === wantBindgen)) {
+      bindgen = candidate;
+      bindgenVersion = version;
+      break;
+    }
+    if (version) bindgenSeen.push(`${version} at ${candidate}`);
+  }
+  if (!bindgen) {
+    const have = bindgenSeen.length ? `installed: ${bindgenSeen.join('; ')}` : 'no bindgen is installed';
+    throw new OotmodError(`${kernel.release} was built with ${wantBindgen ?? 'bindgen'}, ${have}`, await remedyFor(['bindgen'], wantBindgen ?? 'bindgen 0.0.0', 'BINDGEN'), ExitCode.Environment);
+  }
+  if (!hasLibclang()) {
+    throw new OotmodError('bindgen needs libclang, which is not installed', 'install libclang-dev', ExitCode.Environment);
+  }
+  return { rustc, rustcVersion: want, sysroot, bindgen, bindgenVersion };
+}
+
+function hasLibclang(): boolean {
+  const dirs = [...listGlob('/usr/lib', /^llvm-\d+$/).map((d) => path.join(d, 'lib')), ...listGlob('/usr/lib', /-linux-gnu\w*$/)];
+  return dirs.some((d) => listGlob(d, /^libclang(-\d+)?\.so/).length > 0);
+}

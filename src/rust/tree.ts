@@ -1,0 +1,293 @@
+// The per-(kernel, build arch) Rust tree: the kernel's rust/*.rmeta crates, proc-macro .so files,
+// scripts/target.json and rust/kernel/generated_arch_*.rs, rebuilt through the kernel's own Makefiles
+// against its installed .config. Built in place at trees/<cache key>/ (rustc records the target path),
+// then switched to atomically through the `current` link; an interrupted build leaves the old tree.
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { cp, lstat, mkdir, readdir, readFile, realpath, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { ExitCode, OotmodError } from '../errors.js';
+import type { KernelTarget } from '../kernel/inventory.js';
+import { hashParts } from '../modules/identity.js';
+import { writeFileAtomic } from '../system/files.js';
+import type { Layout } from '../system/layout.js';
+import { fileLog, run, type CommandLog } from '../system/run.js';
+import { checkRustAbi, type AbiReport } from './abi.js';
+import { commonHeadersDir, type RustSource } from './sources.js';
+import type { RustToolchain } from './toolchain.js';
+
+/** Bumped when the tree's layout or the way it is built changes, so old trees are rebuilt. */
+const TREE_FORMAT = 1;
+const MANIFEST = 'ootmod-rust.json';
+
+export interface RustTreeKey {
+  kernel: string;
+  headersVersion: string;
+  configSha256: string;
+  rustc: string;
+  bindgen: string;
+  buildArch: string;
+  source: string;
+  format: number;
+}
+
+export interface RustTreeManifest {
+  key: string;
+  parts: RustTreeKey;
+  files: { path: string; size: number }[];
+  abi: AbiReport;
+  builtAt: string;
+  durationMs: number;
+  bytes: number;
+}
+
+export interface RustTree {
+  kernel: string;
+  buildArch: string;
+  /** The tree's real path: the kernel build dir for module builds. */
+  dir: string;
+  manifest: RustTreeManifest;
+}
+
+export function buildArch(): string {
+  return typeof os.machine === 'function' ? os.machine() : process.arch === 'x64' ? 'x86_64' : process.arch;
+}
+
+export async function treeKey(kernel: KernelTarget, toolchain: Pick<RustToolchain, 'rustcVersion' | 'bindgenVersion'>, source: RustSource): Promise<{ key: string; parts: RustTreeKey }> {
+  const config = await readFile(path.join(kernel.headersDir!, '.config'));
+  const parts: RustTreeKey = {
+    kernel: kernel.release,
+    headersVersion: kernel.headersPackage?.version ?? 'unpackaged',
+    configSha256: createHash('sha256').update(config).digest('hex'),
+    rustc: toolchain.rustcVersion,
+    bindgen: toolchain.bindgenVersion,
+    buildArch: buildArch(),
+    source: source.identity,
+    format: TREE_FORMAT,
+  };
+  return { key: hashParts(Object.values(parts)).slice(0, 16), parts };
+}
+
+export async function readManifest(dir: string): Promise<RustTreeManifest | undefined> {
+  try {
+    return JSON.parse(await readFile(path.join(dir, MANIFEST), 'utf8')) as RustTreeManifest;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The tree in use for a kernel, if any (whether or not it is still current). */
+export async function currentTree(layout: Layout, kernel: string, arch = buildArch()): Promise<RustTree | undefined> {
+  const link = path.join(layout.rustDir(kernel, arch), 'current');
+  const dir = await realpath(link).catch(() => undefined);
+  const manifest = dir ? await readManifest(dir) : undefined;
+  return dir && manifest ? { kernel, buildArch: arch, dir, manifest } : undefined;
+}
+
+/** The files the manifest lists that are gone or changed size (a deleted .rmeta, say). */
+export async function damagedFiles(tree: RustTree): Promise<string[]> {
+  const bad: string[] = [];
+  for (const f of tree.manifest.files) {
+    const s = await stat(path.join(tree.dir, f.path)).catch(() => undefined);
+    if (!s || s.size !== f.size) bad.push(f.path);
+  }
+  return bad;
+}
+
+async function linkAll(fromDir: string, toDir: string, skip: (name: string) => boolean = () => false): Promise<void> {
+  await mkdir(toDir, { recursive: true });
+  for (const name of await readdir(fromDir)) {
+    if (skip(name) || existsSync(path.join(toDir, name))) continue;
+    await symlink(path.join(fromDir, name), path.join(toDir, name));
+  }
+}
+
+/** srctree = headers-common + rust/ and the few scripts the Rust build needs, from the kernel source. */
+async function mergedSrctree(layout: Layout, kernel: KernelTarget, source: RustSource, src: string, log: CommandLog, timeoutMs: number): Promise<void> {
+  const common = await commonHeadersDir(layout, kernel.headersDir!);
+  const kbuildScripts = await realpath(path.join(kernel.headersDir!, 'scripts'));
+  await mkdir(path.join(src, 'scripts'), { recursive: true });
+  const wanted = ['rust', 'scripts/Makefile*', 'scripts/*rust*', 'drivers/base/base.h'];
+  if (source.kind === 'tarball') {
+    await run('tar', ['-C', src, '--strip-components=1', '--wildcards', '-xJf', source.tarball, ...wanted.map((w) => `${source.topDir}/${w}`)], {
+      log, step: `tar (extracting rust/ from ${path.basename(source.tarball)})`, timeoutMs,
+    });
+  } else {
+    await cp(path.join(source.dir, 'rust'), path.join(src, 'rust'), { recursive: true });
+    for (const name of await readdir(path.join(source.dir, 'scripts'))) {
+      if (/^Makefile|rust/.test(name)) await cp(path.join(source.dir, 'scripts', name), path.join(src, 'scripts', name), { recursive: true });
+    }
+    const base = path.join(source.dir, 'drivers/base/base.h');
+    if (existsSync(base)) await cp(base, path.join(src, 'drivers/base/base.h'));
+  }
+  for (const f of ['Makefile', 'arch']) await symlink(path.join(common, f), path.join(src, f));
+  // include/ and include/uapi must be real dirs: bindings_helper.h includes <../../drivers/base/base.h>,
+  // found through -I$(srctree)/include/uapi, and a symlinked dir would resolve '..' into headers-common.
+  await linkAll(path.join(common, 'include/uapi'), path.join(src, 'include/uapi'));
+  await linkAll(path.join(common, 'include'), path.join(src, 'include'), (n) => n === 'uapi');
+  if (existsSync(path.join(common, 'tools'))) await symlink(await realpath(path.join(common, 'tools')), path.join(src, 'tools'));
+  await linkAll(kbuildScripts, path.join(src, 'scripts'));
+}
+
+/** objtree = the flavour's config and generated headers (copied), kbuild's scripts (linked). */
+async function objtree(kernel: KernelTarget, obj: string, src: string): Promise<void> {
+  const h = kernel.headersDir!;
+  for (const f of ['.config', '.kernelvariables', 'Module.symvers', 'include', 'arch']) {
+    if (existsSync(path.join(h, f))) await cp(path.join(h, f), path.join(obj, f), { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+  }
+  if (existsSync(path.join(h, 'vmlinux'))) await symlink(path.join(h, 'vmlinux'), path.join(obj, 'vmlinux'));
+  if (existsSync(path.join(h, 'tools'))) await symlink(await realpath(path.join(h, 'tools')), path.join(obj, 'tools'));
+  // A real scripts/ dir: the headers' scripts link points at the kbuild dir all flavours share, and
+  // target.json is per config.
+  await linkAll(await realpath(path.join(h, 'scripts')), path.join(obj, 'scripts'));
+  // Debian ships no auto.conf.cmd; without it the Makefile runs syncconfig, which deletes generated headers.
+  await mkdir(path.join(obj, 'include/config'), { recursive: true });
+  await writeFile(path.join(obj, 'include/config/auto.conf.cmd'), '');
+  await writeFile(path.join(obj, 'Makefile'), `KBUILD_OUTPUT=${obj}\ninclude ${src}/Makefile\n`);
+}
+
+async function walkFiles(dir: string, rel = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(path.join(dir, rel), { withFileTypes: true })) {
+    const p = path.join(rel, e.name);
+    if (e.isDirectory()) out.push(...(await walkFiles(dir, p)));
+    else if (e.isFile()) out.push(p);
+  }
+  return out;
+}
+
+/** Keeps what module builds need: rust/*.rmeta, the proc-macro .so (debug info stripped), helper bitcode, generated_arch_*.rs. */
+async function prune(obj: string, common: string, log: CommandLog): Promise<void> {
+  for (const f of await walkFiles(path.join(obj, 'rust'))) {
+    const keep = /\.(rmeta|so|bc)$/.test(f) || /^kernel\/generated_arch_.*\.rs$/.test(f);
+    if (!keep) await rm(path.join(obj, 'rust', f));
+    else if (f.endsWith('.so')) await run('strip', ['--strip-debug', path.join(obj, 'rust', f)], { log, step: 'strip (proc macro)' });
+  }
+  await removeEmptyDirs(path.join(obj, 'rust'));
+  for (const f of await readdir(path.join(obj, 'scripts'))) {
+    const p = path.join(obj, 'scripts', f);
+    if (f.startsWith('.') || f === 'generate_rust_target') await rm(p, { recursive: true, force: true });
+  }
+  await rm(path.join(obj, '.src'), { recursive: true, force: true });
+  // The rust sources are no longer needed: module builds use the stock headers-common as srctree.
+  await writeFile(path.join(obj, 'Makefile'), `KBUILD_OUTPUT=${obj}\ninclude ${common}/Makefile\n`);
+}
+
+async function removeEmptyDirs(dir: string): Promise<boolean> {
+  let empty = true;
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    if (e.isDirectory() && (await removeEmptyDirs(path.join(dir, e.name)))) continue;
+    empty = false;
+  }
+  if (empty) await rm(dir, { recursive: true });
+  return empty;
+}
+
+export interface PrepareOptions {
+  layout: Layout;
+  kernel: KernelTarget;
+  toolchain: RustToolchain;
+  source: RustSource;
+  jobs: number;
+  force: boolean;
+  timeoutMs: number;
+  /** Called when a build starts (a cache miss), with the reason. */
+  onBuild?(reason: string): void;
+}
+
+export interface PrepareResult {
+  tree: RustTree;
+  built: boolean;
+  /** Why it was (re)built, or why the existing tree was kept. */
+  reason: string;
+}
+
+export async function prepareRustTree(opts: PrepareOptions): Promise<PrepareResult> {
+  const { layout, kernel, toolchain, source } = opts;
+  const arch = buildArch();
+  if (kernel.arch.machine !== arch) {
+    throw new OotmodError(`${kernel.release} is a ${kernel.arch.machine} kernel and this machine is ${arch}`, 'build its Rust tree on a machine of its architecture (cross builds are not supported)', ExitCode.Environment);
+  }
+  const base = layout.rustDir(kernel.release, arch);
+  const { key, parts } = await treeKey(kernel, toolchain, source);
+  const current = await currentTree(layout, kernel.release, arch);
+  let reason = 'no tree yet';
+  if (current) {
+    const damaged = current.manifest.key === key ? await damagedFiles(current) : [];
+    if (current.manifest.key === key && !damaged.length && !opts.force) return { tree: current, built: false, reason: 'current' };
+    reason = opts.force ? 'forced' : damaged.length ? `damaged: ${damaged[0]} is missing or changed` : staleReason(current.manifest.parts, parts);
+  }
+
+  opts.onBuild?.(reason);
+  const obj = path.join(base, 'trees', key);
+  const logFile = path.join(base, 'build.log');
+  await rm(obj, { recursive: true, force: true });
+  await mkdir(obj, { recursive: true });
+  await writeFile(logFile, `# ootmod rust prepare for ${kernel.release} (${new Date().toISOString()}): ${reason}\n# key ${key} ${JSON.stringify(parts)}\n`);
+  const log = fileLog(logFile);
+  const started = performance.now();
+  try {
+    const src = path.join(obj, '.src');
+    await mergedSrctree(layout, kernel, source, src, log, opts.timeoutMs);
+    await objtree(kernel, obj, src);
+    const common = await commonHeadersDir(layout, kernel.headersDir!);
+    const archMakefile = await readFile(path.join(common, 'arch', kernel.arch.srcArch ?? 'x86', 'Makefile'), 'utf8').catch(() => '');
+    // Only some arches (x86) use a generated target.json; the rest use a built-in rustc target.
+    const target = archMakefile.includes('scripts/target.json') ? '$(MAKE) $(build)=scripts scripts/target.json && ' : '';
+    const tools = [`RUSTC=${toolchain.rustc}`, `HOSTRUSTC=${toolchain.rustc}`, `BINDGEN=${toolchain.bindgen}`];
+    await run('make', ['-C', obj, `-j${opts.jobs}`, 'run-command', 'FORCE', `KBUILD_RUN_COMMAND=+${target}$(MAKE) $(build)=rust`, ...tools], {
+      cwd: obj, log, step: 'make (Rust tree)', timeoutMs: opts.timeoutMs,
+      env: { MAKEFLAGS: undefined, MFLAGS: undefined, CC: undefined, CFLAGS: undefined, RUSTFLAGS: undefined },
+    });
+    for (const f of ['rust/libkernel.rmeta', 'rust/libcore.rmeta', 'rust/libmacros.so']) {
+      if (!existsSync(path.join(obj, f))) throw new OotmodError(`the Rust build finished without ${f}`, `see ${logFile}`);
+    }
+    const abi = await checkRustAbi(obj, log);
+    await prune(obj, common, log);
+    const files = await Promise.all(
+      (await walkFiles(obj)).filter((f) => f.startsWith('rust/') || f === 'scripts/target.json').map(async (f) => ({ path: f, size: (await stat(path.join(obj, f))).size })),
+    );
+    const manifest: RustTreeManifest = {
+      key, parts, files, abi,
+      builtAt: new Date().toISOString(),
+      durationMs: Math.round(performance.now() - started),
+      bytes: files.reduce((n, f) => n + f.size, 0),
+    };
+    await writeFileAtomic(path.join(obj, MANIFEST), `${JSON.stringify(manifest, null, 1)}\n`);
+    await switchCurrent(base, key);
+    await removeOtherTrees(base, key);
+    await log.write(`# done in ${(manifest.durationMs / 1000).toFixed(1)}s, ${(manifest.bytes / 1e6).toFixed(0)} MB\n`);
+    return { tree: { kernel: kernel.release, buildArch: arch, dir: obj, manifest }, built: true, reason };
+  } catch (err) {
+    await rm(obj, { recursive: true, force: true });
+    if (err instanceof OotmodError) throw new OotmodError(`Rust tree for ${kernel.release}: ${err.message}`, err.remedy ?? `see ${logFile}`, err.exitCode);
+    throw err;
+  }
+}
+
+function staleReason(old: RustTreeKey, now: RustTreeKey): string {
+  const changed = (Object.keys(now) as (keyof RustTreeKey)[]).filter((k) => old[k] !== now[k]);
+  return changed.length ? `stale: ${changed.map((k) => `${k} ${old[k]} -> ${now[k]}`).join(', ')}` : 'stale';
+}
+
+async function switchCurrent(base: string, key: string): Promise<void> {
+  const tmp = path.join(base, `.current-${process.pid}`);
+  await rm(tmp, { force: true });
+  await symlink(path.join('trees', key), tmp);
+  await rename(tmp, path.join(base, 'current'));
+}
+
+async function removeOtherTrees(base: string, keep: string): Promise<void> {
+  for (const k of await readdir(path.join(base, 'trees')).catch(() => [] as string[])) {
+    if (k !== keep) await rm(path.join(base, 'trees', k), { recursive: true, force: true });
+  }
+}
+
+/** Removes a kernel's Rust trees (all build arches). */
+export async function cleanRustTrees(layout: Layout, kernel: string): Promise<boolean> {
+  const dir = path.dirname(layout.rustDir(kernel, 'x'));
+  const existed = await lstat(dir).then(() => true, () => false);
+  await rm(dir, { recursive: true, force: true });
+  return existed;
+}
