@@ -99,8 +99,27 @@ async function fileProblems(spec: ModuleSpec, src: SourceDir, ctx: SourceContext
       const problem = await checkNotWritableByOthers(file, label);
       if (problem) problems.push(problem);
     }
+    // Every Makefile, script and source file runs or is compiled as root too.
+    if (!problems.length) {
+      const loose = await firstLooseFile(src.dir);
+      if (loose) problems.push(await checkNotWritableByOthers(loose, loose) ?? `${loose} is writable by a non-root user`);
+    }
   }
   return problems;
+}
+
+/** The first file or dir below `dir` (symlinks aside) that a non-root user owns or can write. */
+async function firstLooseFile(dir: string): Promise<string | undefined> {
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    if (e.isSymbolicLink()) continue;
+    const p = path.join(dir, e.name);
+    if (await checkNotWritableByOthers(p, p)) return p;
+    if (e.isDirectory()) {
+      const deeper = await firstLooseFile(p);
+      if (deeper) return deeper;
+    }
+  }
+  return undefined;
 }
 
 function scriptDirective(key: string): string {

@@ -51,9 +51,20 @@ export async function readFacts(req: FactsRequest): Promise<Facts> {
   const kernels = await listKernels(req.layout, req.kernels);
   const sources = req.sources ?? (await listSourceDirs(req.layout));
   const trees = new Map(await mapLimit(sources, 4, async (s) => [s.dir, await hashTree(s.dir).catch(() => ({ hash: 'unreadable', hasRust: false }))] as const));
-  const pairs = kernels.flatMap((kernel) => sources.map((source) => ({ kernel, source })));
+  // With no kernel at all, each source is still read once, so invalid ones are reported.
+  const pairs = kernels.length
+    ? kernels.flatMap((kernel) => sources.map((source) => ({ kernel: kernel as KernelTarget | undefined, source })))
+    : sources.map((source) => ({ kernel: undefined, source }));
   const identities = new Map(await Promise.all(kernels.map(async (k) => [k.release, await kernelIdentity(k)] as const)));
   const candidates = await mapLimit(pairs, 8, async ({ kernel, source }): Promise<ModuleCandidate> => {
+    if (!kernel) {
+      try {
+        const spec = await loadSpec(source, { layout: req.layout, jobs: req.jobs, checkOwnership: req.checkOwnership });
+        return { sourceDir: source.dir, kernel: '', spec };
+      } catch (err) {
+        return { sourceDir: source.dir, kernel: '', error: errorLine(err) };
+      }
+    }
     const kernelBuildDir = req.kernelBuildDir(kernel);
     try {
       const spec = await loadSpec(source, { layout: req.layout, kernel, kernelBuildDir, jobs: req.jobs, checkOwnership: req.checkOwnership });

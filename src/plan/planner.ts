@@ -89,6 +89,8 @@ export function plan(input: PlanInput): Plan {
   const records = new Map(input.records.map((r) => [`${r.module}/${r.version}/${r.kernel}`, r]));
   const explicit = request.modules !== undefined;
 
+  // Sources read without any kernel (none is installed): only their validity is known.
+  for (const c of input.candidates.filter((c) => c.kernel === '' && c.error)) out.invalid.push({ module: c.sourceDir, reason: c.error! });
   for (const kernel of input.kernels) {
     const forKernel = input.candidates.filter((c) => c.kernel === kernel.release);
     for (const c of forKernel.filter((c) => !c.spec)) out.invalid.push({ module: c.sourceDir, kernel: kernel.release, reason: c.error ?? 'invalid' });

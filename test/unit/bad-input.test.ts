@@ -251,14 +251,22 @@ describe('the ootmod CLI on bad sources', () => {
     expect(r.outLines).toContain('autoinstall: 0 installed, 0 built, 0 current, 2 skipped, 0 failed, 1 invalid');
   });
 
-  it('autoinstall with no kernel at all reads no source, so reports nothing invalid and exits 0', () => {
+  it('autoinstall with no kernel at all still reads every source once and reports the invalid one', () => {
     const layout = newRoot(false);
     place('dest-location-outside', layout.srcDir);
     place('good-exclusive', layout.srcDir);
     const r = cli(layout, 'autoinstall');
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toMatch(/no kernel headers found under /);
-    expect(r.stderr).not.toMatch(/invalid/);
-    expect(r.outLines).toContain('autoinstall: 0 installed, 0 built, 0 current, 0 skipped, 0 failed');
+    expect(r.stderr).toMatch(/^invalid +.*dkms\.conf: DEST_MODULE_LOCATION\[0\] '\/usr\/lib' must start with \/kernel, \/updates or \/extra/m);
+    expect(r.outLines).toContain('autoinstall: 0 installed, 0 built, 0 current, 0 skipped, 0 failed, 1 invalid');
+  });
+
+  it('build of a named module with no kernel says so and exits 4', () => {
+    const layout = newRoot(false);
+    place('good-exclusive', layout.srcDir);
+    const r = cli(layout, 'build', 'good-exclusive');
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr.trim()).toMatch(/^ootmod: no kernel headers found under .*: install linux-headers-/);
   });
 });

@@ -115,7 +115,10 @@ export async function jobsCommand(s: Session, command: JobsCommand, args: string
       }
     }
     if (!facts.kernels.some((k) => k.headersDir)) {
-      s.err(`ootmod: no kernel headers found under ${s.layout.modulesDir}: install linux-headers-<flavour> (e.g. linux-headers-amd64)`);
+      const line = `no kernel headers found under ${s.layout.modulesDir}`;
+      const fix = 'install linux-headers-<flavour> (e.g. linux-headers-amd64)';
+      if (refs) throw new OotmodError(line, fix, ExitCode.NotFound);
+      s.err(`ootmod: ${line}: ${fix}`);
     }
     const action: Action = command === 'build' ? 'build' : 'install';
     const p = plan({

@@ -48,8 +48,17 @@ export type ExecOptions = Pick<
  * `npx tsx` a static import would become a failing require().
  */
 export async function exec(file: string, args: string[], opts: ExecOptions = {}): Promise<ExecResult> {
-  const { execa } = await import('execa');
-  const r = await execa(file, args, opts);
+  const { execa, ExecaError } = await import('execa');
+  let r;
+  try {
+    r = await execa(file, args, opts);
+  } catch (e) {
+    // execa's own message carries the whole output (thousands of lines for apt or debootstrap).
+    if (!(e instanceof ExecaError)) throw e;
+    const tail = (v: unknown) => (typeof v === 'string' ? v.split('\n').slice(-40).join('\n') : '');
+    const output = `--- stdout (tail) ---\n${tail(e.stdout)}\n--- stderr (tail) ---\n${tail(e.stderr)}`;
+    throw new Error(`${e.shortMessage}\n${output}`, { cause: e });
+  }
   // Always strings here (no transforms, no `lines`/`buffer`), whatever execa's generic type says.
   const text = (v: unknown) => (typeof v === 'string' ? v : '');
   return { exitCode: r.exitCode ?? -1, stdout: text(r.stdout), stderr: text(r.stderr), timedOut: r.timedOut };
@@ -370,10 +379,12 @@ export class Chroot {
 
   /** apt-get install without recommends; `target` is passed as -t (e.g. trixie-backports). */
   async aptInstall(pkgs: string[], opts: { target?: string } = {}): Promise<void> {
-    await this.aptUpdate();
     const target = opts.target ? ['-t', opts.target] : [];
-    this.log(`${this.suite}: apt-get install ${target.join(' ')} ${pkgs.join(' ')}`.replace(/ +/g, ' '));
-    await this.run(['apt-get', 'install', '-y', '--no-install-recommends', ...target, ...pkgs]);
+    this.log(`${this.suite}: apt-get install ${[...target, ...pkgs].join(' ')}`);
+    await this.withMounts(async () => {
+      await this.aptUpdate();
+      await this.run(['apt-get', 'install', '-y', '--no-install-recommends', ...target, ...pkgs]);
+    });
   }
 }
 
@@ -541,31 +552,35 @@ export interface KernelInfo {
  * linux-image-<flavour> metapackages. For a trixie chroot the default suite is trixie-backports
  * (trixie's own 6.12 kernel has no CONFIG_RUST).
  */
-export async function currentKernel(
+export function currentKernel(
   chroot: Chroot,
   opts: { suite?: string; flavour?: string } = {},
 ): Promise<KernelInfo> {
   const suite = opts.suite ?? (chroot.suite === 'trixie' ? 'trixie-backports' : chroot.suite);
   const flavour = opts.flavour ?? 'amd64';
-  await chroot.aptUpdate();
+  // One mount cycle for all the apt queries.
+  return chroot.withMounts(async () => {
+    await chroot.aptUpdate();
+    const metaDependency = async (kind: 'headers' | 'image') => {
+      const meta = `linux-${kind}-${flavour}`;
+      return dependency(chroot, meta, await versionIn(chroot, meta, suite), `linux-${kind}-`);
+    };
+    const headers = await metaDependency('headers');
+    const image = await metaDependency('image');
 
-  const headersMeta = `linux-headers-${flavour}`;
-  const headers = await dependency(chroot, headersMeta, await versionIn(chroot, headersMeta, suite), 'linux-headers-');
-  const imageMeta = `linux-image-${flavour}`;
-  const image = await dependency(chroot, imageMeta, await versionIn(chroot, imageMeta, suite), 'linux-image-');
-
-  const version = headers.version ?? (await versionIn(chroot, headers.name, suite));
-  const upstream = /^(?:\d+:)?(\d+\.\d+)/.exec(version)?.[1];
-  if (!upstream) throw new Error(`cannot parse upstream version of ${headers.name} ${version}`);
-  return {
-    kver: headers.name.slice('linux-headers-'.length),
-    version,
-    upstream,
-    suite,
-    headersPackage: headers.name,
-    imagePackage: image.name,
-    sourcePackage: `linux-source-${upstream}`,
-  };
+    const version = headers.version ?? (await versionIn(chroot, headers.name, suite));
+    const upstream = /^(?:\d+:)?(\d+\.\d+)/.exec(version)?.[1];
+    if (!upstream) throw new Error(`cannot parse upstream version of ${headers.name} ${version}`);
+    return {
+      kver: headers.name.slice('linux-headers-'.length),
+      version,
+      upstream,
+      suite,
+      headersPackage: headers.name,
+      imagePackage: image.name,
+      sourcePackage: `linux-source-${upstream}`,
+    };
+  });
 }
 
 /** Reads the installed headers' .config into a map of CONFIG_* -> value (quotes removed). */
@@ -617,30 +632,36 @@ export async function kernelRustToolchain(chroot: Chroot, kver: string): Promise
   const want = /^rustc (\d+\.\d+\.\d+)/.exec(rustcText)?.[1];
   if (!want) return { ok: false, reason: `cannot parse CONFIG_RUSTC_VERSION_TEXT "${rustcText}"` };
 
-  await chroot.aptUpdate();
-  const rustcs = await madison(chroot, 'rustc');
-  const matches = rustcs.filter((e) => upstreamOf(e.version) === want);
-  // Prefer the chroot's own suite (trixie's kernel in backports is built with trixie's rustc).
-  const rustc = matches.find((e) => e.suite === chroot.suite) ?? matches[0];
-  if (!rustc) {
-    const have = rustcs.map((e) => `${e.version} (${e.suite})`).join(', ') || 'none';
-    return { ok: false, reason: `kernel ${kver} needs "${rustcText}"; apt has rustc ${have}` };
-  }
-  const rustSrc = (await madison(chroot, 'rust-src')).find((e) => e.suite === rustc.suite && e.version === rustc.version);
-  if (!rustSrc) return { ok: false, reason: `no rust-src ${rustc.version} in ${rustc.suite}` };
+  // One mount cycle for all the apt queries.
+  return chroot.withMounts(async (): Promise<RustToolchain> => {
+    await chroot.aptUpdate();
+    const rustcs = await madison(chroot, 'rustc');
+    const matches = rustcs.filter((e) => upstreamOf(e.version) === want);
+    // Prefer the chroot's own suite (trixie's kernel in backports is built with trixie's rustc).
+    const rustc = matches.find((e) => e.suite === chroot.suite) ?? matches[0];
+    if (!rustc) {
+      const have = rustcs.map((e) => `${e.version} (${e.suite})`).join(', ') || 'none';
+      return { ok: false, reason: `kernel ${kver} needs "${rustcText}"; apt has rustc ${have}` };
+    }
+    const inSuite = async (pkg: string) => (await madison(chroot, pkg)).filter((e) => e.suite === rustc.suite);
+    if (!(await inSuite('rust-src')).some((e) => e.version === rustc.version)) {
+      return { ok: false, reason: `no rust-src ${rustc.version} in ${rustc.suite}` };
+    }
+    const bindgen = (await inSuite('bindgen'))[0]?.version;
+    if (!bindgen) return { ok: false, reason: `no bindgen in ${rustc.suite}` };
 
-  const warnings: string[] = [];
-  const bindgen = await versionIn(chroot, 'bindgen', rustc.suite);
-  const wantBindgen = /^bindgen (\S+)/.exec(bindgenText)?.[1];
-  if (wantBindgen && upstreamOf(bindgen) !== wantBindgen) {
-    warnings.push(`kernel was built with "${bindgenText}", ${rustc.suite} has bindgen ${bindgen}`);
-  }
-  return {
-    ok: true,
-    suite: rustc.suite,
-    packages: [`rustc=${rustc.version}`, `rust-src=${rustc.version}`, `bindgen=${bindgen}`, 'libclang-dev'],
-    rustcText,
-    bindgenText,
-    warnings,
-  };
+    const warnings: string[] = [];
+    const wantBindgen = /^bindgen (\S+)/.exec(bindgenText)?.[1];
+    if (wantBindgen && upstreamOf(bindgen) !== wantBindgen) {
+      warnings.push(`kernel was built with "${bindgenText}", ${rustc.suite} has bindgen ${bindgen}`);
+    }
+    return {
+      ok: true,
+      suite: rustc.suite,
+      packages: [`rustc=${rustc.version}`, `rust-src=${rustc.version}`, `bindgen=${bindgen}`, 'libclang-dev'],
+      rustcText,
+      bindgenText,
+      warnings,
+    };
+  });
 }
