@@ -1,5 +1,5 @@
 // Preparing the Rust trees of several kernels: find sources and toolchain, build or reuse the tree.
-import { errorLine } from '../errors.js';
+import { ExitCode, OotmodError, errorLine } from '../errors.js';
 import type { KernelTarget } from '../kernel/inventory.js';
 import type { OotmodConfig } from '../system/config.js';
 import type { Layout } from '../system/layout.js';
@@ -14,6 +14,7 @@ export interface RustPrepareOutcome {
   reason: string;
   /** One line: why no tree could be prepared. */
   error?: string;
+  exitCode?: ExitCode;
 }
 
 export interface RustPrepareRequest {
@@ -42,7 +43,8 @@ export async function prepareRustTrees(kernels: KernelTarget[], req: RustPrepare
       });
       out.push({ kernel: kernel.release, tree: result.tree, built: result.built, reason: result.reason });
     } catch (err) {
-      out.push({ kernel: kernel.release, built: false, reason: 'failed', error: errorLine(err) });
+      const exitCode = err instanceof OotmodError ? err.exitCode : ExitCode.Failed;
+      out.push({ kernel: kernel.release, built: false, reason: 'failed', error: errorLine(err), exitCode });
     }
   }
   return out;

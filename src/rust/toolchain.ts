@@ -36,10 +36,11 @@ function listGlob(dir: string, pattern: RegExp): string[] {
 /** Every rustc on this machine: the explicit one, PATH, Debian's versioned rustc-1.NN, rustup toolchains. */
 export function rustcCandidates(search: ToolchainSearch): string[] {
   const env = search.env ?? process.env;
+  // A rustc the admin named is the only one tried: a silent fallback would hide their mistake.
+  const explicit = search.rustc ?? env.RUSTC;
+  if (explicit) return [explicit];
   const homes = [env.RUSTUP_HOME, env.HOME && path.join(env.HOME, '.rustup'), path.join(os.homedir(), '.rustup'), '/root/.rustup'].filter(Boolean) as string[];
   const found = [
-    search.rustc,
-    env.RUSTC,
     findOnPath('rustc', env.PATH),
     ...listGlob('/usr/bin', /^rustc-1\.\d+$/),
     ...listGlob('/usr/lib', /^rust-1\.\d+$/).map((d) => path.join(d, 'bin/rustc')),
@@ -91,7 +92,7 @@ export async function findRustToolchain(kernel: KernelTarget, search: ToolchainS
       rustc = candidate;
       break;
     }
-    if (version) seen.push(`${version} at ${candidate}`);
+    seen.push(version ? `${version} at ${candidate}` : `${candidate}, which does not run`);
   }
   if (!rustc) {
     const have = seen.length ? `installed: ${seen.join('; ')}` : 'no rustc is installed';
@@ -107,7 +108,8 @@ export async function findRustToolchain(kernel: KernelTarget, search: ToolchainS
   }
 
   const wantBindgen = kernel.rust.bindgenVersionText;
-  const bindgenCandidates = [search.bindgen, search.env?.BINDGEN ?? process.env.BINDGEN, findOnPath('bindgen', search.env?.PATH)].filter((p): p is string => Boolean(p));
+  const explicitBindgen = search.bindgen ?? (search.env ?? process.env).BINDGEN;
+  const bindgenCandidates = explicitBindgen ? [explicitBindgen] : [findOnPath('bindgen', search.env?.PATH)].filter((p): p is string => Boolean(p));
   let bindgen: string | undefined;
   let bindgenVersion = '';
   const bindgenSeen: string[] = [];
@@ -118,7 +120,7 @@ export async function findRustToolchain(kernel: KernelTarget, search: ToolchainS
       bindgenVersion = version;
       break;
     }
-    if (version) bindgenSeen.push(`${version} at ${candidate}`);
+    bindgenSeen.push(version ? `${version} at ${candidate}` : `${candidate}, which does not run`);
   }
   if (!bindgen) {
     const have = bindgenSeen.length ? `installed: ${bindgenSeen.join('; ')}` : 'no bindgen is installed';

@@ -34,7 +34,7 @@ export async function rustPrepare(s: Session): Promise<ExitCode> {
       if (r.error) s.err(`rust prepare ${r.kernel}: ${r.error}`);
       else s.out(`${r.built ? 'built' : 'current'} ${r.tree!.dir}${r.built ? ` in ${(r.tree!.manifest.durationMs / 1000).toFixed(0)}s (${r.reason})` : ''}`);
     }
-    return results.some((r) => r.error) ? ExitCode.Failed : ExitCode.Ok;
+    return results.find((r) => r.error)?.exitCode ?? ExitCode.Ok;
   } finally {
     await release();
   }
