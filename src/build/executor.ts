@@ -25,6 +25,8 @@ export interface ExecuteOptions {
   reporter: ProgressReporter;
   /** The kernel build dir for a kernel (its Rust tree when it has one, else its headers). */
   kernelBuildDir(kernel: KernelTarget): string;
+  /** Kernels changed before the plan ran (removals): depmod them with the others, once. */
+  alsoDepmod?: string[];
 }
 
 export interface ExecutionResult {
@@ -39,7 +41,7 @@ export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<Exe
   // Each make gets an equal share of the cores, so N parallel builds never run more than --jobs compilers.
   const makeJobs = Math.max(1, Math.floor(opts.jobs / concurrency));
   const results = new Map<string, BuildRecord>();
-  const touched = new Set<string>();
+  const touched = new Set<string>(opts.alsoDepmod ?? []);
   const pending = [...plan.jobs];
   const running = new Set<Promise<void>>();
 

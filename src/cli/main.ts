@@ -19,6 +19,9 @@ Commands:
   remove NAME[/VERSION]        uninstall and forget the builds (the source stays)
   autoinstall                  build and install every AUTOINSTALL=yes module for all (-k) kernels
   rust prepare|status|clean    the per-kernel Rust trees (rust/*.rmeta, proc macros) of CONFIG_RUST kernels
+  trigger                      bring every kernel up to date (dpkg's trigger runs this): remove what was
+                               built for removed kernels and sources, then autoinstall
+  hook NAME KVER [IMAGE]       the kernel hooks' logic (header_postinst, postinst, prerm, postrm)
 
 Options:
   -k, --kernel KVER   restrict to this kernel release (repeatable)
@@ -101,6 +104,10 @@ async function dispatch(s: Session, command: string, args: string[]): Promise<Ex
     case 'install':
     case 'autoinstall':
       return (await import('./commands/jobs.js')).jobsCommand(s, command, args);
+    case 'trigger':
+      return (await import('./commands/trigger.js')).triggerCommand(s);
+    case 'hook':
+      return (await import('./commands/hook.js')).hookCommand(s, args);
     case 'rust':
       return (await import('./commands/rust.js')).rustCommand(s, args);
     case 'uninstall':

@@ -24,13 +24,23 @@ export function splitNameVersion(dirName: string): { name: string; version: stri
   return { name: dirName.slice(0, last.index), version: dirName.slice(last.index + 1) };
 }
 
-export async function listSourceDirs(layout: Layout): Promise<SourceDir[]> {
+/**
+ * True when DKMS is installed and has registered this source (/var/lib/dkms/<name>/<version>/source):
+ * then DKMS builds it, and ootmod leaves it alone so the two never install the same module twice.
+ */
+export function registeredWithDkms(layout: Layout, name: string, version: string): boolean {
+  return existsSync(layout.dkmsProgram) && existsSync(layout.dkmsSource(name, version));
+}
+
+/** Module sources under /usr/src; those DKMS has registered are listed only with `includeDkms`. */
+export async function listSourceDirs(layout: Layout, opts: { includeDkms?: boolean } = {}): Promise<SourceDir[]> {
   const found: SourceDir[] = [];
   for (const entry of await readdir(layout.srcDir, { withFileTypes: true }).catch(() => [])) {
     if (!entry.isDirectory() || entry.name.startsWith('linux-')) continue;
     const dir = path.join(layout.srcDir, entry.name);
     if (!existsSync(path.join(dir, 'dkms.conf'))) continue;
     const { name, version } = splitNameVersion(entry.name);
+    if (!opts.includeDkms && registeredWithDkms(layout, name, version)) continue;
     found.push({ dir, guessedName: name, guessedVersion: version });
   }
   return found.sort((a, b) => a.dir.localeCompare(b.dir));

@@ -18,6 +18,12 @@ export interface Layout {
   readonly mokKey: string;
   readonly mokCert: string;
   readonly configFile: string;
+  /** Kernels the kernel hooks recorded during a dpkg run, for the trigger. */
+  readonly queueDir: string;
+  /** DKMS's registration of a module source (/var/lib/dkms/<name>/<version>/source). */
+  dkmsSource(name: string, version: string): string;
+  readonly dkmsProgram: string;
+  initramfs(kver: string): string;
   kernelDir(kver: string): string;
   /** The `build` link of a kernel, pointing at its headers. */
   kernelBuildLink(kver: string): string;
@@ -59,6 +65,10 @@ export function createLayout(root = '/'): Layout {
     mokKey: path.join(stateDir, 'mok.key'),
     mokCert: path.join(stateDir, 'mok.pub'),
     configFile: at('/etc/ootmod/ootmod.conf'),
+    queueDir: path.join(stateDir, 'queue'),
+    dkmsSource: (name, version) => at(`/var/lib/dkms/${name}/${version}/source`),
+    dkmsProgram: at('/usr/sbin/dkms'),
+    initramfs: (kver) => at(`/boot/initrd.img-${kver}`),
     kernelDir: (kver) => path.join(modulesDir, kver),
     kernelBuildLink: (kver) => path.join(modulesDir, kver, 'build'),
     headersDir: (kver) => at(`/usr/src/linux-headers-${kver}`),

@@ -8,7 +8,12 @@ export interface CliResult {
 }
 
 export async function ootmod(root: string, ...args: string[]): Promise<CliResult> {
-  const r = await execa(OOTMOD, ['--root', root, ...args], { reject: false, env: { LANG: 'C.UTF-8' } });
+  return ootmodEnv(root, {}, ...args);
+}
+
+/** Runs ootmod with extra environment (DEB_MAINT_PARAMS, DPKG_MAINTSCRIPT_PACKAGE, RUSTC, ...). */
+export async function ootmodEnv(root: string, env: Record<string, string | undefined>, ...args: string[]): Promise<CliResult> {
+  const r = await execa(OOTMOD, ['--root', root, ...args], { reject: false, env: { LANG: 'C.UTF-8', DPKG_MAINTSCRIPT_PACKAGE: undefined, DEB_MAINT_PARAMS: undefined, ...env } });
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 

@@ -82,7 +82,27 @@ async function prepareRust(s: Session): Promise<Map<string, string>> {
   return failures;
 }
 
+export interface JobsOutcome {
+  exit: ExitCode;
+  /** Kernels whose module dir changed in this run (depmod ran for them). */
+  touchedKernels: string[];
+  summary: string;
+}
+
+export interface JobsOptions {
+  /** The caller already holds the global lock. */
+  locked?: boolean;
+  /** Kernels changed before this run (removals): their depmod is merged into this run's. */
+  alsoDepmod?: string[];
+  /** The label of the summary line. */
+  label?: string;
+}
+
 export async function jobsCommand(s: Session, command: JobsCommand, args: string[]): Promise<ExitCode> {
+  return (await runJobs(s, command, args)).exit;
+}
+
+export async function runJobs(s: Session, command: JobsCommand, args: string[], opts: JobsOptions = {}): Promise<JobsOutcome> {
   if (command !== 'autoinstall' && !args.length) {
     throw new OotmodError(`${command} needs a module`, `ootmod ${command} NAME[/VERSION] [-k KVER]`, ExitCode.Usage);
   }
@@ -91,7 +111,8 @@ export async function jobsCommand(s: Session, command: JobsCommand, args: string
       throw new OotmodError(`kernel ${k} is not installed`, `install linux-headers-${k}, or see ootmod kernels`, ExitCode.NotFound);
     }
   }
-  const release = s.opts.dryRun ? async () => {} : await s.lock();
+  const release = s.opts.dryRun || opts.locked ? async () => {} : await s.lock();
+  const label = opts.label ?? command;
   try {
     const { refs, sources } = await resolveTargets(s, args);
     const store = StateStore.load(s.layout.stateFile);
@@ -128,7 +149,7 @@ export async function jobsCommand(s: Session, command: JobsCommand, args: string
     if (s.opts.dryRun) {
       printPlan(s, p);
       if (!p.jobs.length) s.out('nothing to do');
-      return ExitCode.Ok;
+      return { exit: ExitCode.Ok, touchedKernels: [], summary: '' };
     }
     for (const k of p.skipped) s.err(`skip     ${k.module}/${k.version} for ${k.kernel}: ${k.reason}`);
     for (const i of uniqueInvalid(p)) s.err(`invalid  ${i.module}: ${i.reason}`);
@@ -143,21 +164,23 @@ export async function jobsCommand(s: Session, command: JobsCommand, args: string
       timeoutMs: s.config().buildTimeout * 1000,
       reporter,
       kernelBuildDir: s.kernelBuildDir,
+      alsoDepmod: opts.alsoDepmod,
     });
     reporter.close();
     for (const d of result.depmodFailures) s.err(`depmod failed for ${d.kernel}: ${d.error}`);
     const count = (st: string) => result.records.filter((r) => r.status === st).length;
     const failed = count('failed') + p.failed.length + result.depmodFailures.length;
     const invalid = uniqueInvalid(p).length;
-    s.out(
-      `${command}: ${count('installed')} installed, ${count('built')} built, ${p.current.length} current, ` +
-        `${p.skipped.length} skipped, ${failed} failed${invalid ? `, ${invalid} invalid` : ''}`,
-    );
-    if (failed) return ExitCode.Failed;
+    const summary =
+      `${label}: ${count('installed')} installed, ${count('built')} built, ${p.current.length} current, ` +
+      `${p.skipped.length} skipped, ${failed} failed${invalid ? `, ${invalid} invalid` : ''}`;
+    if (!opts.label) s.out(summary);
+    let exit: ExitCode = ExitCode.Ok;
+    if (failed) exit = ExitCode.Failed;
     // An invalid source is a failed module for autoinstall, a bad argument for a named one.
-    if (invalid) return refs ? ExitCode.InvalidSource : ExitCode.Failed;
-    if (refs && p.skipped.length && !p.jobs.length && !p.current.length) return ExitCode.Skipped;
-    return ExitCode.Ok;
+    else if (invalid) exit = refs ? ExitCode.InvalidSource : ExitCode.Failed;
+    else if (refs && p.skipped.length && !p.jobs.length && !p.current.length) exit = ExitCode.Skipped;
+    return { exit, touchedKernels: result.touchedKernels, summary };
   } finally {
     await release();
   }

@@ -1,8 +1,7 @@
 // uninstall (keep the build) and remove (uninstall and forget the builds) a module.
-import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { depmod } from '../../build/depmod.js';
-import { uninstallRecord } from '../../build/job.js';
+import { takeBack } from '../../build/cleanup.js';
 import { ExitCode, OotmodError, errorLine } from '../../errors.js';
 import { readKernel } from '../../kernel/inventory.js';
 import { loadSpec, splitNameVersion } from '../../modules/sources.js';
@@ -40,14 +39,7 @@ export async function removeCommand(s: Session, command: 'uninstall' | 'remove',
       }
       try {
         const log = { write: async (t: string) => void (s.opts.verbose && process.stderr.write(t)) };
-        if (await uninstallRecord(r, await specFor(s, r), s.layout, log)) touched.add(r.kernel);
-        if (command === 'remove') {
-          await rm(s.layout.builtDir(r.kernel, r.module, r.version), { recursive: true, force: true });
-          await rm(path.dirname(s.layout.buildDir(r.kernel, r.module, r.version)), { recursive: true, force: true });
-          await store.delete(r.module, r.version, r.kernel);
-        } else if (r.installed.length) {
-          await store.put({ ...r, status: r.built.length ? 'built' : r.status === 'installed' ? 'built' : r.status, installed: [], updatedAt: new Date().toISOString() });
-        }
+        if (await takeBack(s.layout, store, r, { spec: await specFor(s, r), forget: command === 'remove', log })) touched.add(r.kernel);
         s.out(`${command === 'remove' ? 'removed' : 'uninstalled'} ${what}`);
       } catch (err) {
         failed++;

@@ -2,7 +2,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode } from '../../errors.js';
-import { splitNameVersion } from '../../modules/sources.js';
+import { registeredWithDkms, splitNameVersion } from '../../modules/sources.js';
 import { StateStore } from '../../state/store.js';
 import { json, table } from '../format.js';
 import type { Session } from '../session.js';
@@ -12,7 +12,8 @@ export interface StatusRow {
   version: string;
   kernel: string | null;
   arch: string | null;
-  status: 'added' | 'built' | 'installed' | 'failed' | 'broken';
+  /** `dkms`: DKMS has registered the source and builds it; ootmod leaves it alone. */
+  status: 'added' | 'built' | 'installed' | 'failed' | 'broken' | 'dkms';
   detail: string | null;
   signed: boolean | null;
   files: string[];
@@ -54,7 +55,11 @@ export function statusRows(s: Session, filter: { module?: string; version?: stri
     const { name, version } = splitNameVersion(entry.name);
     if (filter.module && name !== filter.module) continue;
     if (filter.version && version !== filter.version) continue;
-    rows.push({ module: name, version, kernel: null, arch: null, status: 'added', detail: null, signed: null, files: [], log: null, error: null, updatedAt: null });
+    const dkms = registeredWithDkms(s.layout, name, version);
+    rows.push({
+      module: name, version, kernel: null, arch: null, status: dkms ? 'dkms' : 'added', detail: dkms ? 'registered with DKMS, which builds it' : null,
+      signed: null, files: [], log: null, error: null, updatedAt: null,
+    });
   }
   return rows;
 }
