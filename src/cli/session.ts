@@ -1,6 +1,5 @@
 // What every command gets: parsed options, the layout, output streams.
 import os from 'node:os';
-import { acquireLock } from '../system/lock.js';
 import { createLayout, type Layout } from '../system/layout.js';
 import type { KernelTarget } from '../kernel/inventory.js';
 import { loadConfig, type OotmodConfig } from '../system/config.js';
@@ -48,8 +47,9 @@ export function createSession(opts: Options): Session {
     out: (line) => process.stdout.write(`${line}\n`),
     err: (line) => process.stderr.write(`${line}\n`),
     isRoot: process.getuid?.() === 0,
-    lock: () =>
-      acquireLock(layout.lockFile, {
+    // proper-lockfile (and graceful-fs under it) load only for commands that change the system.
+    lock: async () =>
+      (await import('../system/lock.js')).acquireLock(layout.lockFile, {
         onWait: (holder) => session.err(`ootmod: waiting for another ootmod run to finish (${holder})`),
       }),
     config: () => (config ??= loadConfig(layout.configFile)),
