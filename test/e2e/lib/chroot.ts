@@ -395,6 +395,12 @@ export interface EnsureChrootOptions {
   /** Rebuild a cached chroot older than this many days (default 30). */
   maxAgeDays?: number;
   log?: Log;
+  /**
+   * Directory name under <cacheRoot>/chroots (default: the suite). A chroot with another name is
+   * separate from the suite's usual one: its own tree, lock and apt archive cache (seeded with hard
+   * links to the suite's cached .debs, so nothing is downloaded twice).
+   */
+  name?: string;
 }
 
 interface Marker {
@@ -408,7 +414,8 @@ const chroots = new Map<string, Chroot>();
 export async function ensureChroot(suite: Suite, opts: EnsureChrootOptions = {}): Promise<Chroot> {
   const cacheRoot = opts.cacheRoot ?? CACHE_ROOT;
   const log = opts.log ?? defaultLog;
-  const root = path.join(cacheRoot, 'chroots', suite);
+  const name = opts.name ?? suite;
+  const root = path.join(cacheRoot, 'chroots', name);
   // Checked once per process: a rebuild must not pull the tree from under mounts or running commands.
   const known = chroots.get(root);
   if (known) return known;
@@ -430,9 +437,58 @@ export async function ensureChroot(suite: Suite, opts: EnsureChrootOptions = {})
     await lock.release();
   }
 
-  const archives = path.join(cacheRoot, 'apt-archives', suite);
-  await fs.mkdir(archives, { recursive: true });
+  const archives = await archivesFor(cacheRoot, suite, name);
   const chroot = chroots.get(root) ?? new Chroot(suite, root, archives, log);
+  chroots.set(root, chroot);
+  return chroot;
+}
+
+/** The apt archive cache of a chroot; one with its own name starts with links to the suite's .debs. */
+async function archivesFor(cacheRoot: string, suite: Suite, name: string): Promise<string> {
+  const archives = path.join(cacheRoot, 'apt-archives', name);
+  if (name !== suite && !existsSync(archives)) {
+    const shared = path.join(cacheRoot, 'apt-archives', suite);
+    await fs.mkdir(archives, { recursive: true });
+    for (const f of existsSync(shared) ? await fs.readdir(shared) : []) {
+      // Complete .debs only (apt moves them in from partial/ when verified); a copy if not linkable.
+      if (f.endsWith('.deb')) await fs.link(path.join(shared, f), path.join(archives, f)).catch(() => fs.copyFile(path.join(shared, f), path.join(archives, f)));
+    }
+  }
+  await fs.mkdir(archives, { recursive: true });
+  return archives;
+}
+
+/**
+ * A fresh system for a test that changes it deeply (installs and removes kernels, its own packages):
+ * a copy of a pristine cached chroot (`<name>-base`, debootstrapped once and never used itself),
+ * made anew at <cacheRoot>/chroots/<name> on every call, so nothing is left from an earlier run.
+ */
+export async function freshChroot(suite: Suite, name: string, opts: Omit<EnsureChrootOptions, 'name'> = {}): Promise<Chroot> {
+  const cacheRoot = opts.cacheRoot ?? CACHE_ROOT;
+  const log = opts.log ?? defaultLog;
+  if (name === suite) throw new Error(`freshChroot: the name must differ from the suite's own chroot (${suite})`);
+  const base = await ensureChroot(suite, { ...opts, name: `${name}-base` });
+  const root = path.join(cacheRoot, 'chroots', name);
+  const lock = lockFor(root);
+  const baseLock = lockFor(base.root);
+  await lock.acquire(log);
+  try {
+    await baseLock.acquire(log);
+    try {
+      const t0 = Date.now();
+      await removeTree(root);
+      await removeTree(`${root}.tmp`);
+      await exec('cp', ['-a', '--reflink=auto', base.root, `${root}.tmp`]);
+      await fs.rename(`${root}.tmp`, root);
+      log(`${name}: fresh copy of ${path.basename(base.root)} in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    } finally {
+      await baseLock.release();
+    }
+  } finally {
+    await lock.release();
+  }
+  aptUpdated.delete(root);
+  const chroot = new Chroot(suite, root, await archivesFor(cacheRoot, suite, name), log);
   chroots.set(root, chroot);
   return chroot;
 }
@@ -583,14 +639,16 @@ export function currentKernel(
   });
 }
 
+/** Parses a kernel .config into a map of CONFIG_* -> value (quotes removed). */
+export function parseKernelConfig(text: string): Map<string, string> {
+  const config = new Map<string, string>();
+  for (const m of text.matchAll(/^(CONFIG_\w+)=(.*)$/gm)) config.set(m[1], m[2].replace(/^"(.*)"$/, '$1'));
+  return config;
+}
+
 /** Reads the installed headers' .config into a map of CONFIG_* -> value (quotes removed). */
 export async function kernelConfig(chroot: Chroot, kver: string): Promise<Map<string, string>> {
-  const file = chroot.path(`/usr/src/linux-headers-${kver}/.config`);
-  const config = new Map<string, string>();
-  for (const m of (await fs.readFile(file, 'utf8')).matchAll(/^(CONFIG_\w+)=(.*)$/gm)) {
-    config.set(m[1], m[2].replace(/^"(.*)"$/, '$1'));
-  }
-  return config;
+  return parseKernelConfig(await fs.readFile(chroot.path(`/usr/src/linux-headers-${kver}/.config`), 'utf8'));
 }
 
 /**
@@ -624,8 +682,13 @@ export type RustToolchain =
  * in the chroot's apt lists. A suite can have no match at all: sid between a rustc and a kernel
  * upload, or trixie-backports, whose own rustc is newer than the one its kernel was built with.
  */
-export async function kernelRustToolchain(chroot: Chroot, kver: string): Promise<RustToolchain> {
-  const config = await kernelConfig(chroot, kver);
+export async function kernelRustToolchain(
+  chroot: Chroot,
+  kver: string,
+  /** The kernel's .config, when its headers are not installed yet (default: the installed headers'). */
+  knownConfig?: Map<string, string>,
+): Promise<RustToolchain> {
+  const config = knownConfig ?? (await kernelConfig(chroot, kver));
   if (config.get('CONFIG_RUST') !== 'y') return { ok: false, reason: `CONFIG_RUST is not enabled in ${kver}` };
   const rustcText = config.get('CONFIG_RUSTC_VERSION_TEXT') ?? '';
   const bindgenText = config.get('CONFIG_BINDGEN_VERSION_TEXT') ?? '';
