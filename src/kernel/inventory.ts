@@ -4,7 +4,7 @@ import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Layout } from '../system/layout.js';
 import { KernelConfig } from './config.js';
-import { installedPackages, type InstalledPackage } from './packages.js';
+import { KERNEL_PACKAGES, installedPackages, type InstalledPackage } from './packages.js';
 import { compareKernelVersions } from './version.js';
 import { findOnPath } from './toolchain.js';
 
@@ -191,7 +191,7 @@ export async function readKernel(layout: Layout, kver: string, pkgs?: Map<string
 /** Every kernel release with headers or an image, newest first. */
 export async function listKernels(layout: Layout, only?: readonly string[]): Promise<KernelTarget[]> {
   const releases = only?.length ? [...only] : await candidateReleases(layout);
-  const pkgs = await installedPackages(layout, ['linux-headers-*']);
+  const pkgs = await installedPackages(layout, KERNEL_PACKAGES);
   const kernels = await Promise.all(releases.map((k) => readKernel(layout, k, pkgs)));
   return kernels
     .filter((k) => only?.length || k.headersDir || k.image)

@@ -9,7 +9,19 @@ export interface InstalledPackage {
   arch: string;
 }
 
-export async function installedPackages(layout: Layout, patterns: string[]): Promise<Map<string, InstalledPackage>> {
+/** The kernel packages ootmod asks about: headers (versions, arch) and linux-source (for Rust trees). */
+export const KERNEL_PACKAGES = ['linux-headers-*', 'linux-source-*'];
+
+const memo = new Map<string, Promise<Map<string, InstalledPackage>>>();
+
+/** Installed packages matching the patterns; one dpkg-query per process for the same question. */
+export function installedPackages(layout: Layout, patterns: string[]): Promise<Map<string, InstalledPackage>> {
+  const key = `${layout.root}\0${patterns.join('\0')}`;
+  if (!memo.has(key)) memo.set(key, queryPackages(layout, patterns));
+  return memo.get(key)!;
+}
+
+async function queryPackages(layout: Layout, patterns: string[]): Promise<Map<string, InstalledPackage>> {
   const admindir = layout.at('/var/lib/dpkg');
   const found = new Map<string, InstalledPackage>();
   if (!existsSync(`${admindir}/status`)) return found;

@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
 import type { KernelTarget } from '../kernel/inventory.js';
-import { installedPackages } from '../kernel/packages.js';
+import { KERNEL_PACKAGES, installedPackages } from '../kernel/packages.js';
 import type { Layout } from '../system/layout.js';
 
 export interface KernelVersion {
@@ -55,7 +55,7 @@ export async function findRustSource(layout: Layout, kernel: KernelTarget, kerne
   const tarball = path.join(layout.srcDir, `${pkgName}.tar.xz`);
   const headersVersion = kernel.headersPackage?.version;
   if (existsSync(tarball)) {
-    const pkg = (await installedPackages(layout, [pkgName])).get(pkgName);
+    const pkg = (await installedPackages(layout, KERNEL_PACKAGES)).get(pkgName);
     if (pkg && headersVersion && pkg.version !== headersVersion) {
       if (!kernelSource) {
         throw new OotmodError(

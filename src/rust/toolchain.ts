@@ -2,7 +2,8 @@
 // CONFIG_RUSTC_VERSION_TEXT (anything else fails later with E0461/E0514), its rust-src, a bindgen
 // equal to CONFIG_BINDGEN_VERSION_TEXT, and libclang. These are programs of the machine ootmod runs on,
 // so they are looked up on it even with --root (which relocates only the files ootmod manages).
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { writeFileAtomic } from '../system/files.js';
 import os from 'node:os';
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
@@ -19,6 +20,7 @@ export interface RustToolchain {
 }
 
 export interface ToolchainSearch {
+  probes?: ProbeCache;
   /** Explicit rustc/bindgen (RUSTC/BINDGEN environment or the config file). */
   rustc?: string;
   bindgen?: string;
@@ -49,9 +51,46 @@ export function rustcCandidates(search: ToolchainSearch): string[] {
   return [...new Set(found)];
 }
 
-async function versionOf(binary: string): Promise<string | undefined> {
-  const r = await run(binary, ['--version'], { allowFailure: true, timeoutMs: 20_000 }).catch(() => undefined);
-  return r && r.exitCode === 0 ? r.stdout.split('\n')[0]!.trim() : undefined;
+/**
+ * What a program prints for --version (and, for rustc, --print sysroot), remembered per binary identity
+ * (real path, size, mtime) in a small file, so a warm `rust prepare` starts no compiler.
+ */
+export class ProbeCache {
+  private entries: Record<string, string> = {};
+  private dirty = false;
+
+  constructor(private readonly file?: string) {
+    if (file) {
+      try {
+        this.entries = JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>;
+      } catch {
+        this.entries = {};
+      }
+    }
+  }
+
+  async probe(binary: string, args: string[]): Promise<string | undefined> {
+    let id: string;
+    try {
+      const real = realpathSync(binary);
+      const s = statSync(real);
+      id = `${real}:${s.size}:${s.mtimeMs}:${args.join(' ')}`;
+    } catch {
+      return undefined;
+    }
+    if (id in this.entries) return this.entries[id];
+    const r = await run(binary, args, { allowFailure: true, timeoutMs: 20_000 }).catch(() => undefined);
+    const out = r && r.exitCode === 0 ? r.stdout.split('\n')[0]!.trim() : undefined;
+    if (out !== undefined) {
+      this.entries[id] = out;
+      this.dirty = true;
+    }
+    return out;
+  }
+
+  async save(): Promise<void> {
+    if (this.file && this.dirty) await writeFileAtomic(this.file, JSON.stringify(this.entries)).catch(() => undefined);
+  }
 }
 
 /** The Debian package versions of `pkg` whose upstream part is `upstream`, with their suites (for the remedy). */
@@ -80,6 +119,8 @@ async function remedyFor(pkgs: string[], versionText: string, envVar: string): P
 }
 
 export async function findRustToolchain(kernel: KernelTarget, search: ToolchainSearch = {}): Promise<RustToolchain> {
+  const probes = search.probes ?? new ProbeCache();
+  const versionOf = (binary: string) => probes.probe(binary, ['--version']);
   const want = kernel.rust.rustcVersionText;
   if (!kernel.rust.enabled || !want) {
     throw new OotmodError(`${kernel.release} is not built with CONFIG_RUST`, 'Rust modules cannot be built for it', ExitCode.NotFound);
@@ -102,7 +143,7 @@ export async function findRustToolchain(kernel: KernelTarget, search: ToolchainS
       ExitCode.Environment,
     );
   }
-  const sysroot = (await run(rustc, ['--print', 'sysroot'], { timeoutMs: 20_000 })).stdout.trim();
+  const sysroot = (await probes.probe(rustc, ['--print', 'sysroot'])) ?? '';
   if (!existsSync(path.join(sysroot, 'lib/rustlib/src/rust/library/core/src/lib.rs'))) {
     throw new OotmodError(`the Rust standard library source for ${want} is missing (${sysroot}/lib/rustlib/src)`, await remedyFor(['rust-src'], want, 'RUSTC'), ExitCode.Environment);
   }
@@ -129,6 +170,7 @@ export async function findRustToolchain(kernel: KernelTarget, search: ToolchainS
   if (!hasLibclang()) {
     throw new OotmodError('bindgen needs libclang, which is not installed', 'install libclang-dev', ExitCode.Environment);
   }
+  await probes.save();
   return { rustc, rustcVersion: want, sysroot, bindgen, bindgenVersion };
 }
 
