@@ -1,6 +1,7 @@
 // Rust-for-Linux on stock Debian kernels, for real: in a debootstrapped chroot of each target, ootmod
 // rebuilds the kernel's Rust tree, builds a Rust and a C module with it, and the real kernel loads them.
 import { cpSync, chmodSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { placeSource } from '../support/host.js';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { currentKernel, ensureChroot, kernelGccPackage, kernelRustToolchain, type Chroot, type KernelInfo } from './lib/chroot.js';
@@ -20,17 +21,6 @@ const TARGETS: Target[] = [
   { suite: 'trixie', what: 'Debian 13 trixie with the trixie-backports kernel' },
   { suite: 'sid', what: 'Debian sid with its current kernel' },
 ];
-
-function placeTree(from: string, to: string): void {
-  rmSync(to, { recursive: true, force: true });
-  cpSync(from, to, { recursive: true });
-  const fix = (p: string) => {
-    const s = statSync(p);
-    chmodSync(p, s.mode & 0o7755);
-    if (s.isDirectory()) for (const e of readdirSync(p)) fix(path.join(p, e));
-  };
-  fix(to);
-}
 
 describe.each(TARGETS)('$what', ({ suite }) => {
   let chroot: Chroot;
@@ -63,7 +53,7 @@ describe.each(TARGETS)('$what', ({ suite }) => {
     for (const p of ['/var/lib/ootmod', `/usr/lib/modules/${kernel.kver}/updates/ootmod`]) rmSync(chroot.path(p), { recursive: true, force: true });
     cpSync(path.join(REPO, 'dist/ootmod'), chroot.path('/usr/sbin/ootmod'));
     chmodSync(chroot.path('/usr/sbin/ootmod'), 0o755);
-    for (const f of FIXTURES) placeTree(path.join(REPO, 'test/fixtures', f), chroot.path(`/usr/src/${f}`));
+    for (const f of FIXTURES) placeSource(chroot.root, path.join(REPO, 'test/fixtures', f));
   });
 
   it('prepares the kernel Rust tree, and its ABI matches the kernel', async (ctx) => {

@@ -1,6 +1,6 @@
 // The host's real Debian kernel headers, installed with apt when missing, and facts to check builds by.
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, readdirSync, readFileSync, realpathSync, symlinkSync, mkdirSync, chmodSync, statSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { KernelConfig } from '../../src/kernel/config.js';
 import { compareKernelVersions } from '../../src/kernel/version.js';
@@ -63,6 +63,7 @@ export function linkHostKernel(root: string, release: string, headers: string): 
 /** Copies a module source into root/usr/src, root-owned and not group/other-writable as ootmod requires. */
 export function placeSource(root: string, from: string, name = path.basename(from)): string {
   const to = path.join(root, 'usr/src', name);
+  rmSync(to, { recursive: true, force: true });
   cpSync(from, to, { recursive: true });
   const fix = (p: string) => {
     const s = statSync(p);
