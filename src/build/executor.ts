@@ -45,7 +45,7 @@ export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<Exe
   const pending = [...plan.jobs];
   const running = new Set<Promise<void>>();
 
-  const ownerOf = (p: string) => opts.store.records().find((r) => r.installed.some((i) => i.path === p))?.module;
+  const ownerOf = (p: string) => opts.store.ownerOf(p);
 
   const runOne = async (job: BuildJob): Promise<void> => {
     const kernel = opts.kernels.get(job.kernel)!;

@@ -1,7 +1,7 @@
 // ootmod's entry point: parse the command line, run one command, map errors to exit codes.
 import { parseArgs } from 'node:util';
 import { ExitCode, OotmodError, errorLine, usageError } from '../errors.js';
-import { VERSION } from '../plan/facts.js';
+import { VERSION } from '../version.js';
 import { createSession, type Options, type Session } from './session.js';
 
 const HELP = `Usage: ootmod [OPTIONS] COMMAND [ARGS]

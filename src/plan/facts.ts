@@ -6,11 +6,10 @@ import { kernelIdentity, listKernels, type KernelTarget } from '../kernel/invent
 import { hashParts, hashTree } from '../modules/identity.js';
 import { listSourceDirs, loadSpec, type SourceDir } from '../modules/sources.js';
 import type { Layout } from '../system/layout.js';
+import { VERSION } from '../version.js';
 import type { StateStore } from '../state/store.js';
 import type { ModuleCandidate, RecordView } from './planner.js';
 
-declare const OOTMOD_VERSION: string;
-export const VERSION = typeof OOTMOD_VERSION === 'string' ? OOTMOD_VERSION : '0.0.0-dev';
 
 export interface Facts {
   kernels: KernelTarget[];

@@ -62,10 +62,15 @@ export class StateStore {
     }
   }
 
+  /** All records, ordered by module, version, kernel (plain code-point order: no ICU collation to load). */
   records(): BuildRecord[] {
-    return Object.values(this.data.records).sort(
-      (a, b) => a.module.localeCompare(b.module) || a.version.localeCompare(b.version) || a.kernel.localeCompare(b.kernel),
-    );
+    const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+    return Object.values(this.data.records).sort((a, b) => cmp(a.module, b.module) || cmp(a.version, b.version) || cmp(a.kernel, b.kernel));
+  }
+
+  /** The module whose record installed this path, if any. */
+  ownerOf(installedPath: string): string | undefined {
+    return Object.values(this.data.records).find((r) => r.installed.some((i) => i.path === installedPath))?.module;
   }
 
   get(module: string, version: string, kernel: string): BuildRecord | undefined {
