@@ -38,8 +38,14 @@ export interface ExecutionResult {
 
 export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<ExecutionResult> {
   const concurrency = Math.max(1, Math.min(opts.jobs, plan.jobs.length));
-  // Each make gets an equal share of the cores, so N parallel builds never run more than --jobs compilers.
-  const makeJobs = Math.max(1, Math.floor(opts.jobs / concurrency));
+  // Each make gets a share of the cores not yet given to a running make (split among the jobs that can
+  // still start beside it), so parallel builds never run more than --jobs compilers, and a last job
+  // alone gets what is free.
+  let allocated = 0;
+  const share = (): number => {
+    const slots = Math.max(1, Math.min(pending.length + 1, concurrency - running.size));
+    return Math.max(1, Math.floor((opts.jobs - allocated) / slots));
+  };
   const results = new Map<string, BuildRecord>();
   const touched = new Set<string>(opts.alsoDepmod ?? []);
   const pending = [...plan.jobs];
@@ -47,7 +53,7 @@ export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<Exe
 
   const ownerOf = (p: string) => opts.store.ownerOf(p);
 
-  const runOne = async (job: BuildJob): Promise<void> => {
+  const runOne = async (job: BuildJob, makeJobs: number): Promise<void> => {
     const kernel = opts.kernels.get(job.kernel)!;
     opts.reporter.jobStarted(job);
     const failedDep = job.after.find((id) => results.get(id)?.status === 'failed');
@@ -84,7 +90,12 @@ export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<Exe
     const readyIndex = pending.findIndex((j) => j.after.every((id) => results.has(id)));
     if (readyIndex >= 0 && running.size < concurrency) {
       const [job] = pending.splice(readyIndex, 1);
-      const p: Promise<void> = runOne(job!).finally(() => running.delete(p));
+      const makeJobs = share();
+      allocated += makeJobs;
+      const p: Promise<void> = runOne(job!, makeJobs).finally(() => {
+        allocated -= makeJobs;
+        running.delete(p);
+      });
       running.add(p);
       continue;
     }
