@@ -18,7 +18,7 @@ import { commonHeadersDir, type RustSource } from './sources.js';
 import type { RustToolchain } from './toolchain.js';
 
 /** Bumped when the tree's layout or the way it is built changes, so old trees are rebuilt. */
-const TREE_FORMAT = 1;
+const TREE_FORMAT = 2;
 const MANIFEST = 'ootmod-rust.json';
 
 export interface RustTreeKey {
@@ -158,7 +158,7 @@ async function walkFiles(dir: string, rel = ''): Promise<string[]> {
 }
 
 /** Keeps what module builds need: rust/*.rmeta, the proc-macro .so (debug info stripped), helper bitcode, generated_arch_*.rs. */
-async function prune(obj: string, common: string, log: CommandLog): Promise<void> {
+async function prune(obj: string, common: string, headers: string, log: CommandLog): Promise<void> {
   for (const f of await walkFiles(path.join(obj, 'rust'))) {
     const keep = /\.(rmeta|so|bc)$/.test(f) || /^kernel\/generated_arch_.*\.rs$/.test(f);
     if (!keep) await rm(path.join(obj, 'rust', f));
@@ -170,6 +170,13 @@ async function prune(obj: string, common: string, log: CommandLog): Promise<void
     if (f.startsWith('.') || f === 'generate_rust_target') await rm(p, { recursive: true, force: true });
   }
   await rm(path.join(obj, '.src'), { recursive: true, force: true });
+  // The build needed private copies (timestamps, an auto.conf.cmd); module builds (M=) need only what
+  // the flavour's headers have, so link them instead of keeping ~4 MB of copies.
+  for (const f of ['include', 'arch', 'Module.symvers']) {
+    if (!existsSync(path.join(headers, f))) continue;
+    await rm(path.join(obj, f), { recursive: true, force: true });
+    await symlink(path.join(headers, f), path.join(obj, f));
+  }
   // The rust sources are no longer needed: module builds use the stock headers-common as srctree.
   await writeFile(path.join(obj, 'Makefile'), `KBUILD_OUTPUT=${obj}\ninclude ${common}/Makefile\n`);
 }
@@ -244,7 +251,7 @@ export async function prepareRustTree(opts: PrepareOptions): Promise<PrepareResu
       if (!existsSync(path.join(obj, f))) throw new OotmodError(`the Rust build finished without ${f}`, `see ${logFile}`);
     }
     const abi = await checkRustAbi(obj, log);
-    await prune(obj, common, log);
+    await prune(obj, common, kernel.headersDir!, log);
     const files = await Promise.all(
       (await walkFiles(obj)).filter((f) => f.startsWith('rust/') || f === 'scripts/target.json').map(async (f) => ({ path: f, size: (await stat(path.join(obj, f))).size })),
     );
