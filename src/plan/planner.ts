@@ -129,14 +129,15 @@ export function plan(input: PlanInput): Plan {
         out.skipped.push({ ...item, reason: excluded });
         continue;
       }
-      const noRust = c.usesRust ? rustBlocker(kernel, input.rustUnavailable) : undefined;
-      if (noRust) {
-        out.failed.push({ ...item, reason: noRust });
-        continue;
-      }
       const record = records.get(`${spec.name}/${spec.version}/${kernel.release}`);
       if (!request.force && isCurrent(record, c.inputsKey, request.action)) {
         out.current.push({ ...item, reason: record!.status === 'installed' ? 'installed and current' : 'built and current' });
+        continue;
+      }
+      // Only a module that must be (re)built needs a usable Rust tree; a current one stays as it is.
+      const noRust = c.usesRust ? rustBlocker(kernel, input.rustUnavailable) : undefined;
+      if (noRust) {
+        out.failed.push({ ...item, reason: noRust });
         continue;
       }
       if (!request.force && record?.status === 'failed' && record.inputsKey === c.inputsKey) {

@@ -1,13 +1,12 @@
 // Debian's own DKMS module packages, taken out of their .debs with dpkg-deb (no dkms involved),
 // built and installed by ootmod against the host's real headers.
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ootmod, statusJson, type CliResult } from '../support/cli.js';
 import { extractDkmsSources, fetchDeb } from '../support/debs.js';
 import { compressionSuffix, expectedVermagic, hostKernel, linkHostKernel, modinfo, placeSource } from '../support/host.js';
-import { makeRoot } from '../support/roots.js';
+import { makeRoot, tempDir } from '../support/roots.js';
 
 // dkms-test-dkms is packaged from trixie on; the other two are in every current suite.
 const PACKAGES: { pkg: string; suite?: string; modules: string[] }[] = [
@@ -28,7 +27,7 @@ describe("Debian's DKMS packages", () => {
 
   beforeAll(async () => {
     linkHostKernel(root, kernel.release, kernel.headers);
-    const staging = mkdtempSync(path.join(os.tmpdir(), 'ootmod-debs-'));
+    const staging = tempDir('ootmod-debs-');
     for (const { pkg, suite } of PACKAGES) {
       const deb = fetchDeb(pkg, suite ?? hostSuite());
       for (const dir of extractDkmsSources(deb, path.join(staging, pkg))) placeSource(root, dir);

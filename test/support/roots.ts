@@ -1,10 +1,24 @@
 // Temporary roots for tests: a sandbox laid out like a Debian system.
-import { mkdtempSync, mkdirSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
+const made: string[] = [];
+// Temporary roots go when the test process ends (set OOTMOD_KEEP_ROOTS=1 to look at them).
+process.on('exit', () => {
+  if (process.env.OOTMOD_KEEP_ROOTS) return;
+  for (const dir of made) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A temporary dir removed when the test process ends. */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+
 export function makeRoot(prefix = 'ootmod-test-'): string {
-  const root = mkdtempSync(path.join(os.tmpdir(), prefix));
+  const root = tempDir(prefix);
   for (const d of ['usr/lib/modules', 'usr/src', 'var/lib', 'etc', 'boot']) mkdirSync(path.join(root, d), { recursive: true });
   // Debian has merged /usr; depmod -b looks under lib/modules.
   symlinkSync('usr/lib', path.join(root, 'lib'));

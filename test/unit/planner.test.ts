@@ -127,6 +127,20 @@ describe('plan', () => {
     expect(p.jobs.map((j) => j.id)).toEqual(['a/1.0@7.2.13+deb14-amd64']);
   });
 
+  it('keeps a current Rust module when the Rust tree is unavailable, and fails one that must be rebuilt', () => {
+    const rk = kernel('7.2.13+deb14-amd64', { rust: { enabled: true } });
+    const r = spec('rusty');
+    const unavailable = new Map([[rk.release, 'rustc mismatch']]);
+    const rustCand = { ...cand(r, rk.release), usesRust: true };
+    const keep = plan({ kernels: [rk], candidates: [rustCand], records: [record(r, rk.release)], request: auto, rustUnavailable: unavailable });
+    expect(keep.current).toHaveLength(1);
+    expect(keep.failed).toEqual([]);
+    const rebuild = plan({ kernels: [rk], candidates: [{ ...rustCand, inputsKey: 'new' }], records: [record(r, rk.release)], request: auto, rustUnavailable: unavailable });
+    expect(rebuild.failed[0]!.reason).toBe(`it has Rust code and the Rust tree of ${rk.release} is unavailable: rustc mismatch`);
+    const noRustKernel = plan({ kernels: [k6], candidates: [{ ...cand(r, k6.release), usesRust: true }], records: [], request: auto });
+    expect(noRustKernel.failed[0]!.reason).toMatch(/is not built with CONFIG_RUST/);
+  });
+
   it('lists invalid sources', () => {
     const p = plan({ kernels: [k7], candidates: [{ sourceDir: '/usr/src/x-1', kernel: k7.release, error: 'PACKAGE_NAME is missing' }], records: [], request: auto });
     expect(p.invalid).toEqual([{ module: '/usr/src/x-1', kernel: k7.release, reason: 'PACKAGE_NAME is missing' }]);

@@ -72,12 +72,16 @@ async function prepareRust(s: Session): Promise<Map<string, string>> {
     onStart: (k, reason) => s.err(`rust     building the Rust tree of ${k} (${reason})`),
   });
   for (const r of results) {
-    if (r.tree) s.rustTrees.set(r.kernel, r.tree.dir);
-    // C modules still build against the plain headers; Rust modules for that kernel will fail.
-    else {
-      s.err(`rust     no Rust tree for ${r.kernel}: ${r.error}`);
-      failures.set(r.kernel, r.error ?? 'failed');
+    if (r.tree) {
+      s.rustTrees.set(r.kernel, r.tree.dir);
+      continue;
     }
+    s.err(`rust     no current Rust tree for ${r.kernel}: ${r.error}`);
+    failures.set(r.kernel, r.error ?? 'failed');
+    // The tree in use (stale, say, after a rustc upgrade) still serves C modules, which do not use
+    // rustc: they are not rebuilt just because Rust is unavailable. Without a tree they use the headers.
+    const stale = await currentTree(s.layout, r.kernel);
+    if (stale) s.rustTrees.set(r.kernel, stale.dir);
   }
   return failures;
 }

@@ -52,7 +52,10 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
       }
     }
     const rustRoot = path.join(s.layout.stateDir, 'rust');
-    for (const kver of await readdir(rustRoot).catch(() => [] as string[])) {
+    for (const entry of await readdir(rustRoot, { withFileTypes: true }).catch(() => [])) {
+      // Kernel dirs only: the dir also holds ootmod's cache of toolchain probes.
+      if (!entry.isDirectory()) continue;
+      const kver = entry.name;
       if (!present.get(kver)?.headersDir && (await cleanRustTrees(s.layout, kver))) notes.push(`removed the Rust tree of ${kver} (its headers are gone)`);
     }
     // Sources that are gone (their package was removed): uninstall what was built from them.
