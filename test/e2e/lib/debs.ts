@@ -1,0 +1,141 @@
+/**
+ * Debian packages for the end-to-end tests, built on the host: ootmod's own .debs from the work tree
+ * (dpkg-buildpackage, as a user of the repository would run it), and small packages made with
+ * dpkg-deb that ship a module source in /usr/src, or stand in for another package.
+ *
+ * Everything is built into a fresh temporary directory on every call: nothing stale is reused.
+ */
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ensureHostPackages, exec, type Log } from './chroot.js';
+
+export const REPO = path.resolve(__dirname, '../../..');
+
+export interface OotmodDebs {
+  /** The directory holding the .debs (remove it when done). */
+  dir: string;
+  /** ootmod_<version>_all.deb */
+  ootmod: string;
+  /** ootmod-static_<version>_amd64.deb */
+  ootmodStatic: string;
+  /** The version in debian/changelog. */
+  version: string;
+  /** dpkg-buildpackage's output. */
+  log: string;
+}
+
+/** Repository entries that are not part of a source tree to build from. */
+const NOT_SOURCE = new Set(['.git', 'node_modules', 'dist', 'bench/results', 'debian/.debhelper', 'debian/ootmod', 'debian/ootmod-static', 'debian/build', 'debian/files', 'debian/debhelper-build-stamp']);
+
+/**
+ * Builds ootmod's .debs with `dpkg-buildpackage -us -uc -b` from a copy of the work tree (so the
+ * build neither writes into the work tree nor sees leftovers of an earlier build). node_modules is
+ * the work tree's own (`npm ci` installs it before a package build; the build downloads nothing).
+ */
+export async function buildOotmodDebs(log: Log): Promise<OotmodDebs> {
+  await ensureHostPackages(['dpkg-dev', 'debhelper', 'lintian', 'binutils'], log);
+  if (!existsSync(path.join(REPO, 'node_modules/.bin/esbuild'))) throw new Error('node_modules is missing: run npm ci first');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ootmod-e2e-debs-'));
+  const src = path.join(dir, 'ootmod');
+  cpSync(REPO, src, {
+    recursive: true,
+    filter: (from) => {
+      const rel = path.relative(REPO, from);
+      return !NOT_SOURCE.has(rel) && !rel.startsWith('debian/.debhelper') && !/^debian\/[^/]+\.(substvars|log)$/.test(rel);
+    },
+  });
+  symlinkSync(path.join(REPO, 'node_modules'), path.join(src, 'node_modules'));
+  log(`host: dpkg-buildpackage -us -uc -b in ${src}`);
+  const t0 = Date.now();
+  const r = await exec('dpkg-buildpackage', ['-us', '-uc', '-b'], { cwd: src, reject: false, env: { DEB_BUILD_OPTIONS: '' } });
+  const output = `${r.stdout}\n${r.stderr}`;
+  if (r.exitCode !== 0) throw new Error(`dpkg-buildpackage failed (${r.exitCode}):\n${output.split('\n').slice(-60).join('\n')}`);
+  log(`host: .debs built in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  const version = (await exec('dpkg-parsechangelog', ['-S', 'Version'], { cwd: src })).stdout.trim();
+  const find = (re: RegExp) => {
+    const f = readdirSync(dir).find((n) => re.test(n));
+    if (!f) throw new Error(`dpkg-buildpackage made no ${re} in ${dir}: ${readdirSync(dir).join(' ')}`);
+    return path.join(dir, f);
+  };
+  return { dir, ootmod: find(/^ootmod_.*_all\.deb$/), ootmodStatic: find(/^ootmod-static_.*_amd64\.deb$/), version, log: output };
+}
+
+/** lintian's tags of one .deb at error and warning level (lines like "E: ootmod: tag ..."). */
+export async function lintianProblems(deb: string): Promise<string[]> {
+  const r = await exec('lintian', ['--fail-on', 'none', deb], { reject: false });
+  return r.stdout.split('\n').filter((l) => /^[EW]: /.test(l));
+}
+
+export interface DummyDeb {
+  package: string;
+  version: string;
+  architecture?: string;
+  description: string;
+  depends?: string;
+  /** Extra control fields (e.g. Provides, Conflicts). */
+  fields?: Record<string, string>;
+  /** Files of the package: path inside the system -> content (or a host file/directory to copy). */
+  files?: Record<string, { content: string; mode?: number } | { from: string }>;
+  /** Maintainer scripts: name (preinst, postinst, prerm, postrm) -> content. */
+  scripts?: Record<string, string>;
+}
+
+/** Builds a small .deb with dpkg-deb (root-owned files, mode bits kept but never group/other-writable). */
+export async function buildDeb(spec: DummyDeb, outDir: string): Promise<string> {
+  const tree = mkdtempSync(path.join(os.tmpdir(), `deb-${spec.package}-`));
+  try {
+    for (const [target, what] of Object.entries(spec.files ?? {})) {
+      const dest = path.join(tree, target);
+      mkdirSync(path.dirname(dest), { recursive: true });
+      if ('from' in what) cpSync(what.from, dest, { recursive: true });
+      else writeFileSync(dest, what.content, { mode: what.mode ?? 0o644 });
+    }
+    // Module sources must not be group/other-writable (ootmod refuses them as root).
+    const fix = (p: string) => {
+      const s = statSync(p);
+      chmodSync(p, s.mode & 0o7755);
+      if (s.isDirectory()) for (const e of readdirSync(p)) fix(path.join(p, e));
+    };
+    chmodSync(tree, 0o755);
+    fix(tree);
+    mkdirSync(path.join(tree, 'DEBIAN'), { mode: 0o755 });
+    const fields: Record<string, string> = {
+      Package: spec.package,
+      Version: spec.version,
+      Architecture: spec.architecture ?? 'all',
+      Maintainer: 'ootmod e2e tests <ootmod@example.org>',
+      ...(spec.depends ? { Depends: spec.depends } : {}),
+      ...spec.fields,
+      Description: spec.description,
+    };
+    writeFileSync(path.join(tree, 'DEBIAN/control'), Object.entries(fields).map(([k, v]) => `${k}: ${v}\n`).join(''));
+    for (const [name, content] of Object.entries(spec.scripts ?? {})) {
+      writeFileSync(path.join(tree, 'DEBIAN', name), content, { mode: 0o755 });
+    }
+    mkdirSync(outDir, { recursive: true });
+    const deb = path.join(outDir, `${spec.package}_${spec.version}_${fields.Architecture}.deb`);
+    await exec('dpkg-deb', ['--root-owner-group', '-Zxz', '--build', tree, deb]);
+    return deb;
+  } finally {
+    rmSync(tree, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A package that ships a test fixture as a module source, like a real *-dkms package does:
+ * /usr/src/<name>-<version>/ with its dkms.conf (and no dkms dependency).
+ */
+export function fixtureDeb(fixture: string, outDir: string): Promise<string> {
+  const m = /^(.+)-([^-]+)$/.exec(fixture);
+  if (!m) throw new Error(`fixture directory ${fixture} is not <name>-<version>`);
+  return buildDeb(
+    {
+      package: `${m[1]}-source`,
+      version: m[2],
+      description: `ootmod test module source ${fixture}`,
+      files: { [`/usr/src/${fixture}`]: { from: path.join(REPO, 'test/fixtures', fixture) } },
+    },
+    outDir,
+  );
+}
