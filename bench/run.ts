@@ -20,7 +20,7 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { extractDkmsSources, fetchDeb, type FetchedDeb } from './debs';
+import { extractDkmsSources, fetchDeb, type FetchedDeb } from '../test/support/debs';
 import { runDkms, type DkmsResult } from './dkms';
 import {
   FIXTURES, GNU_TIME, OOTMOD, REPO, addSource, foreignLoad, waitQuiet, waitedSeconds, makeSandbox, mb, median, must, onPath, ratio, removeAllTemps, removeTemp, run, sample,
@@ -340,7 +340,7 @@ async function realPackages(): Promise<RealModule[]> {
   const staging = tempDir('ootmod-bench-debs-');
   const out: RealModule[] = [];
   for (const { pkg, suites } of DEBIAN_PACKAGES) {
-    const deb = await fetchDeb(pkg, suites);
+    const deb = await fetchDeb(pkg, suites, step);
     step(`${pkg}: ${deb.suite} ${deb.version}${deb.fromCache ? ' (cached)' : ' (downloaded)'}: dpkg-deb -x`);
     const dirs = await extractDkmsSources(deb.file, path.join(staging, pkg));
     if (!dirs.length) throw new Error(`${deb.file} has no /usr/src/<name>-<version>/dkms.conf`);

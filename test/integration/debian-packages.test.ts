@@ -9,8 +9,8 @@ import { compressionSuffix, expectedVermagic, hostKernel, linkHostKernel, modinf
 import { makeRoot, tempDir } from '../support/roots.js';
 
 // dkms-test-dkms is packaged from trixie on; the other two are in every current suite.
-const PACKAGES: { pkg: string; suite?: string; modules: string[] }[] = [
-  { pkg: 'dkms-test-dkms', suite: 'trixie', modules: ['dkms_test'] },
+const PACKAGES: { pkg: string; suites?: string[]; modules: string[] }[] = [
+  { pkg: 'dkms-test-dkms', suites: ['trixie', 'sid'], modules: ['dkms_test'] },
   { pkg: 'acpi-call-dkms', modules: ['acpi_call'] },
   { pkg: 'v4l2loopback-dkms', modules: ['v4l2loopback'] },
 ];
@@ -28,9 +28,9 @@ describe("Debian's DKMS packages", () => {
   beforeAll(async () => {
     linkHostKernel(root, kernel.release, kernel.headers);
     const staging = tempDir('ootmod-debs-');
-    for (const { pkg, suite } of PACKAGES) {
-      const deb = fetchDeb(pkg, suite ?? hostSuite());
-      for (const dir of extractDkmsSources(deb, path.join(staging, pkg))) placeSource(root, dir);
+    for (const { pkg, suites } of PACKAGES) {
+      const deb = await fetchDeb(pkg, suites ?? [hostSuite()]);
+      for (const dir of extractDkmsSources(deb.file, path.join(staging, pkg))) placeSource(root, dir);
     }
     run = await ootmod(root, 'autoinstall', '-k', kernel.release);
   });

@@ -1,64 +1,111 @@
-// Real Debian packages for tests and the benchmark: downloaded with apt through a private configuration
-// (the host's apt setup is never changed), cached under /var/cache/ootmod-test/debs.
+// Real Debian packages for tests and the benchmark: fetched with apt through a private configuration
+// (the host's apt setup is never changed), cached under /var/cache/ootmod-test/debs/<suite>.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { CACHE_ROOT, hostDebianMirror } from '../e2e/lib/chroot.js';
 
-export const CACHE = '/var/cache/ootmod-test';
+export const CACHE = CACHE_ROOT;
 
-/** The Debian mirror the host's apt sources name (deb822 or one-line format). */
-export function hostMirror(): string {
-  const files = ['/etc/apt/sources.list', ...listDir('/etc/apt/sources.list.d').map((f) => path.join('/etc/apt/sources.list.d', f))];
-  for (const file of files.filter((f) => /\.(list|sources)$/.test(f) && existsSync(f))) {
-    const text = readFileSync(file, 'utf8');
-    const uri = /^URIs:\s*(\S+\/debian)\/?\s*$/m.exec(text)?.[1] ?? /^deb\s+(?:\[[^\]]*\]\s+)?(\S+\/debian)\/?\s/m.exec(text)?.[1];
-    if (uri) return uri;
-  }
-  throw new Error('no Debian mirror in the host apt sources');
-}
-
-function listDir(dir: string): string[] {
-  return existsSync(dir) ? readdirSync(dir) : [];
-}
-
-function aptOptions(suite: string): string[] {
+function aptOptions(suite: string, mirror: string): string[] {
   const dir = path.join(CACHE, 'apt', suite);
   mkdirSync(path.join(dir, 'lists/partial'), { recursive: true });
   mkdirSync(path.join(dir, 'cache/archives/partial'), { recursive: true });
   const list = path.join(dir, 'sources.list');
-  writeFileSync(list, `deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${hostMirror()} ${suite} main\n`);
+  writeFileSync(list, `deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror} ${suite} main\n`);
   return [
     '-q', '-o', `Dir::Etc::SourceList=${list}`, '-o', 'Dir::Etc::SourceParts=/dev/null', '-o', `Dir::State::Lists=${dir}/lists`,
     '-o', `Dir::Cache=${dir}/cache`, '-o', 'Acquire::Check-Valid-Until=false', '-o', 'APT::Get::List-Cleanup=false',
+    '-o', 'Acquire::Languages=none',
+    // The download dir belongs to root; without this apt warns that _apt cannot write there.
+    '-o', 'APT::Sandbox::User=root',
   ];
+}
+
+function cachedDebs(pkg: string, suite: string): string[] {
+  const out = path.join(CACHE, 'debs', suite);
+  return existsSync(out) ? readdirSync(out).filter((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb')).map((f) => path.join(out, f)) : [];
+}
+
+function debVersion(deb: string): string {
+  return execFileSync('dpkg-deb', ['-f', deb, 'Version'], { encoding: 'utf8' }).trim();
+}
+
+function newer(a: string, b: string): boolean {
+  try {
+    execFileSync('dpkg', ['--compare-versions', debVersion(a), 'gt', debVersion(b)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function newest(debs: string[]): string | undefined {
+  return debs.reduce<string | undefined>((best, d) => (!best || newer(d, best) ? d : best), undefined);
+}
+
+export interface FetchedDeb {
+  pkg: string;
+  suite: string;
+  file: string;
+  version: string;
+  fromCache: boolean;
 }
 
 const updated = new Set<string>();
 
-/** Downloads (or reuses) the current .deb of `pkg` from `suite`; returns its path. */
-export function fetchDeb(pkg: string, suite: string): string {
-  const opts = aptOptions(suite);
-  const out = path.join(CACHE, 'debs', suite);
-  mkdirSync(out, { recursive: true });
-  if (!updated.has(suite)) {
-    execFileSync('apt-get', [...opts, 'update'], { stdio: 'ignore', timeout: 600_000 });
-    updated.add(suite);
+/**
+ * The .deb of `pkg` from the first of `suites` that has it: a cached one when there is one (no network;
+ * OOTMOD_REFRESH_DEBS=1 looks for a newer upload), else downloaded with apt-get download.
+ */
+export async function fetchDeb(pkg: string, suites: string[], log: (msg: string) => void = () => {}): Promise<FetchedDeb> {
+  if (process.env.OOTMOD_REFRESH_DEBS !== '1' && process.env.BENCH_REFRESH_DEBS !== '1') {
+    for (const suite of suites) {
+      const cached = newest(cachedDebs(pkg, suite));
+      if (cached) return { pkg, suite, file: cached, version: debVersion(cached), fromCache: true };
+    }
   }
-  const version = execFileSync('apt-cache', [...opts, 'show', '--no-all-versions', pkg], { encoding: 'utf8' }).match(/^Version: (.+)$/m)?.[1];
-  if (!version) throw new Error(`${pkg} is not in ${suite}`);
-  const encoded = version.replace(/:/g, '%3a');
-  const existing = listDir(out).find((f) => f.startsWith(`${pkg}_${encoded}_`) && f.endsWith('.deb'));
-  if (existing) return path.join(out, existing);
-  execFileSync('apt-get', [...opts, 'download', pkg], { cwd: out, stdio: 'ignore', timeout: 600_000 });
-  const got = listDir(out).find((f) => f.startsWith(`${pkg}_${encoded}_`) && f.endsWith('.deb'));
-  if (!got) throw new Error(`apt-get download ${pkg} from ${suite} left no .deb`);
-  return path.join(out, got);
+  const mirror = await hostDebianMirror();
+  const errors: string[] = [];
+  for (const suite of suites) {
+    const opts = aptOptions(suite, mirror);
+    if (!updated.has(suite)) {
+      log(`apt-get update (private config, ${suite})`);
+      try {
+        execFileSync('apt-get', [...opts, 'update'], { stdio: 'ignore', timeout: 600_000 });
+      } catch {
+        errors.push(`${suite}: apt-get update failed`);
+        continue;
+      }
+      updated.add(suite);
+    }
+    let version: string | undefined;
+    try {
+      version = /^Version: (.+)$/m.exec(execFileSync('apt-cache', [...opts, 'show', '--no-all-versions', pkg], { encoding: 'utf8' }))?.[1];
+    } catch {
+      version = undefined;
+    }
+    if (!version) {
+      errors.push(`${pkg} is not in ${suite}`);
+      continue;
+    }
+    const out = path.join(CACHE, 'debs', suite);
+    mkdirSync(out, { recursive: true });
+    const have = cachedDebs(pkg, suite).find((f) => debVersion(f) === version);
+    if (have) return { pkg, suite, file: have, version, fromCache: true };
+    log(`apt-get download ${pkg} (${suite} ${version}) into ${out}`);
+    execFileSync('apt-get', [...opts, 'download', pkg], { cwd: out, stdio: 'ignore', timeout: 600_000 });
+    const got = cachedDebs(pkg, suite).find((f) => debVersion(f) === version);
+    if (!got) throw new Error(`apt-get download ${pkg} from ${suite} left no .deb in ${out}`);
+    return { pkg, suite, file: got, version, fromCache: false };
+  }
+  throw new Error(`cannot get ${pkg}: ${errors.join('; ')}`);
 }
 
-/** Extracts a -dkms package and returns its /usr/src/<name>-<version> dirs (no dkms, no maintainer scripts). */
+/** Extracts a -dkms package into `into`; returns its /usr/src/<name>-<version> dirs (those with a dkms.conf). */
 export function extractDkmsSources(deb: string, into: string): string[] {
   mkdirSync(into, { recursive: true });
   execFileSync('dpkg-deb', ['-x', deb, into]);
   const src = path.join(into, 'usr/src');
-  return listDir(src).filter((d) => existsSync(path.join(src, d, 'dkms.conf'))).map((d) => path.join(src, d));
+  return (existsSync(src) ? readdirSync(src) : []).filter((d) => existsSync(path.join(src, d, 'dkms.conf'))).map((d) => path.join(src, d));
 }
