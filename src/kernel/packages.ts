@@ -22,7 +22,7 @@ export function installedPackages(layout: Layout, patterns: string[]): Promise<M
 }
 
 async function queryPackages(layout: Layout, patterns: string[]): Promise<Map<string, InstalledPackage>> {
-  const admindir = layout.at('/var/lib/dpkg');
+  const admindir = layout.dpkgDir;
   const found = new Map<string, InstalledPackage>();
   if (!existsSync(`${admindir}/status`)) return found;
   const res = await run(

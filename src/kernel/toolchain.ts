@@ -1,8 +1,9 @@
 // Finding programs on this machine.
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
+import { HOST_TOOLS } from '../system/layout.js';
 
-export function findOnPath(command: string, envPath = process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'): string | undefined {
+export function findOnPath(command: string, envPath = process.env.PATH ?? HOST_TOOLS.defaultPath): string | undefined {
   if (command.includes('/')) return isExecutable(command) ? command : undefined;
   for (const dir of envPath.split(':')) {
     if (!dir) continue;

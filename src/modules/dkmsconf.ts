@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
 import { run } from '../system/run.js';
+import { HOST_TOOLS } from '../system/layout.js';
 
 export const ARRAY_DIRECTIVES = [
   'BUILT_MODULE_NAME',
@@ -128,7 +129,7 @@ __ootmod_emit E end 0 0
 
 export async function evaluateConf(files: string[], ctx: ConfContext, timeoutMs = 30_000): Promise<EvaluatedConf> {
   const env: Record<string, string> = {
-    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+    PATH: process.env.PATH ?? HOST_TOOLS.defaultPath,
     LANG: 'C.UTF-8',
     ...ctx,
     running_distribution: 'debian',

@@ -4,6 +4,7 @@
 // so they are looked up on it even with --root (which relocates only the files ootmod manages).
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { writeFileAtomic } from '../system/files.js';
+import { HOST_TOOLS } from '../system/layout.js';
 import os from 'node:os';
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
@@ -41,11 +42,11 @@ export function rustcCandidates(search: ToolchainSearch): string[] {
   // A rustc the admin named is the only one tried: a silent fallback would hide their mistake.
   const explicit = search.rustc ?? env.RUSTC;
   if (explicit) return [explicit];
-  const homes = [env.RUSTUP_HOME, env.HOME && path.join(env.HOME, '.rustup'), path.join(os.homedir(), '.rustup'), '/root/.rustup'].filter(Boolean) as string[];
+  const homes = [env.RUSTUP_HOME, env.HOME && path.join(env.HOME, '.rustup'), path.join(os.homedir(), '.rustup'), HOST_TOOLS.rootRustup].filter(Boolean) as string[];
   const found = [
     findOnPath('rustc', env.PATH),
-    ...listGlob('/usr/bin', /^rustc-1\.\d+$/),
-    ...listGlob('/usr/lib', /^rust-1\.\d+$/).map((d) => path.join(d, 'bin/rustc')),
+    ...listGlob(HOST_TOOLS.binDir, /^rustc-1\.\d+$/),
+    ...listGlob(HOST_TOOLS.libDir, /^rust-1\.\d+$/).map((d) => path.join(d, 'bin/rustc')),
     ...homes.flatMap((h) => listGlob(path.join(h, 'toolchains'), /./).map((t) => path.join(t, 'bin/rustc'))),
   ].filter((p): p is string => Boolean(p) && existsSync(p!));
   return [...new Set(found)];
@@ -175,6 +176,6 @@ export async function findRustToolchain(kernel: KernelTarget, search: ToolchainS
 }
 
 function hasLibclang(): boolean {
-  const dirs = [...listGlob('/usr/lib', /^llvm-\d+$/).map((d) => path.join(d, 'lib')), ...listGlob('/usr/lib', /-linux-gnu\w*$/)];
+  const dirs = [...listGlob(HOST_TOOLS.libDir, /^llvm-\d+$/).map((d) => path.join(d, 'lib')), ...listGlob(HOST_TOOLS.libDir, /-linux-gnu\w*$/)];
   return dirs.some((d) => listGlob(d, /^libclang(-\d+)?\.so/).length > 0);
 }

@@ -18,6 +18,7 @@ export interface Layout {
   readonly mokKey: string;
   readonly mokCert: string;
   readonly configFile: string;
+  readonly dpkgDir: string;
   /** Kernels the kernel hooks recorded during a dpkg run, for the trigger. */
   readonly queueDir: string;
   /** DKMS's registration of a module source (/var/lib/dkms/<name>/<version>/source). */
@@ -40,6 +41,17 @@ export interface Layout {
   /** Resolves a symlink inside the root: absolute targets are taken inside the root when they exist there. */
   resolveLink(linkPath: string): string | undefined;
 }
+
+/**
+ * Where this machine's own programs live. Compilers run on the machine ootmod runs on, so they are
+ * looked up here even with --root (which relocates only the files ootmod reads and manages).
+ */
+export const HOST_TOOLS = {
+  binDir: '/usr/bin',
+  libDir: '/usr/lib',
+  rootRustup: '/root/.rustup',
+  defaultPath: '/usr/sbin:/usr/bin:/sbin:/bin',
+} as const;
 
 export function createLayout(root = '/'): Layout {
   const absRoot = path.resolve(root);
@@ -65,6 +77,7 @@ export function createLayout(root = '/'): Layout {
     mokKey: path.join(stateDir, 'mok.key'),
     mokCert: path.join(stateDir, 'mok.pub'),
     configFile: at('/etc/ootmod/ootmod.conf'),
+    dpkgDir: at('/var/lib/dpkg'),
     queueDir: path.join(stateDir, 'queue'),
     dkmsSource: (name, version) => at(`/var/lib/dkms/${name}/${version}/source`),
     dkmsProgram: at('/usr/sbin/dkms'),
