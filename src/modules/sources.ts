@@ -6,7 +6,10 @@ import type { KernelTarget } from '../kernel/inventory.js';
 import { ExitCode, OotmodError } from '../errors.js';
 import type { Layout } from '../system/layout.js';
 import { confFiles, evaluateConf, type ConfContext } from './dkmsconf.js';
+import { registeredWithDkms, splitNameVersion } from './names.js';
 import { resolveSpec, type ModuleSpec } from './spec.js';
+
+export { registeredWithDkms, splitNameVersion };
 
 export interface SourceDir {
   /** /usr/src/<dir> */
@@ -14,22 +17,6 @@ export interface SourceDir {
   /** Name and version as the directory name suggests (DKMS's <name>-<version>). */
   guessedName: string;
   guessedVersion: string;
-}
-
-/** Splits "acpi-call-1.2.2" at the last '-' that is followed by a digit. */
-export function splitNameVersion(dirName: string): { name: string; version: string } {
-  const all = [...dirName.matchAll(/-(?=\d)/g)];
-  const last = all[all.length - 1];
-  if (last?.index === undefined || last.index === 0) return { name: dirName, version: '' };
-  return { name: dirName.slice(0, last.index), version: dirName.slice(last.index + 1) };
-}
-
-/**
- * True when DKMS is installed and has registered this source (/var/lib/dkms/<name>/<version>/source):
- * then DKMS builds it, and ootmod leaves it alone so the two never install the same module twice.
- */
-export function registeredWithDkms(layout: Layout, name: string, version: string): boolean {
-  return existsSync(layout.dkmsProgram) && existsSync(layout.dkmsSource(name, version));
 }
 
 /** Module sources under /usr/src; those DKMS has registered are listed only with `includeDkms`. */

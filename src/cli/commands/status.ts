@@ -2,7 +2,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode } from '../../errors.js';
-import { registeredWithDkms, splitNameVersion } from '../../modules/sources.js';
+import { registeredWithDkms, splitNameVersion } from '../../modules/names.js';
 import { StateStore } from '../../state/store.js';
 import { json, table } from '../format.js';
 import type { Session } from '../session.js';
