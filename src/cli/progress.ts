@@ -69,7 +69,3 @@ export function ttyReporter(out: NodeJS.WriteStream): ProgressReporter {
     },
   };
 }
-
-export function quietReporter(): ProgressReporter {
-  return { jobStarted() {}, jobFinished() {}, note() {}, close() {} };
-}

@@ -1,7 +1,5 @@
 // A kernel .config (or include/config/auto.conf) with typed accessors.
 
-export type ConfigValue = string | boolean | number;
-
 export class KernelConfig {
   private constructor(private readonly values: ReadonlyMap<string, string | null>) {}
 
