@@ -2,7 +2,7 @@
 // Reading never changes the system.
 import { existsSync } from 'node:fs';
 import { errorLine } from '../errors.js';
-import { kernelIdentity, listKernels, type KernelTarget } from '../kernel/inventory.js';
+import { kernelIdentity, type KernelTarget } from '../kernel/inventory.js';
 import { hashParts, hashTree } from '../modules/identity.js';
 import { listSourceDirs, loadSpec, type SourceDir } from '../modules/sources.js';
 import type { Layout } from '../system/layout.js';
@@ -20,7 +20,8 @@ export interface Facts {
 export interface FactsRequest {
   layout: Layout;
   store: StateStore;
-  kernels?: readonly string[];
+  /** The installed kernels to plan for, as listed by listKernels. */
+  kernels: KernelTarget[];
   /** Only these source dirs (all under /usr/src when absent). */
   sources?: SourceDir[];
   jobs: number;
@@ -47,7 +48,7 @@ export function recordViews(store: StateStore): RecordView[] {
 }
 
 export async function readFacts(req: FactsRequest): Promise<Facts> {
-  const kernels = await listKernels(req.layout, req.kernels);
+  const { kernels } = req;
   const sources = req.sources ?? (await listSourceDirs(req.layout));
   const trees = new Map(await mapLimit(sources, 4, async (s) => [s.dir, await hashTree(s.dir).catch(() => ({ hash: 'unreadable', hasRust: false }))] as const));
   // With no kernel at all, each source is still read once, so invalid ones are reported.

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { executePlan } from '../../build/executor.js';
 import { ExitCode, OotmodError } from '../../errors.js';
 import { listSourceDirs, type SourceDir } from '../../modules/sources.js';
-import { listKernels } from '../../kernel/inventory.js';
+import { listKernels, type KernelTarget } from '../../kernel/inventory.js';
 import { readFacts } from '../../plan/facts.js';
 import { prepareRustTrees, rustKernels } from '../../rust/prepare.js';
 import { currentTree } from '../../rust/tree.js';
@@ -54,10 +54,10 @@ async function resolveTargets(s: Session, args: string[]): Promise<{ refs?: Modu
 }
 
 /** Prepares the Rust trees of the CONFIG_RUST kernels (a cache hit when current); returns the failures. */
-async function prepareRust(s: Session): Promise<Map<string, string>> {
+async function prepareRust(s: Session, installed: KernelTarget[]): Promise<Map<string, string>> {
   const failures = new Map<string, string>();
   if (!s.config().rust) return failures;
-  const kernels = rustKernels(await listKernels(s.layout, s.opts.kernels.length ? s.opts.kernels : undefined));
+  const kernels = rustKernels(installed);
   if (!kernels.length) return failures;
   if (s.opts.dryRun) {
     for (const k of kernels) {
@@ -120,11 +120,13 @@ export async function runJobs(s: Session, command: JobsCommand, args: string[], 
   try {
     const { refs, sources } = await resolveTargets(s, args);
     const store = StateStore.load(s.layout.stateFile);
-    const rustFailures = await prepareRust(s);
+    // The kernels are read once: the Rust step and the planner see the same inventory.
+    const kernels = await listKernels(s.layout, s.opts.kernels.length ? s.opts.kernels : undefined);
+    const rustFailures = await prepareRust(s, kernels);
     const facts = await readFacts({
       layout: s.layout,
       store,
-      kernels: s.opts.kernels.length ? s.opts.kernels : undefined,
+      kernels,
       sources,
       jobs: s.opts.jobs,
       checkOwnership: s.isRoot,
