@@ -550,7 +550,7 @@ interface MadisonEntry {
 /** `apt-cache madison PKG`: every available version with the suite that carries it. */
 async function madison(chroot: Chroot, pkg: string): Promise<MadisonEntry[]> {
   const { stdout } = await chroot.run(['apt-cache', 'madison', pkg]);
-  // "   rustc | 1.85.0+dfsg1-1 | http://deb.debian.org/debian trixie/main amd64 Packages"
+  // "   rustc | 1.85.0+dfsg1-1 | <the mirror URL> trixie/main amd64 Packages"
   return stdout
     .split('\n')
     .map((l) => l.split('|').map((f) => f.trim()))
