@@ -1,5 +1,5 @@
 // Progress: a line per job start and end when not on a TTY, a live view on a TTY.
-import type { ProgressReporter } from '../build/executor.js';
+import type { ProgressReporter } from '../execute/executor.js';
 import type { BuildJob } from '../plan/planner.js';
 import type { BuildRecord } from '../state/store.js';
 

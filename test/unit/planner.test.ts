@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { KernelConfig } from '../../src/kernel/config.js';
 import type { KernelTarget } from '../../src/kernel/inventory.js';
-import { makeCommandLine } from '../../src/build/make.js';
+import { makeCommandLine } from '../../src/execute/make.js';
 import { exclusionReason } from '../../src/modules/exclusive.js';
 import type { ModuleSpec } from '../../src/modules/spec.js';
 import { plan, type ModuleCandidate, type PlanRequest, type RecordView } from '../../src/plan/planner.js';

@@ -2,7 +2,7 @@
 import { chmod, cp, lstat, readdir, rename, rm } from 'node:fs/promises';
 import { chownSync } from 'node:fs';
 import path from 'node:path';
-import { runScript } from '../../build/job.js';
+import { runScript } from '../../execute/job.js';
 import { ExitCode, OotmodError } from '../../errors.js';
 import { confFiles, evaluateConf } from '../../modules/dkmsconf.js';
 import { confContext, loadSpec, splitNameVersion, type SourceDir } from '../../modules/sources.js';

@@ -2,7 +2,7 @@
 // Inside a dpkg run the work is deferred to ootmod's trigger, so it runs once, at the end, when the
 // headers, rustc, rust-src and linux-source of the same transaction are all configured.
 import { ExitCode, OotmodError, errorLine } from '../../errors.js';
-import { forgetKernel } from '../../build/cleanup.js';
+import { forgetKernel } from '../../execute/cleanup.js';
 import { cleanRustTrees } from '../../rust/tree.js';
 import { run } from '../../system/run.js';
 import { StateStore } from '../../state/store.js';

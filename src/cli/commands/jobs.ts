@@ -1,7 +1,7 @@
 // build, install and autoinstall: read the system, plan, execute, report.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { executePlan } from '../../build/executor.js';
+import { executePlan } from '../../execute/executor.js';
 import { ExitCode, OotmodError } from '../../errors.js';
 import { listSourceDirs, type SourceDir } from '../../modules/sources.js';
 import { listKernels, type KernelTarget } from '../../kernel/inventory.js';

@@ -1,7 +1,7 @@
 // uninstall (keep the build) and remove (uninstall and forget the builds) a module.
 import path from 'node:path';
-import { depmod } from '../../build/depmod.js';
-import { takeBack } from '../../build/cleanup.js';
+import { depmod } from '../../execute/depmod.js';
+import { takeBack } from '../../execute/cleanup.js';
 import { ExitCode, OotmodError, errorLine } from '../../errors.js';
 import { readKernel } from '../../kernel/inventory.js';
 import { loadSpec, splitNameVersion } from '../../modules/sources.js';

@@ -3,8 +3,8 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { forgetKernel, takeBack } from '../../build/cleanup.js';
-import { updateInitramfs } from '../../build/initramfs.js';
+import { forgetKernel, takeBack } from '../../execute/cleanup.js';
+import { updateInitramfs } from '../../execute/initramfs.js';
 import { ExitCode, errorLine } from '../../errors.js';
 import { listKernels } from '../../kernel/inventory.js';
 import { cleanRustTrees } from '../../rust/tree.js';
