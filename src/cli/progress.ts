@@ -1,25 +1,110 @@
-// Progress: a line per job start and end when not on a TTY, a live view on a TTY.
-import type { ProgressReporter } from '../execute/executor.js';
-import type { BuildJob } from '../plan/planner.js';
-import type { BuildRecord } from '../state/store.js';
+// Rendering a plan and its execution: the plan as `would …` lines (--dry-run) or JSON, progress as a line
+// per job event when not on a TTY, a live view on a TTY.
+import type { JobResult, ProgressReporter } from '../execute/executor.js';
+import { jobTarget, planJson, type Job, type WorkPlan } from '../plan/jobs.js';
+import { json } from './format.js';
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
 
-function endLine(job: BuildJob, record: BuildRecord, elapsed: number): string {
-  const what = `${job.module}/${job.version} for ${job.kernel}`;
-  if (record.status === 'failed') return `failed   ${what} after ${seconds(elapsed)}: ${record.error}${record.log ? ` (log: ${record.log})` : ''}`;
-  return `${record.status.padEnd(8)} ${what} in ${seconds(elapsed)}`;
+function plannedLine(job: Job): string {
+  // Dependencies other than the job's own build (an install follows its build; that goes without saying).
+  const own = 'module' in job ? `${job.module}/${job.version}@${job.kernel}` : '';
+  const deps = job.needs.map((n) => n.replace(/^[a-z-]+:/, '')).filter((n) => n !== own);
+  const needs = deps.length ? `, after ${deps.join(', ')}` : '';
+  switch (job.kind) {
+    case 'rust-tree':
+      return `would build the Rust tree of ${job.kernel} (${job.reason})`;
+    case 'build':
+    case 'install':
+    case 'uninstall':
+      return `would ${job.kind} ${jobTarget(job)} (${job.reason}${needs})`;
+    case 'forget':
+      return `would forget ${jobTarget(job)} (${job.reason})`;
+    case 'rust-clean':
+      return `would remove the Rust tree of ${job.kernel} (${job.reason})`;
+    case 'depmod':
+      return `would run depmod for ${job.kernel} (once, after its ${job.after.length} job(s), if one changed files)`;
+    case 'initramfs':
+      return `would update the initramfs of ${job.kernel}${job.viaTrigger ? " (through initramfs-tools' trigger)" : ''}`;
+    case 'defer':
+      return `would queue ${job.what} and activate ootmod's dpkg trigger (${job.reason})`;
+  }
 }
 
-export function lineReporter(out: NodeJS.WritableStream): ProgressReporter {
-  const started = new Map<string, number>();
+/** The plan for people: what would run, and what needs nothing, with the reasons. */
+export function planLines(plan: WorkPlan): string[] {
+  const out = plan.jobs.map(plannedLine);
+  for (const c of plan.current) out.push(`current  ${c.module}/${c.version} for ${c.kernel}: ${c.reason}`);
+  for (const f of plan.failed) out.push(`failed   ${f.module}/${f.version} for ${f.kernel}: ${f.reason}`);
+  for (const k of plan.skipped) out.push(`skip     ${k.module}/${k.version} for ${k.kernel}: ${k.reason}`);
+  for (const i of uniqueInvalid(plan)) out.push(`invalid  ${i.module}: ${i.reason}`);
+  for (const r of plan.rustUnavailable) out.push(`rust     no Rust tree can be built for ${r.kernel}: ${r.reason}`);
+  if (!plan.jobs.length) out.push('nothing to do');
+  return out;
+}
+
+export function uniqueInvalid(plan: WorkPlan) {
+  const seen = new Set<string>();
+  return plan.invalid.filter((i) => !seen.has(i.module + i.reason) && seen.add(i.module + i.reason));
+}
+
+/** Prints the plan (--dry-run): as lines, or as JSON with --json. */
+export function printPlan(out: (line: string) => void, plan: WorkPlan, asJson: boolean): void {
+  if (asJson) out(json({ dryRun: true, plan: planJson(plan) }));
+  else for (const line of planLines(plan)) out(line);
+}
+
+/** What needs no job but is worth saying before the run. */
+export function preRunLines(plan: WorkPlan, verbose: boolean): string[] {
+  const out: string[] = [];
+  for (const k of plan.skipped) out.push(`skip     ${k.module}/${k.version} for ${k.kernel}: ${k.reason}`);
+  for (const i of uniqueInvalid(plan)) out.push(`invalid  ${i.module}: ${i.reason}`);
+  for (const f of plan.failed) out.push(`failed   ${f.module}/${f.version} for ${f.kernel}: ${f.reason}`);
+  for (const r of plan.rustUnavailable) out.push(`rust     no current Rust tree for ${r.kernel}: ${r.reason}`);
+  if (verbose) for (const c of plan.current) out.push(`current  ${c.module}/${c.version} for ${c.kernel}`);
+  return out;
+}
+
+function startLine(job: Job): string | undefined {
+  if (job.kind === 'build') return `start    ${jobTarget(job)} (build: ${job.reason})`;
+  if (job.kind === 'rust-tree') return `rust     building the Rust tree of ${job.kernel} (${job.reason})`;
+  return undefined;
+}
+
+function endLine(job: Job, r: JobResult, verbose: boolean): string | undefined {
+  const took = seconds(r.elapsedMs ?? 0);
+  const log = r.record?.log ? ` (log: ${r.record.log})` : '';
+  switch (job.kind) {
+    case 'rust-tree':
+      return r.status === 'failed' ? `rust     the Rust tree of ${job.kernel} failed: ${r.detail}` : `rust     built the Rust tree of ${job.kernel} in ${took} (${r.detail})`;
+    case 'build':
+      if (r.status === 'failed') return `failed   ${jobTarget(job)} after ${took}: ${r.detail}${r.blocked ? '' : log}`;
+      return `built    ${jobTarget(job)} in ${took}`;
+    case 'install':
+      if (r.status === 'failed') return r.blocked && r.detail === 'its build failed' ? undefined : `failed   ${jobTarget(job)}: ${r.detail}${log}`;
+      return `installed ${jobTarget(job)}`;
+    case 'uninstall':
+      if (r.status === 'failed') return `failed   to remove ${jobTarget(job)}: ${r.detail}`;
+      return r.status === 'done' ? `removed ${job.module}/${job.version} from ${job.kernel} (${job.reason})` : undefined;
+    case 'depmod':
+    case 'initramfs':
+      if (r.status === 'failed') return `${job.kind} failed for ${job.kernel}: ${r.detail}`;
+      return verbose && r.status === 'done' ? `${job.kind.padEnd(8)} ${job.kernel}${r.detail ? ` (${r.detail})` : ''}` : undefined;
+    default:
+      if (r.status === 'failed') return `failed   ${job.kind} ${jobTarget(job)}: ${r.detail}`;
+      return verbose ? `${job.kind.padEnd(8)} ${jobTarget(job)}` : undefined;
+  }
+}
+
+export function lineReporter(out: NodeJS.WritableStream, verbose = false): ProgressReporter {
   return {
     jobStarted(job) {
-      started.set(job.id, performance.now());
-      out.write(`start    ${job.module}/${job.version} for ${job.kernel} (${job.action}: ${job.reason})\n`);
+      const line = startLine(job);
+      if (line) out.write(`${line}\n`);
     },
-    jobFinished(job, record) {
-      out.write(`${endLine(job, record, performance.now() - (started.get(job.id) ?? performance.now()))}\n`);
+    jobFinished(job, result) {
+      const line = endLine(job, result, verbose);
+      if (line) out.write(`${line}\n`);
     },
     note(line) {
       out.write(`${line}\n`);
@@ -28,9 +113,9 @@ export function lineReporter(out: NodeJS.WritableStream): ProgressReporter {
   };
 }
 
-/** A live view: finished lines scroll above a block that shows the running jobs and their times. */
+/** A live view: finished lines scroll above a block that shows the running CPU jobs and their times. */
 export function ttyReporter(out: NodeJS.WriteStream): ProgressReporter {
-  const running = new Map<string, { job: BuildJob; since: number }>();
+  const running = new Map<string, { job: Job; since: number }>();
   let drawn = 0;
   const clear = () => {
     if (drawn) out.write(`\x1b[${drawn}A\x1b[J`);
@@ -40,7 +125,7 @@ export function ttyReporter(out: NodeJS.WriteStream): ProgressReporter {
     clear();
     const width = out.columns || 100;
     for (const { job, since } of running.values()) {
-      out.write(`  building ${job.module}/${job.version} for ${job.kernel}  ${seconds(performance.now() - since)}`.slice(0, width - 1) + '\n');
+      out.write(`  ${job.kind === 'rust-tree' ? 'building' : job.kind} ${jobTarget(job)}  ${seconds(performance.now() - since)}`.slice(0, width - 1) + '\n');
       drawn++;
     }
   };
@@ -48,14 +133,15 @@ export function ttyReporter(out: NodeJS.WriteStream): ProgressReporter {
   timer.unref();
   return {
     jobStarted(job) {
+      if (job.kind !== 'build' && job.kind !== 'rust-tree') return;
       running.set(job.id, { job, since: performance.now() });
       draw();
     },
-    jobFinished(job, record) {
-      const since = running.get(job.id)?.since ?? performance.now();
+    jobFinished(job, result) {
       running.delete(job.id);
+      const line = endLine(job, result, false);
       clear();
-      out.write(`${endLine(job, record, performance.now() - since)}\n`);
+      if (line) out.write(`${line}\n`);
       draw();
     },
     note(line) {
@@ -68,4 +154,8 @@ export function ttyReporter(out: NodeJS.WriteStream): ProgressReporter {
       clear();
     },
   };
+}
+
+export function reporterFor(verbose: boolean): ProgressReporter {
+  return process.stderr.isTTY && !verbose ? ttyReporter(process.stderr) : lineReporter(process.stderr, verbose);
 }

@@ -1,7 +1,6 @@
 // What every command gets: parsed options, the layout, output streams.
 import os from 'node:os';
 import { createLayout, type Layout } from '../system/layout.js';
-import type { KernelTarget } from '../kernel/inventory.js';
 import { loadConfig, type OotmodConfig } from '../system/config.js';
 
 export interface Options {
@@ -27,10 +26,6 @@ export interface Session {
   lock(): Promise<() => Promise<void>>;
   /** /etc/ootmod/ootmod.conf, read on first use. */
   config(): OotmodConfig;
-  /** Rust trees prepared in this run, by kernel release: module builds use them as kernel build dir. */
-  rustTrees: Map<string, string>;
-  /** The kernel build dir module builds use: the kernel's Rust tree when there is one, else its headers. */
-  kernelBuildDir(kernel: KernelTarget): string;
 }
 
 export function defaultJobs(): number {
@@ -40,7 +35,6 @@ export function defaultJobs(): number {
 export function createSession(opts: Options): Session {
   const layout = createLayout(opts.root);
   let config: OotmodConfig | undefined;
-  const rustTrees = new Map<string, string>();
   const session: Session = {
     opts,
     layout,
@@ -53,8 +47,6 @@ export function createSession(opts: Options): Session {
         onWait: (holder) => session.err(`ootmod: waiting for another ootmod run to finish (${holder})`),
       }),
     config: () => (config ??= loadConfig(layout.configFile)),
-    rustTrees,
-    kernelBuildDir: (kernel) => rustTrees.get(kernel.release) ?? kernel.headersDir ?? layout.kernelBuildLink(kernel.release),
   };
   if (!opts.jobs) opts.jobs = session.config().jobs || defaultJobs();
   return session;

@@ -1,121 +1,128 @@
-// Executes a plan: independent (module, kernel) jobs in parallel up to --jobs without oversubscribing
-// the cores, BUILD_DEPENDS order, one failure never stopping the others, depmod once per kernel.
+// The one executor: runs any plan's job graph. A job starts when the jobs it needs have succeeded and
+// the jobs it comes after have finished; a failure fails only what needs it. CPU jobs (module builds,
+// Rust trees) each hold a jobserver token while they run, so every compiler of the run shares one budget
+// of --jobs; the other jobs (installs, removals, depmod) start as soon as they are ready.
 import { errorLine } from '../errors.js';
-import type { KernelTarget } from '../kernel/inventory.js';
-import type { BuildJob, Plan } from '../plan/planner.js';
-import type { Layout } from '../system/layout.js';
-import type { BuildRecord, StateStore } from '../state/store.js';
-import { depmod } from './depmod.js';
-import { executeJob } from './job.js';
+import { jobTarget, type Job, type WorkPlan } from '../plan/jobs.js';
+import type { BuildRecord } from '../state/store.js';
+import type { Jobserver, Token } from './jobserver.js';
+
+export interface JobResult {
+  status: 'done' | 'failed' | 'skipped';
+  /** One line: why it failed, or what it did. */
+  detail?: string;
+  /** Files under the kernel's module dir changed. */
+  touched?: boolean;
+  /** The module record the job wrote. */
+  record?: BuildRecord;
+  /** A Rust tree job: the tree's dir. */
+  treeDir?: string;
+  /** The job did not run because a job it needs failed. */
+  blocked?: boolean;
+  elapsedMs?: number;
+}
 
 export interface ProgressReporter {
-  jobStarted(job: BuildJob): void;
-  jobFinished(job: BuildJob, record: BuildRecord): void;
+  jobStarted(job: Job): void;
+  jobFinished(job: Job, result: JobResult): void;
   note(line: string): void;
   /** Stops any live display before the summary is printed. */
   close(): void;
 }
 
-export interface ExecuteOptions {
-  layout: Layout;
-  kernels: ReadonlyMap<string, KernelTarget>;
-  store: StateStore;
-  jobs: number;
-  timeoutMs: number;
-  reporter: ProgressReporter;
-  /** The kernel build dir for a kernel (its Rust tree when it has one, else its headers). */
-  kernelBuildDir(kernel: KernelTarget): string;
-  /** Kernels changed before the plan ran (removals): depmod them with the others, once. */
-  alsoDepmod?: string[];
+export interface JobRunner {
+  /** Runs one job; `results` holds the results of every job that finished before it. */
+  run(job: Job, results: ReadonlyMap<string, JobResult>): Promise<JobResult>;
+  /** A job that does not run because `dependency` failed: records why, where it keeps records. */
+  blocked(job: Job, dependency: Job, results: ReadonlyMap<string, JobResult>): Promise<JobResult>;
 }
 
-export interface ExecutionResult {
-  records: BuildRecord[];
-  depmodFailures: { kernel: string; error: string }[];
-  /** Kernels whose module dir changed (depmod ran). */
-  touchedKernels: string[];
-}
+export const isCpuJob = (job: Job): boolean => job.kind === 'build' || job.kind === 'rust-tree';
 
-export async function executePlan(plan: Plan, opts: ExecuteOptions): Promise<ExecutionResult> {
-  const concurrency = Math.max(1, Math.min(opts.jobs, plan.jobs.length));
-  // Each make gets a share of the cores not yet given to a running make (split among the jobs that can
-  // still start beside it), so parallel builds never run more than --jobs compilers, and a last job
-  // alone gets what is free.
-  let allocated = 0;
-  const share = (): number => {
-    const slots = Math.max(1, Math.min(pending.length + 1, concurrency - running.size));
-    return Math.max(1, Math.floor((opts.jobs - allocated) / slots));
+/** Rust trees first: they are the long pole, and Rust module builds wait for them. */
+const priority = (job: Job): number => (job.kind === 'rust-tree' ? 0 : 1);
+
+export async function executePlan(plan: WorkPlan, runner: JobRunner, opts: { jobserver?: Jobserver; reporter: ProgressReporter }): Promise<Map<string, JobResult>> {
+  const byId = new Map(plan.jobs.map((j) => [j.id, j]));
+  const results = new Map<string, JobResult>();
+  const pending = new Set(plan.jobs);
+  let running = 0;
+  let acquiring = false;
+  let wake: () => void = () => {};
+  let woken = new Promise<void>((r) => (wake = r));
+  const notify = () => {
+    wake();
+    woken = new Promise<void>((r) => (wake = r));
   };
-  const results = new Map<string, BuildRecord>();
-  const touched = new Set<string>(opts.alsoDepmod ?? []);
-  const pending = [...plan.jobs];
-  const running = new Set<Promise<void>>();
+  // A dependency that is not in the plan is treated as done (the plan never makes one; a guard).
+  const finished = (id: string) => !byId.has(id) || results.has(id);
+  const ready = (job: Job) => job.needs.every(finished) && job.after.every(finished);
 
-  const ownerOf = (p: string) => opts.store.ownerOf(p);
-
-  const runOne = async (job: BuildJob, makeJobs: number): Promise<void> => {
-    const kernel = opts.kernels.get(job.kernel)!;
+  const start = (job: Job, token?: Token) => {
+    pending.delete(job);
+    running++;
     opts.reporter.jobStarted(job);
-    const failedDep = job.after.find((id) => results.get(id)?.status === 'failed');
-    let record: BuildRecord;
-    if (failedDep) {
-      record = {
-        module: job.module, version: job.version, kernel: job.kernel, arch: kernel.arch.machine, status: 'failed',
-        inputsKey: job.inputsKey, built: [], installed: opts.store.get(job.module, job.version, job.kernel)?.installed ?? [],
-        error: `BUILD_DEPENDS: ${failedDep.split('@')[0]} failed to build`, updatedAt: new Date().toISOString(),
-      };
-    } else {
-      const outcome = await executeJob(job, {
-        layout: opts.layout,
-        kernel,
-        kernelBuildDir: opts.kernelBuildDir(kernel),
-        makeJobs,
-        timeoutMs: opts.timeoutMs,
-        previous: opts.store.get(job.module, job.version, job.kernel),
-        replaced: job.replaces.map((v) => opts.store.get(job.module, v, job.kernel)).filter((r): r is BuildRecord => Boolean(r)),
-        ownerOf,
+    const t0 = performance.now();
+    void runner
+      .run(job, results)
+      .catch((err): JobResult => ({ status: 'failed', detail: errorLine(err) }))
+      .then((result) => {
+        token?.release();
+        result.elapsedMs = performance.now() - t0;
+        results.set(job.id, result);
+        running--;
+        opts.reporter.jobFinished(job, result);
+        notify();
       });
-      record = outcome.record;
-      if (outcome.touchedModules) touched.add(job.kernel);
-      if (record.status === 'installed') {
-        for (const v of job.replaces) await opts.store.delete(job.module, v, job.kernel);
+  };
+
+  while (pending.size || running) {
+    let progressed = true;
+    while (progressed) {
+      progressed = false;
+      for (const job of pending) {
+        if (!ready(job)) continue;
+        const failedDep = job.needs.map((id) => byId.get(id)).find((d) => d && results.get(d.id)?.status !== 'done' && results.get(d.id)?.status !== 'skipped');
+        if (failedDep) {
+          pending.delete(job);
+          const result = await runner.blocked(job, failedDep, results).catch((err): JobResult => ({ status: 'failed', detail: errorLine(err) }));
+          results.set(job.id, { ...result, blocked: true });
+          opts.reporter.jobFinished(job, results.get(job.id)!);
+          progressed = true;
+          continue;
+        }
+        if (!isCpuJob(job)) {
+          start(job);
+          progressed = true;
+        }
       }
     }
-    results.set(job.id, record);
-    await opts.store.put(record);
-    opts.reporter.jobFinished(job, record);
-  };
-
-  while (pending.length || running.size) {
-    const readyIndex = pending.findIndex((j) => j.after.every((id) => results.has(id)));
-    if (readyIndex >= 0 && running.size < concurrency) {
-      const [job] = pending.splice(readyIndex, 1);
-      const makeJobs = share();
-      allocated += makeJobs;
-      const p: Promise<void> = runOne(job!, makeJobs).finally(() => {
-        allocated -= makeJobs;
-        running.delete(p);
-      });
-      running.add(p);
-      continue;
+    const cpuReady = () => [...pending].filter((j) => isCpuJob(j) && ready(j)).sort((a, b) => priority(a) - priority(b));
+    if (!acquiring && cpuReady().length) {
+      if (!opts.jobserver) {
+        // No jobserver (a plan with no CPU budget to share): one CPU job at a time.
+        if (!running) start(cpuReady()[0]!);
+      } else {
+        acquiring = true;
+        void opts.jobserver.acquire().then((token) => {
+          acquiring = false;
+          const next = cpuReady()[0];
+          if (next) start(next, token);
+          else token.release();
+          notify();
+        });
+      }
     }
-    if (running.size === 0) {
-      // Unreachable with the planner's cycle check; a guard so a bad plan cannot hang a dpkg trigger.
-      for (const job of pending.splice(0)) opts.reporter.note(`${job.id}: its BUILD_DEPENDS never finished`);
+    if (!running && !acquiring && pending.size && ![...pending].some(ready)) {
+      // Unreachable with the planner's cycle checks; a guard so a bad plan cannot hang a dpkg trigger.
+      for (const job of pending) {
+        results.set(job.id, { status: 'failed', detail: `${jobTarget(job)}: its dependencies never finished` });
+        opts.reporter.note(`${job.id}: its dependencies never finished`);
+      }
+      pending.clear();
       break;
     }
-    await Promise.race(running);
+    if (pending.size || running) await woken;
   }
-
-  const depmodFailures: ExecutionResult['depmodFailures'] = [];
-  await Promise.all(
-    [...touched].map(async (k) => {
-      try {
-        await depmod(opts.layout, k);
-      } catch (err) {
-        depmodFailures.push({ kernel: k, error: errorLine(err) });
-      }
-    }),
-  );
-  return { records: [...results.values()], depmodFailures, touchedKernels: [...touched] };
+  return results;
 }

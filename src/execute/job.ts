@@ -6,7 +6,8 @@ import path from 'node:path';
 import { OotmodError } from '../errors.js';
 import type { Compression, KernelTarget } from '../kernel/inventory.js';
 import type { ModuleSpec } from '../modules/spec.js';
-import type { BuildJob } from '../plan/planner.js';
+import type { BuildJob, InstallJob } from '../plan/jobs.js';
+import type { JobserverClient } from './jobserver.js';
 import { copyFileAtomic } from '../system/files.js';
 import type { Layout } from '../system/layout.js';
 import { fileLog, run, runShell, type CommandLog } from '../system/run.js';
@@ -14,37 +15,39 @@ import type { BuildRecord, InstalledFile } from '../state/store.js';
 import { makeCommandLine } from './make.js';
 import { ensureSigningKey, signModule } from './signing.js';
 
-export interface JobContext {
+export interface BuildContext {
   layout: Layout;
   kernel: KernelTarget;
-  /** The kernel build dir module builds use (headers, or the kernel's Rust tree). */
+  /** The kernel build dir the build uses (the headers, or the kernel's Rust tree). */
   kernelBuildDir: string;
-  makeJobs: number;
   timeoutMs: number;
   /** The previous record of this (module, version, kernel), if any. */
   previous?: BuildRecord;
+  jobserver?: JobserverClient;
+}
+
+export interface InstallContext {
+  layout: Layout;
+  kernel: KernelTarget;
+  timeoutMs: number;
+  /** The record of the build to install (status built, or installed from older inputs). */
+  record?: BuildRecord;
   /** Installed records of other versions of this module that the job replaces. */
   replaced: BuildRecord[];
   /** Which other module, if any, owns an installed path. */
   ownerOf(installedPath: string): string | undefined;
 }
 
-export interface JobOutcome {
-  record: BuildRecord;
-  /** Files under the kernel's module dir changed: depmod is due. */
-  touchedModules: boolean;
-}
-
 const SUFFIX: Record<Compression, string> = { none: '', gzip: '.gz', xz: '.xz', zstd: '.zst' };
 const ALL_SUFFIXES = ['', '.gz', '.xz', '.zst'];
 
-function scriptEnv(job: BuildJob, ctx: JobContext): Record<string, string> {
+function scriptEnv(job: BuildJob | InstallJob, ctx: { layout: Layout; kernel: KernelTarget }, kernelBuildDir: string): Record<string, string> {
   return {
     kernelver: job.kernel,
     arch: ctx.kernel.arch.machine,
     module: job.module,
     module_version: job.version,
-    kernel_source_dir: ctx.kernelBuildDir,
+    kernel_source_dir: kernelBuildDir,
     dkms_tree: ctx.layout.buildTree(job.kernel),
     source_tree: ctx.layout.srcDir,
     install_tree: ctx.layout.modulesDir,
@@ -52,7 +55,7 @@ function scriptEnv(job: BuildJob, ctx: JobContext): Record<string, string> {
 }
 
 /** Runs a PRE_BUILD-style directive: a script path relative to `dir`, with optional arguments. */
-export async function runScript(directive: string, script: string, dir: string, env: Record<string, string>, log: CommandLog, timeoutMs: number): Promise<void> {
+export async function runScript(directive: string, script: string, dir: string, env: Record<string, string>, log: CommandLog, timeoutMs: number, jobserver?: JobserverClient): Promise<void> {
   const [file, ...args] = script.split(/\s+/).filter(Boolean);
   const full = path.join(dir, file!);
   try {
@@ -60,13 +63,13 @@ export async function runScript(directive: string, script: string, dir: string, 
   } catch {
     throw new OotmodError(`${directive} script ${full} is missing or not executable`, `chmod +x it in the module source`);
   }
-  await run(full, args, { cwd: dir, env, log, timeoutMs, step: directive });
+  await run(full, args, { cwd: dir, env, log, timeoutMs, step: directive, jobserver });
 }
 
-async function buildModules(job: BuildJob, ctx: JobContext, staging: string, log: CommandLog): Promise<string[]> {
+async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, log: CommandLog): Promise<string[]> {
   const { spec } = job;
   const buildDir = ctx.layout.buildDir(job.kernel, spec.name, spec.version);
-  const env = scriptEnv(job, ctx);
+  const env = scriptEnv(job, ctx, ctx.kernelBuildDir);
   await rm(buildDir, { recursive: true, force: true });
   await mkdir(path.dirname(buildDir), { recursive: true });
   await log.write(`# copying ${spec.sourceDir} to ${buildDir}\n`);
@@ -77,13 +80,12 @@ async function buildModules(job: BuildJob, ctx: JobContext, staging: string, log
       cwd: buildDir, log, step: `PATCH ${patch}`, timeoutMs: ctx.timeoutMs,
     });
   }
-  if (spec.scripts.preBuild) await runScript('PRE_BUILD', spec.scripts.preBuild, buildDir, env, log, ctx.timeoutMs);
+  if (spec.scripts.preBuild) await runScript('PRE_BUILD', spec.scripts.preBuild, buildDir, env, log, ctx.timeoutMs, ctx.jobserver);
 
   const commandLine = makeCommandLine(spec.make, {
     kernelver: job.kernel,
     kernelBuildDir: ctx.kernelBuildDir,
     buildDir,
-    jobs: ctx.makeJobs,
     llvm: ctx.kernel.compiler.clang,
   });
   const compiler = ctx.kernel.compiler.command;
@@ -92,10 +94,11 @@ async function buildModules(job: BuildJob, ctx: JobContext, staging: string, log
     log,
     step: 'make',
     timeoutMs: ctx.timeoutMs,
+    jobserver: ctx.jobserver,
     // As DKMS: the kernel's own compiler, and no user compiler flags leaking into kbuild.
     env: { ...env, CC: compiler, KERNEL_CC: compiler, CXX: undefined, CFLAGS: undefined, CXXFLAGS: undefined, LDFLAGS: undefined, MAKEFLAGS: undefined, MFLAGS: undefined },
   });
-  if (spec.scripts.postBuild) await runScript('POST_BUILD', spec.scripts.postBuild, buildDir, env, log, ctx.timeoutMs);
+  if (spec.scripts.postBuild) await runScript('POST_BUILD', spec.scripts.postBuild, buildDir, env, log, ctx.timeoutMs, ctx.jobserver);
 
   const files: string[] = [];
   for (const m of spec.modules) {
@@ -116,7 +119,7 @@ async function buildModules(job: BuildJob, ctx: JobContext, staging: string, log
   return files;
 }
 
-async function signAndCompress(files: string[], ctx: JobContext, log: CommandLog, warnings: string[]): Promise<{ files: string[]; signed: boolean }> {
+async function signAndCompress(files: string[], ctx: { layout: Layout; kernel: KernelTarget }, log: CommandLog, warnings: string[]): Promise<{ files: string[]; signed: boolean }> {
   const { signing, compression } = ctx.kernel;
   let signed = false;
   if (signing.enabled) {
@@ -141,9 +144,9 @@ async function signAndCompress(files: string[], ctx: JobContext, log: CommandLog
   return { files: compressed, signed };
 }
 
-async function installFiles(job: BuildJob, ctx: JobContext, builtFiles: string[], log: CommandLog): Promise<InstalledFile[]> {
+async function installFiles(job: InstallJob, ctx: InstallContext, builtFiles: string[], log: CommandLog): Promise<InstalledFile[]> {
   const { spec } = job;
-  const env = scriptEnv(job, ctx);
+  const env = scriptEnv(job, ctx, ctx.kernel.headersDir ?? '');
   const dest = ctx.layout.installDir(job.kernel);
   for (const f of builtFiles) {
     const target = path.join(dest, path.basename(f));
@@ -167,78 +170,92 @@ async function installFiles(job: BuildJob, ctx: JobContext, builtFiles: string[]
     }
   }
   const keep = new Set(installed.map((i) => i.path));
-  const stale = [...(ctx.previous?.installed ?? []), ...ctx.replaced.flatMap((r) => r.installed)].filter((i) => !keep.has(i.path));
+  const stale = [...(ctx.record?.installed ?? []), ...ctx.replaced.flatMap((r) => r.installed)].filter((i) => !keep.has(i.path));
   for (const s of stale) await rm(s.path, { force: true });
   if (spec.scripts.postInstall) await runScript('POST_INSTALL', spec.scripts.postInstall, spec.sourceDir, env, log, ctx.timeoutMs);
   return installed;
 }
 
-export async function executeJob(job: BuildJob, ctx: JobContext): Promise<JobOutcome> {
+function failedRecord(base: Omit<BuildRecord, 'status' | 'built' | 'installed' | 'updatedAt'>, err: unknown, installed: InstalledFile[], warnings: string[], started: number): BuildRecord {
+  return {
+    ...base,
+    status: 'failed',
+    built: [],
+    // What an older build installed stays installed, and recorded, until it is replaced or removed.
+    installed,
+    error: err instanceof OotmodError ? err.line() : err instanceof Error ? err.message : String(err),
+    warnings: warnings.length ? warnings : undefined,
+    updatedAt: new Date().toISOString(),
+    durationMs: Math.round(performance.now() - started),
+  };
+}
+
+/** Builds, strips, signs and compresses a module; the result and its make.log are kept under the built dir. */
+export async function buildModule(job: BuildJob, ctx: BuildContext): Promise<BuildRecord> {
   const started = performance.now();
   const { spec } = job;
   const builtDir = ctx.layout.builtDir(job.kernel, spec.name, spec.version);
   const staging = `${builtDir}.new`;
   const warnings: string[] = [...spec.warnings];
   const base = {
-    module: spec.name,
-    version: spec.version,
-    kernel: job.kernel,
-    arch: ctx.kernel.arch.machine,
-    inputsKey: job.inputsKey,
-    log: path.join(builtDir, 'make.log'),
+    module: spec.name, version: spec.version, kernel: job.kernel, arch: ctx.kernel.arch.machine,
+    inputsKey: job.inputsKey, log: path.join(builtDir, 'make.log'),
   };
-  let builtFiles: string[] = [];
-  let signed = ctx.previous?.signed ?? false;
-  let touchedModules = false;
-  let installed: InstalledFile[] = ctx.previous?.installed ?? [];
+  const installed = ctx.previous?.installed ?? [];
   try {
-    if (job.reuseBuilt && ctx.previous?.built.every((f) => existsSync(f))) {
-      builtFiles = ctx.previous.built;
-    } else {
-      await rm(staging, { recursive: true, force: true });
-      await mkdir(staging, { recursive: true });
-      const log = fileLog(path.join(staging, 'make.log'));
-      await log.write(`# ootmod build of ${spec.name}/${spec.version} for ${job.kernel} (${new Date().toISOString()})\n`);
-      try {
-        const processed = await signAndCompress(await buildModules(job, ctx, staging, log), ctx, log, warnings);
-        signed = processed.signed;
-        builtFiles = processed.files.map((f) => path.join(builtDir, path.basename(f)));
-      } finally {
-        // The build's files and its make.log move into place together, whatever happened.
-        await rm(builtDir, { recursive: true, force: true });
-        await rename(staging, builtDir);
-      }
+    await rm(staging, { recursive: true, force: true });
+    await mkdir(staging, { recursive: true });
+    const log = fileLog(path.join(staging, 'make.log'));
+    await log.write(`# ootmod build of ${spec.name}/${spec.version} for ${job.kernel} (${new Date().toISOString()})\n`);
+    let processed: { files: string[]; signed: boolean };
+    try {
+      processed = await signAndCompress(await buildModules(job, ctx, staging, log), ctx, log, warnings);
+    } finally {
+      // The build's files and its make.log move into place together, whatever happened.
+      await rm(builtDir, { recursive: true, force: true });
+      await rename(staging, builtDir);
     }
-    if (job.action === 'install') {
-      const log = fileLog(path.join(builtDir, 'make.log'));
-      touchedModules = true;
-      installed = await installFiles(job, ctx, builtFiles, log);
-    }
-    const record: BuildRecord = {
+    const stillInstalled = ctx.previous?.status === 'installed' && ctx.previous.inputsKey === job.inputsKey;
+    return {
       ...base,
-      status: job.action === 'install' ? 'installed' : ctx.previous?.status === 'installed' && ctx.previous.inputsKey === job.inputsKey ? 'installed' : 'built',
-      built: builtFiles,
-      installed: job.action === 'install' ? installed : ctx.previous?.installed ?? [],
-      signed,
-      warnings: warnings.length ? warnings : undefined,
-      updatedAt: new Date().toISOString(),
-      durationMs: Math.round(performance.now() - started),
-    };
-    return { record, touchedModules };
-  } catch (err) {
-    const message = err instanceof OotmodError ? err.line() : err instanceof Error ? err.message : String(err);
-    const record: BuildRecord = {
-      ...base,
-      status: 'failed',
-      built: [],
-      // What an older build installed stays installed, and recorded, until it is replaced or removed.
+      status: stillInstalled ? 'installed' : 'built',
+      built: processed.files.map((f) => path.join(builtDir, path.basename(f))),
       installed,
-      error: message,
+      signed: processed.signed,
       warnings: warnings.length ? warnings : undefined,
       updatedAt: new Date().toISOString(),
       durationMs: Math.round(performance.now() - started),
     };
-    return { record, touchedModules };
+  } catch (err) {
+    return failedRecord(base, err, installed, warnings, started);
+  }
+}
+
+/** Installs a kept build atomically under the kernel's module dir. */
+export async function installModule(job: InstallJob, ctx: InstallContext): Promise<{ record: BuildRecord; touched: boolean }> {
+  const started = performance.now();
+  const { spec } = job;
+  const builtDir = ctx.layout.builtDir(job.kernel, spec.name, spec.version);
+  const base = {
+    module: spec.name, version: spec.version, kernel: job.kernel, arch: ctx.kernel.arch.machine,
+    inputsKey: job.inputsKey, log: path.join(builtDir, 'make.log'),
+  };
+  const previous = ctx.record;
+  const warnings = previous?.warnings ?? [];
+  let touched = false;
+  try {
+    if (!previous || previous.inputsKey !== job.inputsKey || previous.status === 'failed' || !previous.built.length || !previous.built.every((f) => existsSync(f))) {
+      throw new OotmodError(`no current build of ${spec.name}/${spec.version} for ${job.kernel} to install`, `ootmod build ${spec.name}/${spec.version} -k ${job.kernel}`);
+    }
+    const log = fileLog(path.join(builtDir, 'make.log'));
+    touched = true;
+    const installed = await installFiles(job, ctx, previous.built, log);
+    return {
+      record: { ...previous, ...base, status: 'installed', installed, error: undefined, updatedAt: new Date().toISOString(), durationMs: (previous.durationMs ?? 0) + Math.round(performance.now() - started) },
+      touched,
+    };
+  } catch (err) {
+    return { record: failedRecord(base, err, previous?.installed ?? [], warnings, started), touched };
   }
 }
 

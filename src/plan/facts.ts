@@ -1,10 +1,13 @@
 // Reading the system for the planner: kernels, module sources evaluated per kernel, and state.
 // Reading never changes the system.
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { errorLine } from '../errors.js';
 import { kernelIdentity, type KernelTarget } from '../kernel/inventory.js';
 import { hashParts, hashTree } from '../modules/identity.js';
 import { listSourceDirs, loadSpec, type SourceDir } from '../modules/sources.js';
+import type { RustTreeFact } from '../rust/prepare.js';
+import { buildArch } from '../rust/tree.js';
 import type { Layout } from '../system/layout.js';
 import { VERSION } from '../version.js';
 import type { StateStore } from '../state/store.js';
@@ -26,7 +29,18 @@ export interface FactsRequest {
   sources?: SourceDir[];
   jobs: number;
   checkOwnership: boolean;
-  kernelBuildDir(kernel: KernelTarget): string;
+  /** The Rust trees of the CONFIG_RUST kernels, as read (Rust modules build against them). */
+  rust: RustTreeFact[];
+}
+
+/** The Rust tree a Rust module of this kernel builds against: its key, and the dir dkms.conf sees. */
+function rustTreeOf(layout: Layout, kernel: KernelTarget, rust: RustTreeFact[]): { key: string; dir: string } {
+  const fact = rust.find((r) => r.kernel === kernel.release);
+  const link = path.join(layout.rustDir(kernel.release, buildArch()), 'current');
+  if (!fact) return { key: 'none', dir: kernel.headersDir ?? link };
+  if (fact.state === 'current') return { key: fact.tree.manifest.key, dir: fact.tree.dir };
+  if (fact.state === 'build') return { key: fact.assessment.key, dir: link };
+  return { key: fact.current?.manifest.key ?? 'none', dir: fact.current?.dir ?? link };
 }
 
 /** Runs `fn` over `items` with at most `limit` at a time, keeping order. */
@@ -65,7 +79,10 @@ export async function readFacts(req: FactsRequest): Promise<Facts> {
         return { sourceDir: source.dir, kernel: '', error: errorLine(err) };
       }
     }
-    const kernelBuildDir = req.kernelBuildDir(kernel);
+    // C modules build against the headers; Rust modules against the kernel's Rust tree.
+    const hasRust = trees.get(source.dir)?.hasRust ?? false;
+    const rustTree = hasRust ? rustTreeOf(req.layout, kernel, req.rust) : undefined;
+    const kernelBuildDir = rustTree?.dir ?? kernel.headersDir ?? req.layout.kernelBuildLink(kernel.release);
     try {
       const spec = await loadSpec(source, { layout: req.layout, kernel, kernelBuildDir, jobs: req.jobs, checkOwnership: req.checkOwnership });
       const inputsKey = hashParts([
@@ -73,11 +90,11 @@ export async function readFacts(req: FactsRequest): Promise<Facts> {
         spec,
         trees.get(source.dir)?.hash,
         identities.get(kernel.release),
-        kernelBuildDir,
+        rustTree ? `rust:${rustTree.key}` : 'headers',
         kernel.compression,
         kernel.signing.enabled,
       ]);
-      return { sourceDir: source.dir, kernel: kernel.release, spec, inputsKey, usesRust: trees.get(source.dir)?.hasRust };
+      return { sourceDir: source.dir, kernel: kernel.release, spec, inputsKey, usesRust: hasRust, kernelBuildDir };
     } catch (err) {
       return { sourceDir: source.dir, kernel: kernel.release, error: errorLine(err) };
     }

@@ -1,9 +1,11 @@
-// The pure planner: from what was read (kernels, module specs, state) to what execution will do.
+// The pure module planner: from what was read (kernels, module specs, state) to which modules to build
+// or install for which kernel, and why the others need nothing. compose.ts turns it into the job graph.
 import type { KernelTarget } from '../kernel/inventory.js';
 import { compareModuleVersions } from '../kernel/version.js';
 import { exclusionReason } from '../modules/exclusive.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import type { BuildRecord } from '../state/store.js';
+import type { PlanItem } from './jobs.js';
 
 /** One module source evaluated for one kernel. */
 export interface ModuleCandidate {
@@ -15,6 +17,8 @@ export interface ModuleCandidate {
   inputsKey?: string;
   /** The source has Rust files: it needs the kernel's Rust tree. */
   usesRust?: boolean;
+  /** The kernel build dir its build uses (the headers, or for Rust modules the Rust tree). */
+  kernelBuildDir?: string;
 }
 
 export interface RecordView extends BuildRecord {
@@ -24,7 +28,7 @@ export interface RecordView extends BuildRecord {
 
 export type Action = 'build' | 'install';
 
-export interface BuildJob {
+export interface ModuleJob {
   id: string;
   action: Action;
   module: string;
@@ -39,17 +43,14 @@ export interface BuildJob {
   /** Other versions of the module installed for this kernel, replaced by this job. */
   replaces: string[];
   reason: string;
+  usesRust?: boolean;
+  kernelBuildDir?: string;
 }
 
-export interface PlanItem {
-  module: string;
-  version?: string;
-  kernel?: string;
-  reason: string;
-}
+export type { PlanItem };
 
-export interface Plan {
-  jobs: BuildJob[];
+export interface ModulePlan {
+  jobs: ModuleJob[];
   skipped: PlanItem[];
   current: PlanItem[];
   /** Builds that failed before from the very same inputs: not retried without --force (as akmods). */
@@ -83,9 +84,9 @@ function isCurrent(record: RecordView | undefined, inputsKey: string, action: Ac
   return record.status === 'built' || (record.status === 'installed' && record.filesPresent);
 }
 
-export function plan(input: PlanInput): Plan {
+export function planModules(input: PlanInput): ModulePlan {
   const { request } = input;
-  const out: Plan = { jobs: [], skipped: [], current: [], failed: [], invalid: [] };
+  const out: ModulePlan = { jobs: [], skipped: [], current: [], failed: [], invalid: [] };
   const records = new Map(input.records.map((r) => [`${r.module}/${r.version}/${r.kernel}`, r]));
   const explicit = request.modules !== undefined;
 
@@ -112,7 +113,7 @@ export function plan(input: PlanInput): Plan {
       }
     }
 
-    const planned = new Map<string, BuildJob>();
+    const planned = new Map<string, ModuleJob>();
     for (const c of wanted) {
       const { spec } = c;
       const item = { module: spec.name, version: spec.version, kernel: kernel.release };
@@ -124,11 +125,19 @@ export function plan(input: PlanInput): Plan {
         out.skipped.push({ ...item, reason: kernel.problems[0]! });
         continue;
       }
-      const excluded = exclusionReason(spec.exclusive, { release: kernel.release, machine: kernel.arch.machine, config: kernel.config });
+      const subject = { release: kernel.release, machine: kernel.arch.machine, config: kernel.config };
+      const excluded = exclusionReason(spec.exclusive, subject);
       if (excluded) {
         out.skipped.push({ ...item, reason: excluded });
         continue;
       }
+      // Per-module BUILD_EXCLUSIVE_*[#]: a module excluded for this kernel is neither built nor installed.
+      const modules = spec.modules.filter((m) => !m.exclusive || !exclusionReason(m.exclusive, subject));
+      if (!modules.length) {
+        out.skipped.push({ ...item, reason: `${spec.modules.map((m) => `${m.builtName}: ${exclusionReason(m.exclusive!, subject)}`).join('; ')}` });
+        continue;
+      }
+      const kernelSpec = modules.length === spec.modules.length ? spec : { ...spec, modules };
       const record = records.get(`${spec.name}/${spec.version}/${kernel.release}`);
       if (!request.force && isCurrent(record, c.inputsKey, request.action)) {
         out.current.push({ ...item, reason: record!.status === 'installed' ? 'installed and current' : 'built and current' });
@@ -151,15 +160,37 @@ export function plan(input: PlanInput): Plan {
         id: jobId(spec.name, spec.version, kernel.release),
         action: request.action,
         ...item,
-        spec,
+        spec: kernelSpec,
         inputsKey: c.inputsKey,
         after: [],
         reuseBuilt: !request.force && request.action === 'install' && record?.status === 'built' && record.inputsKey === c.inputsKey,
         replaces,
+        usesRust: c.usesRust,
+        kernelBuildDir: c.kernelBuildDir,
         reason: !record ? 'not built yet' : record.inputsKey !== c.inputsKey ? 'inputs changed' : request.force ? 'forced' : record.status === 'failed' ? 'failed before' : 'files missing',
       });
     }
 
+    // Two sources that would install the same module file for this kernel: found now, not after a build.
+    // A module installed by a source that is not planned keeps its file; otherwise the first by name does.
+    const owners = new Map<string, string>();
+    for (const r of input.records) {
+      if (r.kernel !== kernel.release || r.status !== 'installed' || planned.has(r.module)) continue;
+      for (const f of r.installed) owners.set(normalizedModule(f.module), `${r.module}/${r.version}`);
+    }
+    for (const job of request.action === 'install' ? [...planned.values()].sort((a, b) => a.module.localeCompare(b.module)) : []) {
+      const clash = job.spec.modules.find((m) => owners.has(normalizedModule(m.destName)));
+      if (clash) {
+        const other = owners.get(normalizedModule(clash.destName))!;
+        out.failed.push({
+          module: job.module, version: job.version, kernel: kernel.release,
+          reason: `${clash.destName}.ko would be installed by both ${other} and ${job.module}/${job.version}: remove one of the two sources, or rename the module in one dkms.conf`,
+        });
+        planned.delete(job.module);
+        continue;
+      }
+      for (const m of job.spec.modules) owners.set(normalizedModule(m.destName), `${job.module}/${job.version}`);
+    }
     // BUILD_DEPENDS: order within the kernel; a dependency neither planned nor installed stops the dependant.
     const installedHere = new Set(input.records.filter((r) => r.kernel === kernel.release && r.status === 'installed' && r.filesPresent).map((r) => r.module));
     const blocked = new Map<string, string>();
@@ -194,13 +225,18 @@ export function plan(input: PlanInput): Plan {
   return out;
 }
 
+/** modprobe treats - and _ in module names alike. */
+function normalizedModule(name: string): string {
+  return name.replace(/\.ko(\.\w+)?$/, '').replaceAll('-', '_');
+}
+
 function rustBlocker(kernel: KernelTarget, unavailable: ReadonlyMap<string, string> | undefined): string | undefined {
   if (!kernel.rust.enabled) return `it has Rust code and ${kernel.release} is not built with CONFIG_RUST`;
   const why = unavailable?.get(kernel.release);
   return why ? `it has Rust code and the Rust tree of ${kernel.release} is unavailable: ${why}` : undefined;
 }
 
-function findCycles(jobs: BuildJob[]): string[][] {
+function findCycles(jobs: ModuleJob[]): string[][] {
   const byName = new Map(jobs.map((j) => [j.module, j]));
   const cycles: string[][] = [];
   const state = new Map<string, 'visiting' | 'done'>();

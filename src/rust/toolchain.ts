@@ -60,10 +60,11 @@ export class ProbeCache {
   private entries: Record<string, string> = {};
   private dirty = false;
 
-  constructor(private readonly file?: string) {
-    if (file) {
+  /** Reads `readFrom` (default: `file`); saves to `file` only (none: never saves, as on a dry run). */
+  constructor(private readonly file?: string, readFrom = file) {
+    if (readFrom) {
       try {
-        this.entries = JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>;
+        this.entries = JSON.parse(readFileSync(readFrom, 'utf8')) as Record<string, string>;
       } catch {
         this.entries = {};
       }

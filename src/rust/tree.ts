@@ -12,6 +12,7 @@ import type { KernelTarget } from '../kernel/inventory.js';
 import { hashParts } from '../modules/identity.js';
 import { writeFileAtomic } from '../system/files.js';
 import type { Layout } from '../system/layout.js';
+import type { JobserverClient } from '../execute/jobserver.js';
 import { fileLog, run, type CommandLog } from '../system/run.js';
 import { checkRustAbi, type AbiReport } from './abi.js';
 import { commonHeadersDir, type RustSource } from './sources.js';
@@ -191,42 +192,50 @@ async function removeEmptyDirs(dir: string): Promise<boolean> {
   return empty;
 }
 
-export interface PrepareOptions {
-  layout: Layout;
-  kernel: KernelTarget;
-  toolchain: RustToolchain;
-  source: RustSource;
-  jobs: number;
-  force: boolean;
-  timeoutMs: number;
-  /** Called when a build starts (a cache miss), with the reason. */
-  onBuild?(reason: string): void;
+export interface TreeAssessment {
+  kernel: string;
+  buildArch: string;
+  key: string;
+  parts: RustTreeKey;
+  /** The tree in use, whether or not it is current. */
+  current?: RustTree;
+  /** Undefined when the tree in use is current and intact: nothing to build. */
+  buildReason?: string;
 }
 
-export interface PrepareResult {
-  tree: RustTree;
-  built: boolean;
-  /** Why it was (re)built, or why the existing tree was kept. */
-  reason: string;
-}
-
-export async function prepareRustTree(opts: PrepareOptions): Promise<PrepareResult> {
-  const { layout, kernel, toolchain, source } = opts;
+/** Reads whether a kernel's Rust tree must be (re)built for this toolchain and source. Changes nothing. */
+export async function assessRustTree(layout: Layout, kernel: KernelTarget, toolchain: RustToolchain, source: RustSource, force: boolean): Promise<TreeAssessment> {
   const arch = buildArch();
   if (kernel.arch.machine !== arch) {
     throw new OotmodError(`${kernel.release} is a ${kernel.arch.machine} kernel and this machine is ${arch}`, 'build its Rust tree on a machine of its architecture (cross builds are not supported)', ExitCode.Environment);
   }
-  const base = layout.rustDir(kernel.release, arch);
   const { key, parts } = await treeKey(kernel, toolchain, source);
   const current = await currentTree(layout, kernel.release, arch);
-  let reason = 'no tree yet';
-  if (current) {
-    const damaged = current.manifest.key === key ? await damagedFiles(current) : [];
-    if (current.manifest.key === key && !damaged.length && !opts.force) return { tree: current, built: false, reason: 'current' };
-    reason = opts.force ? 'forced' : damaged.length ? `damaged: ${damaged[0]} is missing or changed` : staleReason(current.manifest.parts, parts);
-  }
+  const base = { kernel: kernel.release, buildArch: arch, key, parts, current };
+  if (!current) return { ...base, buildReason: 'no tree yet' };
+  const damaged = current.manifest.key === key ? await damagedFiles(current) : [];
+  if (current.manifest.key === key && !damaged.length && !force) return base;
+  return { ...base, buildReason: force ? 'forced' : damaged.length ? `damaged: ${damaged[0]} is missing or changed` : staleReason(current.manifest.parts, parts) };
+}
 
-  opts.onBuild?.(reason);
+export interface BuildTreeOptions {
+  layout: Layout;
+  kernel: KernelTarget;
+  toolchain: RustToolchain;
+  source: RustSource;
+  key: string;
+  parts: RustTreeKey;
+  reason: string;
+  timeoutMs: number;
+  /** ootmod's jobserver: the tree's make takes its parallelism from it. */
+  jobserver?: JobserverClient;
+}
+
+/** Builds the tree in trees/<key>/ and switches `current` to it when it is complete. */
+export async function buildRustTree(opts: BuildTreeOptions): Promise<RustTree> {
+  const { layout, kernel, toolchain, source, key, parts, reason } = opts;
+  const arch = buildArch();
+  const base = layout.rustDir(kernel.release, arch);
   const obj = path.join(base, 'trees', key);
   const logFile = path.join(base, 'build.log');
   await rm(obj, { recursive: true, force: true });
@@ -243,8 +252,9 @@ export async function prepareRustTree(opts: PrepareOptions): Promise<PrepareResu
     // Only some arches (x86) use a generated target.json; the rest use a built-in rustc target.
     const target = archMakefile.includes('scripts/target.json') ? '$(MAKE) $(build)=scripts scripts/target.json && ' : '';
     const tools = [`RUSTC=${toolchain.rustc}`, `HOSTRUSTC=${toolchain.rustc}`, `BINDGEN=${toolchain.bindgen}`];
-    await run('make', ['-C', obj, `-j${opts.jobs}`, 'run-command', 'FORCE', `KBUILD_RUN_COMMAND=+${target}$(MAKE) $(build)=rust`, ...tools], {
-      cwd: obj, log, step: 'make (Rust tree)', timeoutMs: opts.timeoutMs,
+    // No -j: the parallelism comes from the jobserver in MAKEFLAGS (without one, a serial build).
+    await run('make', ['-C', obj, 'run-command', 'FORCE', `KBUILD_RUN_COMMAND=+${target}$(MAKE) $(build)=rust`, ...tools], {
+      cwd: obj, log, step: 'make (Rust tree)', timeoutMs: opts.timeoutMs, jobserver: opts.jobserver,
       env: { MAKEFLAGS: undefined, MFLAGS: undefined, CC: undefined, CFLAGS: undefined, RUSTFLAGS: undefined },
     });
     for (const f of ['rust/libkernel.rmeta', 'rust/libcore.rmeta', 'rust/libmacros.so']) {
@@ -265,7 +275,7 @@ export async function prepareRustTree(opts: PrepareOptions): Promise<PrepareResu
     await switchCurrent(base, key);
     await removeOtherTrees(base, key);
     await log.write(`# done in ${(manifest.durationMs / 1000).toFixed(1)}s, ${(manifest.bytes / 1e6).toFixed(0)} MB\n`);
-    return { tree: { kernel: kernel.release, buildArch: arch, dir: obj, manifest }, built: true, reason };
+    return { kernel: kernel.release, buildArch: arch, dir: obj, manifest };
   } catch (err) {
     await rm(obj, { recursive: true, force: true });
     if (err instanceof OotmodError) throw new OotmodError(`Rust tree for ${kernel.release}: ${err.message}`, err.remedy ?? `see ${logFile}`, err.exitCode);

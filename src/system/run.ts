@@ -22,6 +22,8 @@ export interface RunOptions {
   allowFailure?: boolean;
   /** Human name of the step for error messages, e.g. "make" or "PRE_BUILD". */
   step?: string;
+  /** Join ootmod's make jobserver: MAKEFLAGS, and the fds of the pipe form at 3, 4. */
+  jobserver?: { makeflags: string; fds: number[] };
 }
 
 export interface RunResult {
@@ -73,6 +75,10 @@ function mergedEnv(opts: RunOptions): NodeJS.ProcessEnv {
     if (v === undefined) delete env[k];
     else env[k] = v;
   }
+  if (opts.jobserver) {
+    env.MAKEFLAGS = opts.jobserver.makeflags;
+    delete env.MFLAGS;
+  }
   return env;
 }
 
@@ -117,7 +123,7 @@ export async function run(file: string, args: readonly string[], opts: RunOption
     const child = spawn(file, args, {
       cwd: opts.cwd,
       env: mergedEnv(opts),
-      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe', ...(opts.jobserver?.fds ?? [])],
       detached: true,
     });
     endChildrenOnSignal();

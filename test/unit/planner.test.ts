@@ -4,7 +4,7 @@ import type { KernelTarget } from '../../src/kernel/inventory.js';
 import { makeCommandLine } from '../../src/execute/make.js';
 import { exclusionReason } from '../../src/modules/exclusive.js';
 import type { ModuleSpec } from '../../src/modules/spec.js';
-import { plan, type ModuleCandidate, type PlanRequest, type RecordView } from '../../src/plan/planner.js';
+import { planModules as plan, type ModuleCandidate, type PlanRequest, type RecordView } from '../../src/plan/planner.js';
 
 function kernel(release: string, extra: Partial<KernelTarget> = {}, config = 'CONFIG_64BIT=y\nCONFIG_FOO=m'): KernelTarget {
   return {
@@ -162,17 +162,23 @@ describe('exclusionReason', () => {
 });
 
 describe('makeCommandLine', () => {
-  const ctx = { kernelver: '6.1.0-28-amd64', kernelBuildDir: '/kb', buildDir: '/b', jobs: 2, llvm: false };
-  it('is DKMS default with -j and KERNELRELEASE injected', () => {
-    expect(makeCommandLine(undefined, ctx)).toBe('make -j2 KERNELRELEASE=6.1.0-28-amd64 -C /kb M=/b');
+  const ctx = { kernelver: '6.1.0-28-amd64', kernelBuildDir: '/kb', buildDir: '/b', llvm: false };
+  it('is DKMS default with KERNELRELEASE injected and no -j (the jobserver gives it)', () => {
+    expect(makeCommandLine(undefined, ctx)).toBe('make KERNELRELEASE=6.1.0-28-amd64 -C /kb M=/b');
   });
   it('injects only into a leading make', () => {
-    expect(makeCommandLine('make -C src all', ctx)).toBe('make -j2 KERNELRELEASE=6.1.0-28-amd64 -C src all');
+    expect(makeCommandLine('make -C src all', ctx)).toBe('make KERNELRELEASE=6.1.0-28-amd64 -C src all');
     expect(makeCommandLine("'make' x", ctx)).toBe("'make' x");
     expect(makeCommandLine('(./configure && make)', ctx)).toBe('(./configure && make)');
     expect(makeCommandLine('makefoo', ctx)).toBe('makefoo');
   });
+  it('drops a -jN of its own, which would run compilers beside the --jobs budget', () => {
+    expect(makeCommandLine('make -j8 -C /kb M=/b', ctx)).toBe('make KERNELRELEASE=6.1.0-28-amd64 -C /kb M=/b');
+    expect(makeCommandLine('cd src && make --jobs=4 all', ctx)).toBe('cd src && make all');
+    expect(makeCommandLine('make -j 3 modules', ctx)).toBe('make KERNELRELEASE=6.1.0-28-amd64 modules');
+    expect(makeCommandLine('./build.sh -j4', ctx)).toBe('./build.sh -j4');
+  });
   it('adds LLVM=1 after make for clang kernels', () => {
-    expect(makeCommandLine('make modules && echo done', { ...ctx, llvm: true })).toBe('make -j2 KERNELRELEASE=6.1.0-28-amd64 LLVM=1 modules && echo done');
+    expect(makeCommandLine('make modules && echo done', { ...ctx, llvm: true })).toBe('make KERNELRELEASE=6.1.0-28-amd64 LLVM=1 modules && echo done');
   });
 });

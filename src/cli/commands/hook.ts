@@ -2,25 +2,24 @@
 // Inside a dpkg run the work is deferred to ootmod's trigger, so it runs once, at the end, when the
 // headers, rustc, rust-src and linux-source of the same transaction are all configured.
 import { ExitCode, OotmodError, errorLine } from '../../errors.js';
-import { forgetKernel } from '../../execute/cleanup.js';
-import { cleanRustTrees } from '../../rust/tree.js';
-import { run } from '../../system/run.js';
-import { StateStore } from '../../state/store.js';
+import { planDefer, planKernelRemoval } from '../../pipeline/work.js';
 import type { Session } from '../session.js';
-import { enqueueKernel, triggerRun } from './trigger.js';
+import { runPlanned, withLock } from './jobs.js';
+import { triggerRun } from './trigger.js';
 
-export const TRIGGER_NAME = 'ootmod-rebuild';
+export { TRIGGER_NAME } from '../../execute/steps.js';
 
 /** DEB_MAINT_PARAMS: the maintainer script's arguments, joined by spaces (possibly single-quoted). */
 export function maintParams(value: string | undefined): string[] {
   return (value ?? '').trim().split(/\s+/).filter(Boolean).map((w) => w.replace(/^'(.*)'$/, '$1'));
 }
 
+/** Inside dpkg: queue the kernel and activate the trigger. False when not in dpkg or the trigger failed. */
 async function deferToTrigger(s: Session, kver: string, why: string): Promise<boolean> {
   if (!process.env.DPKG_MAINTSCRIPT_PACKAGE) return false;
-  await enqueueKernel(s, kver, why);
-  const r = await run('dpkg-trigger', ['--no-await', TRIGGER_NAME], { allowFailure: true });
-  if (r.exitCode === 0) {
+  const outcome = await runPlanned(s, planDefer(s, kver, `kernel ${kver}`, why), { quietSummary: true });
+  if (!outcome) return true;
+  if ([...outcome.results.values()].every((r) => r.status === 'done')) {
     s.err(`ootmod: ${kver} queued; its modules are built at the end of this dpkg run`);
     return true;
   }
@@ -57,15 +56,13 @@ export async function hookCommand(s: Session, args: string[]): Promise<ExitCode>
 
 /** Before a kernel's files go: what ootmod built and installed for it, and its Rust tree. */
 async function removeKernel(s: Session, kver: string): Promise<ExitCode> {
-  const release = await s.lock();
-  try {
-    const store = StateStore.load(s.layout.stateFile);
-    const log = { write: async () => {} };
-    const n = await forgetKernel(s.layout, store, kver, log);
-    const tree = await cleanRustTrees(s.layout, kver);
-    s.err(`ootmod: removed ${n} module build(s)${tree ? ' and the Rust tree' : ''} of ${kver}`);
-    return ExitCode.Ok;
-  } finally {
-    await release();
-  }
+  return withLock(s, async () => {
+    const planned = await planKernelRemoval(s, kver);
+    const outcome = await runPlanned(s, planned, { quietSummary: true });
+    if (!outcome) return ExitCode.Ok;
+    const builds = planned.plan.jobs.filter((j) => j.kind === 'forget' && j.module).length;
+    const tree = planned.plan.jobs.some((j) => j.kind === 'rust-clean' && outcome.results.get(j.id)?.status === 'done');
+    s.err(`ootmod: removed ${builds} module build(s)${tree ? ' and the Rust tree' : ''} of ${kver}`);
+    return [...outcome.results.values()].some((r) => r.status === 'failed') ? ExitCode.Failed : ExitCode.Ok;
+  });
 }

@@ -1,37 +1,15 @@
-// build, install and autoinstall: read the system, plan, execute, report.
-import { existsSync } from 'node:fs';
+// build, install and autoinstall: parse, call the pipeline, render.
 import path from 'node:path';
-import { executePlan } from '../../execute/executor.js';
 import { ExitCode, OotmodError } from '../../errors.js';
 import { listSourceDirs, type SourceDir } from '../../modules/sources.js';
-import { listKernels, type KernelTarget } from '../../kernel/inventory.js';
-import { readFacts } from '../../plan/facts.js';
-import { prepareRustTrees, rustKernels } from '../../rust/prepare.js';
-import { currentTree } from '../../rust/tree.js';
-import { plan, type Action, type Plan } from '../../plan/planner.js';
-import { StateStore } from '../../state/store.js';
+import type { Action } from '../../plan/planner.js';
+import { executeWork, planModuleWork, type Planned, type WorkOutcome } from '../../pipeline/work.js';
 import { isSourcePath, parseModuleRef, sourcePathOf, type ModuleRef } from '../modargs.js';
-import { lineReporter, ttyReporter } from '../progress.js';
+import { preRunLines, printPlan, reporterFor } from '../progress.js';
 import type { Session } from '../session.js';
 import { addSource } from './add.js';
 
 export type JobsCommand = Action | 'autoinstall';
-
-export function printPlan(s: Session, p: Plan): void {
-  for (const j of p.jobs) {
-    const after = j.after.length ? ` after ${j.after.join(', ')}` : '';
-    s.out(`would ${j.action} ${j.module}/${j.version} for ${j.kernel} (${j.reason})${after}`);
-  }
-  for (const c of p.current) s.out(`current  ${c.module}/${c.version} for ${c.kernel}: ${c.reason}`);
-  for (const f of p.failed) s.out(`failed   ${f.module}/${f.version} for ${f.kernel}: ${f.reason}`);
-  for (const k of p.skipped) s.out(`skip     ${k.module}/${k.version} for ${k.kernel}: ${k.reason}`);
-  for (const i of uniqueInvalid(p)) s.out(`invalid  ${i.module}: ${i.reason}`);
-}
-
-function uniqueInvalid(p: Plan) {
-  const seen = new Set<string>();
-  return p.invalid.filter((i) => !seen.has(i.module + i.reason) && seen.add(i.module + i.reason));
-}
 
 async function resolveTargets(s: Session, args: string[]): Promise<{ refs?: ModuleRef[]; sources?: SourceDir[] }> {
   if (!args.length) return {};
@@ -53,141 +31,43 @@ async function resolveTargets(s: Session, args: string[]): Promise<{ refs?: Modu
   return { refs, sources: sources.length === refs.length ? sources : all };
 }
 
-/** Prepares the Rust trees of the CONFIG_RUST kernels (a cache hit when current); returns the failures. */
-async function prepareRust(s: Session, installed: KernelTarget[]): Promise<Map<string, string>> {
-  const failures = new Map<string, string>();
-  if (!s.config().rust) return failures;
-  const kernels = rustKernels(installed);
-  if (!kernels.length) return failures;
+/** Runs a plan (or prints it on --dry-run); returns undefined on a dry run. */
+export async function runPlanned(s: Session, planned: Planned, opts: { quietSummary?: boolean } = {}): Promise<WorkOutcome | undefined> {
+  for (const n of planned.notes) s.err(n);
   if (s.opts.dryRun) {
-    for (const k of kernels) {
-      const tree = await currentTree(s.layout, k.release);
-      if (tree) s.rustTrees.set(k.release, tree.dir);
-      else s.out(`would prepare the Rust tree of ${k.release}`);
-    }
-    return failures;
+    printPlan(s.out, planned.plan, s.opts.json);
+    return undefined;
   }
-  const results = await prepareRustTrees(kernels, {
-    layout: s.layout, config: s.config(), kernelSource: s.opts.kernelSource, jobs: s.opts.jobs, force: false,
-    onStart: (k, reason) => s.err(`rust     building the Rust tree of ${k} (${reason})`),
-  });
-  for (const r of results) {
-    if (r.tree) {
-      s.rustTrees.set(r.kernel, r.tree.dir);
-      continue;
-    }
-    s.err(`rust     no current Rust tree for ${r.kernel}: ${r.error}`);
-    failures.set(r.kernel, r.error ?? 'failed');
-    // The tree in use (stale, say, after a rustc upgrade) still serves C modules, which do not use
-    // rustc: they are not rebuilt just because Rust is unavailable. Without a tree they use the headers.
-    const stale = await currentTree(s.layout, r.kernel);
-    if (stale) s.rustTrees.set(r.kernel, stale.dir);
-  }
-  return failures;
-}
-
-export interface JobsOutcome {
-  exit: ExitCode;
-  /** Kernels whose module dir changed in this run (depmod ran for them). */
-  touchedKernels: string[];
-  summary: string;
-}
-
-export interface JobsOptions {
-  /** The caller already holds the global lock. */
-  locked?: boolean;
-  /** Kernels changed before this run (removals): their depmod is merged into this run's. */
-  alsoDepmod?: string[];
-  /** The label of the summary line. */
-  label?: string;
-}
-
-export async function jobsCommand(s: Session, command: JobsCommand, args: string[]): Promise<ExitCode> {
-  return (await runJobs(s, command, args)).exit;
-}
-
-export async function runJobs(s: Session, command: JobsCommand, args: string[], opts: JobsOptions = {}): Promise<JobsOutcome> {
-  if (command !== 'autoinstall' && !args.length) {
-    throw new OotmodError(`${command} needs a module`, `ootmod ${command} NAME[/VERSION] [-k KVER]`, ExitCode.Usage);
-  }
-  for (const k of s.opts.kernels) {
-    if (!existsSync(s.layout.kernelDir(k)) && !existsSync(s.layout.headersDir(k))) {
-      throw new OotmodError(`kernel ${k} is not installed`, `install linux-headers-${k}, or see ootmod kernels`, ExitCode.NotFound);
-    }
-  }
-  const release = s.opts.dryRun || opts.locked ? async () => {} : await s.lock();
-  const label = opts.label ?? command;
+  for (const line of preRunLines(planned.plan, s.opts.verbose)) s.err(line);
+  const reporter = reporterFor(s.opts.verbose);
   try {
-    const { refs, sources } = await resolveTargets(s, args);
-    const store = StateStore.load(s.layout.stateFile);
-    // The kernels are read once: the Rust step and the planner see the same inventory.
-    const kernels = await listKernels(s.layout, s.opts.kernels.length ? s.opts.kernels : undefined);
-    const rustFailures = await prepareRust(s, kernels);
-    const facts = await readFacts({
-      layout: s.layout,
-      store,
-      kernels,
-      sources,
-      jobs: s.opts.jobs,
-      checkOwnership: s.isRoot,
-      kernelBuildDir: s.kernelBuildDir,
-    });
-    for (const ref of refs ?? []) {
-      const known = facts.candidates.some((c) => c.spec?.name === ref.name && (!ref.version || c.spec.version === ref.version));
-      const invalid = facts.candidates.find((c) => !c.spec && sources?.some((d) => d.dir === c.sourceDir && d.guessedName === ref.name));
-      if (!known && invalid) throw new OotmodError(invalid.error ?? 'invalid module source', undefined, ExitCode.InvalidSource);
-      if (!known) {
-        const what = ref.version ? `${ref.name}/${ref.version}` : ref.name;
-        throw new OotmodError(`no module source ${what} under ${s.layout.srcDir}`, 'ootmod add <dir> first, or see ootmod status', ExitCode.NotFound);
-      }
-    }
-    if (!facts.kernels.some((k) => k.headersDir)) {
-      const line = `no kernel headers found under ${s.layout.modulesDir}`;
-      const fix = 'install linux-headers-<flavour> (e.g. linux-headers-amd64)';
-      if (refs) throw new OotmodError(line, fix, ExitCode.NotFound);
-      s.err(`ootmod: ${line}: ${fix}`);
-    }
-    const action: Action = command === 'build' ? 'build' : 'install';
-    const p = plan({
-      kernels: facts.kernels, candidates: facts.candidates, records: facts.records,
-      request: { action, modules: refs, force: s.opts.force }, rustUnavailable: rustFailures,
-    });
-    if (s.opts.dryRun) {
-      printPlan(s, p);
-      if (!p.jobs.length) s.out('nothing to do');
-      return { exit: ExitCode.Ok, touchedKernels: [], summary: '' };
-    }
-    for (const k of p.skipped) s.err(`skip     ${k.module}/${k.version} for ${k.kernel}: ${k.reason}`);
-    for (const i of uniqueInvalid(p)) s.err(`invalid  ${i.module}: ${i.reason}`);
-    for (const f of p.failed) s.err(`failed   ${f.module}/${f.version} for ${f.kernel}: ${f.reason}`);
-    if (s.opts.verbose) for (const c of p.current) s.err(`current  ${c.module}/${c.version} for ${c.kernel}`);
-    const reporter = process.stderr.isTTY && !s.opts.verbose ? ttyReporter(process.stderr) : lineReporter(process.stderr);
-    const result = await executePlan(p, {
-      layout: s.layout,
-      kernels: new Map(facts.kernels.map((k) => [k.release, k])),
-      store,
-      jobs: s.opts.jobs,
-      timeoutMs: s.config().buildTimeout * 1000,
-      reporter,
-      kernelBuildDir: s.kernelBuildDir,
-      alsoDepmod: opts.alsoDepmod,
-    });
+    const outcome = await executeWork(s, planned, reporter);
     reporter.close();
-    for (const d of result.depmodFailures) s.err(`depmod failed for ${d.kernel}: ${d.error}`);
-    const count = (st: string) => result.records.filter((r) => r.status === st).length;
-    const failed = count('failed') + p.failed.length + result.depmodFailures.length;
-    const invalid = uniqueInvalid(p).length;
-    const summary =
-      `${label}: ${count('installed')} installed, ${count('built')} built, ${p.current.length} current, ` +
-      `${p.skipped.length} skipped, ${failed} failed${invalid ? `, ${invalid} invalid` : ''}`;
-    if (!opts.label) s.out(summary);
-    let exit: ExitCode = ExitCode.Ok;
-    if (failed) exit = ExitCode.Failed;
-    // An invalid source is a failed module for autoinstall, a bad argument for a named one.
-    else if (invalid) exit = refs ? ExitCode.InvalidSource : ExitCode.Failed;
-    else if (refs && p.skipped.length && !p.jobs.length && !p.current.length) exit = ExitCode.Skipped;
-    return { exit, touchedKernels: result.touchedKernels, summary };
+    if (!opts.quietSummary) s.out(outcome.summary);
+    return outcome;
+  } finally {
+    reporter.close();
+  }
+}
+
+/** Takes the global lock for a real run (a dry run changes nothing and needs none). */
+export async function withLock<T>(s: Session, fn: () => Promise<T>): Promise<T> {
+  const release = s.opts.dryRun ? async () => {} : await s.lock();
+  try {
+    return await fn();
   } finally {
     await release();
   }
+}
+
+export async function jobsCommand(s: Session, command: JobsCommand, args: string[]): Promise<ExitCode> {
+  if (command !== 'autoinstall' && !args.length) {
+    throw new OotmodError(`${command} needs a module`, `ootmod ${command} NAME[/VERSION] [-k KVER]`, ExitCode.Usage);
+  }
+  return withLock(s, async () => {
+    const { refs, sources } = await resolveTargets(s, args);
+    const planned = await planModuleWork(s, { action: command === 'build' ? 'build' : 'install', refs, sources, label: command });
+    const outcome = await runPlanned(s, planned);
+    return outcome?.exit ?? ExitCode.Ok;
+  });
 }

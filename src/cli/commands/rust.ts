@@ -1,43 +1,34 @@
 // rust prepare | status | clean: the per-kernel Rust trees.
 import { ExitCode, OotmodError } from '../../errors.js';
 import { listKernels } from '../../kernel/inventory.js';
-import { prepareRustTrees, rustKernels } from '../../rust/prepare.js';
+import { planRustClean, planRustPrepare, rustPrepareExit } from '../../pipeline/work.js';
+import { rustKernels } from '../../rust/prepare.js';
 import { findRustSource } from '../../rust/sources.js';
 import { findRustToolchain } from '../../rust/toolchain.js';
-import { buildArch, cleanRustTrees, currentTree, damagedFiles, treeKey } from '../../rust/tree.js';
+import { buildArch, currentTree, damagedFiles, treeKey } from '../../rust/tree.js';
 import { json, table } from '../format.js';
 import type { Session } from '../session.js';
+import { runPlanned, withLock } from './jobs.js';
 
 export async function rustPrepare(s: Session): Promise<ExitCode> {
-  const kernels = await listKernels(s.layout, s.opts.kernels.length ? s.opts.kernels : undefined);
-  const candidates = rustKernels(kernels);
-  for (const k of s.opts.kernels) {
-    const kernel = kernels.find((x) => x.release === k);
-    if (!kernel?.headersDir) throw new OotmodError(`no headers for ${k}`, `install linux-headers-${k}`, ExitCode.NotFound);
-    if (!kernel.rust.enabled) throw new OotmodError(`${k} is not built with CONFIG_RUST`, 'it needs no Rust tree', ExitCode.NotFound);
-  }
-  if (!candidates.length) {
-    s.out('no installed kernel with headers is built with CONFIG_RUST: nothing to prepare');
-    return ExitCode.Ok;
-  }
-  if (s.opts.dryRun) {
-    for (const k of candidates) s.out(`would prepare the Rust tree of ${k.release}`);
-    return ExitCode.Ok;
-  }
-  const release = await s.lock();
-  try {
-    const results = await prepareRustTrees(candidates, {
-      layout: s.layout, config: s.config(), kernelSource: s.opts.kernelSource, jobs: s.opts.jobs, force: s.opts.force,
-      onStart: (k, reason) => s.err(`building the Rust tree of ${k} (${reason}); this takes a few minutes`),
-    });
-    for (const r of results) {
-      if (r.error) s.err(`rust prepare ${r.kernel}: ${r.error}`);
-      else s.out(`${r.built ? 'built' : 'current'} ${r.tree!.dir}${r.built ? ` in ${(r.tree!.manifest.durationMs / 1000).toFixed(0)}s (${r.reason})` : ''}`);
+  return withLock(s, async () => {
+    const planned = await planRustPrepare(s);
+    const { plan } = planned;
+    if (!plan.rustCurrent.length && !plan.rustUnavailable.length && !plan.jobs.length) {
+      s.out('no installed kernel with headers is built with CONFIG_RUST: nothing to prepare');
+      return ExitCode.Ok;
     }
-    return results.find((r) => r.error)?.exitCode ?? ExitCode.Ok;
-  } finally {
-    await release();
-  }
+    if (!s.opts.dryRun) for (const c of plan.rustCurrent) s.out(`current ${c.dir}`);
+    const outcome = await runPlanned(s, planned, { quietSummary: true });
+    if (!outcome) return ExitCode.Ok;
+    for (const j of plan.jobs) {
+      const r = outcome.results.get(j.id);
+      if (j.kind === 'rust-tree' && r?.status === 'done') s.out(`built ${r.treeDir} in ${((r.elapsedMs ?? 0) / 1000).toFixed(0)}s (${j.reason})`);
+      else if (j.kind === 'rust-tree') s.err(`rust prepare ${j.kernel}: ${r?.detail ?? 'failed'}`);
+    }
+    for (const u of plan.rustUnavailable) s.err(`rust prepare ${u.kernel}: ${u.reason}`);
+    return rustPrepareExit(planned, outcome.results);
+  });
 }
 
 export async function rustStatus(s: Session): Promise<ExitCode> {
@@ -99,17 +90,13 @@ export async function rustStatus(s: Session): Promise<ExitCode> {
 
 export async function rustClean(s: Session): Promise<ExitCode> {
   if (!s.opts.kernels.length) throw new OotmodError('rust clean needs -k KVER', 'ootmod rust clean -k KVER', ExitCode.Usage);
-  if (s.opts.dryRun) {
-    for (const k of s.opts.kernels) s.out(`would remove the Rust trees of ${k}`);
-    return ExitCode.Ok;
-  }
-  const release = await s.lock();
-  try {
-    for (const k of s.opts.kernels) s.out(`${(await cleanRustTrees(s.layout, k)) ? 'removed' : 'no'} Rust tree for ${k}`);
-    return ExitCode.Ok;
-  } finally {
-    await release();
-  }
+  return withLock(s, async () => {
+    const planned = planRustClean(s, s.opts.kernels);
+    const outcome = await runPlanned(s, planned, { quietSummary: true });
+    if (!outcome) return ExitCode.Ok;
+    for (const k of s.opts.kernels) s.out(`${outcome.results.get(`rust-clean:${k}`)?.status === 'done' ? 'removed' : 'no'} Rust tree for ${k}`);
+    return [...outcome.results.values()].some((r) => r.status === 'failed') ? ExitCode.Failed : ExitCode.Ok;
+  });
 }
 
 export function rustCommand(s: Session, args: string[]): Promise<ExitCode> {

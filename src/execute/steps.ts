@@ -1,0 +1,138 @@
+// What each kind of job does: the executor's JobRunner for ootmod's plans.
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import type { KernelTarget } from '../kernel/inventory.js';
+import { jobTarget, type Job } from '../plan/jobs.js';
+import { buildRustTree, cleanRustTrees } from '../rust/tree.js';
+import type { BuildRecord, StateStore } from '../state/store.js';
+import type { Layout } from '../system/layout.js';
+import { run, type CommandLog } from '../system/run.js';
+import { depmod } from './depmod.js';
+import type { JobResult, JobRunner } from './executor.js';
+import { requestInitramfs } from './initramfs.js';
+import { buildModule, installModule, uninstallRecord } from './job.js';
+import type { Jobserver } from './jobserver.js';
+
+export const TRIGGER_NAME = 'ootmod-rebuild';
+
+export interface StepContext {
+  layout: Layout;
+  kernels: ReadonlyMap<string, KernelTarget>;
+  store: StateStore;
+  timeoutMs: number;
+  jobserver?: Jobserver;
+  /** Where removal steps write what they did (verbose output). */
+  log: CommandLog;
+}
+
+const failed = (detail: string): JobResult => ({ status: 'failed', detail });
+
+function recordResult(record: BuildRecord, touched = false): JobResult {
+  return record.status === 'failed' ? { status: 'failed', detail: record.error, record, touched } : { status: 'done', record, touched };
+}
+
+export function jobRunner(ctx: StepContext): JobRunner {
+  const { layout, store } = ctx;
+  const kernelOf = (kver: string) => ctx.kernels.get(kver);
+  return {
+    async run(job, results) {
+      switch (job.kind) {
+        case 'rust-tree': {
+          const kernel = kernelOf(job.kernel)!;
+          const tree = await buildRustTree({
+            layout, kernel, toolchain: job.toolchain, source: job.source, key: job.key, parts: job.parts, reason: job.reason,
+            timeoutMs: ctx.timeoutMs, jobserver: ctx.jobserver?.client(),
+          });
+          const abi = tree.manifest.abi;
+          return { status: 'done', treeDir: tree.dir, detail: `${(tree.manifest.bytes / 1e6).toFixed(0)} MB, ABI ${abi.ok ? 'ok' : 'refused'} (${abi.matched}/${abi.exported} symbols)` };
+        }
+        case 'build': {
+          const kernel = kernelOf(job.kernel)!;
+          const kernelBuildDir = job.rustTreeJob ? results.get(job.rustTreeJob)?.treeDir ?? job.kernelBuildDir : job.kernelBuildDir;
+          const record = await buildModule(job, {
+            layout, kernel, kernelBuildDir, timeoutMs: ctx.timeoutMs, previous: store.get(job.module, job.version, job.kernel), jobserver: ctx.jobserver?.client(),
+          });
+          await store.put(record);
+          return recordResult(record);
+        }
+        case 'install': {
+          const kernel = kernelOf(job.kernel)!;
+          const { record, touched } = await installModule(job, {
+            layout, kernel, timeoutMs: ctx.timeoutMs,
+            record: store.get(job.module, job.version, job.kernel),
+            replaced: job.replaces.map((v) => store.get(job.module, v, job.kernel)).filter((r): r is BuildRecord => Boolean(r)),
+            ownerOf: (p) => store.ownerOf(p),
+          });
+          await store.put(record);
+          if (record.status === 'installed') for (const v of job.replaces) await store.delete(job.module, v, job.kernel);
+          return recordResult(record, touched);
+        }
+        case 'uninstall': {
+          const record = store.get(job.module, job.version, job.kernel);
+          if (!record) return { status: 'skipped', detail: 'not recorded any more' };
+          const touched = await uninstallRecord(record, job.spec, layout, ctx.log);
+          if (record.installed.length) {
+            await store.put({ ...record, status: record.status === 'failed' ? 'failed' : 'built', installed: [], updatedAt: new Date().toISOString() });
+          }
+          return { status: 'done', touched };
+        }
+        case 'forget': {
+          if (job.module && job.version) {
+            await rm(layout.builtDir(job.kernel, job.module, job.version), { recursive: true, force: true });
+            await rm(path.dirname(layout.buildDir(job.kernel, job.module, job.version)), { recursive: true, force: true });
+            await store.delete(job.module, job.version, job.kernel);
+            return { status: 'done' };
+          }
+          for (const dir of [layout.buildTree(job.kernel), path.dirname(path.dirname(layout.builtDir(job.kernel, 'x', 'y')))]) {
+            await rm(dir, { recursive: true, force: true });
+          }
+          const install = layout.installDir(job.kernel);
+          if (existsSync(install) && (await readdir(install)).length === 0) await rm(install, { recursive: true });
+          return { status: 'done' };
+        }
+        case 'rust-clean':
+          return { status: (await cleanRustTrees(layout, job.kernel)) ? 'done' : 'skipped' };
+        case 'depmod': {
+          // Once per kernel, and only if one of its jobs changed files under its module dir.
+          if (!job.after.some((id) => results.get(id)?.touched)) return { status: 'skipped', detail: 'no module changed' };
+          await depmod(layout, job.kernel, ctx.log);
+          return { status: 'done' };
+        }
+        case 'initramfs': {
+          if (results.get(job.after[0]!)?.status !== 'done') return { status: 'skipped', detail: 'depmod did not run' };
+          const error = await requestInitramfs(job.kernel, job.viaTrigger);
+          return error ? failed(error) : { status: 'done', detail: job.viaTrigger ? 'through initramfs-tools\' trigger' : 'update-initramfs -u' };
+        }
+        case 'defer': {
+          await mkdir(layout.queueDir, { recursive: true });
+          await writeFile(path.join(layout.queueDir, job.entry.replaceAll('/', '_')), `${job.reason} ${new Date().toISOString()}\n`);
+          const r = await run('dpkg-trigger', ['--no-await', TRIGGER_NAME], { allowFailure: true });
+          return r.exitCode === 0 ? { status: 'done' } : failed(`dpkg-trigger ${TRIGGER_NAME} failed: ${r.stderr.trim().split('\n').pop() ?? r.exitCode}`);
+        }
+      }
+    },
+    async blocked(job: Job, dependency: Job, results) {
+      const why = results.get(dependency.id)?.detail;
+      const reason = `${dependency.kind === 'rust-tree' ? 'the Rust tree' : jobTarget(dependency)} failed${why ? `: ${why}` : ''}`;
+      // An install whose own build failed: the build's record already says why.
+      const sameModule = (job.kind === 'build' || job.kind === 'install') && (dependency.kind === 'build' || dependency.kind === 'install') &&
+        dependency.module === job.module && dependency.version === job.version && dependency.kernel === job.kernel;
+      if ((job.kind === 'build' || job.kind === 'install') && !sameModule) {
+        const previous = store.get(job.module, job.version, job.kernel);
+        const kernel = kernelOf(job.kernel);
+        const error = dependency.kind === 'rust-tree'
+          ? `it has Rust code and the Rust tree of ${job.kernel} could not be built${why ? `: ${why}` : ''}`
+          : `BUILD_DEPENDS: ${dependency.kind === 'build' || dependency.kind === 'install' ? dependency.module : jobTarget(dependency)} failed to build`;
+        const record: BuildRecord = {
+          module: job.module, version: job.version, kernel: job.kernel, arch: kernel?.arch.machine ?? previous?.arch ?? '',
+          status: 'failed', inputsKey: 'blocked', built: [], installed: previous?.installed ?? [], error, updatedAt: new Date().toISOString(),
+        };
+        await store.put(record);
+        return { status: 'failed', detail: error, record };
+      }
+      return failed(sameModule ? 'its build failed' : reason);
+    },
+  };
+}

@@ -1,0 +1,274 @@
+// The pipeline every command that changes the system goes through: read the system (facts), plan
+// (a graph of typed jobs), execute the plan, and sum up. The CLI parses, calls these, and renders; a
+// dry run stops after the plan, so what it prints is exactly what a real run would do.
+import { existsSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { ExitCode, OotmodError } from '../errors.js';
+import { executePlan, type JobResult, type ProgressReporter } from '../execute/executor.js';
+import { initramfsKernels } from '../execute/initramfs.js';
+import { Jobserver } from '../execute/jobserver.js';
+import { jobRunner } from '../execute/steps.js';
+import { listKernels, readKernel, type KernelTarget } from '../kernel/inventory.js';
+import { loadSpec, splitNameVersion, type SourceDir } from '../modules/sources.js';
+import type { ModuleSpec } from '../modules/spec.js';
+import { composePlan, type ComposeInput, type RemovalRequest } from '../plan/compose.js';
+import { readFacts, type Facts } from '../plan/facts.js';
+import type { Job, WorkPlan } from '../plan/jobs.js';
+import { planModules, type Action } from '../plan/planner.js';
+import { readRustFacts, rustKernels, type RustTreeFact } from '../rust/prepare.js';
+import { StateStore, type BuildRecord } from '../state/store.js';
+import type { OotmodConfig } from '../system/config.js';
+import type { Layout } from '../system/layout.js';
+
+export interface ModuleRef {
+  name: string;
+  version?: string;
+}
+
+/** What the pipeline needs from its caller (the CLI's session provides it). */
+export interface PipelineContext {
+  layout: Layout;
+  opts: { jobs: number; force: boolean; dryRun: boolean; kernels: string[]; kernelSource?: string; verbose: boolean };
+  config(): OotmodConfig;
+  isRoot: boolean;
+}
+
+/** A plan with what was read to make it (the executor needs the kernels and the state). */
+export interface Planned {
+  plan: WorkPlan;
+  kernels: KernelTarget[];
+  store: StateStore;
+  /** The label of the summary line. */
+  label: string;
+  /** Named modules (build/install NAME): their invalid sources and skips decide the exit code. */
+  named: boolean;
+  /** Lines for the admin, printed before the run (e.g. no kernel headers at all). */
+  notes: string[];
+}
+
+export interface WorkOutcome {
+  results: Map<string, JobResult>;
+  summary: string;
+  exit: ExitCode;
+  /** Kernels whose module dir changed (depmod ran). */
+  touchedKernels: string[];
+}
+
+function requireKernels(ctx: PipelineContext): void {
+  for (const k of ctx.opts.kernels) {
+    if (!existsSync(ctx.layout.kernelDir(k)) && !existsSync(ctx.layout.headersDir(k))) {
+      throw new OotmodError(`kernel ${k} is not installed`, `install linux-headers-${k}, or see ootmod kernels`, ExitCode.NotFound);
+    }
+  }
+}
+
+function readRust(ctx: PipelineContext, kernels: KernelTarget[], force = false): Promise<RustTreeFact[]> {
+  if (!ctx.config().rust) return Promise.resolve([]);
+  return readRustFacts(kernels, { layout: ctx.layout, config: ctx.config(), kernelSource: ctx.opts.kernelSource, force, saveProbes: !ctx.opts.dryRun });
+}
+
+function depmodKernels(ctx: PipelineContext, kernels: KernelTarget[]): Set<string> {
+  return new Set(kernels.filter((k) => existsSync(ctx.layout.kernelDir(k.release))).map((k) => k.release));
+}
+
+function unavailableRust(rust: RustTreeFact[]): Map<string, string> {
+  return new Map(rust.flatMap((r) => (r.state === 'unavailable' ? [[r.kernel, r.error] as const] : [])));
+}
+
+export interface ModuleWorkRequest {
+  action: Action;
+  /** Named modules; all AUTOINSTALL=yes modules when absent. */
+  refs?: ModuleRef[];
+  /** Only these source dirs. */
+  sources?: SourceDir[];
+  label: string;
+}
+
+async function moduleInputs(ctx: PipelineContext, store: StateStore, kernels: KernelTarget[], rust: RustTreeFact[], req: ModuleWorkRequest): Promise<{ facts: Facts; compose: Pick<ComposeInput, 'modules' | 'headersDir'> }> {
+  const facts = await readFacts({ layout: ctx.layout, store, kernels, sources: req.sources, jobs: ctx.opts.jobs, checkOwnership: ctx.isRoot, rust });
+  const modules = planModules({
+    kernels: facts.kernels, candidates: facts.candidates, records: facts.records,
+    request: { action: req.action, modules: req.refs, force: ctx.opts.force }, rustUnavailable: unavailableRust(rust),
+  });
+  const headersDir = new Map(kernels.flatMap((k) => (k.headersDir ? [[k.release, k.headersDir] as const] : [])));
+  return { facts, compose: { modules, headersDir } };
+}
+
+/** build, install, autoinstall. */
+export async function planModuleWork(ctx: PipelineContext, req: ModuleWorkRequest): Promise<Planned> {
+  requireKernels(ctx);
+  const store = StateStore.load(ctx.layout.stateFile);
+  const kernels = await listKernels(ctx.layout, ctx.opts.kernels.length ? ctx.opts.kernels : undefined);
+  const rust = await readRust(ctx, kernels);
+  const { facts, compose } = await moduleInputs(ctx, store, kernels, rust, req);
+  for (const ref of req.refs ?? []) {
+    const known = facts.candidates.some((c) => c.spec?.name === ref.name && (!ref.version || c.spec.version === ref.version));
+    const invalid = facts.candidates.find((c) => !c.spec && req.sources?.some((d) => d.dir === c.sourceDir && d.guessedName === ref.name));
+    if (!known && invalid) throw new OotmodError(invalid.error ?? 'invalid module source', undefined, ExitCode.InvalidSource);
+    if (!known) {
+      const what = ref.version ? `${ref.name}/${ref.version}` : ref.name;
+      throw new OotmodError(`no module source ${what} under ${ctx.layout.srcDir}`, 'ootmod add <dir> first, or see ootmod status', ExitCode.NotFound);
+    }
+  }
+  const notes: string[] = [];
+  if (!kernels.some((k) => k.headersDir)) {
+    const line = `no kernel headers found under ${ctx.layout.modulesDir}`;
+    const fix = 'install linux-headers-<flavour> (e.g. linux-headers-amd64)';
+    if (req.refs) throw new OotmodError(line, fix, ExitCode.NotFound);
+    notes.push(`ootmod: ${line}: ${fix}`);
+  }
+  const plan = composePlan({ ...compose, rust, rustWanted: req.refs ? 'needed' : 'all', depmodKernels: depmodKernels(ctx, kernels) });
+  return { plan, kernels, store, label: req.label, named: Boolean(req.refs), notes };
+}
+
+async function specOf(ctx: PipelineContext, r: BuildRecord, kernel?: KernelTarget): Promise<ModuleSpec | undefined> {
+  const dir = ctx.layout.moduleSource(r.module, r.version);
+  if (!existsSync(dir)) return undefined;
+  const { name, version } = splitNameVersion(path.basename(dir));
+  const k = kernel ?? (await readKernel(ctx.layout, r.kernel).catch(() => undefined));
+  return loadSpec({ dir, guessedName: name, guessedVersion: version }, { layout: ctx.layout, kernel: k, jobs: ctx.opts.jobs, checkOwnership: ctx.isRoot }).catch(() => undefined);
+}
+
+/** uninstall and remove of a module (all kernels, or -k). */
+export async function planRemoval(ctx: PipelineContext, ref: ModuleRef, forget: boolean): Promise<Planned> {
+  const store = StateStore.load(ctx.layout.stateFile);
+  const records = store.find({ module: ref.name, version: ref.version }).filter((r) => !ctx.opts.kernels.length || ctx.opts.kernels.includes(r.kernel));
+  const what = ref.version ? `${ref.name}/${ref.version}` : ref.name;
+  if (!records.length) throw new OotmodError(`${what} is not built for ${ctx.opts.kernels.join(', ') || 'any kernel'}`, 'see ootmod status', ExitCode.NotFound);
+  const kernels = await listKernels(ctx.layout);
+  const removals: RemovalRequest[] = [];
+  for (const r of records) removals.push({ record: r, forget, spec: await specOf(ctx, r, kernels.find((k) => k.release === r.kernel)), reason: forget ? 'ootmod remove' : 'ootmod uninstall' });
+  const plan = composePlan({ removals, depmodKernels: depmodKernels(ctx, kernels) });
+  return { plan, kernels, store, label: forget ? 'remove' : 'uninstall', named: true, notes: [] };
+}
+
+/** Before a kernel's files go (its prerm hook): what ootmod built and installed for it, and its Rust tree. */
+export async function planKernelRemoval(ctx: PipelineContext, kver: string): Promise<Planned> {
+  const store = StateStore.load(ctx.layout.stateFile);
+  const removals = store.find({ kernel: kver }).map((record): RemovalRequest => ({ record, forget: true, reason: `kernel ${kver} is removed` }));
+  const plan = composePlan({
+    removals, forgetKernels: [kver], depmodKernels: new Set(),
+    rustClean: existsSync(path.dirname(ctx.layout.rustDir(kver, 'x'))) ? [{ kernel: kver, reason: `kernel ${kver} is removed` }] : [],
+  });
+  return { plan, kernels: [], store, label: `prerm ${kver}`, named: false, notes: [] };
+}
+
+/**
+ * The trigger: forget what was built for removed kernels and removed sources, drop the Rust trees of
+ * kernels whose headers are gone, then bring every kernel up to date (Rust trees, autoinstall) and ask
+ * for a new initramfs where modules changed.
+ */
+export async function planTrigger(ctx: PipelineContext, opts: { inDpkg: boolean; label: string }): Promise<Planned> {
+  const store = StateStore.load(ctx.layout.stateFile);
+  const kernels = await listKernels(ctx.layout);
+  const present = new Map(kernels.map((k) => [k.release, k]));
+  const gone = [...new Set(store.records().map((r) => r.kernel))].filter((k) => !present.has(k) || !existsSync(ctx.layout.kernelDir(k)));
+  const removals: RemovalRequest[] = store.records().filter((r) => gone.includes(r.kernel)).map((record) => ({ record, forget: true, reason: `kernel ${record.kernel} is removed` }));
+  for (const r of store.records()) {
+    if (gone.includes(r.kernel) || existsSync(ctx.layout.moduleSource(r.module, r.version))) continue;
+    removals.push({ record: r, forget: true, reason: 'its source is gone' });
+  }
+  const rustClean: { kernel: string; reason: string }[] = gone.filter((k) => existsSync(path.dirname(ctx.layout.rustDir(k, 'x')))).map((kernel) => ({ kernel, reason: 'its kernel is removed' }));
+  for (const entry of await readdir(path.join(ctx.layout.stateDir, 'rust'), { withFileTypes: true }).catch(() => [])) {
+    // Kernel dirs only: the dir also holds ootmod's cache of toolchain probes.
+    if (!entry.isDirectory() || gone.includes(entry.name) || present.get(entry.name)?.headersDir) continue;
+    rustClean.push({ kernel: entry.name, reason: 'its headers are gone' });
+  }
+  const rust = await readRust(ctx, kernels);
+  const { compose } = await moduleInputs(ctx, store, kernels, rust, { action: 'install', label: opts.label });
+  const initramfs = initramfsKernels(ctx.layout, kernels.map((k) => k.release));
+  const plan = composePlan({
+    ...compose, rust, rustWanted: 'all', removals, forgetKernels: gone, rustClean,
+    depmodKernels: depmodKernels(ctx, kernels), initramfs: { ...initramfs, inDpkg: opts.inDpkg },
+  });
+  return { plan, kernels, store, label: opts.label, named: false, notes: [] };
+}
+
+/** rust prepare: the Rust trees of the CONFIG_RUST kernels (-k, or all with headers). */
+export async function planRustPrepare(ctx: PipelineContext): Promise<Planned> {
+  const kernels = await listKernels(ctx.layout, ctx.opts.kernels.length ? ctx.opts.kernels : undefined);
+  for (const k of ctx.opts.kernels) {
+    const kernel = kernels.find((x) => x.release === k);
+    if (!kernel?.headersDir) throw new OotmodError(`no headers for ${k}`, `install linux-headers-${k}`, ExitCode.NotFound);
+    if (!kernel.rust.enabled) throw new OotmodError(`${k} is not built with CONFIG_RUST`, 'it needs no Rust tree', ExitCode.NotFound);
+  }
+  const rust = await readRustFacts(rustKernels(kernels), {
+    layout: ctx.layout, config: ctx.config(), kernelSource: ctx.opts.kernelSource, force: ctx.opts.force, saveProbes: !ctx.opts.dryRun,
+  });
+  const plan = composePlan({ rust, rustWanted: 'all', depmodKernels: new Set() });
+  return { plan, kernels, store: StateStore.load(ctx.layout.stateFile), label: 'rust prepare', named: false, notes: [] };
+}
+
+export function planRustClean(ctx: PipelineContext, kernels: string[]): Planned {
+  const plan = composePlan({
+    rustClean: kernels.filter((k) => existsSync(path.dirname(ctx.layout.rustDir(k, 'x')))).map((kernel) => ({ kernel, reason: 'ootmod rust clean' })),
+    depmodKernels: new Set(),
+  });
+  return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile), label: 'rust clean', named: true, notes: [] };
+}
+
+/** Inside dpkg: record a request and activate ootmod's trigger, so the work runs once, at the end. */
+export function planDefer(ctx: PipelineContext, entry: string, what: string, reason: string): Planned {
+  const plan = composePlan({ defer: [{ entry, what, reason }], depmodKernels: new Set() });
+  return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile), label: 'defer', named: false, notes: [] };
+}
+
+const moduleJob = (j: Job) => j.kind === 'build' || j.kind === 'install';
+
+/** Runs a plan: the jobserver with --jobs tokens, the executor, then the summary and exit status. */
+export async function executeWork(ctx: PipelineContext, planned: Planned, reporter: ProgressReporter): Promise<WorkOutcome> {
+  const { plan } = planned;
+  const needsCpu = plan.jobs.some((j) => j.kind === 'build' || j.kind === 'rust-tree');
+  const jobserver = needsCpu ? await Jobserver.create(ctx.opts.jobs) : undefined;
+  let results: Map<string, JobResult>;
+  try {
+    const runner = jobRunner({
+      layout: ctx.layout,
+      kernels: new Map(planned.kernels.map((k) => [k.release, k])),
+      store: planned.store,
+      timeoutMs: ctx.config().buildTimeout * 1000,
+      jobserver,
+      log: { write: async (t) => void (ctx.opts.verbose && process.stderr.write(t)) },
+    });
+    results = await executePlan(plan, runner, { jobserver, reporter });
+  } finally {
+    await jobserver?.close();
+  }
+  return summarize(planned, results);
+}
+
+export function summarize(planned: Planned, results: Map<string, JobResult>): WorkOutcome {
+  const { plan } = planned;
+  const of = (kind: Job['kind'], status?: JobResult['status']) => plan.jobs.filter((j) => j.kind === kind && (!status || results.get(j.id)?.status === status));
+  // A module counts once: an install blocked by its own failed build is the build's failure.
+  const failedModules = new Set(plan.jobs.filter((j) => moduleJob(j) && results.get(j.id)?.status === 'failed').map((j) => ('module' in j ? `${j.module}/${j.version}@${j.kernel}` : j.id)));
+  const installedTargets = new Set(of('install', 'done').map((j) => j.id.replace(/^install:/, '')));
+  const built = of('build', 'done').filter((j) => !installedTargets.has(j.id.replace(/^build:/, ''))).length;
+  const otherFailures = plan.jobs.filter((j) => !moduleJob(j) && j.kind !== 'rust-tree' && results.get(j.id)?.status === 'failed').length;
+  const rustFailures = plan.jobs.filter((j) => j.kind === 'rust-tree' && results.get(j.id)?.status === 'failed').length;
+  const removed = of('uninstall', 'done').length;
+  const failed = failedModules.size + plan.failed.length + otherFailures;
+  const invalid = new Set(plan.invalid.map((i) => i.module + i.reason)).size;
+  const parts = [
+    `${installedTargets.size} installed`, `${built} built`, `${plan.current.length} current`, `${plan.skipped.length} skipped`, `${failed} failed`,
+    ...(removed ? [`${removed} removed`] : []),
+    ...(invalid ? [`${invalid} invalid`] : []),
+    ...(rustFailures ? [`${rustFailures} Rust tree(s) failed`] : []),
+  ];
+  const summary = `${planned.label}: ${parts.join(', ')}`;
+  let exit: ExitCode = ExitCode.Ok;
+  if (failed) exit = ExitCode.Failed;
+  // An invalid source is a failed module for autoinstall, a bad argument for a named one.
+  else if (invalid) exit = planned.named ? ExitCode.InvalidSource : ExitCode.Failed;
+  else if (planned.named && plan.skipped.length && !plan.jobs.some(moduleJob) && !plan.current.length) exit = ExitCode.Skipped;
+  const touchedKernels = of('depmod', 'done').map((j) => j.kernel!);
+  return { results, summary, exit, touchedKernels };
+}
+
+/** The exit status of `rust prepare`: the first failed tree's own error class. */
+export function rustPrepareExit(planned: Planned, results: Map<string, JobResult>): ExitCode {
+  if (planned.plan.rustUnavailable.length) return planned.plan.rustUnavailable[0]!.exitCode as ExitCode;
+  return planned.plan.jobs.some((j) => results.get(j.id)?.status === 'failed') ? ExitCode.Failed : ExitCode.Ok;
+}
+

@@ -1,0 +1,137 @@
+// Composes the job graph from what was read and the module planner's decisions. Pure.
+import type { ModuleSpec } from '../modules/spec.js';
+import type { RustTreeFact } from '../rust/prepare.js';
+import type { BuildRecord } from '../state/store.js';
+import { emptyPlan, type BuildJob, type DeferJob, type InstallJob, type Job, type WorkPlan } from './jobs.js';
+import type { ModuleJob, ModulePlan } from './planner.js';
+
+export interface RemovalRequest {
+  record: BuildRecord;
+  /** Also forget the builds and the record (remove), not only the installed files (uninstall). */
+  forget: boolean;
+  spec?: ModuleSpec;
+  reason: string;
+}
+
+export interface ComposeInput {
+  /** Module builds and installs, as the module planner decided them. */
+  modules?: ModulePlan;
+  /** The Rust trees as read; `rustWanted` says which of those that must be built become jobs. */
+  rust?: RustTreeFact[];
+  /** all: every CONFIG_RUST kernel's tree (autoinstall, trigger, rust prepare); needed: only for planned Rust modules. */
+  rustWanted?: 'all' | 'needed';
+  /** Kernel build dirs, for C module builds (the headers). */
+  headersDir?: ReadonlyMap<string, string>;
+  removals?: RemovalRequest[];
+  /** Kernels being removed: forget everything ootmod keeps for them (no depmod: their dir goes). */
+  forgetKernels?: string[];
+  rustClean?: { kernel: string; reason: string }[];
+  /** Kernels whose module dir exists: depmod runs for those that jobs touch. */
+  depmodKernels: ReadonlySet<string>;
+  /** Ask for a new initramfs for touched kernels that have one; inside dpkg the newest goes through the trigger. */
+  initramfs?: { kernels: ReadonlySet<string>; newest?: string; inDpkg: boolean };
+  defer?: Omit<DeferJob, 'kind' | 'needs' | 'after' | 'id'>[];
+}
+
+const id = {
+  build: (j: ModuleJob) => `build:${j.id}`,
+  install: (j: ModuleJob) => `install:${j.id}`,
+  rust: (k: string) => `rust-tree:${k}`,
+};
+
+export function composePlan(input: ComposeInput): WorkPlan {
+  const plan = emptyPlan();
+  const jobs: Job[] = plan.jobs;
+  /** Jobs that change a kernel's module dir: depmod comes after them. */
+  const changing = new Map<string, string[]>();
+  const changes = (kernel: string, jobId: string) => changing.set(kernel, [...(changing.get(kernel) ?? []), jobId]);
+  const removalsOn = new Map<string, string[]>();
+
+  for (const d of input.defer ?? []) jobs.push({ ...d, kind: 'defer', id: `defer:${d.entry}`, needs: [], after: [] });
+
+  for (const r of input.removals ?? []) {
+    const { module, version, kernel } = r.record;
+    const target = `${module}/${version}@${kernel}`;
+    const uninstallId = `uninstall:${target}`;
+    jobs.push({ kind: 'uninstall', id: uninstallId, module, version, kernel, spec: r.spec, reason: r.reason, needs: [], after: [] });
+    changes(kernel, uninstallId);
+    removalsOn.set(kernel, [...(removalsOn.get(kernel) ?? []), uninstallId]);
+    if (r.forget) {
+      jobs.push({ kind: 'forget', id: `forget:${target}`, kernel, module, version, reason: r.reason, needs: [uninstallId], after: [] });
+      removalsOn.get(kernel)!.push(`forget:${target}`);
+    }
+  }
+  for (const kernel of input.forgetKernels ?? []) {
+    // What the kernel's records installed goes with the records (removals above); then its build dirs.
+    const own = (input.removals ?? []).filter((r) => r.record.kernel === kernel).map((r) => `forget:${r.record.module}/${r.record.version}@${kernel}`);
+    jobs.push({ kind: 'forget', id: `forget:@${kernel}`, kernel, reason: 'its kernel is removed', needs: [], after: own });
+  }
+  for (const c of input.rustClean ?? []) jobs.push({ kind: 'rust-clean', id: `rust-clean:${c.kernel}`, kernel: c.kernel, reason: c.reason, needs: [], after: [] });
+
+  // Rust trees.
+  const rustJobs = new Set<string>();
+  const modulePlan = input.modules;
+  const rustNeeded = new Set(modulePlan?.jobs.filter((j) => !j.reuseBuilt && j.usesRust).map((j) => j.kernel) ?? []);
+  for (const fact of input.rust ?? []) {
+    if (fact.state === 'current') plan.rustCurrent.push({ kernel: fact.kernel, dir: fact.tree.dir });
+    else if (fact.state === 'unavailable') plan.rustUnavailable.push({ kernel: fact.kernel, reason: fact.error, exitCode: fact.exitCode });
+    else if (input.rustWanted === 'all' || rustNeeded.has(fact.kernel)) {
+      const a = fact.assessment;
+      jobs.push({
+        kind: 'rust-tree', id: id.rust(fact.kernel), kernel: fact.kernel, key: a.key, parts: a.parts,
+        toolchain: fact.toolchain, source: fact.source, reason: a.buildReason ?? 'forced', needs: [], after: [],
+      });
+      rustJobs.add(fact.kernel);
+    }
+  }
+
+  // Module builds and installs.
+  if (modulePlan) {
+    plan.current.push(...modulePlan.current);
+    plan.skipped.push(...modulePlan.skipped);
+    plan.failed.push(...modulePlan.failed);
+    plan.invalid.push(...modulePlan.invalid);
+    const byId = new Map(modulePlan.jobs.map((j) => [j.id, j]));
+    for (const j of modulePlan.jobs) {
+      const deps = j.after.map((d) => byId.get(d)).filter((d): d is ModuleJob => Boolean(d));
+      const base = { module: j.module, version: j.version, kernel: j.kernel, spec: j.spec, inputsKey: j.inputsKey, reason: j.reason };
+      let buildId: string | undefined;
+      if (!j.reuseBuilt) {
+        buildId = id.build(j);
+        const rustTreeJob = j.usesRust && rustJobs.has(j.kernel) ? id.rust(j.kernel) : undefined;
+        const build: BuildJob = {
+          ...base, kind: 'build', id: buildId,
+          kernelBuildDir: j.kernelBuildDir ?? input.headersDir?.get(j.kernel) ?? '',
+          rustTreeJob,
+          // BUILD_DEPENDS: the dependency is installed first (its Module.symvers is part of this build).
+          needs: [...(rustTreeJob ? [rustTreeJob] : []), ...deps.map((d) => (d.action === 'install' ? id.install(d) : id.build(d)))],
+          after: [],
+        };
+        jobs.push(build);
+      }
+      if (j.action === 'install') {
+        const install: InstallJob = {
+          ...base, kind: 'install', id: id.install(j), replaces: j.replaces,
+          reason: j.reuseBuilt ? 'built and current, not installed' : j.reason,
+          needs: [...(buildId ? [buildId] : []), ...(j.reuseBuilt ? deps.map((d) => id.install(d)) : [])],
+          // Removals on the same kernel first: they may take back files this one replaces.
+          after: removalsOn.get(j.kernel) ?? [],
+        };
+        jobs.push(install);
+        changes(j.kernel, install.id);
+      }
+    }
+  }
+
+  // depmod once per touched kernel, after all of its jobs; then its initramfs.
+  for (const [kernel, after] of changing) {
+    if (!input.depmodKernels.has(kernel)) continue;
+    const depmodId = `depmod:${kernel}`;
+    jobs.push({ kind: 'depmod', id: depmodId, kernel, reason: 'modules changed', needs: [], after });
+    if (input.initramfs?.kernels.has(kernel)) {
+      const viaTrigger = input.initramfs.inDpkg && kernel === input.initramfs.newest;
+      jobs.push({ kind: 'initramfs', id: `initramfs:${kernel}`, kernel, viaTrigger, reason: 'modules changed', needs: [], after: [depmodId] });
+    }
+  }
+  return plan;
+}

@@ -1,0 +1,165 @@
+// The plan: a graph of typed jobs, the one description of every change a command makes. The executor
+// runs any plan; --dry-run prints it; --json prints it for machines.
+import type { ModuleSpec } from '../modules/spec.js';
+import type { RustSource } from '../rust/sources.js';
+import type { RustToolchain } from '../rust/toolchain.js';
+import type { RustTreeKey } from '../rust/tree.js';
+
+export type JobKind = 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'depmod' | 'initramfs' | 'defer';
+
+interface JobBase {
+  id: string;
+  kind: JobKind;
+  kernel?: string;
+  /** Why the job is in the plan. */
+  reason: string;
+  /** Jobs that must succeed first: a failed one fails this one without running it. */
+  needs: string[];
+  /** Jobs that must have finished first, whatever their outcome. */
+  after: string[];
+}
+
+/** Builds a kernel's Rust tree (rust/*.rmeta, proc macros) for this machine's build architecture. */
+export interface RustTreeJob extends JobBase {
+  kind: 'rust-tree';
+  kernel: string;
+  key: string;
+  parts: RustTreeKey;
+  toolchain: RustToolchain;
+  source: RustSource;
+}
+
+interface ModuleJobBase extends JobBase {
+  module: string;
+  version: string;
+  kernel: string;
+}
+
+/** Builds a module for a kernel and keeps the result (signed and compressed) under the built dir. */
+export interface BuildJob extends ModuleJobBase {
+  kind: 'build';
+  spec: ModuleSpec;
+  inputsKey: string;
+  /** The kernel build dir: the headers for C modules; for Rust modules the Rust tree, below. */
+  kernelBuildDir: string;
+  /** A Rust module: the Rust tree job it needs (its dir is known when it has run). */
+  rustTreeJob?: string;
+}
+
+/** Installs a module's kept build under the kernel's module dir (replacing other versions). */
+export interface InstallJob extends ModuleJobBase {
+  kind: 'install';
+  spec: ModuleSpec;
+  inputsKey: string;
+  /** Other versions of the module installed for this kernel, replaced by this one. */
+  replaces: string[];
+}
+
+/** Removes a module's installed files (POST_REMOVE runs); keeps the build unless a forget follows. */
+export interface UninstallJob extends ModuleJobBase {
+  kind: 'uninstall';
+  spec?: ModuleSpec;
+}
+
+/** Forgets what ootmod keeps: a module's builds and state record, or (no module) a kernel's build dirs. */
+export interface ForgetJob extends JobBase {
+  kind: 'forget';
+  kernel: string;
+  module?: string;
+  version?: string;
+}
+
+export interface RustCleanJob extends JobBase {
+  kind: 'rust-clean';
+  kernel: string;
+}
+
+/** depmod, once per kernel, after all of that kernel's jobs; it runs only if one of them changed files. */
+export interface DepmodJob extends JobBase {
+  kind: 'depmod';
+  kernel: string;
+}
+
+/** A new initramfs for a kernel whose modules changed (through initramfs-tools' trigger inside dpkg). */
+export interface InitramfsJob extends JobBase {
+  kind: 'initramfs';
+  kernel: string;
+  viaTrigger: boolean;
+}
+
+/** Inside dpkg: record the request and activate ootmod's trigger, so the work runs once at the end. */
+export interface DeferJob extends JobBase {
+  kind: 'defer';
+  /** The queue entry's name (a kernel release, or a module request). */
+  entry: string;
+  what: string;
+}
+
+export type Job = RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | DepmodJob | InitramfsJob | DeferJob;
+
+/** A (module, kernel) that needs no job, with the reason. */
+export interface PlanItem {
+  module: string;
+  version?: string;
+  kernel?: string;
+  reason: string;
+}
+
+export interface WorkPlan {
+  jobs: Job[];
+  current: PlanItem[];
+  skipped: PlanItem[];
+  /** Modules that cannot be built now (failed before with the same inputs, no Rust tree, a clash). */
+  failed: PlanItem[];
+  invalid: PlanItem[];
+  /** Rust trees that are current (kernel -> dir). */
+  rustCurrent: { kernel: string; dir: string }[];
+  /** Rust trees that cannot be prepared, with the reason (one line). */
+  rustUnavailable: { kernel: string; reason: string; exitCode: number }[];
+}
+
+export function emptyPlan(): WorkPlan {
+  return { jobs: [], current: [], skipped: [], failed: [], invalid: [], rustCurrent: [], rustUnavailable: [] };
+}
+
+/** What a job acts on, for people. */
+export function jobTarget(job: Job): string {
+  switch (job.kind) {
+    case 'build':
+    case 'install':
+    case 'uninstall':
+      return `${job.module}/${job.version} for ${job.kernel}`;
+    case 'forget':
+      return job.module ? `${job.module}/${job.version} for ${job.kernel}` : `the build dirs of ${job.kernel}`;
+    case 'rust-tree':
+    case 'rust-clean':
+      return `the Rust tree of ${job.kernel}`;
+    case 'depmod':
+    case 'initramfs':
+      return job.kernel;
+    case 'defer':
+      return job.what;
+  }
+}
+
+/** The plan for machines: kinds, targets, reasons and dependencies; no internal objects. */
+export function planJson(plan: WorkPlan): unknown {
+  return {
+    jobs: plan.jobs.map((j) => ({
+      id: j.id,
+      kind: j.kind,
+      target: jobTarget(j),
+      kernel: j.kernel ?? null,
+      module: 'module' in j ? j.module ?? null : null,
+      version: 'version' in j ? j.version ?? null : null,
+      reason: j.reason,
+      needs: j.needs,
+      after: j.after,
+    })),
+    current: plan.current,
+    skipped: plan.skipped,
+    failed: plan.failed,
+    invalid: plan.invalid,
+    rust: { current: plan.rustCurrent, unavailable: plan.rustUnavailable },
+  };
+}
