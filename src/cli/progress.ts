@@ -26,6 +26,8 @@ function plannedLine(job: Job): string {
       return `would run depmod for ${job.kernel} (once, after its ${job.after.length} job(s), if one changed files)`;
     case 'initramfs':
       return `would update the initramfs of ${job.kernel}${job.viaTrigger ? " (through initramfs-tools' trigger)" : ''}`;
+    case 'add':
+      return `would add ${job.module}/${job.version}: copy ${job.from} to ${job.dest}${job.postAdd ? ' and run its POST_ADD' : ''}`;
     case 'defer':
       return `would queue ${job.what} and activate ootmod's dpkg trigger (${job.reason})`;
   }
@@ -83,6 +85,8 @@ function endLine(job: Job, r: JobResult, verbose: boolean): string | undefined {
     case 'install':
       if (r.status === 'failed') return r.blocked && r.detail === 'its build failed' ? undefined : `failed   ${jobTarget(job)}: ${r.detail}${log}`;
       return `installed ${jobTarget(job)}`;
+    case 'add':
+      return r.status === 'failed' ? `failed   to add ${jobTarget(job)}: ${r.detail}` : `added ${jobTarget(job)}`;
     case 'uninstall':
       if (r.status === 'failed') return `failed   to remove ${jobTarget(job)}: ${r.detail}`;
       return r.status === 'done' ? `removed ${job.module}/${job.version} from ${job.kernel} (${job.reason})` : undefined;

@@ -12,7 +12,8 @@ import { run, type CommandLog } from '../system/run.js';
 import { depmod } from './depmod.js';
 import type { JobResult, JobRunner } from './executor.js';
 import { requestInitramfs } from './initramfs.js';
-import { buildModule, installModule, uninstallRecord } from './job.js';
+import { buildModule, installModule, runScript, uninstallRecord } from './job.js';
+import { placeSourceTree } from './sources.js';
 import type { Jobserver } from './jobserver.js';
 
 export const TRIGGER_NAME = 'ootmod-rebuild';
@@ -39,6 +40,11 @@ export function jobRunner(ctx: StepContext): JobRunner {
   return {
     async run(job, results) {
       switch (job.kind) {
+        case 'add': {
+          await placeSourceTree(job.from, job.dest);
+          if (job.postAdd) await runScript('POST_ADD', job.postAdd, job.dest, { module: job.module, module_version: job.version }, ctx.log, 600_000);
+          return { status: 'done' };
+        }
         case 'rust-tree': {
           const kernel = kernelOf(job.kernel)!;
           const tree = await buildRustTree({

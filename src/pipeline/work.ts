@@ -14,7 +14,7 @@ import { loadSpec, splitNameVersion, type SourceDir } from '../modules/sources.j
 import type { ModuleSpec } from '../modules/spec.js';
 import { composePlan, type ComposeInput, type RemovalRequest } from '../plan/compose.js';
 import { readFacts, type Facts } from '../plan/facts.js';
-import type { Job, WorkPlan } from '../plan/jobs.js';
+import type { AddJob, Job, WorkPlan } from '../plan/jobs.js';
 import { planModules, type Action } from '../plan/planner.js';
 import { readRustFacts, rustKernels, type RustTreeFact } from '../rust/prepare.js';
 import { StateStore, type BuildRecord } from '../state/store.js';
@@ -78,6 +78,8 @@ function unavailableRust(rust: RustTreeFact[]): Map<string, string> {
 
 export interface ModuleWorkRequest {
   action: Action;
+  /** Sources placed under /usr/src first (a build of a dir elsewhere): their builds need the placement. */
+  adds?: AddRequest[];
   /** Named modules; all AUTOINSTALL=yes modules when absent. */
   refs?: ModuleRef[];
   /** Only these source dirs. */
@@ -86,7 +88,8 @@ export interface ModuleWorkRequest {
 }
 
 async function moduleInputs(ctx: PipelineContext, store: StateStore, kernels: KernelTarget[], rust: RustTreeFact[], req: ModuleWorkRequest): Promise<{ facts: Facts; compose: Pick<ComposeInput, 'modules' | 'headersDir'> }> {
-  const facts = await readFacts({ layout: ctx.layout, store, kernels, sources: req.sources, jobs: ctx.opts.jobs, checkOwnership: ctx.isRoot, rust });
+  const placed = new Map((req.adds ?? []).map((a) => [a.from, a.dest]));
+  const facts = await readFacts({ layout: ctx.layout, store, kernels, sources: req.sources, jobs: ctx.opts.jobs, checkOwnership: ctx.isRoot, rust, placed });
   const modules = planModules({
     kernels: facts.kernels, candidates: facts.candidates, records: facts.records,
     request: { action: req.action, modules: req.refs, force: ctx.opts.force }, rustUnavailable: unavailableRust(rust),
@@ -118,7 +121,7 @@ export async function planModuleWork(ctx: PipelineContext, req: ModuleWorkReques
     if (req.refs) throw new OotmodError(line, fix, ExitCode.NotFound);
     notes.push(`ootmod: ${line}: ${fix}`);
   }
-  const plan = composePlan({ ...compose, rust, rustWanted: req.refs ? 'needed' : 'all', depmodKernels: depmodKernels(ctx, kernels) });
+  const plan = composePlan({ ...compose, adds: req.adds, rust, rustWanted: req.refs ? 'needed' : 'all', depmodKernels: depmodKernels(ctx, kernels) });
   return { plan, kernels, store, label: req.label, named: Boolean(req.refs), notes };
 }
 
@@ -206,6 +209,14 @@ export function planRustClean(ctx: PipelineContext, kernels: string[]): Planned 
     depmodKernels: new Set(),
   });
   return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile), label: 'rust clean', named: true, notes: [] };
+}
+
+export type AddRequest = Omit<AddJob, 'kind' | 'needs' | 'after' | 'id'>;
+
+/** ootmod add: place sources under /usr/src and run their POST_ADD. */
+export function planAdd(ctx: PipelineContext, adds: AddRequest[]): Planned {
+  const plan = composePlan({ adds, depmodKernels: new Set() });
+  return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile), label: 'add', named: true, notes: [] };
 }
 
 /** Inside dpkg: record a request and activate ootmod's trigger, so the work runs once, at the end. */

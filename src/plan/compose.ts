@@ -2,7 +2,7 @@
 import type { ModuleSpec } from '../modules/spec.js';
 import type { RustTreeFact } from '../rust/prepare.js';
 import type { BuildRecord } from '../state/store.js';
-import { emptyPlan, type BuildJob, type DeferJob, type InstallJob, type Job, type WorkPlan } from './jobs.js';
+import { emptyPlan, type AddJob, type BuildJob, type DeferJob, type InstallJob, type Job, type WorkPlan } from './jobs.js';
 import type { ModuleJob, ModulePlan } from './planner.js';
 
 export interface RemovalRequest {
@@ -31,6 +31,8 @@ export interface ComposeInput {
   /** Ask for a new initramfs for touched kernels that have one; inside dpkg the newest goes through the trigger. */
   initramfs?: { kernels: ReadonlySet<string>; newest?: string; inDpkg: boolean };
   defer?: Omit<DeferJob, 'kind' | 'needs' | 'after' | 'id'>[];
+  /** Sources to place under /usr/src first; builds of those modules need the placement. */
+  adds?: Omit<AddJob, 'kind' | 'needs' | 'after' | 'id'>[];
 }
 
 const id = {
@@ -47,6 +49,12 @@ export function composePlan(input: ComposeInput): WorkPlan {
   const changes = (kernel: string, jobId: string) => changing.set(kernel, [...(changing.get(kernel) ?? []), jobId]);
   const removalsOn = new Map<string, string[]>();
 
+  const addOf = new Map<string, string>();
+  for (const a of input.adds ?? []) {
+    const addId = `add:${a.module}/${a.version}`;
+    jobs.push({ ...a, kind: 'add', id: addId, needs: [], after: [] });
+    addOf.set(`${a.module}/${a.version}`, addId);
+  }
   for (const d of input.defer ?? []) jobs.push({ ...d, kind: 'defer', id: `defer:${d.entry}`, needs: [], after: [] });
 
   for (const r of input.removals ?? []) {
@@ -95,6 +103,7 @@ export function composePlan(input: ComposeInput): WorkPlan {
     for (const j of modulePlan.jobs) {
       const deps = j.after.map((d) => byId.get(d)).filter((d): d is ModuleJob => Boolean(d));
       const base = { module: j.module, version: j.version, kernel: j.kernel, spec: j.spec, inputsKey: j.inputsKey, reason: j.reason };
+      const added = addOf.get(`${j.module}/${j.version}`);
       let buildId: string | undefined;
       if (!j.reuseBuilt) {
         buildId = id.build(j);
@@ -104,7 +113,7 @@ export function composePlan(input: ComposeInput): WorkPlan {
           kernelBuildDir: j.kernelBuildDir ?? input.headersDir?.get(j.kernel) ?? '',
           rustTreeJob,
           // BUILD_DEPENDS: the dependency is installed first (its Module.symvers is part of this build).
-          needs: [...(rustTreeJob ? [rustTreeJob] : []), ...deps.map((d) => (d.action === 'install' ? id.install(d) : id.build(d)))],
+          needs: [...(added ? [added] : []), ...(rustTreeJob ? [rustTreeJob] : []), ...deps.map((d) => (d.action === 'install' ? id.install(d) : id.build(d)))],
           after: [],
         };
         jobs.push(build);

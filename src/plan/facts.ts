@@ -29,6 +29,8 @@ export interface FactsRequest {
   sources?: SourceDir[];
   jobs: number;
   checkOwnership: boolean;
+  /** Source dirs outside /usr/src that an add job places there (root-owned) first: dir -> its place. */
+  placed?: ReadonlyMap<string, string>;
   /** The Rust trees of the CONFIG_RUST kernels, as read (Rust modules build against them). */
   rust: RustTreeFact[];
 }
@@ -73,7 +75,7 @@ export async function readFacts(req: FactsRequest): Promise<Facts> {
   const candidates = await mapLimit(pairs, 8, async ({ kernel, source }): Promise<ModuleCandidate> => {
     if (!kernel) {
       try {
-        const spec = await loadSpec(source, { layout: req.layout, jobs: req.jobs, checkOwnership: req.checkOwnership });
+        const spec = await loadSpec(source, { layout: req.layout, jobs: req.jobs, checkOwnership: req.checkOwnership && !req.placed?.has(source.dir) });
         return { sourceDir: source.dir, kernel: '', spec };
       } catch (err) {
         return { sourceDir: source.dir, kernel: '', error: errorLine(err) };
@@ -84,7 +86,10 @@ export async function readFacts(req: FactsRequest): Promise<Facts> {
     const rustTree = hasRust ? rustTreeOf(req.layout, kernel, req.rust) : undefined;
     const kernelBuildDir = rustTree?.dir ?? kernel.headersDir ?? req.layout.kernelBuildLink(kernel.release);
     try {
-      const spec = await loadSpec(source, { layout: req.layout, kernel, kernelBuildDir, jobs: req.jobs, checkOwnership: req.checkOwnership });
+      const dest = req.placed?.get(source.dir);
+      const read = await loadSpec(source, { layout: req.layout, kernel, kernelBuildDir, jobs: req.jobs, checkOwnership: req.checkOwnership && !dest });
+      // A source the plan adds first builds from its place under /usr/src.
+      const spec = dest ? { ...read, sourceDir: dest } : read;
       const inputsKey = hashParts([
         VERSION,
         spec,

@@ -5,7 +5,7 @@ import type { RustSource } from '../rust/sources.js';
 import type { RustToolchain } from '../rust/toolchain.js';
 import type { RustTreeKey } from '../rust/tree.js';
 
-export type JobKind = 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'depmod' | 'initramfs' | 'defer';
+export type JobKind = 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'depmod' | 'initramfs' | 'defer';
 
 interface JobBase {
   id: string;
@@ -17,6 +17,16 @@ interface JobBase {
   needs: string[];
   /** Jobs that must have finished first, whatever their outcome. */
   after: string[];
+}
+
+/** Places a module source at /usr/src/<name>-<version> and runs its POST_ADD. */
+export interface AddJob extends JobBase {
+  kind: 'add';
+  from: string;
+  dest: string;
+  module: string;
+  version: string;
+  postAdd?: string;
 }
 
 /** Builds a kernel's Rust tree (rust/*.rmeta, proc macros) for this machine's build architecture. */
@@ -95,7 +105,7 @@ export interface DeferJob extends JobBase {
   what: string;
 }
 
-export type Job = RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | DepmodJob | InitramfsJob | DeferJob;
+export type Job = AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | DepmodJob | InitramfsJob | DeferJob;
 
 /** A (module, kernel) that needs no job, with the reason. */
 export interface PlanItem {
@@ -139,6 +149,8 @@ export function jobTarget(job: Job): string {
       return job.kernel;
     case 'defer':
       return job.what;
+    case 'add':
+      return `${job.module}/${job.version} at ${job.dest}`;
   }
 }
 

@@ -59,7 +59,7 @@ async function removeKernel(s: Session, kver: string): Promise<ExitCode> {
   return withLock(s, async () => {
     const planned = await planKernelRemoval(s, kver);
     const outcome = await runPlanned(s, planned, { quietSummary: true });
-    if (!outcome) return ExitCode.Ok;
+    if (!outcome || s.opts.json) return outcome?.exit ?? ExitCode.Ok;
     const builds = planned.plan.jobs.filter((j) => j.kind === 'forget' && j.module).length;
     const tree = planned.plan.jobs.some((j) => j.kind === 'rust-clean' && outcome.results.get(j.id)?.status === 'done');
     s.err(`ootmod: removed ${builds} module build(s)${tree ? ' and the Rust tree' : ''} of ${kver}`);

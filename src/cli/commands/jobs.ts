@@ -3,32 +3,54 @@ import path from 'node:path';
 import { ExitCode, OotmodError } from '../../errors.js';
 import { listSourceDirs, type SourceDir } from '../../modules/sources.js';
 import type { Action } from '../../plan/planner.js';
-import { executeWork, planModuleWork, type Planned, type WorkOutcome } from '../../pipeline/work.js';
+import { executeWork, planAdd, planModuleWork, type AddRequest, type Planned, type WorkOutcome } from '../../pipeline/work.js';
 import { isSourcePath, parseModuleRef, sourcePathOf, type ModuleRef } from '../modargs.js';
+import { planJson } from '../../plan/jobs.js';
+import { json } from '../format.js';
 import { preRunLines, printPlan, reporterFor } from '../progress.js';
 import type { Session } from '../session.js';
-import { addSource } from './add.js';
+import { addRequest } from './add.js';
 
 export type JobsCommand = Action | 'autoinstall';
 
-async function resolveTargets(s: Session, args: string[]): Promise<{ refs?: ModuleRef[]; sources?: SourceDir[] }> {
-  if (!args.length) return {};
+interface Targets {
+  refs?: ModuleRef[];
+  sources?: SourceDir[];
+  /** Dirs outside /usr/src, placed there by the plan first. */
+  adds: AddRequest[];
+  /** Adds of dirs not named <name>-<version>: placed by a plan of their own before the build is planned. */
+  addFirst: AddRequest[];
+}
+
+async function resolveTargets(s: Session, args: string[]): Promise<Targets> {
+  const t: Targets = { adds: [], addFirst: [] };
+  if (!args.length) return t;
   const refs: ModuleRef[] = [];
+  const outside: SourceDir[] = [];
   for (const arg of args) {
     if (isSourcePath(arg)) {
       const dir = sourcePathOf(arg);
+      if (path.dirname(dir) === s.layout.srcDir) {
+        const m = /^(.*)-([^-]+)$/.exec(path.basename(dir));
+        refs.push({ name: m?.[1] ?? path.basename(dir), version: m?.[2] });
+        continue;
+      }
       // A tree outside /usr/src is added first, as DKMS's implicit add does.
-      const added = path.dirname(dir) === s.layout.srcDir ? undefined : await addSource(s, dir, { quiet: true });
-      const base = path.basename(added?.dir ?? dir);
-      const m = /^(.*)-([^-]+)$/.exec(base);
-      refs.push(added ? { name: added.name, version: added.version } : { name: m?.[1] ?? base, version: m?.[2] });
+      const add = await addRequest(s, dir);
+      refs.push({ name: add.module, version: add.version });
+      if (path.basename(dir) === `${add.module}-${add.version}`) {
+        t.adds.push(add);
+        outside.push({ dir, guessedName: add.module, guessedVersion: add.version });
+      } else {
+        t.addFirst.push(add);
+      }
     } else {
       refs.push(parseModuleRef(arg));
     }
   }
-  const all = await listSourceDirs(s.layout);
-  const sources = all.filter((d) => refs.some((r) => r.name === d.guessedName));
-  return { refs, sources: sources.length === refs.length ? sources : all };
+  const all = (await listSourceDirs(s.layout)).filter((d) => !t.adds.some((a) => a.dest === d.dir));
+  const sources = [...all.filter((d) => refs.some((r) => r.name === d.guessedName)), ...outside];
+  return { ...t, refs, sources: sources.length === refs.length ? sources : [...all, ...outside] };
 }
 
 /** Runs a plan (or prints it on --dry-run); returns undefined on a dry run. */
@@ -43,11 +65,28 @@ export async function runPlanned(s: Session, planned: Planned, opts: { quietSumm
   try {
     const outcome = await executeWork(s, planned, reporter);
     reporter.close();
-    if (!opts.quietSummary) s.out(outcome.summary);
+    if (s.opts.json) s.out(json(resultJson(planned, outcome)));
+    else if (!opts.quietSummary) s.out(outcome.summary);
     return outcome;
   } finally {
     reporter.close();
   }
+}
+
+/** The plan with each job's outcome, for machines (--json on a real run). */
+function resultJson(planned: Planned, outcome: WorkOutcome): unknown {
+  const plan = planJson(planned.plan) as { jobs: { id: string }[] };
+  return {
+    summary: outcome.summary,
+    exit: outcome.exit,
+    plan: {
+      ...plan,
+      jobs: plan.jobs.map((j) => {
+        const r = outcome.results.get(j.id);
+        return { ...j, status: r?.status ?? 'not run', detail: r?.detail ?? null, seconds: r?.elapsedMs === undefined ? null : Math.round(r.elapsedMs) / 1000 };
+      }),
+    },
+  };
 }
 
 /** Takes the global lock for a real run (a dry run changes nothing and needs none). */
@@ -65,8 +104,20 @@ export async function jobsCommand(s: Session, command: JobsCommand, args: string
     throw new OotmodError(`${command} needs a module`, `ootmod ${command} NAME[/VERSION] [-k KVER]`, ExitCode.Usage);
   }
   return withLock(s, async () => {
-    const { refs, sources } = await resolveTargets(s, args);
-    const planned = await planModuleWork(s, { action: command === 'build' ? 'build' : 'install', refs, sources, label: command });
+    const targets = await resolveTargets(s, args);
+    const { addFirst } = targets;
+    let { refs, sources, adds } = targets;
+    if (addFirst.length) {
+      const added = await runPlanned(s, planAdd(s, addFirst), { quietSummary: true });
+      if (!added) {
+        s.out(`then would ${command} ${addFirst.map((a) => `${a.module}/${a.version}`).join(', ')} (planned once added: the dir is not named <name>-<version>)`);
+        return ExitCode.Ok;
+      }
+      const failed = [...added.results.values()].find((r) => r.status === 'failed');
+      if (failed) throw new OotmodError(`adding failed: ${failed.detail}`, undefined, ExitCode.Failed);
+      ({ refs, sources, adds } = await resolveTargets(s, args.map((a) => addFirst.find((x) => isSourcePath(a) && x.from === sourcePathOf(a))?.dest ?? a)));
+    }
+    const planned = await planModuleWork(s, { action: command === 'build' ? 'build' : 'install', refs, sources, adds, label: command });
     const outcome = await runPlanned(s, planned);
     return outcome?.exit ?? ExitCode.Ok;
   });

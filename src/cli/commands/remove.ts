@@ -10,7 +10,7 @@ export async function removeCommand(s: Session, command: 'uninstall' | 'remove',
   const ref = parseModuleRef(args[0]!);
   return withLock(s, async () => {
     const outcome = await runPlanned(s, await planRemoval(s, ref, command === 'remove'), { quietSummary: true });
-    if (!outcome) return ExitCode.Ok;
+    if (!outcome || s.opts.json) return outcome?.exit ?? ExitCode.Ok;
     const removed = [...outcome.results.values()].filter((r) => r.status === 'failed').length;
     s.out(outcome.summary);
     return removed ? ExitCode.Failed : ExitCode.Ok;

@@ -18,9 +18,9 @@ export async function rustPrepare(s: Session): Promise<ExitCode> {
       s.out('no installed kernel with headers is built with CONFIG_RUST: nothing to prepare');
       return ExitCode.Ok;
     }
-    if (!s.opts.dryRun) for (const c of plan.rustCurrent) s.out(`current ${c.dir}`);
+    if (!s.opts.dryRun && !s.opts.json) for (const c of plan.rustCurrent) s.out(`current ${c.dir}`);
     const outcome = await runPlanned(s, planned, { quietSummary: true });
-    if (!outcome) return ExitCode.Ok;
+    if (!outcome || s.opts.json) return outcome?.exit ?? ExitCode.Ok;
     for (const j of plan.jobs) {
       const r = outcome.results.get(j.id);
       if (j.kind === 'rust-tree' && r?.status === 'done') s.out(`built ${r.treeDir} in ${((r.elapsedMs ?? 0) / 1000).toFixed(0)}s (${j.reason})`);
@@ -93,7 +93,7 @@ export async function rustClean(s: Session): Promise<ExitCode> {
   return withLock(s, async () => {
     const planned = planRustClean(s, s.opts.kernels);
     const outcome = await runPlanned(s, planned, { quietSummary: true });
-    if (!outcome) return ExitCode.Ok;
+    if (!outcome || s.opts.json) return outcome?.exit ?? ExitCode.Ok;
     for (const k of s.opts.kernels) s.out(`${outcome.results.get(`rust-clean:${k}`)?.status === 'done' ? 'removed' : 'no'} Rust tree for ${k}`);
     return [...outcome.results.values()].some((r) => r.status === 'failed') ? ExitCode.Failed : ExitCode.Ok;
   });

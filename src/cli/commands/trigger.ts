@@ -26,7 +26,7 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
     const queued = await takeQueue(s);
     const planned = await planTrigger(s, opts);
     const outcome = await runPlanned(s, planned, { quietSummary: true });
-    if (!outcome) return ExitCode.Ok;
+    if (!outcome || s.opts.json) return outcome?.exit ?? ExitCode.Ok;
     const initramfs = planned.plan.jobs.filter((j) => j.kind === 'initramfs' && outcome.results.get(j.id)?.status === 'done').map((j) => j.kernel);
     s.out(`${outcome.summary}${queued.length ? `; queued by hooks: ${queued.join(', ')}` : ''}${initramfs.length ? `; initramfs updated for ${initramfs.join(', ')}` : ''}`);
     return outcome.exit;

@@ -1,0 +1,86 @@
+// --dry-run changes nothing, for every command that changes the system, and its plan is what the real
+// run then does: each command runs dry (--json) and then for real (--json), against the host's real
+// headers in a sandbox root; the tree under the root is hashed around the dry run.
+import { createHash } from 'node:crypto';
+import { cpSync, lstatSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ootmodEnv } from '../support/cli.js';
+import { FIXTURES, hostKernel, linkHostKernel, placeSource } from '../support/host.js';
+import { makeRoot, tempDir } from '../support/roots.js';
+
+/** A content hash of everything under these dirs: names, types, modes, sizes, times, contents, links. */
+function treeHash(root: string, dirs: string[]): string {
+  const hash = createHash('sha256');
+  const walk = (p: string) => {
+    let st;
+    try {
+      st = lstatSync(p);
+    } catch {
+      hash.update(`${p} absent\n`);
+      return;
+    }
+    hash.update(`${p} ${st.mode} ${st.size} ${st.mtimeMs}\n`);
+    if (st.isSymbolicLink()) hash.update(readlinkSync(p));
+    else if (st.isFile()) hash.update(readFileSync(p));
+    else if (st.isDirectory()) for (const e of readdirSync(p).sort()) walk(path.join(p, e));
+  };
+  for (const d of dirs) walk(path.join(root, d));
+  return hash.digest('hex');
+}
+
+interface PlanJob {
+  id: string;
+  kind: string;
+  status?: string;
+}
+
+describe('--dry-run', () => {
+  const kernel = hostKernel();
+  const root = makeRoot();
+  const watched = ['usr/lib/modules', 'var/lib/ootmod', 'usr/src', 'etc'];
+  const outside = tempDir('ootmod-add-');
+
+  beforeAll(() => {
+    linkHostKernel(root, kernel.release, kernel.headers);
+    for (const f of ['ootmod-hello-1.0', 'ootmod-pair-2.1', 'ootmod-broken-1.0']) placeSource(root, path.join(FIXTURES, f));
+    cpSync(path.join(FIXTURES, 'ootmod-patched-1.0'), path.join(outside, 'ootmod-patched-1.0'), { recursive: true });
+  });
+
+  // In order: each real run leaves the state the next command starts from.
+  const steps: { name: string; args: string[]; env?: Record<string, string>; before?: () => void; real?: boolean }[] = [
+    { name: 'autoinstall', args: ['autoinstall'] },
+    { name: 'build --force', args: ['build', 'ootmod-hello', '--force'] },
+    { name: 'install --force', args: ['install', 'ootmod-pair', '--force'] },
+    { name: 'uninstall', args: ['uninstall', 'ootmod-hello'] },
+    { name: 'remove', args: ['remove', 'ootmod-pair'] },
+    { name: 'install of a dir outside /usr/src (add)', args: ['install', 'OUTSIDE'] },
+    { name: 'trigger after a source is gone', args: ['trigger'], before: () => rmSync(path.join(root, 'usr/src/ootmod-hello-1.0'), { recursive: true }) },
+    { name: 'hook header_postinst outside dpkg', args: ['hook', 'header_postinst', kernel.release], env: { DEB_MAINT_PARAMS: 'configure' } },
+    { name: 'hook header_postinst inside dpkg', args: ['hook', 'header_postinst', kernel.release], env: { DEB_MAINT_PARAMS: 'configure', DPKG_MAINTSCRIPT_PACKAGE: 'linux-headers-x' }, real: false },
+    { name: 'rust prepare', args: ['rust', 'prepare'] },
+    { name: 'rust clean', args: ['rust', 'clean', '-k', kernel.release] },
+    { name: 'hook prerm', args: ['hook', 'prerm', kernel.release], env: { DEB_MAINT_PARAMS: 'remove' } },
+  ];
+
+  for (const step of steps) {
+    it(`${step.name}: changes nothing, and plans what the real run does`, async () => {
+      step.before?.();
+      const args = step.args.map((a) => (a === 'OUTSIDE' ? path.join(outside, 'ootmod-patched-1.0') : a));
+      const before = treeHash(root, watched);
+      const dry = await ootmodEnv(root, step.env ?? {}, '--dry-run', '--json', ...args);
+      expect(dry.exitCode, dry.stderr).toBe(0);
+      expect(treeHash(root, watched), `${step.name} --dry-run changed the tree`).toBe(before);
+      if (step.real === false) {
+        expect(dry.stdout).toMatch(/"kind": "defer"/);
+        return;
+      }
+      const planned = dry.stdout.trim().startsWith('{') ? (JSON.parse(dry.stdout).plan.jobs as PlanJob[]) : [];
+      const real = await ootmodEnv(root, step.env ?? {}, '--json', ...args);
+      expect(real.exitCode, real.stderr).toBeLessThan(2);
+      const done = real.stdout.trim().startsWith('{') ? (JSON.parse(real.stdout).plan.jobs as PlanJob[]) : [];
+      expect(done.map((j) => j.id).sort(), real.stderr).toEqual(planned.map((j) => j.id).sort());
+      for (const j of done) expect(j.status, j.id).not.toBe('not run');
+    });
+  }
+});
