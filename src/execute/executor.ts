@@ -20,6 +20,8 @@ export interface JobResult {
   /** The job did not run because a job it needs failed. */
   blocked?: boolean;
   elapsedMs?: number;
+  /** When the job started, in ms from the start of the run. */
+  startMs?: number;
 }
 
 export interface ProgressReporter {
@@ -43,6 +45,7 @@ export const isCpuJob = (job: Job): boolean => job.kind === 'build' || job.kind 
 const priority = (job: Job): number => (job.kind === 'rust-tree' ? 0 : 1);
 
 export async function executePlan(plan: WorkPlan, runner: JobRunner, opts: { jobserver?: Jobserver; reporter: ProgressReporter }): Promise<Map<string, JobResult>> {
+  const t0Run = performance.now();
   const byId = new Map(plan.jobs.map((j) => [j.id, j]));
   const results = new Map<string, JobResult>();
   const pending = new Set(plan.jobs);
@@ -69,6 +72,7 @@ export async function executePlan(plan: WorkPlan, runner: JobRunner, opts: { job
       .then((result) => {
         token?.release();
         result.elapsedMs = performance.now() - t0;
+        result.startMs = t0 - t0Run;
         results.set(job.id, result);
         running--;
         opts.reporter.jobFinished(job, result);

@@ -83,7 +83,12 @@ function resultJson(planned: Planned, outcome: WorkOutcome): unknown {
       ...plan,
       jobs: plan.jobs.map((j) => {
         const r = outcome.results.get(j.id);
-        return { ...j, status: r?.status ?? 'not run', detail: r?.detail ?? null, seconds: r?.elapsedMs === undefined ? null : Math.round(r.elapsedMs) / 1000 };
+        const sec = (ms: number | undefined) => (ms === undefined ? null : Math.round(ms) / 1000);
+        return {
+          ...j, status: r?.status ?? 'not run', detail: r?.detail ?? null, seconds: sec(r?.elapsedMs),
+          // Seconds from the start of the run: when it started and ended (the order jobs really ran in).
+          started: sec(r?.startMs), finished: sec(r?.startMs === undefined ? undefined : r.startMs + (r.elapsedMs ?? 0)),
+        };
       }),
     },
   };
