@@ -127,6 +127,25 @@ describe.each(TARGETS)('$what', ({ suite }) => {
     expect(boot.log).toContain('ootmod_rust_hello: numbers [72, 108], goodbye (exit)');
   });
 
+  it('on a kernel with no Rust tree yet, installs the C module before the tree is done, and the Rust module after', async (ctx) => {
+    if (skipReason) ctx.skip(skipReason);
+    if (suite !== 'sid') ctx.skip('the order of jobs does not depend on the suite: checked on sid only, to save a tree build');
+    expect((await sh(`ootmod rust clean -k ${kernel.kver}`)).code).toBe(0);
+    const r = await sh('ootmod autoinstall --force --json');
+    expect(r.code, r.err).toBe(0);
+    const { plan } = JSON.parse(r.out) as { plan: { jobs: { id: string; kind: string; module: string | null; status: string; started: number; finished: number }[] } };
+    const find = (kind: string, module?: string) => plan.jobs.find((j) => j.kind === kind && (!module || j.module === module))!;
+    const tree = find('rust-tree');
+    expect(tree.status).toBe('done');
+    expect(find('install', 'ootmod-hello').status).toBe('done');
+    expect(find('install', 'ootmod-hello').finished).toBeLessThan(tree.finished);
+    expect(find('build', 'ootmod-rust-hello').started).toBeGreaterThanOrEqual(tree.finished);
+    expect(find('install', 'ootmod-rust-hello').status).toBe('done');
+    // The C module built against the headers, not the Rust tree.
+    const log = readFileSync(chroot.path(`/var/lib/ootmod/built/${kernel.kver}/ootmod-hello/1.0/make.log`), 'utf8');
+    expect(log).toMatch(new RegExp(`-C /usr/src/linux-headers-${kernel.kver.replace(/[+.]/g, '\\$&')} `));
+  });
+
   it('refuses a mismatched rustc with one line: what the kernel needs, what is there, the fix', async (ctx) => {
     if (skipReason) ctx.skip(skipReason);
     writeFileSync(chroot.path('/tmp/other-rustc'), '#!/bin/sh\necho "rustc 1.2.3 (abcdef012 2020-01-01)"\n', { mode: 0o755 });
