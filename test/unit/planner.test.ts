@@ -141,6 +141,34 @@ describe('plan', () => {
     expect(noRustKernel.failed[0]!.reason).toMatch(/is not built with CONFIG_RUST/);
   });
 
+  it('applies per-module BUILD_EXCLUSIVE_*[#]: an excluded module is left out, all excluded skips', () => {
+    const two = spec('two', '1.0', {
+      modules: [
+        { index: 0, builtName: 'one', builtLocation: '', destName: 'one', destLocation: '/updates', strip: true },
+        { index: 1, builtName: 'arm', builtLocation: '', destName: 'arm', destLocation: '/updates', strip: true, exclusive: { config: [], archPattern: 'aarch64', archMatches: false } },
+      ],
+    });
+    const p = plan({ kernels: [k7], candidates: [cand(two, k7.release)], records: [], request: auto });
+    expect(p.jobs[0]!.spec.modules.map((m) => m.builtName)).toEqual(['one']);
+    const onlyArm = spec('onlyarm', '1.0', { modules: [two.modules[1]!] });
+    const q = plan({ kernels: [k7], candidates: [cand(onlyArm, k7.release)], records: [], request: auto });
+    expect(q.jobs).toEqual([]);
+    expect(q.skipped[0]!.reason).toMatch(/^arm: BUILD_EXCLUSIVE_ARCH 'aarch64' does not match x86_64/);
+  });
+
+  it('finds two sources that would install the same module file, before building, naming both', () => {
+    const mk = (name: string) => spec(name, '1.0', { modules: [{ index: 0, builtName: 'shared', builtLocation: '', destName: 'shared', destLocation: '/updates', strip: true }] });
+    const p = plan({ kernels: [k7], candidates: [cand(mk('beta'), k7.release), cand(mk('alpha'), k7.release)], records: [], request: auto });
+    expect(p.jobs.map((j) => j.module)).toEqual(['alpha']);
+    expect(p.failed).toEqual([{ module: 'beta', version: '1.0', kernel: k7.release, reason: 'shared.ko would be installed by both alpha/1.0 and beta/1.0: remove one of the two sources, or rename the module in one dkms.conf' }]);
+    // A module another, not planned, source installed keeps its file; '-' and '_' are the same name.
+    const other = spec('other', '1.0', { autoinstall: false, modules: [{ index: 0, builtName: 'sha-red', builtLocation: '', destName: 'sha-red', destLocation: '/updates', strip: true }] });
+    const underscore = spec('alpha', '1.0', { modules: [{ index: 0, builtName: 'sha_red', builtLocation: '', destName: 'sha_red', destLocation: '/updates', strip: true }] });
+    const q = plan({ kernels: [k7], candidates: [cand(underscore, k7.release)], records: [record(other, k7.release, { installed: [{ module: 'sha-red', path: '/x/sha-red.ko' }] })], request: auto });
+    expect(q.jobs).toEqual([]);
+    expect(q.failed[0]!.reason).toMatch(/by both other\/1.0 and alpha\/1.0/);
+  });
+
   it('lists invalid sources', () => {
     const p = plan({ kernels: [k7], candidates: [{ sourceDir: '/usr/src/x-1', kernel: k7.release, error: 'PACKAGE_NAME is missing' }], records: [], request: auto });
     expect(p.invalid).toEqual([{ module: '/usr/src/x-1', kernel: k7.release, reason: 'PACKAGE_NAME is missing' }]);
