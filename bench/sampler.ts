@@ -1,0 +1,144 @@
+// Samples one process tree straight from /proc (no `ps` per sample): at each tick, the descendants of a
+// root pid (found through /proc/PID/task/TID/children, so only the tree's own entries are read), how many
+// of them are compilers, how many are running or runnable (state R), and the CPU time the tree has used.
+//
+// CPU time of the tree = the sum over its live (and zombie) members of utime+stime+cutime+cstime: a member
+// that exits and is reaped by its parent moves its time into that parent's cutime/cstime, so nothing is
+// lost or counted twice as long as reaping happens inside the tree (it does: make, bash, gcc all wait).
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** The compiler processes the "never more than --jobs" goal counts (process names, as in /proc/PID/comm). */
+export const COMPILERS = new Set(['cc1', 'cc1plus', 'rustc']);
+
+/** USER_HZ: the unit of utime/stime in /proc/PID/stat on Linux. */
+const HZ = 100;
+
+export interface Tick {
+  /** Seconds since the sampler started. */
+  t: number;
+  /** Processes in the tree, the root included. */
+  procs: number;
+  /** Compiler processes (COMPILERS) alive, zombies excluded. */
+  compilers: number;
+  /** Members in state R (running or waiting for a CPU). */
+  running: number;
+  /** CPU seconds the tree has used so far (see above). */
+  cpu: number;
+}
+
+interface ProcStat {
+  comm: string;
+  state: string;
+  ticks: number;
+}
+
+function readStat(pid: number): ProcStat | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined; // gone between listing and reading
+  }
+  const open = text.indexOf('(');
+  const close = text.lastIndexOf(')');
+  const f = text.slice(close + 2).split(' ');
+  // After "state" (index 0): utime stime cutime cstime are fields 14-17 of proc(5), so 11-14 here.
+  return { comm: text.slice(open + 1, close), state: f[0]!, ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]) };
+}
+
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tasks) {
+    try {
+      for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ')) if (c.trim()) out.push(Number(c));
+    } catch {
+      /* the thread ended */
+    }
+  }
+  return out;
+}
+
+/** One reading of the tree under `root`. */
+export function readTree(root: number): Omit<Tick, 't'> {
+  let procs = 0;
+  let compilers = 0;
+  let running = 0;
+  let ticks = 0;
+  const queue = [root];
+  const seen = new Set<number>();
+  while (queue.length) {
+    const pid = queue.pop()!;
+    if (seen.has(pid)) continue;
+    seen.add(pid);
+    const st = readStat(pid);
+    if (!st) continue;
+    procs++;
+    ticks += st.ticks;
+    if (st.state === 'R') running++;
+    if (st.state !== 'Z' && COMPILERS.has(st.comm)) compilers++;
+    if (st.state !== 'Z') queue.push(...childrenOf(pid));
+  }
+  return { procs, compilers, running, cpu: ticks / HZ };
+}
+
+export interface TreeSampler {
+  /** Stops sampling and returns every tick. */
+  stop(): Tick[];
+}
+
+/** Samples the tree under `root` every `intervalMs` until stopped (the first reading is immediate). */
+export function sampleTree(root: number, intervalMs: number): TreeSampler {
+  const started = process.hrtime.bigint();
+  const ticks: Tick[] = [];
+  const take = () => {
+    const r = readTree(root);
+    if (r.procs) ticks.push({ t: Number(process.hrtime.bigint() - started) / 1e9, ...r });
+  };
+  take();
+  const timer = setInterval(take, intervalMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      return ticks;
+    },
+  };
+}
+
+export interface Window {
+  /** Start of the window, seconds since the sampler started. */
+  t: number;
+  /** Cores the tree kept busy during the window (CPU seconds / window length). */
+  cores: number;
+  /** Most compilers seen at once in the window. */
+  maxCompilers: number;
+  /** Most members in state R seen at once in the window. */
+  maxRunning: number;
+}
+
+/** Groups ticks into windows of `seconds` (the tree's CPU use per window from the cumulative counter). */
+export function windows(ticks: readonly Tick[], seconds = 1): Window[] {
+  const out: Window[] = [];
+  if (ticks.length < 2) return out;
+  let start = 0;
+  for (let i = 1; i < ticks.length; i++) {
+    const a = ticks[start]!;
+    const b = ticks[i]!;
+    if (b.t - a.t < seconds - 1e-6 && i < ticks.length - 1) continue;
+    const inside = ticks.slice(start, i + 1);
+    // cpu can step down when a member exits before its parent reaps it (its time is briefly nowhere): clamp.
+    out.push({
+      t: a.t,
+      cores: Math.max(0, (b.cpu - a.cpu) / (b.t - a.t)),
+      maxCompilers: Math.max(...inside.map((x) => x.compilers)),
+      maxRunning: Math.max(...inside.map((x) => x.running)),
+    });
+    start = i;
+  }
+  return out;
+}

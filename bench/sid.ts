@@ -1,0 +1,40 @@
+// The benchmark's own Debian sid chroot (named `bench-sid`, apart from the e2e suite's `sid`): the current
+// sid kernel's headers and linux-source of exactly the headers' version, the kernel's gcc, and the rustc,
+// rust-src and bindgen it was built with, all derived from the archive at run time. Debootstrapped and
+// set up on first use (a few minutes and a few hundred MB from the host's Debian mirror), cached after.
+import { chmodSync, copyFileSync, existsSync } from 'node:fs';
+import { currentKernel, ensureChroot, kernelGccPackage, kernelRustToolchain, type Chroot, type KernelInfo } from '../test/e2e/lib/chroot';
+import { step } from './lib';
+
+export const BENCH_CHROOT = 'bench-sid';
+
+export interface RustChroot {
+  chroot: Chroot;
+  kernel: KernelInfo;
+}
+
+/** The bench chroot with everything a cold Rust tree build needs, or the reason it cannot have it. */
+export async function rustChroot(ootmodBundle: string): Promise<RustChroot> {
+  const log = (m: string) => step(m);
+  const chroot = await ensureChroot('sid', { name: BENCH_CHROOT, log });
+  const kernel = await currentKernel(chroot);
+  await chroot.withMounts(async () => {
+    const have = (p: string) => existsSync(chroot.path(p));
+    if (!have('/usr/bin/node') || !have('/usr/bin/patch') || !have('/usr/bin/xz')) {
+      await chroot.aptInstall(['nodejs', 'make', 'binutils', 'kmod', 'openssl', 'xz-utils', 'zstd', 'patch', 'ca-certificates', 'bc']);
+    }
+    if (!have(`/usr/src/linux-headers-${kernel.kver}/.config`) || !have(`/usr/src/linux-source-${kernel.upstream}.tar.xz`)) {
+      // No kernel image: the row needs the headers and sources of a kernel, not a bootable one.
+      await chroot.aptInstall([`${kernel.headersPackage}=${kernel.version}`, `${kernel.sourcePackage}=${kernel.version}`], { target: kernel.suite });
+    }
+    const gcc = await kernelGccPackage(chroot, kernel.kver);
+    if (!have(`/usr/bin/${gcc}`)) await chroot.aptInstall([gcc]);
+    const toolchain = await kernelRustToolchain(chroot, kernel.kver);
+    if (!toolchain.ok) throw new Error(`no rustc matching ${kernel.kver} in the archive: ${toolchain.reason}`);
+    const rustc = await chroot.run(['bash', '-c', 'rustc --version 2>/dev/null; true']);
+    if (rustc.stdout.trim() !== toolchain.rustcText || !have('/usr/bin/bindgen')) await chroot.aptInstall(toolchain.packages, { target: toolchain.suite });
+  });
+  copyFileSync(ootmodBundle, chroot.path('/usr/sbin/ootmod'));
+  chmodSync(chroot.path('/usr/sbin/ootmod'), 0o755);
+  return { chroot, kernel };
+}
