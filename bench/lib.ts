@@ -5,7 +5,11 @@ import os from 'node:os';
 import path from 'node:path';
 
 export const REPO = path.resolve(__dirname, '..');
-export const OOTMOD = path.join(REPO, 'dist', 'ootmod');
+/** The bundle measured: dist/ootmod, or OOTMOD_BENCH_BIN (e.g. an older build, for a "before" figure). */
+export const OOTMOD = process.env.OOTMOD_BENCH_BIN ? path.resolve(process.env.OOTMOD_BENCH_BIN) : path.join(REPO, 'dist', 'ootmod');
+/** OOTMOD_BENCH_QUICK=1: one sample per side, no warm-up: proves every row runs; its figures are not goals met. */
+export const QUICK = process.env.OOTMOD_BENCH_QUICK === '1';
+export const CORES = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
 export const FIXTURES = path.join(REPO, 'test', 'fixtures');
 
 /** Progress for the reader, on stderr (stdout carries only the table). */
@@ -35,6 +39,8 @@ export interface RunOptions {
   measure?: boolean;
   /** Sample the VmHWM of the measured process while it runs. */
   peak?: boolean;
+  /** Called with the pid right after the spawn (e.g. to sample its process tree). */
+  onSpawn?: (pid: number) => void;
 }
 
 export const GNU_TIME = '/usr/bin/time';
@@ -139,6 +145,7 @@ export function run(file: string, args: readonly string[], opts: RunOptions = {}
     if (timeFile) pendingTimeFiles.add(timeFile);
     const child = spawn(cmd, argv, { cwd: opts.cwd, env: mergedEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     if (child.pid) active.add(child.pid);
+    if (child.pid) opts.onSpawn?.(child.pid);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
@@ -211,6 +218,19 @@ export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/**
+ * The benchmark's standard for a goal against a baseline: `n` rounds of A then B (A B A B ...), the same
+ * machine state for both (each side's `fn` sets it up itself, untimed), medians compared by the caller.
+ */
+export async function alternate<A, B>(n: number, a: (i: number) => Promise<A>, b: (i: number) => Promise<B>): Promise<{ a: A[]; b: B[] }> {
+  const out = { a: [] as A[], b: [] as B[] };
+  for (let i = 0; i < n; i++) {
+    out.a.push(await a(i));
+    out.b.push(await b(i));
+  }
+  return out;
 }
 
 /** Runs `fn` n times and returns the samples (seconds). */
@@ -369,3 +389,31 @@ export function table(header: string[], rows: string[][]): string[] {
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
 }
+
+// ----------------------------------------------------------------------------------------------
+// Rows and goals
+
+/** One goal of a row: PASS/MISS, with the value, its baseline from the same run and their ratio. */
+export interface Goal {
+  what: string;
+  /** The measured figure (seconds, a share, a count...) as text. */
+  value: string;
+  /** The baseline measured in the same run, labelled ('' when the goal has none, e.g. a count limit). */
+  baseline: string;
+  /** value / baseline when there is a baseline. */
+  ratio?: number;
+  /** The goal as text, e.g. "<= 0.70x DKMS". */
+  limit: string;
+  /** undefined: could not be judged. */
+  pass?: boolean;
+}
+
+export interface RowResult {
+  /** Lines of the human report (the row's table and notes). */
+  lines: string[];
+  goals: Goal[];
+  /** Everything for bench/results/latest.json (raw samples included). */
+  data: unknown;
+}
+
+export const verdict = (ok: boolean | undefined) => (ok === undefined ? 'n/a' : ok ? 'PASS' : 'MISS');

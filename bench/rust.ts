@@ -1,22 +1,36 @@
-// `npm run bench`, Rust part: in the cached sid chroot of the e2e suite (run `npm run test:e2e` once to
-// create it), ootmod's cold `rust prepare` against the bare kbuild recipe run in the same benchmark run,
-// the warm (cache hit) prepare, and the tree's size on disk.
-//   cold prepare / bare recipe   goal <= 1.10
-//   warm prepare                 goal <= 0.5 s
-//   tree size                    goal <= 160 MB per kernel
+// The Rust rows, in the benchmark's own sid chroot (bench/sid.ts: set up on first use):
+//   rust-cold   cold `ootmod rust prepare` vs the bare kbuild recipe (below), alternating (ootmod, bare, ootmod,
+//               bare...), the same -j, the same state before each sample (no tree, no objtree, the tarball
+//               read once beforehand)                                                   goal <= 1.10x the bare recipe
+//               then the warm (cache hit) prepare vs `node -e 0`                         goal <= 0.5 s
+//               and the tree's size on disk                                              goal <= 160 MB
+//   new-kernel  a new CONFIG_RUST kernel, cold (no Rust tree): autoinstall of three C sources (the Debian
+//               ones) and one Rust module, vs (`rust prepare` alone + `install` of the Rust module alone),
+//               alternating, the same -j, each sample from no tree and nothing installed
+//               the C modules are installed before the Rust tree is finished
+//               autoinstall wall                                                         goal <= 1.10x (tree + Rust module)
+//               concurrent compilers (cc1, rustc) during the autoinstall                 goal <= --jobs
 // The bare recipe is the shell one of the reference (merged srctree: rust/ and a few scripts from the
 // linux-source tarball, the rest linked from headers-common; the same `make run-command FORCE` with the
 // same targets), without ootmod's checks, ABI check, pruning and manifest.
-import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { currentKernel, ensureChroot, type Chroot } from '../test/e2e/lib/chroot';
+import type { Chroot } from '../test/e2e/lib/chroot';
+import type { RealModule } from './host';
+import { installTimes } from './jobs';
+import { CORES, FIXTURES, OOTMOD, QUICK, addSource, alternate, median, run, secs, step, table, type Goal, type RowResult } from './lib';
+import { sampleTree, type Tick } from './sampler';
+import { rustChroot } from './sid';
 
-const REPO = path.resolve(__dirname, '..');
-const GOALS = { coldRatio: 1.1, warmSeconds: 0.5, treeMb: 160 };
+const GOALS = { coldRatio: 1.1, warmSeconds: 0.5, treeMb: 160, newKernelRatio: 1.1 };
+const RUST_MODULE = 'ootmod-rust-hello-1.0';
+const intEnv = (name: string, def: number, min: number) => Math.max(min, Number(process.env[name] ?? def) || def);
+/** Samples per side: 1 in quick mode, else BENCH_RUST_REPS (default 3, min 3): each is a cold Rust tree build. */
+const REPS = QUICK ? 1 : intEnv('BENCH_RUST_REPS', 3, 3);
 
 const BARE_RECIPE = String.raw`
 set -eu
-KVER=$1; OBJ=$2
+KVER=$1; OBJ=$2; JOBS=$3
 H=/usr/src/linux-headers-$KVER
 COMMON=$(sed -n 's#^include \(.*\)/Makefile$#\1#p' $H/Makefile)
 KB=$(readlink -f $H/scripts)
@@ -38,63 +52,189 @@ for f in "$KB"/*; do ln -s "$f" "$OBJ/scripts/"; done
 : > "$OBJ/include/config/auto.conf.cmd"
 printf 'KBUILD_OUTPUT=%s\ninclude %s/Makefile\n' "$OBJ" "$SRC" > "$OBJ/Makefile"
 cd "$OBJ"
-make -j"$(nproc)" run-command FORCE KBUILD_RUN_COMMAND='+$(MAKE) $(build)=scripts scripts/target.json && $(MAKE) $(build)=rust' >/dev/null
+make -j"$JOBS" run-command FORCE KBUILD_RUN_COMMAND='+$(MAKE) $(build)=scripts scripts/target.json && $(MAKE) $(build)=rust' >/dev/null
 `;
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+const CHROOT_ENV = ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8', 'HOME=/root'];
+
+interface Timed {
+  seconds: number;
+  stdout: string;
+  ticks?: Tick[];
+  /** Date.now() at the start. */
+  started: number;
 }
 
-async function timed(c: Chroot, script: string): Promise<number> {
-  const r = await c.run(['bash', '-c', `s=$(date +%s%N); ${script}; rc=$?; e=$(date +%s%N); echo "__ms $(( (e - s) / 1000000 )) $rc"`], { reject: false, timeoutMs: 1_800_000 });
-  const m = /__ms (\d+) (\d+)/.exec(r.stdout);
-  if (!m || m[2] !== '0') throw new Error(`failed in the chroot: ${script}\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-2000)}`);
-  return Number(m[1]) / 1000;
-}
-
-async function main(): Promise<void> {
-  if (!existsSync('/var/cache/ootmod-test/chroots/sid/usr/bin/rustc')) {
-    console.log('rust bench: skipped: the sid chroot with a Rust toolchain is missing (run npm run test:e2e first)');
-    return;
-  }
-  const c = await ensureChroot('sid');
-  const kernel = await currentKernel(c);
-  copyFileSync(path.join(REPO, 'dist/ootmod'), c.path('/usr/sbin/ootmod'));
-  mkdirSync(c.path('/tmp/bench'), { recursive: true });
-  writeFileSync(c.path('/tmp/bench/bare-recipe.sh'), BARE_RECIPE, { mode: 0o755 });
-  const rows: string[][] = [];
-  await c.withMounts(async () => {
-    process.stderr.write('rust bench: reading the linux-source tarball once, so both builds start with it cached\n');
-    await timed(c, `cat /usr/src/linux-source-*.tar.xz > /dev/null`);
-    process.stderr.write('rust bench: bare kbuild recipe (cold)\n');
-    const bare = await timed(c, `/tmp/bench/bare-recipe.sh ${kernel.kver} /tmp/bench/obj`);
-    await timed(c, 'rm -rf /tmp/bench/obj');
-    process.stderr.write('rust bench: ootmod rust prepare (cold)\n');
-    const cold = await timed(c, `rm -rf /var/lib/ootmod/rust && ootmod rust prepare -k ${kernel.kver} >/dev/null`);
-    process.stderr.write('rust bench: ootmod rust prepare (warm) x5\n');
-    const warm: number[] = [];
-    for (let i = 0; i < 5; i++) warm.push(await timed(c, `ootmod rust prepare -k ${kernel.kver} >/dev/null`));
-    const node = median(await Promise.all([0, 1, 2].map(() => timed(c, 'node -e 0'))));
-    const status = JSON.parse((await c.run(['ootmod', 'rust', 'status', '--json'])).stdout).trees[0];
-    const du = Number((await c.run(['du', '-sb', status.dir])).stdout.split(/\s+/)[0]) / 1e6;
-    const ratio = cold / bare;
-    // Cross-check that noise cannot fake: ootmod's own time outside the make and tar it runs (from its log).
-    const log = (await c.run(['bash', '-c', `cat /var/lib/ootmod/rust/${kernel.kver}/*/build.log`])).stdout;
-    const children = [...log.matchAll(/# command: (tar|make) [^\n]*\n(?:[^#][^\n]*\n|#(?! elapsed)[^\n]*\n)*# elapsed time: ([\d.]+)s/g)].reduce((t, m) => t + Number(m[2]), 0);
-    rows.push(
-      ['cold prepare', `${cold.toFixed(1)} s`, `bare recipe ${bare.toFixed(1)} s`, `${ratio.toFixed(2)}x`, `<= ${GOALS.coldRatio}x`, ratio <= GOALS.coldRatio ? 'PASS' : 'MISS'],
-      ['  ootmod outside make and tar', `${(cold - children).toFixed(1)} s`, `make + tar ${children.toFixed(1)} s`, `${(cold / children).toFixed(2)}x`, '', ''],
-      ['warm prepare (median of 5)', `${median(warm).toFixed(2)} s`, `node -e 0 ${node.toFixed(2)} s`, `${(median(warm) / node).toFixed(1)}x`, `<= ${GOALS.warmSeconds} s`, median(warm) <= GOALS.warmSeconds ? 'PASS' : 'MISS'],
-      ['tree size on disk', `${du.toFixed(0)} MB`, `manifest files ${(status.sizeBytes / 1e6).toFixed(0)} MB`, '', `<= ${GOALS.treeMb} MB`, du <= GOALS.treeMb ? 'PASS' : 'MISS'],
-    );
+/** Runs a bash script in the chroot (mounts must be up), timed from the host; throws on failure. */
+async function sh(c: Chroot, script: string, opts: { sampleMs?: number } = {}): Promise<Timed> {
+  let sampler: ReturnType<typeof sampleTree> | undefined;
+  const started = Date.now();
+  const r = await run('chroot', [c.root, '/usr/bin/env', '-i', ...CHROOT_ENV, 'bash', '-c', script], {
+    onSpawn: (pid) => {
+      if (opts.sampleMs) sampler = sampleTree(pid, opts.sampleMs);
+    },
   });
-  const widths = [0, 1, 2, 3, 4, 5].map((i) => Math.max(...[['measure', 'ootmod', 'baseline (same run)', 'ratio', 'goal', ''], ...rows].map((r) => r[i]!.length)));
-  console.log(`\nRust tree of ${kernel.kver} (sid chroot, ${kernel.kver})`);
-  for (const r of [['measure', 'ootmod', 'baseline (same run)', 'ratio', 'goal', ''], ...rows]) console.log(r.map((x, i) => x.padEnd(widths[i]!)).join('  '));
+  const ticks = sampler?.stop();
+  if (r.code !== 0) throw new Error(`failed in the chroot (exit ${r.code}): ${script}\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-2000)}`);
+  return { seconds: r.seconds, stdout: r.stdout, ticks, started };
 }
 
-main().catch((e) => {
-  console.error(`rust bench: ${e instanceof Error ? e.message : String(e)}`);
-  process.exit(1);
-});
+/** The tree dir `current` names and when that link was made (the end of the tree's build), if any. */
+function currentTree(c: Chroot, kver: string): { mtimeMs: number } | undefined {
+  const base = c.path(`/var/lib/ootmod/rust/${kver}`);
+  for (const arch of existsSync(base) ? readdirSync(base) : []) {
+    const link = path.join(base, arch, 'current');
+    if (existsSync(link)) return { mtimeMs: lstatSync(link).mtimeMs };
+  }
+  return undefined;
+}
+
+const ratioText = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
+
+export async function rustColdRow(): Promise<RowResult> {
+  const { chroot: c, kernel } = await rustChroot(OOTMOD);
+  const jobs = CORES;
+  const kver = kernel.kver;
+  return c.withMounts(async () => {
+    writeFileSync(c.path('/usr/local/sbin/bench-bare-recipe'), BARE_RECIPE, { mode: 0o755 });
+    const kept = c.path('/var/tmp/bench-kept-rust');
+    const clean = () => {
+      rmSync(c.path('/var/tmp/bench-obj'), { recursive: true, force: true });
+      rmSync(c.path('/var/lib/ootmod/rust'), { recursive: true, force: true });
+    };
+    step('rust-cold: reading the linux-source tarball once, so every build starts with it cached');
+    await sh(c, 'cat /usr/src/linux-source-*.tar.xz > /dev/null');
+    let lastLog = '';
+    const { a: cold, b: bare } = await alternate(
+      REPS,
+      async (i) => {
+        rmSync(kept, { recursive: true, force: true });
+        clean();
+        step(`rust-cold: sample ${i + 1}/${REPS}: ootmod rust prepare -k ${kver} -j ${jobs} (cold)`);
+        const t = await sh(c, `ootmod rust prepare -k ${kver} -j ${jobs} >/dev/null`);
+        lastLog = (await sh(c, `cat /var/lib/ootmod/rust/${kver}/*/build.log 2>/dev/null || true`)).stdout;
+        return t.seconds;
+      },
+      async (i) => {
+        // The same state as ootmod's sample (no tree): its tree is set aside, and put back for the warm figure.
+        rmSync(kept, { recursive: true, force: true });
+        renameSync(c.path('/var/lib/ootmod/rust'), kept);
+        clean();
+        step(`rust-cold: sample ${i + 1}/${REPS}: the bare kbuild recipe, make -j${jobs} (cold)`);
+        const t = await sh(c, `bench-bare-recipe ${kver} /var/tmp/bench-obj ${jobs}`);
+        clean();
+        renameSync(kept, c.path('/var/lib/ootmod/rust'));
+        return t.seconds;
+      },
+    );
+    const warmRuns = QUICK ? 3 : 5;
+    step(`rust-cold: ootmod rust prepare (warm) x${warmRuns}, interleaved with node -e 0`);
+    const warm: number[] = [];
+    const node: number[] = [];
+    for (let i = 0; i < warmRuns; i++) {
+      warm.push((await sh(c, `ootmod rust prepare -k ${kver} >/dev/null`)).seconds);
+      node.push((await sh(c, 'node -e 0')).seconds);
+    }
+    const status = JSON.parse((await sh(c, 'ootmod rust status --json')).stdout) as { trees: { dir: string; sizeBytes: number }[] };
+    const tree = status.trees[0]!;
+    const du = Number((await sh(c, `du -sb ${tree.dir}`)).stdout.split(/\s+/)[0]) / 1e6;
+    // Cross-check that noise cannot fake: ootmod's own time outside the make and tar it runs (from its log).
+    const children = [...lastLog.matchAll(/# command: (tar|make) [^\n]*\n(?:[^#][^\n]*\n|#(?! elapsed)[^\n]*\n)*# elapsed time: ([\d.]+)s/g)].reduce((t, m) => t + Number(m[2]), 0);
+    const coldMed = median(cold);
+    const bareMed = median(bare);
+    const warmMed = median(warm);
+    const nodeMed = median(node);
+    const lastCold = cold[cold.length - 1]!;
+    const lines = [`(sid chroot, ${kver}; ${REPS} sample${REPS > 1 ? 's' : ''} each, alternating ootmod, bare; -j ${jobs} for both; the tarball read once before)`];
+    lines.push(...table(
+      ['measure', 'ootmod', 'baseline (same run)', 'ratio', 'samples (ootmod | baseline)'],
+      [
+        ['cold prepare', secs(coldMed, 1), `bare recipe ${secs(bareMed, 1)}`, ratioText(coldMed, bareMed), `${cold.map((x) => x.toFixed(1)).join('/')} | ${bare.map((x) => x.toFixed(1)).join('/')}`],
+        ['  last cold: outside make and tar', secs(lastCold - children, 1), `make + tar ${secs(children, 1)}`, children ? ratioText(lastCold, children) : '-', ''],
+        [`warm prepare (median of ${warmRuns})`, secs(warmMed), `node -e 0 ${secs(nodeMed)}`, ratioText(warmMed, nodeMed), `${warm.map((x) => x.toFixed(2)).join('/')} | ${node.map((x) => x.toFixed(2)).join('/')}`],
+        ['tree size on disk', `${du.toFixed(0)} MB`, `manifest files ${(tree.sizeBytes / 1e6).toFixed(0)} MB`, '', ''],
+      ],
+    ).map((l) => `   ${l}`));
+    const goals: Goal[] = [
+      { what: 'cold rust prepare vs the bare kbuild recipe', value: secs(coldMed, 1), baseline: `bare recipe ${secs(bareMed, 1)}`, ratio: coldMed / bareMed, limit: `<= ${GOALS.coldRatio.toFixed(2)}x`, pass: coldMed / bareMed <= GOALS.coldRatio },
+      { what: 'warm rust prepare', value: secs(warmMed), baseline: `node -e 0 ${secs(nodeMed)}`, ratio: warmMed / nodeMed, limit: `<= ${GOALS.warmSeconds} s`, pass: warmMed <= GOALS.warmSeconds },
+      { what: 'Rust tree on disk', value: `${du.toFixed(0)} MB`, baseline: '', limit: `<= ${GOALS.treeMb} MB`, pass: du <= GOALS.treeMb },
+    ];
+    return { lines, goals, data: { kver, jobs, cold, bare, warm, node, treeMb: du, manifestMb: tree.sizeBytes / 1e6, outsideMakeAndTar: lastCold - children } };
+  });
+}
+
+interface NewKernelSample {
+  seconds: number;
+  summary: string;
+  /** Per source: seconds after the start when its modules were installed (undefined: never). */
+  installed: Record<string, number | undefined>;
+  /** Seconds after the start when the Rust tree's `current` link was made. */
+  treeDone?: number;
+  maxCompilers: number;
+  samples: number;
+}
+
+export async function newKernelRow(real: RealModule[]): Promise<RowResult> {
+  const { chroot: c, kernel } = await rustChroot(OOTMOD);
+  const jobs = CORES;
+  const kver = kernel.kver;
+  const rustSrc = path.join(FIXTURES, RUST_MODULE);
+  const cSources = real.map((m) => m.srcDir);
+  for (const src of [...cSources, rustSrc]) {
+    rmSync(c.path(`/usr/src/${path.basename(src)}`), { recursive: true, force: true });
+    addSource(c.root, src);
+  }
+  const reset = () => {
+    rmSync(c.path('/var/lib/ootmod'), { recursive: true, force: true });
+    rmSync(c.path(`/usr/lib/modules/${kver}/updates/ootmod`), { recursive: true, force: true });
+  };
+  return c.withMounts(async () => {
+    const { a: auto, b: base } = await alternate(
+      REPS,
+      async (i): Promise<NewKernelSample> => {
+        reset();
+        step(`new-kernel: sample ${i + 1}/${REPS}: ootmod autoinstall -k ${kver} -j ${jobs} (no Rust tree; 3 C + 1 Rust module), compilers counted every 100 ms`);
+        const t = await sh(c, `ootmod autoinstall -k ${kver} -j ${jobs}`, { sampleMs: 100 });
+        const times = installTimes(c.path(`/usr/lib/modules/${kver}/updates/ootmod`), [...cSources, rustSrc]);
+        const tree = currentTree(c, kver);
+        const ticks = t.ticks ?? [];
+        return {
+          seconds: t.seconds, summary: t.stdout.trim().split('\n').pop() ?? '',
+          installed: Object.fromEntries([...times].map(([k, v]) => [k, v === undefined ? undefined : (v - t.started) / 1000])),
+          treeDone: tree ? (tree.mtimeMs - t.started) / 1000 : undefined,
+          maxCompilers: Math.max(0, ...ticks.map((x) => x.compilers)), samples: ticks.length,
+        };
+      },
+      async (i) => {
+        reset();
+        step(`new-kernel: sample ${i + 1}/${REPS}: baseline: ootmod rust prepare alone, then ootmod install of the Rust module alone`);
+        const tree = await sh(c, `ootmod rust prepare -k ${kver} -j ${jobs} >/dev/null`);
+        const mod = await sh(c, `ootmod install ootmod-rust-hello -k ${kver} -j ${jobs}`);
+        return { tree: tree.seconds, module: mod.seconds, sum: tree.seconds + mod.seconds };
+      },
+    );
+    reset();
+    const autoMed = median(auto.map((x) => x.seconds));
+    const baseMed = median(base.map((x) => x.sum));
+    const cNames = cSources.map((s) => path.basename(s));
+    const cFirst = auto.map((x) => cNames.every((n) => x.installed[n] !== undefined && x.treeDone !== undefined && x.installed[n]! < x.treeDone));
+    const lines = [`(sid chroot, ${kver}, CONFIG_RUST; ${REPS} sample${REPS > 1 ? 's' : ''} each, alternating; -j ${jobs}; each sample from no Rust tree and nothing installed)`];
+    lines.push(...table(
+      ['sample', 'autoinstall', 'Rust tree done at', 'C modules installed at', 'Rust module at', 'most compilers', 'summary'],
+      auto.map((x, i) => [
+        `${i + 1}`, secs(x.seconds, 1), secs(x.treeDone, 1), cNames.map((n) => `${n.replace(/-[^-]+$/, '')} ${x.installed[n]?.toFixed(1) ?? 'never'}`).join(', '),
+        secs(x.installed[RUST_MODULE], 1), `${x.maxCompilers} (${x.samples} samples)`, x.summary.replace(/^autoinstall: /, ''),
+      ]),
+    ).map((l) => `   ${l}`));
+    lines.push(`   baseline samples (tree + Rust module): ${base.map((b) => `${b.tree.toFixed(1)} + ${b.module.toFixed(1)} = ${b.sum.toFixed(1)} s`).join('; ')}`);
+    lines.push('   times "at": seconds after the autoinstall started, from the mtimes of the installed .ko files and of the tree\'s `current` link');
+    const most = Math.max(...auto.map((x) => x.maxCompilers));
+    const goals: Goal[] = [
+      { what: 'new kernel: C modules installed before the Rust tree is done', value: `${cFirst.filter(Boolean).length}/${cFirst.length} samples`, baseline: '', limit: 'every sample', pass: cFirst.every(Boolean) },
+      { what: 'new kernel: autoinstall vs tree alone + Rust module alone', value: secs(autoMed, 1), baseline: `${secs(baseMed, 1)} (tree ${secs(median(base.map((b) => b.tree)), 1)})`, ratio: autoMed / baseMed, limit: `<= ${GOALS.newKernelRatio.toFixed(2)}x`, pass: autoMed / baseMed <= GOALS.newKernelRatio },
+      { what: `new kernel: concurrent compilers (cc1, rustc) with --jobs ${jobs}`, value: `${most}`, baseline: `--jobs ${jobs}`, ratio: most / jobs, limit: `<= ${jobs}`, pass: most <= jobs },
+    ];
+    return { lines, goals, data: { kver, jobs, autoinstall: auto, baseline: base } };
+  });
+}
