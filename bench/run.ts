@@ -18,7 +18,7 @@
 // Environment: OOTMOD_BENCH_QUICK=1 (one sample per side, no warm-up: proves the rows run, figures not
 // judged meaningful), OOTMOD_BENCH_BIN=FILE (measure another ootmod bundle, e.g. an older build),
 // BENCH_REPS, BENCH_RUST_REPS, BENCH_STATUS_RUNS, BENCH_MAX_WAIT, BENCH_SKIP_DKMS=1, BENCH_REFRESH_DEBS=1,
-// BENCH_KEEP=1.
+// BENCH_KEEP=1, OOTMOD_BENCH_RESULTS=FILE (instead of bench/results/latest.json).
 // Prerequisites (root): the host's linux-headers (host rows), `dkms` and `time` (installed here when missing),
 // network to the host's Debian mirror the first time (the Debian sources, the sid chroot of the Rust rows).
 //
@@ -102,7 +102,7 @@ async function main(): Promise<number> {
     resultsDir,
   };
 
-  const file = path.join(resultsDir, 'latest.json');
+  const file = process.env.OOTMOD_BENCH_RESULTS ? path.resolve(process.env.OOTMOD_BENCH_RESULTS) : path.join(resultsDir, 'latest.json');
   const previous = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { rows?: Record<string, unknown> }) : {};
   const rows: Record<string, unknown> = { ...(previous.rows ?? {}) };
   const out: string[] = [`ootmod benchmark, ${new Date().toISOString()}: ${bundle}, ${bundleVersion}${QUICK ? ' -- QUICK MODE: 1 sample per side, figures are not results' : ''}`];
@@ -142,7 +142,7 @@ async function main(): Promise<number> {
   out.push(...table(['row', 'goal', 'value', 'baseline (same run)', 'ratio', 'limit', 'result'], summary).map((l) => `   ${l}`));
   const missed = summary.filter((s) => s[6] === 'MISS').length;
   out.push(`   ${summary.length - missed}/${summary.length} goals met${missed ? `, ${missed} MISS` : ''}${failed ? `; ${failed} row(s) not measured` : ''}`);
-  out.push('', `(${waitedSeconds().toFixed(0)} s spent waiting for a quieter machine; results in bench/results/latest.json)`);
+  out.push('', `(${waitedSeconds().toFixed(0)} s spent waiting for a quieter machine; results in ${path.relative(REPO, file)})`);
   process.stdout.write(`${out.join('\n')}\n`);
   return failed ? 1 : 0;
 }
