@@ -16,12 +16,17 @@ export const SERIAL_FIXTURE = path.resolve(__dirname, 'fixtures', 'ootmod-serial
 const SHARE_GOAL = 0.95;
 const UTILISATION_GOAL = 0.95;
 
-/** The .ko names a source installs (DEST_MODULE_NAME[i], else BUILT_MODULE_NAME[i]), from its dkms.conf. */
+/**
+ * The .ko names a source installs (DEST_MODULE_NAME[i], else BUILT_MODULE_NAME[i]; PACKAGE_NAME when it names
+ * none, as DKMS does), from its dkms.conf text (good enough for the sources this benchmark uses).
+ */
 function moduleNames(src: string): string[] {
   const text = readFileSync(path.join(src, 'dkms.conf'), 'utf8');
-  const unq = (s: string) => s.trim().replace(/^["']|["']$/g, '');
-  const built = new Map([...text.matchAll(/^BUILT_MODULE_NAME\[(\d+)\]=(.*)$/gm)].map((m) => [m[1]!, unq(m[2]!)]));
-  const dest = new Map([...text.matchAll(/^DEST_MODULE_NAME\[(\d+)\]=(.*)$/gm)].map((m) => [m[1]!, unq(m[2]!)]));
+  const pkgName = /^\s*PACKAGE_NAME=["']?([^"'\s]*)/m.exec(text)?.[1] ?? '';
+  const unq = (s: string) => s.trim().replace(/^["']|["']$/g, '').replace(/\$\{?PACKAGE_NAME\}?/g, pkgName);
+  const built = new Map([...text.matchAll(/^\s*BUILT_MODULE_NAME\[(\d+)\]=(.*)$/gm)].map((m) => [m[1]!, unq(m[2]!)]));
+  const dest = new Map([...text.matchAll(/^\s*DEST_MODULE_NAME\[(\d+)\]=(.*)$/gm)].map((m) => [m[1]!, unq(m[2]!)]));
+  if (!built.size) return [pkgName];
   return [...built.keys()].map((i) => dest.get(i) ?? built.get(i)!);
 }
 
