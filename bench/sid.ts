@@ -2,9 +2,10 @@
 // sid kernel's headers and linux-source of exactly the headers' version, the kernel's gcc, and the rustc,
 // rust-src and bindgen it was built with, all derived from the archive at run time. Debootstrapped and
 // set up on first use (a few minutes and a few hundred MB from the host's Debian mirror), cached after.
-import { chmodSync, copyFileSync, existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { currentKernel, ensureChroot, kernelGccPackage, kernelRustToolchain, type Chroot, type KernelInfo } from '../test/e2e/lib/chroot';
-import { step } from './lib';
+import { onInterrupt, step } from './lib';
 
 export const BENCH_CHROOT = 'bench-sid';
 
@@ -34,7 +35,32 @@ export async function rustChroot(ootmodBundle: string): Promise<RustChroot> {
     const rustc = await chroot.run(['bash', '-c', 'rustc --version 2>/dev/null; true']);
     if (rustc.stdout.trim() !== toolchain.rustcText || !have('/usr/bin/bindgen')) await chroot.aptInstall(toolchain.packages, { target: toolchain.suite });
   });
+  unmountOnInterrupt(chroot.root);
   copyFileSync(ootmodBundle, chroot.path('/usr/sbin/ootmod'));
   chmodSync(chroot.path('/usr/sbin/ootmod'), 0o755);
   return { chroot, kernel };
+}
+
+let hooked = false;
+/** On Ctrl-C the chroot's mounts must not outlive the benchmark (withMounts' finally never runs then). */
+function unmountOnInterrupt(root: string): void {
+  if (hooked) return;
+  hooked = true;
+  onInterrupt(() => {
+    const points = readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[4] ?? '')
+      .filter((p) => p.startsWith(`${root}/`))
+      .sort((a, b) => b.length - a.length);
+    for (const p of points) {
+      try {
+        execFileSync('umount', ['-R', '-l', p], { stdio: 'ignore' });
+      } catch {
+        /* already gone with its parent */
+      }
+    }
+    // The lock, only when this process holds it (it holds the pid of its owner).
+    const owner = existsSync(`${root}.lock`) ? readFileSync(`${root}.lock`, 'utf8').trim() : '';
+    if (owner === String(process.pid)) rmSync(`${root}.lock`, { force: true });
+  });
 }
