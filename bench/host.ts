@@ -177,7 +177,8 @@ function makeElapsedFromLog(root: string, kver: string, name: string): number | 
     if (!existsSync(log)) continue;
     let inMake = false;
     for (const line of readFileSync(log, 'utf8').split('\n')) {
-      if (line.startsWith('# command: ')) inMake = /\bmake -j\d+ /.test(line); // ootmod's make, with the -jN it injects
+      // ootmod's make: it injects KERNELRELEASE= right after `make` (and, before the jobserver, a -jN first).
+      if (line.startsWith('# command: ')) inMake = /\bmake (-j\d+ )?KERNELRELEASE=/.test(line);
       const m = /^# elapsed time: ([\d.]+)s/.exec(line);
       if (m && inMake) return Number(m[1]);
     }

@@ -7,7 +7,8 @@ import { chmodSync, copyFileSync, existsSync, readFileSync, rmSync } from 'node:
 import { currentKernel, ensureChroot, kernelGccPackage, kernelRustToolchain, type Chroot, type KernelInfo } from '../test/e2e/lib/chroot';
 import { onInterrupt, step } from './lib';
 
-export const BENCH_CHROOT = 'bench-sid';
+/** The chroot's name under /var/cache/ootmod-test/chroots (OOTMOD_BENCH_CHROOT: another one, e.g. a copy). */
+export const BENCH_CHROOT = process.env.OOTMOD_BENCH_CHROOT ?? 'bench-sid';
 
 export interface RustChroot {
   chroot: Chroot;
