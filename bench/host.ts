@@ -488,7 +488,16 @@ export async function overheadRow(env: Env): Promise<RowResult> {
   return { lines: out, goals, data: { keygenSeconds: keygenSamples, modules } };
 }
 
+/** DKMS, the baseline of the autoinstall row: installed from the host's apt sources when missing (as root). */
+async function ensureDkms(env: Env): Promise<void> {
+  if (env.dkms || process.getuid?.() !== 0 || process.env.BENCH_SKIP_DKMS === '1') return;
+  step('installing the dkms package (the baseline of the autoinstall row)');
+  await run('apt-get', ['install', '-y', '--no-install-recommends', 'dkms'], { env: { DEBIAN_FRONTEND: 'noninteractive' } });
+  if (onPath('dkms')) env.dkms = (await run('dkms', ['--version'])).stdout.trim().replace(/^dkms-?\s*/, '');
+}
+
 export async function autoinstallRow(env: Env, real: RealModule[], resultsDir: string): Promise<RowResult> {
+  await ensureDkms(env);
   const n = reps(3);
   const jobs = env.cores;
   const sources = real.map((m) => m.srcDir);
