@@ -55,13 +55,14 @@ interface SampledRun {
 }
 
 async function sampledAutoinstall(env: Env, sources: string[], jobs: number, intervalMs: number): Promise<SampledRun> {
+  // (jobs is also the limit above which the sampler keeps the compilers' command lines, to see what they were.)
   let sampler: ReturnType<typeof sampleTree> | undefined;
   let t0 = 0;
   const load = foreignLoad();
   const x = await ootmodAutoinstall(env, sources, jobs, {
     onSpawn: (pid) => {
       t0 = Date.now();
-      sampler = sampleTree(pid, intervalMs);
+      sampler = sampleTree(pid, intervalMs, jobs);
     },
   });
   const ticks = sampler?.stop() ?? [];
@@ -140,7 +141,7 @@ export async function busyCoresRow(env: Env, real: RealModule[]): Promise<RowRes
 
 export async function maxJobsRow(env: Env, real: RealModule[]): Promise<RowResult> {
   const sources = [...real.map((m) => m.srcDir), SERIAL_FIXTURE];
-  const results: { jobs: number; runs: { seconds: number; exit: number; samples: number; maxCompilers: number; over: number; summary: string }[] }[] = [];
+  const results: { jobs: number; runs: { seconds: number; exit: number; samples: number; maxCompilers: number; over: number; overExample?: string[]; summary: string }[] }[] = [];
   for (const jobs of [1, 4]) {
     const n = reps(3) > 1 ? 2 : 1;
     const runs = [];
@@ -150,6 +151,7 @@ export async function maxJobsRow(env: Env, real: RealModule[]): Promise<RowResul
       runs.push({
         seconds: r.seconds, exit: r.exit, samples: r.ticks.length, summary: r.summary,
         maxCompilers: Math.max(0, ...r.ticks.map((t) => t.compilers)), over: r.ticks.filter((t) => t.compilers > jobs).length,
+        overExample: r.ticks.find((t) => t.over)?.over,
       });
     }
     results.push({ jobs, runs });
@@ -159,6 +161,7 @@ export async function maxJobsRow(env: Env, real: RealModule[]): Promise<RowResul
     ['--jobs', 'run', 'wall', 'samples', 'most compilers at once', 'samples over --jobs', 'result'],
     results.flatMap((j) => j.runs.map((r, i) => [`${j.jobs}`, `${i + 1}`, secs(r.seconds, 1), `${r.samples}`, `${r.maxCompilers}`, `${r.over}`, r.summary.replace(/^autoinstall: /, '')])),
   ).map((l) => `   ${l}`));
+  for (const j of results) for (const r of j.runs) if (r.overExample) out.push(`--jobs ${j.jobs}: compilers at a sample over the limit: ${r.overExample.join(' | ')}`);
   const goals: Goal[] = results.map((j) => {
     const most = Math.max(...j.runs.map((r) => r.maxCompilers));
     return {

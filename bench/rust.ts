@@ -66,12 +66,12 @@ interface Timed {
 }
 
 /** Runs a bash script in the chroot (mounts must be up), timed from the host; throws on failure. */
-async function sh(c: Chroot, script: string, opts: { sampleMs?: number } = {}): Promise<Timed> {
+async function sh(c: Chroot, script: string, opts: { sampleMs?: number; limit?: number } = {}): Promise<Timed> {
   let sampler: ReturnType<typeof sampleTree> | undefined;
   const started = Date.now();
   const r = await run('chroot', [c.root, '/usr/bin/env', '-i', ...CHROOT_ENV, 'bash', '-c', script], {
     onSpawn: (pid) => {
-      if (opts.sampleMs) sampler = sampleTree(pid, opts.sampleMs);
+      if (opts.sampleMs) sampler = sampleTree(pid, opts.sampleMs, opts.limit);
     },
   });
   const ticks = sampler?.stop();
@@ -173,6 +173,8 @@ interface NewKernelSample {
   treeDone?: number;
   maxCompilers: number;
   samples: number;
+  /** Command lines of the compilers at the first sample with more than --jobs of them. */
+  overExample?: string[];
 }
 
 export async function newKernelRow(real: RealModule[]): Promise<RowResult> {
@@ -195,7 +197,7 @@ export async function newKernelRow(real: RealModule[]): Promise<RowResult> {
       async (i): Promise<NewKernelSample> => {
         reset();
         step(`new-kernel: sample ${i + 1}/${REPS}: ootmod autoinstall -k ${kver} -j ${jobs} (no Rust tree; 3 C + 1 Rust module), compilers counted every 100 ms`);
-        const t = await sh(c, `ootmod autoinstall -k ${kver} -j ${jobs}`, { sampleMs: 100 });
+        const t = await sh(c, `ootmod autoinstall -k ${kver} -j ${jobs}`, { sampleMs: 100, limit: jobs });
         const times = installTimes(c.path(`/usr/lib/modules/${kver}/updates/ootmod`), [...cSources, rustSrc]);
         const tree = currentTree(c, kver);
         const ticks = t.ticks ?? [];
@@ -204,6 +206,7 @@ export async function newKernelRow(real: RealModule[]): Promise<RowResult> {
           installed: Object.fromEntries([...times].map(([k, v]) => [k, v === undefined ? undefined : (v - t.started) / 1000])),
           treeDone: tree ? (tree.mtimeMs - t.started) / 1000 : undefined,
           maxCompilers: Math.max(0, ...ticks.map((x) => x.compilers)), samples: ticks.length,
+          overExample: ticks.find((x) => x.over)?.over,
         };
       },
       async (i) => {
@@ -229,6 +232,7 @@ export async function newKernelRow(real: RealModule[]): Promise<RowResult> {
     ).map((l) => `   ${l}`));
     lines.push(`   baseline samples (tree + Rust module): ${base.map((b) => `${b.tree.toFixed(1)} + ${b.module.toFixed(1)} = ${b.sum.toFixed(1)} s`).join('; ')}`);
     lines.push('   times "at": seconds after the autoinstall started, from the mtimes of the installed .ko files and of the tree\'s `current` link');
+    for (const x of auto) if (x.overExample) lines.push(`   compilers at a sample over --jobs: ${x.overExample.join(' | ')}`);
     const most = Math.max(...auto.map((x) => x.maxCompilers));
     const goals: Goal[] = [
       { what: 'new kernel: C modules installed before the Rust tree is done', value: `${cFirst.filter(Boolean).length}/${cFirst.length} samples`, baseline: '', limit: 'every sample', pass: cFirst.every(Boolean) },

@@ -24,9 +24,12 @@ export interface Tick {
   running: number;
   /** CPU seconds the tree has used so far (see above). */
   cpu: number;
+  /** When more compilers than the sampler's `limit` ran: their command lines (cut to 160 characters). */
+  over?: string[];
 }
 
 interface ProcStat {
+  pid: number;
   comm: string;
   state: string;
   ticks: number;
@@ -43,7 +46,7 @@ function readStat(pid: number): ProcStat | undefined {
   const close = text.lastIndexOf(')');
   const f = text.slice(close + 2).split(' ');
   // After "state" (index 0): utime stime cutime cstime are fields 14-17 of proc(5), so 11-14 here.
-  return { comm: text.slice(open + 1, close), state: f[0]!, ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]) };
+  return { pid, comm: text.slice(open + 1, close), state: f[0]!, ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]) };
 }
 
 function childrenOf(pid: number): number[] {
@@ -64,8 +67,17 @@ function childrenOf(pid: number): number[] {
   return out;
 }
 
-/** One reading of the tree under `root`. */
-export function readTree(root: number): Omit<Tick, 't'> {
+function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim().slice(0, 160);
+  } catch {
+    return '?';
+  }
+}
+
+/** One reading of the tree under `root`; with `limit`, the compilers' command lines when more than that run. */
+export function readTree(root: number, limit = Infinity): Omit<Tick, 't'> {
+  const found: number[] = [];
   let procs = 0;
   let compilers = 0;
   let running = 0;
@@ -81,10 +93,13 @@ export function readTree(root: number): Omit<Tick, 't'> {
     procs++;
     ticks += st.ticks;
     if (st.state === 'R') running++;
-    if (st.state !== 'Z' && COMPILERS.has(st.comm)) compilers++;
+    if (st.state !== 'Z' && COMPILERS.has(st.comm)) {
+      compilers++;
+      found.push(st.pid);
+    }
     if (st.state !== 'Z') queue.push(...childrenOf(pid));
   }
-  return { procs, compilers, running, cpu: ticks / HZ };
+  return { procs, compilers, running, cpu: ticks / HZ, over: compilers > limit ? found.map(commandLine) : undefined };
 }
 
 export interface TreeSampler {
@@ -93,11 +108,11 @@ export interface TreeSampler {
 }
 
 /** Samples the tree under `root` every `intervalMs` until stopped (the first reading is immediate). */
-export function sampleTree(root: number, intervalMs: number): TreeSampler {
+export function sampleTree(root: number, intervalMs: number, limit = Infinity): TreeSampler {
   const started = process.hrtime.bigint();
   const ticks: Tick[] = [];
   const take = () => {
-    const r = readTree(root);
+    const r = readTree(root, limit);
     if (r.procs) ticks.push({ t: Number(process.hrtime.bigint() - started) / 1e9, ...r });
   };
   take();
