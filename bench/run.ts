@@ -51,6 +51,8 @@ const ROWS: { name: string; run: (ctx: Context) => Promise<RowResult> }[] = [
   { name: 'new-kernel', run: async (ctx) => newKernelRow(await ctx.real(['sid', 'trixie'])) },
 ];
 
+class UsageError extends Error {}
+
 function parseArgs(argv: string[]): string[] {
   const only: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -60,10 +62,10 @@ function parseArgs(argv: string[]): string[] {
       process.exit(0);
     } else if (a === '--only') only.push(...(argv[++i] ?? '').split(','));
     else if (a.startsWith('--only=')) only.push(...a.slice('--only='.length).split(','));
-    else throw new Error(`unknown argument ${a} (use --only ROW[,ROW...] or --list)`);
+    else throw new UsageError(`unknown argument ${a} (use --only ROW[,ROW...] or --list)`);
   }
   const unknown = only.filter((o) => !ROWS.some((r) => r.name === o));
-  if (unknown.length) throw new Error(`no such row: ${unknown.join(', ')} (rows: ${ROWS.map((r) => r.name).join(', ')})`);
+  if (unknown.length) throw new UsageError(`no such row: ${unknown.join(', ')} (rows: ${ROWS.map((r) => r.name).join(', ')})`);
   return only.length ? only : ROWS.map((r) => r.name);
 }
 
@@ -153,6 +155,11 @@ main().then(
   },
   (err: unknown) => {
     removeAllTemps();
+    if (err instanceof UsageError) {
+      process.stderr.write(`[bench] ${err.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
     process.stderr.write(`[bench] fatal: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
     process.exitCode = 1;
   },
