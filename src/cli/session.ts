@@ -14,6 +14,8 @@ export interface Options {
   force: boolean;
   debug: boolean;
   kernelSource?: string;
+  /** -o/--output DIR (mkdeb). */
+  output?: string;
 }
 
 export interface Session {

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { access, constants, cp, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { OotmodError } from '../errors.js';
-import type { Compression, KernelTarget } from '../kernel/inventory.js';
+import { crossOf, type Compression, type KernelTarget } from '../kernel/inventory.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import type { BuildJob, InstallJob } from '../plan/jobs.js';
 import type { JobserverClient } from './jobserver.js';
@@ -66,6 +66,13 @@ export async function runScript(directive: string, script: string, dir: string, 
   await run(full, args, { cwd: dir, env, log, timeoutMs, step: directive, jobserver });
 }
 
+/** The strip of the kernel's binutils: the cross one (aarch64-linux-gnu-strip) for a foreign kernel. */
+export function stripCommand(kernel: KernelTarget): string {
+  if (kernel.compiler.clang) return 'llvm-strip';
+  const cross = crossOf(kernel);
+  return cross ? `${cross.crossCompile}strip` : 'strip';
+}
+
 async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, log: CommandLog): Promise<string[]> {
   const { spec } = job;
   const buildDir = ctx.layout.buildDir(job.kernel, spec.name, spec.version);
@@ -87,6 +94,7 @@ async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, l
     kernelBuildDir: ctx.kernelBuildDir,
     buildDir,
     llvm: ctx.kernel.compiler.clang,
+    cross: crossOf(ctx.kernel),
   });
   const compiler = ctx.kernel.compiler.command;
   await runShell(commandLine, {
@@ -112,7 +120,7 @@ async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, l
     const out = path.join(staging, `${m.destName}.ko`);
     await cp(built, out);
     if (m.strip) {
-      await run(ctx.kernel.compiler.clang ? 'llvm-strip' : 'strip', ['-g', out], { log, step: 'strip' });
+      await run(stripCommand(ctx.kernel), ['-g', out], { log, step: 'strip' });
     }
     files.push(out);
   }

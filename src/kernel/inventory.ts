@@ -7,6 +7,8 @@ import { KernelConfig } from './config.js';
 import { KERNEL_PACKAGES, installedPackages, type InstalledPackage } from './packages.js';
 import { compareKernelVersions } from './version.js';
 import { findOnPath } from './toolchain.js';
+import { archFromDebian, archFromTriplet, buildMachineArch, dpkgTables, type ArchInfo, type DpkgTables } from './dpkgarch.js';
+import os from 'node:os';
 
 export type Compression = 'none' | 'gzip' | 'xz' | 'zstd';
 
@@ -17,6 +19,14 @@ export interface KernelArch {
   srcArch?: string;
   /** `uname -m` of a machine running this kernel: DKMS's `arch` (x86_64, aarch64, ...). */
   machine: string;
+  /** The kernel's GNU triplet (aarch64-linux-gnu), from dpkg's tables. */
+  triplet?: string;
+  /** CROSS_COMPILE of the headers' .kernelvariables (aarch64-linux-gnu-). */
+  crossCompile?: string;
+  /** The Debian architecture of this machine (the build architecture). */
+  build?: string;
+  /** The kernel is of another architecture than this machine: a cross build. */
+  foreign: boolean;
 }
 
 export interface KernelCompiler {
@@ -67,30 +77,37 @@ export function compilerFromKernelVariables(cc: string | undefined): string | un
   return last?.replace(/^\$\(CROSS_COMPILE\)/, '') || undefined;
 }
 
-export function machineArch(srcArch: string | undefined, config: KernelConfig | undefined): string {
-  const is64 = config?.builtin('64BIT') ?? false;
-  switch (srcArch) {
-    case 'x86':
-      return is64 ? 'x86_64' : 'i686';
-    case 'arm64':
-      return 'aarch64';
-    case 'arm':
-      return 'armv7l';
-    case 'riscv':
-      return is64 ? 'riscv64' : 'riscv32';
-    case 'powerpc':
-      return is64 ? (config?.builtin('CPU_LITTLE_ENDIAN') ? 'ppc64le' : 'ppc64') : 'ppc';
-    case 's390':
-      return 's390x';
-    case 'loongarch':
-      return 'loongarch64';
-    case 'mips':
-      return is64 ? 'mips64' : 'mips';
-    case undefined:
-      return process.arch === 'x64' ? 'x86_64' : process.arch === 'arm64' ? 'aarch64' : process.arch;
-    default:
-      return srcArch;
-  }
+/** What building for a kernel of `triplet` needs of `tool` (gcc-16, clang-19): Debian's package name. */
+export function toolPackage(tool: string, triplet: string | undefined, build: ArchInfo | undefined): string {
+  // Debian's cross compilers are gcc-NN-<triplet>; the native gcc-NN also has the <triplet>-gcc-NN name.
+  return triplet && build && triplet !== build.triplet && /^gcc(-\d+)?$/.test(tool) ? `${tool}-${triplet}` : tool;
+}
+
+/**
+ * The kernel's architecture: its Debian architecture (the headers package's, else from the GNU triplet
+ * of CROSS_COMPILE in .kernelvariables, through dpkg's tables) and DKMS's `arch`: `uname -m` of this
+ * machine for a kernel of this machine's architecture, the GNU CPU name (aarch64) for a foreign one.
+ */
+export function kernelArch(dpkgArch: string | undefined, kvars: Map<string, string>, tables: DpkgTables | undefined, build = buildMachineArch(tables)): KernelArch {
+  const cross = kvars.get('CROSS_COMPILE')?.replace(/-$/, '') || undefined;
+  const info = tables && ((dpkgArch && archFromDebian(tables, dpkgArch)) || (cross && archFromTriplet(tables, cross)) || undefined);
+  const foreign = Boolean(info && build && info.debian !== build.debian);
+  const machine = foreign ? info!.gnuCpu : typeof os.machine === 'function' ? os.machine() : (build?.gnuCpu ?? process.arch);
+  return {
+    dpkg: dpkgArch ?? info?.debian,
+    srcArch: kvars.get('ARCH'),
+    machine,
+    triplet: info?.triplet ?? cross,
+    crossCompile: kvars.get('CROSS_COMPILE') || undefined,
+    build: build?.debian,
+    foreign,
+  };
+}
+
+/** ARCH and CROSS_COMPILE for a kernel of another architecture (from its .kernelvariables). */
+export function crossOf(kernel: Pick<KernelTarget, 'arch'>): { arch: string; crossCompile: string } | undefined {
+  const { foreign, srcArch, crossCompile } = kernel.arch;
+  return foreign && srcArch && crossCompile ? { arch: srcArch, crossCompile } : undefined;
 }
 
 export function compressionOf(config: KernelConfig | undefined): Compression {
@@ -152,12 +169,18 @@ export async function readKernel(layout: Layout, kver: string, pkgs?: Map<string
     if (configPath) config = KernelConfig.parse((await readOptional(configPath)) ?? '');
     problems.push(`no headers for ${kver}: install linux-headers-${kver}`);
   }
-  const srcArch = kvars.get('ARCH');
+  const dpkgArch = pkgs?.get(`linux-headers-${kver}`)?.arch;
+  const tables = dpkgTables();
+  const arch = kernelArch(dpkgArch && dpkgArch !== 'all' ? dpkgArch : undefined, kvars, tables);
   const ccText = config?.string('CC_VERSION_TEXT');
-  const command = compilerFromKernelVariables(kvars.get('CC')) ?? ccText?.split(/\s+/)[0];
+  const tool = compilerFromKernelVariables(kvars.get('CC')) ?? ccText?.split(/\s+/)[0];
+  // A foreign kernel's compiler is the cross compiler: CROSS_COMPILE (from the headers) + the tool.
+  const command = tool && arch.foreign && arch.crossCompile && !tool.startsWith(arch.crossCompile) ? `${arch.crossCompile}${tool}` : tool;
   const compilerPath = command ? findOnPath(command) : undefined;
-  if (headersDir && command && !compilerPath) {
-    problems.push(`${kver} was built with ${command}, which is not installed: install the package providing ${command}`);
+  if (headersDir && command && tool && !compilerPath) {
+    const pkg = toolPackage(tool.replace(/^.*-linux-\w+-/, ''), arch.triplet, tables && buildMachineArch(tables));
+    const what = arch.foreign ? `${kver} is an ${arch.dpkg ?? arch.machine} kernel built with ${command}` : `${kver} was built with ${command}`;
+    problems.push(`${what}, which is not installed: install ${pkg}`);
   }
   const hash = config?.string('MODULE_SIG_HASH');
   const signFile = kbuildDir ? path.join(kbuildDir, 'scripts', 'sign-file') : undefined;
@@ -170,7 +193,7 @@ export async function readKernel(layout: Layout, kver: string, pkgs?: Map<string
     config,
     configPath,
     headersPackage: pkgs?.get(`linux-headers-${kver}`),
-    arch: { dpkg: pkgs?.get(`linux-headers-${kver}`)?.arch, srcArch, machine: machineArch(srcArch, config) },
+    arch,
     compiler: { versionText: ccText, command, path: compilerPath, clang: config?.builtin('CC_IS_CLANG') ?? false },
     compression: compressionOf(config),
     signing: {

@@ -37,17 +37,33 @@ export interface AbiReport {
   /** Exported symbols of the checked crates, and how many of them the rebuilt objects define. */
   exported: number;
   matched: number;
+  /** Of the matched symbols, how many the rebuilt objects define as code (T) and as data (D, R, B). */
+  text?: number;
+  data?: number;
   missing: string[];
 }
 
-export function compareAbi(exported: string[], defined: Set<string>): AbiReport {
+/**
+ * Defined symbols of `nm --defined-only` output (posix format: "name type value size"), with their type
+ * letter: text (T, t, W) and data (D, d, R, r, B, b, V) alike, as the kernel exports both.
+ */
+export function definedSymbols(nmPosix: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of nmPosix.split('\n')) {
+    const [name, type] = line.trim().split(/\s+/);
+    if (name && type && !name.endsWith(':')) out.set(name, type);
+  }
+  return out;
+}
+
+export function compareAbi(exported: string[], defined: Set<string> | Map<string, string>): AbiReport {
   const crates: AbiReport['crates'] = {};
   const hashesIn = (symbols: Iterable<string>, crate: string) => {
     const set = new Set<string>();
     for (const s of symbols) for (const root of crateRoots(s)) if (root.startsWith(`${crate}:`)) set.add(root.slice(crate.length + 1));
     return [...set].sort();
   };
-  for (const crate of CHECKED_CRATES) crates[crate] = { kernel: hashesIn(exported, crate), rebuilt: hashesIn(defined, crate) };
+  for (const crate of CHECKED_CRATES) crates[crate] = { kernel: hashesIn(exported, crate), rebuilt: hashesIn(defined.keys(), crate) };
   // A symbol is the rebuilt crates' to provide when its own crate root (the outermost) is one of them.
   const rebuiltRoots = new Set(CHECKED_CRATES.flatMap((c) => crates[c]!.rebuilt.map((h) => `${c}:${h}`)));
   const kernelRoots = new Set(CHECKED_CRATES.flatMap((c) => crates[c]!.kernel.map((h) => `${c}:${h}`)));
@@ -57,16 +73,23 @@ export function compareAbi(exported: string[], defined: Set<string>): AbiReport 
   });
   const missing = owned.filter((s) => !defined.has(s));
   const hashesMatch = CHECKED_CRATES.every((c) => crates[c]!.kernel.every((h) => rebuiltRoots.has(`${c}:${h}`)));
-  return { ok: hashesMatch && missing.length === 0, crates, exported: owned.length, matched: owned.length - missing.length, missing: missing.slice(0, 20) };
+  const report: AbiReport = { ok: hashesMatch && missing.length === 0, crates, exported: owned.length, matched: owned.length - missing.length, missing: missing.slice(0, 20) };
+  if (defined instanceof Map) {
+    const types = owned.map((s) => defined.get(s)).filter((t): t is string => t !== undefined);
+    report.text = types.filter((t) => /^[TtWw]$/.test(t)).length;
+    report.data = types.length - report.text;
+  }
+  return report;
 }
 
 /** Runs the check on a freshly built tree (before pruning removes the objects). */
-export async function checkRustAbi(objDir: string, log: CommandLog): Promise<AbiReport> {
+export async function checkRustAbi(objDir: string, log: CommandLog, nmCommand = 'nm'): Promise<AbiReport> {
   const symvers = await readFile(path.join(objDir, 'Module.symvers'), 'utf8');
   const exported = exportedRustSymbols(symvers);
   const objects = ['core.o', 'kernel.o'].map((o) => path.join(objDir, 'rust', o));
-  const nm = await run('nm', ['--defined-only', '--format=just-symbols', ...objects], { log, step: 'nm (ABI check)' });
-  const defined = new Set(nm.stdout.split('\n').map((s) => s.trim()).filter(Boolean));
+  // The kernel's binutils (aarch64-linux-gnu-nm for an arm64 kernel): the host nm may not read its objects.
+  const nm = await run(nmCommand, ['--defined-only', '--format=posix', ...objects], { log, step: `${nmCommand} (ABI check)` });
+  const defined = definedSymbols(nm.stdout);
   const report = compareAbi(exported, defined);
   await log.write(`# ABI check: ${JSON.stringify({ ...report, missing: report.missing.length })}\n`);
   if (!report.ok) {

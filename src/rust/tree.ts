@@ -8,7 +8,7 @@ import { cp, lstat, mkdir, readdir, readFile, realpath, rename, rm, stat, symlin
 import os from 'node:os';
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
-import type { KernelTarget } from '../kernel/inventory.js';
+import { crossOf, type KernelTarget } from '../kernel/inventory.js';
 import { hashParts } from '../modules/identity.js';
 import { writeFileAtomic } from '../system/files.js';
 import type { Layout } from '../system/layout.js';
@@ -206,8 +206,11 @@ export interface TreeAssessment {
 /** Reads whether a kernel's Rust tree must be (re)built for this toolchain and source. Changes nothing. */
 export async function assessRustTree(layout: Layout, kernel: KernelTarget, toolchain: RustToolchain, source: RustSource, force: boolean): Promise<TreeAssessment> {
   const arch = buildArch();
-  if (kernel.arch.machine !== arch) {
-    throw new OotmodError(`${kernel.release} is a ${kernel.arch.machine} kernel and this machine is ${arch}`, 'build its Rust tree on a machine of its architecture (cross builds are not supported)', ExitCode.Environment);
+  const cross = crossOf(kernel);
+  if (cross && !kernel.compiler.path) {
+    // The inventory's one line names the package (gcc-NN-<triplet>) from the headers' own config.
+    const problem = kernel.problems.find((p) => p.includes(kernel.compiler.command ?? '\0'));
+    throw new OotmodError(problem ?? `${kernel.release} needs ${kernel.compiler.command ?? 'its cross compiler'}, which is not installed`, problem ? undefined : `install the cross compiler for ${kernel.arch.triplet}`, ExitCode.Environment);
   }
   const { key, parts } = await treeKey(kernel, toolchain, source);
   const current = await currentTree(layout, kernel.release, arch);
@@ -235,6 +238,7 @@ export interface BuildTreeOptions {
 export async function buildRustTree(opts: BuildTreeOptions): Promise<RustTree> {
   const { layout, kernel, toolchain, source, key, parts, reason } = opts;
   const arch = buildArch();
+  const cross = crossOf(kernel);
   const base = layout.rustDir(kernel.release, arch);
   const obj = path.join(base, 'trees', key);
   const logFile = path.join(base, 'build.log');
@@ -251,7 +255,10 @@ export async function buildRustTree(opts: BuildTreeOptions): Promise<RustTree> {
     const archMakefile = await readFile(path.join(common, 'arch', kernel.arch.srcArch ?? 'x86', 'Makefile'), 'utf8').catch(() => '');
     // Only some arches (x86) use a generated target.json; the rest use a built-in rustc target.
     const target = archMakefile.includes('scripts/target.json') ? '$(MAKE) $(build)=scripts scripts/target.json && ' : '';
+    if (cross) await checkRustTarget(kernel, archMakefile, toolchain.rustc);
     const tools = [`RUSTC=${toolchain.rustc}`, `HOSTRUSTC=${toolchain.rustc}`, `BINDGEN=${toolchain.bindgen}`];
+    // A foreign kernel: .rmeta for its target, proc macros (HOSTRUSTC) for this machine, its cross compiler.
+    if (cross) tools.push(`ARCH=${cross.arch}`, `CROSS_COMPILE=${cross.crossCompile}`, `CC=${kernel.compiler.command}`);
     // No -j: the parallelism comes from the jobserver in MAKEFLAGS (without one, a serial build).
     await run('make', ['-C', obj, 'run-command', 'FORCE', `KBUILD_RUN_COMMAND=+${target}$(MAKE) $(build)=rust`, ...tools], {
       cwd: obj, log, step: 'make (Rust tree)', timeoutMs: opts.timeoutMs, jobserver: opts.jobserver,
@@ -260,7 +267,7 @@ export async function buildRustTree(opts: BuildTreeOptions): Promise<RustTree> {
     for (const f of ['rust/libkernel.rmeta', 'rust/libcore.rmeta', 'rust/libmacros.so']) {
       if (!existsSync(path.join(obj, f))) throw new OotmodError(`the Rust build finished without ${f}`, `see ${logFile}`);
     }
-    const abi = await checkRustAbi(obj, log);
+    const abi = await checkRustAbi(obj, log, cross ? `${cross.crossCompile}nm` : 'nm');
     await prune(obj, common, kernel.headersDir!, log);
     const files = await Promise.all(
       (await walkFiles(obj)).filter((f) => f.startsWith('rust/') || f === 'scripts/target.json').map(async (f) => ({ path: f, size: (await stat(path.join(obj, f))).size })),
@@ -281,6 +288,25 @@ export async function buildRustTree(opts: BuildTreeOptions): Promise<RustTree> {
     if (err instanceof OotmodError) throw new OotmodError(`Rust tree for ${kernel.release}: ${err.message}`, err.remedy ?? `see ${logFile}`, err.exitCode);
     throw err;
   }
+}
+
+/** The rustc targets an arch Makefile may pass (`--target=aarch64-unknown-none-softfloat`), in order. */
+export function rustTargetsOf(archMakefile: string): string[] {
+  return [...new Set([...archMakefile.matchAll(/--target=([A-Za-z0-9_.-]+)/g)].map((m) => m[1]!))];
+}
+
+/** A foreign kernel's rustc target must be one this rustc knows (its core is built from rust-src). */
+async function checkRustTarget(kernel: KernelTarget, archMakefile: string, rustc: string): Promise<void> {
+  const wanted = rustTargetsOf(archMakefile);
+  if (!wanted.length) return;
+  const list = await run(rustc, ['--print', 'target-list'], { allowFailure: true });
+  const known = new Set(list.stdout.split('\n').map((l) => l.trim()));
+  if (wanted.some((t) => known.has(t))) return;
+  throw new OotmodError(
+    `${rustc} cannot build for ${wanted.join(' or ')}, the Rust target of ${kernel.release} (${kernel.arch.dpkg ?? kernel.arch.machine})`,
+    `install Debian's rustc (its LLVM has every target) and rust-src, or set RUSTC to a rustc built with that target`,
+    ExitCode.Environment,
+  );
 }
 
 function staleReason(old: RustTreeKey, now: RustTreeKey): string {

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { KernelConfig } from '../../src/kernel/config.js';
 import { compareKernelVersions } from '../../src/kernel/version.js';
-import { compilerFromKernelVariables, compressionOf, machineArch, parseKernelVariables } from '../../src/kernel/inventory.js';
+import { compilerFromKernelVariables, compressionOf, kernelArch, parseKernelVariables, toolPackage } from '../../src/kernel/inventory.js';
+import { archFromDebian, archFromTriplet, dpkgTables, type ArchInfo } from '../../src/kernel/dpkgarch.js';
 
 const SAMPLE = `
 CONFIG_64BIT=y
@@ -53,10 +54,35 @@ endif`;
     expect(compilerFromKernelVariables(vars.get('CC'))).toBe('gcc-12');
     expect(compilerFromKernelVariables('$(CROSS_COMPILE)clang-19')).toBe('clang-19');
   });
-  it('maps SRCARCH to the machine name DKMS calls arch', () => {
-    expect(machineArch('x86', KernelConfig.parse('CONFIG_64BIT=y'))).toBe('x86_64');
-    expect(machineArch('arm64', KernelConfig.parse('CONFIG_64BIT=y'))).toBe('aarch64');
-    expect(machineArch('powerpc', KernelConfig.parse('CONFIG_64BIT=y\nCONFIG_CPU_LITTLE_ENDIAN=y'))).toBe('ppc64le');
+});
+
+// dpkg's real tables on this (Debian) machine: the names come from dpkg, not from a list in ootmod.
+const tables = dpkgTables();
+describe.skipIf(!tables)('architectures from dpkg tables', () => {
+  const amd64: ArchInfo = { debian: 'amd64', triplet: 'x86_64-linux-gnu', gnuCpu: 'x86_64' };
+  it('maps Debian architectures to GNU triplets and back, as dpkg-architecture does', () => {
+    expect(archFromDebian(tables!, 'arm64')).toEqual({ debian: 'arm64', triplet: 'aarch64-linux-gnu', gnuCpu: 'aarch64' });
+    expect(archFromDebian(tables!, 'amd64')).toEqual(amd64);
+    expect(archFromDebian(tables!, 'armhf')?.triplet).toBe('arm-linux-gnueabihf');
+    expect(archFromDebian(tables!, 'ppc64el')?.triplet).toBe('powerpc64le-linux-gnu');
+    expect(archFromTriplet(tables!, 'aarch64-linux-gnu')?.debian).toBe('arm64');
+    expect(archFromTriplet(tables!, 'arm-linux-gnueabihf')?.debian).toBe('armhf');
+    expect(archFromTriplet(tables!, 'riscv64-linux-gnu')?.debian).toBe('riscv64');
+    expect(archFromDebian(tables!, 'no-such-arch')).toBeUndefined();
+  });
+  it('makes an arm64 kernel on amd64 a foreign kernel with DKMS arch aarch64', () => {
+    const kvars = parseKernelVariables('override ARCH = arm64\noverride CROSS_COMPILE = aarch64-linux-gnu-\nCC = $(CROSS_COMPILE)gcc-16\n');
+    expect(kernelArch('arm64', kvars, tables, amd64)).toEqual({
+      dpkg: 'arm64', srcArch: 'arm64', machine: 'aarch64', triplet: 'aarch64-linux-gnu', crossCompile: 'aarch64-linux-gnu-', build: 'amd64', foreign: true,
+    });
+    // Without the package database, the triplet of CROSS_COMPILE says the same.
+    expect(kernelArch(undefined, kvars, tables, amd64)).toMatchObject({ dpkg: 'arm64', machine: 'aarch64', foreign: true });
+    expect(kernelArch('amd64', parseKernelVariables('override ARCH = x86\n'), tables, amd64)).toMatchObject({ dpkg: 'amd64', foreign: false });
+  });
+  it('names the cross compiler package for a foreign kernel and the native one otherwise', () => {
+    expect(toolPackage('gcc-16', 'aarch64-linux-gnu', amd64)).toBe('gcc-16-aarch64-linux-gnu');
+    expect(toolPackage('gcc-16', 'x86_64-linux-gnu', amd64)).toBe('gcc-16');
+    expect(toolPackage('clang-19', 'aarch64-linux-gnu', amd64)).toBe('clang-19');
   });
 });
 

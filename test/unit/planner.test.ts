@@ -12,7 +12,7 @@ function kernel(release: string, extra: Partial<KernelTarget> = {}, config = 'CO
     moduleDir: `/usr/lib/modules/${release}`,
     headersDir: `/usr/src/linux-headers-${release}`,
     config: KernelConfig.parse(config),
-    arch: { machine: 'x86_64', srcArch: 'x86', dpkg: 'amd64' },
+    arch: { machine: 'x86_64', srcArch: 'x86', dpkg: 'amd64', foreign: false },
     compiler: { clang: false, command: 'gcc-12', path: '/usr/bin/gcc-12' },
     compression: 'none',
     signing: { enabled: false, forced: false },

@@ -59,7 +59,7 @@ describe('kernel Makefile version', () => {
 function rustKernel(rustc: string, bindgen = 'bindgen 0.72.1'): KernelTarget {
   return {
     release: '9.9.9-test-amd64', moduleDir: '/nonexistent', headersDir: '/nonexistent', config: KernelConfig.parse('CONFIG_RUST=y'),
-    arch: { machine: 'x86_64' }, compiler: { clang: false }, compression: 'none', signing: { enabled: false, forced: false },
+    arch: { machine: 'x86_64', foreign: false }, compiler: { clang: false }, compression: 'none', signing: { enabled: false, forced: false },
     rust: { enabled: true, rustcVersionText: rustc, bindgenVersionText: bindgen }, problems: [],
   };
 }

@@ -11,7 +11,10 @@ export function kernelJson(k: KernelTarget) {
     kbuild: k.kbuildDir ?? null,
     image: k.image ?? null,
     config: k.configPath ?? null,
-    arch: { dpkg: k.arch.dpkg ?? null, srcArch: k.arch.srcArch ?? null, machine: k.arch.machine },
+    arch: {
+      dpkg: k.arch.dpkg ?? null, srcArch: k.arch.srcArch ?? null, machine: k.arch.machine, triplet: k.arch.triplet ?? null,
+      crossCompile: k.arch.crossCompile ?? null, build: k.arch.build ?? null, foreign: k.arch.foreign,
+    },
     compiler: {
       versionText: k.compiler.versionText ?? null,
       command: k.compiler.command ?? null,
@@ -41,12 +44,13 @@ export async function kernelsCommand(s: Session): Promise<ExitCode> {
     k.headersDir ? 'yes' : 'no',
     k.image ? 'yes' : 'no',
     [k.arch.dpkg, k.arch.machine].filter(Boolean).join('/'),
+    k.arch.build ? `${k.arch.build}${k.arch.foreign ? ' (cross)' : ''}` : '-',
     k.compiler.command ? `${k.compiler.command}${k.compiler.path ? '' : ' (missing)'}` : '-',
     k.compression,
     k.signing.enabled ? k.signing.hash ?? 'yes' : 'no',
     k.rust.enabled ? k.rust.rustcVersionText?.split(' ').slice(0, 2).join(' ') ?? 'yes' : 'no',
   ]);
-  for (const line of table(['KERNEL', 'HEADERS', 'IMAGE', 'ARCH', 'COMPILER', 'COMPRESS', 'SIGN', 'RUST'], rows)) s.out(line);
+  for (const line of table(['KERNEL', 'HEADERS', 'IMAGE', 'ARCH', 'BUILD ARCH', 'COMPILER', 'COMPRESS', 'SIGN', 'RUST'], rows)) s.out(line);
   for (const k of kernels) for (const p of k.problems) s.out(`  ${k.release}: ${p}`);
   return ExitCode.Ok;
 }

@@ -61,6 +61,7 @@ export async function rustStatus(s: Session): Promise<ExitCode> {
       }
       return {
         kernel: k.release,
+        kernelArch: k.arch.dpkg ?? k.arch.machine,
         buildArch: buildArch(),
         state,
         detail: detail || null,
@@ -69,7 +70,12 @@ export async function rustStatus(s: Session): Promise<ExitCode> {
         builtAt: tree?.manifest.builtAt ?? null,
         buildSeconds: tree ? Math.round(tree.manifest.durationMs / 1000) : null,
         sizeBytes: tree?.manifest.bytes ?? null,
-        abi: tree ? { ok: tree.manifest.abi.ok, exported: tree.manifest.abi.exported, matched: tree.manifest.abi.matched, crates: tree.manifest.abi.crates } : null,
+        abi: tree
+          ? {
+              ok: tree.manifest.abi.ok, exported: tree.manifest.abi.exported, matched: tree.manifest.abi.matched,
+              text: tree.manifest.abi.text ?? null, data: tree.manifest.abi.data ?? null, crates: tree.manifest.abi.crates,
+            }
+          : null,
       };
     }),
   );
@@ -82,8 +88,12 @@ export async function rustStatus(s: Session): Promise<ExitCode> {
     return ExitCode.Ok;
   }
   for (const line of table(
-    ['KERNEL', 'ARCH', 'STATE', 'SIZE', 'ABI', 'DETAIL'],
-    rows.map((r) => [r.kernel, r.buildArch, r.state, r.sizeBytes ? `${Math.round(r.sizeBytes / 1e6)} MB` : '-', r.abi ? `${r.abi.matched}/${r.abi.exported} symbols` : '-', r.detail ?? r.dir ?? '']),
+    ['KERNEL', 'ARCH', 'BUILD ARCH', 'STATE', 'SIZE', 'ABI', 'DETAIL'],
+    rows.map((r) => [
+      r.kernel, r.kernelArch, r.buildArch, r.state, r.sizeBytes ? `${Math.round(r.sizeBytes / 1e6)} MB` : '-',
+      r.abi ? `${r.abi.ok ? 'ok' : 'FAILED'} ${r.abi.matched}/${r.abi.exported} symbols${r.abi.data !== null ? ` (${r.abi.text} text, ${r.abi.data} data)` : ''}` : '-',
+      r.detail ?? r.dir ?? '',
+    ]),
   )) s.out(line);
   return ExitCode.Ok;
 }

@@ -610,21 +610,22 @@ export interface KernelInfo {
  */
 export function currentKernel(
   chroot: Chroot,
-  opts: { suite?: string; flavour?: string } = {},
+  opts: { suite?: string; flavour?: string; /** A foreign Debian architecture (multiarch), e.g. arm64. */ arch?: string } = {},
 ): Promise<KernelInfo> {
   const suite = opts.suite ?? (chroot.suite === 'trixie' ? 'trixie-backports' : chroot.suite);
   const flavour = opts.flavour ?? 'amd64';
+  const qual = opts.arch ? `:${opts.arch}` : '';
   // One mount cycle for all the apt queries.
   return chroot.withMounts(async () => {
     await chroot.aptUpdate();
     const metaDependency = async (kind: 'headers' | 'image') => {
-      const meta = `linux-${kind}-${flavour}`;
+      const meta = `linux-${kind}-${flavour}${qual}`;
       return dependency(chroot, meta, await versionIn(chroot, meta, suite), `linux-${kind}-`);
     };
     const headers = await metaDependency('headers');
     const image = await metaDependency('image');
 
-    const version = headers.version ?? (await versionIn(chroot, headers.name, suite));
+    const version = headers.version ?? (await versionIn(chroot, `${headers.name}${qual}`, suite));
     const upstream = /^(?:\d+:)?(\d+\.\d+)/.exec(version)?.[1];
     if (!upstream) throw new Error(`cannot parse upstream version of ${headers.name} ${version}`);
     return {
@@ -632,8 +633,8 @@ export function currentKernel(
       version,
       upstream,
       suite,
-      headersPackage: headers.name,
-      imagePackage: image.name,
+      headersPackage: `${headers.name}${qual}`,
+      imagePackage: `${image.name}${qual}`,
       sourcePackage: `linux-source-${upstream}`,
     };
   });

@@ -25,7 +25,26 @@ export interface BootOptions {
   /** Shell commands run by init after the insmods and before the rmmods. */
   script?: string[];
   timeoutMs: number;
+  /**
+   * The guest: x86_64 (default, qemu-system-x86_64) or aarch64 (qemu-system-aarch64 -M virt -cpu max).
+   * A foreign guest needs its own busybox (e.g. from busybox-static:arm64).
+   */
+  machine?: 'x86_64' | 'aarch64';
+  /** Host path of the guest's static busybox (default: the host's /bin/busybox). */
+  busybox?: string;
 }
+
+interface Machine {
+  qemu: string;
+  pkg: string;
+  args: string[];
+  console: string;
+}
+
+const MACHINES: Record<'x86_64' | 'aarch64', Machine> = {
+  x86_64: { qemu: 'qemu-system-x86_64', pkg: 'qemu-system-x86', args: [], console: 'ttyS0' },
+  aarch64: { qemu: 'qemu-system-aarch64', pkg: 'qemu-system-arm', args: ['-M', 'virt', '-cpu', 'max'], console: 'ttyAMA0' },
+};
 
 export interface BootResult {
   /** Everything printed on the serial console (kernel and init), with \n line ends. */
@@ -82,7 +101,7 @@ function initScript(names: string[], modules: BootModule[], script: string[]): s
 async function buildInitramfs(dir: string, names: string[], opts: BootOptions): Promise<string> {
   const root = path.join(dir, 'root');
   for (const d of ['bin', 'mods', 'dev', 'proc', 'sys']) await fs.mkdir(path.join(root, d), { recursive: true });
-  await fs.copyFile('/bin/busybox', path.join(root, 'bin/busybox'));
+  await fs.copyFile(opts.busybox ?? '/bin/busybox', path.join(root, 'bin/busybox'));
   await fs.chmod(path.join(root, 'bin/busybox'), 0o755);
   // init's stdin/stdout/stderr are opened on /dev/console before devtmpfs is mounted.
   await exec('mknod', ['-m', '600', path.join(root, 'dev/console'), 'c', '5', '1']);
@@ -118,7 +137,8 @@ function markers(log: string, what: 'insmod' | 'rmmod'): Record<string, number> 
 
 /** Boots `vmlinuz` with an initramfs that insmods `modules`, runs `script`, rmmods and powers off. */
 export async function bootWithModules(opts: BootOptions): Promise<BootResult> {
-  await ensureHostPackages(['qemu-system-x86', 'busybox-static', 'cpio']);
+  const machine = MACHINES[opts.machine ?? 'x86_64'];
+  await ensureHostPackages([machine.pkg, ...(opts.busybox ? [] : ['busybox-static']), 'cpio']);
   const names = opts.modules.map((m) => moduleName(m.path));
   if (new Set(names).size !== names.length) throw new Error(`duplicate module names: ${names.join(' ')}`);
 
@@ -128,17 +148,18 @@ export async function bootWithModules(opts: BootOptions): Promise<BootResult> {
     const t0 = Date.now();
     // panic=-1 reboots at once on a panic (e.g. init dying), and -no-reboot turns that into an exit.
     const r = await exec(
-      'qemu-system-x86_64',
+      machine.qemu,
       [
+        ...machine.args,
         ...['-accel', 'tcg', '-m', '1024', '-smp', '1', '-nographic', '-no-reboot'],
         ...['-kernel', opts.vmlinuz, '-initrd', initrd],
-        ...['-append', 'console=ttyS0 panic=-1 loglevel=7'],
+        ...['-append', `console=${machine.console} panic=-1 loglevel=7`],
       ],
       { stdin: 'ignore', timeout: opts.timeoutMs, reject: false },
     );
     const log = r.stdout.replace(/\r\n?/g, '\n');
     if (!r.timedOut && r.exitCode !== 0) {
-      throw new Error(`qemu-system-x86_64 exited with ${r.exitCode}: ${r.stderr}\n${log}`);
+      throw new Error(`${machine.qemu} exited with ${r.exitCode}: ${r.stderr}\n${log}`);
     }
     return {
       log,
