@@ -179,7 +179,7 @@ export async function readKernel(layout: Layout, kver: string, pkgs?: Map<string
   const compilerPath = command ? findOnPath(command) : undefined;
   if (headersDir && command && tool && !compilerPath) {
     const pkg = toolPackage(tool.replace(/^.*-linux-\w+-/, ''), arch.triplet, tables && buildMachineArch(tables));
-    const what = arch.foreign ? `${kver} is an ${arch.dpkg ?? arch.machine} kernel built with ${command}` : `${kver} was built with ${command}`;
+    const what = arch.foreign ? `${kver} is a kernel for ${arch.dpkg ?? arch.machine}, built with ${command}` : `${kver} was built with ${command}`;
     problems.push(`${what}, which is not installed: install ${pkg}`);
   }
   const hash = config?.string('MODULE_SIG_HASH');

@@ -78,9 +78,12 @@ export function planDeb(input: DebInput, outDir: string): DebPlan {
     'Section: kernel',
     'Priority: optional',
     `Description: ${input.module} kernel modules for Linux ${input.kernel}`,
-    ` The ${input.module} ${input.version} out-of-tree kernel modules, built by ootmod for the Linux`,
-    ` kernel ${input.kernel} (${input.arch})${input.signed ? ', signed with the build machine\'s module signing key' : ''}.`,
-    ` Installing this package runs depmod for that kernel; it needs no compiler and no headers.`,
+    ` Out-of-tree kernel modules of ${input.module} ${input.version}, built by ootmod`,
+    ` for Linux ${input.kernel} (${input.arch})${input.signed ? ' and signed with the' : '.'}`,
+    ...(input.signed ? [' module signing key of the machine that built them.'] : []),
+    ' .',
+    ' Installing the package runs depmod for that kernel. It needs no compiler,',
+    ' no kernel headers and no ootmod.',
     '',
   ].join('\n');
   return {

@@ -10,11 +10,28 @@ import { StateStore } from '../../state/store.js';
 import { parseModuleRef } from '../modargs.js';
 import type { Session } from '../session.js';
 
+/**
+ * The package's Maintainer, as Debian's tools take it: DEBFULLNAME and DEBEMAIL ("Name <a@b>" in
+ * DEBEMAIL works too), else ootmod at this machine's fully qualified name.
+ */
+export function maintainerOf(env: NodeJS.ProcessEnv, hostname = os.hostname()): string {
+  const email = env.DEBEMAIL?.trim();
+  if (email && /<[^>]+@[^>]+>/.test(email)) return email;
+  if (email && /^[^\s@<>]+@[^\s@<>]+\.[^\s@<>]+$/.test(email)) return `${env.DEBFULLNAME?.trim() || 'ootmod'} <${email}>`;
+  if (/\./.test(hostname) && !/localhost|localdomain/.test(hostname)) return `ootmod <ootmod@${hostname}>`;
+  throw new OotmodError(
+    `mkdeb needs a maintainer address for the package and this machine's name '${hostname}' is not a mail domain`,
+    'set DEBEMAIL=you@your.domain (and DEBFULLNAME)',
+    ExitCode.Usage,
+  );
+}
+
 export async function mkdebCommand(s: Session, args: string[]): Promise<ExitCode> {
   if (args.length !== 1) throw new OotmodError('mkdeb wants one module', 'ootmod mkdeb NAME[/VERSION] -k KVER -o DIR', ExitCode.Usage);
   if (s.opts.kernels.length !== 1) throw new OotmodError('mkdeb wants exactly one kernel', 'ootmod mkdeb NAME[/VERSION] -k KVER -o DIR', ExitCode.Usage);
   if (!s.opts.output) throw new OotmodError('mkdeb wants an output directory', 'ootmod mkdeb NAME[/VERSION] -k KVER -o DIR', ExitCode.Usage);
   const ref = parseModuleRef(args[0]!);
+  const maintainer = maintainerOf(process.env);
   const kver = s.opts.kernels[0]!;
   const records = StateStore.load(s.layout.stateFile)
     .find({ module: ref.name, version: ref.version, kernel: kver })
@@ -33,7 +50,6 @@ export async function mkdebCommand(s: Session, args: string[]): Promise<ExitCode
   const [kernel] = await listKernels(s.layout, [kver]);
   const arch = kernel?.arch.dpkg;
   if (!arch) throw new OotmodError(`the Debian architecture of ${kver} is unknown`, `install linux-headers-${kver} from its Debian package`, ExitCode.NotFound);
-  const env = process.env;
   const input = {
     module: record.module,
     version: record.version,
@@ -41,7 +57,7 @@ export async function mkdebCommand(s: Session, args: string[]): Promise<ExitCode
     arch,
     files: record.built,
     imagePackage: `linux-image-${kver} | linux-image-${kver}-unsigned`,
-    maintainer: `${env.DEBFULLNAME ?? 'ootmod'} <${env.DEBEMAIL ?? `root@${os.hostname()}`}>`,
+    maintainer,
     signed: record.signed ?? false,
   };
   const plan = planDeb(input, path.resolve(s.opts.output));

@@ -401,6 +401,11 @@ export interface EnsureChrootOptions {
    * links to the suite's cached .debs, so nothing is downloaded twice).
    */
   name?: string;
+  /**
+   * Debian architecture of the chroot (default: the host's). A foreign one (arm64 on amd64) runs
+   * through qemu-user binfmt: the host needs qemu-user-static and binfmt-support.
+   */
+  arch?: string;
 }
 
 interface Marker {
@@ -420,6 +425,7 @@ export async function ensureChroot(suite: Suite, opts: EnsureChrootOptions = {})
   const known = chroots.get(root);
   if (known) return known;
   await fs.mkdir(path.dirname(root), { recursive: true });
+  if (opts.arch) await ensureForeignExecution(opts.arch, log);
 
   const lock = lockFor(root);
   await lock.acquire(log);
@@ -429,7 +435,7 @@ export async function ensureChroot(suite: Suite, opts: EnsureChrootOptions = {})
     const marker = await readMarker(root);
     if (!marker || Date.now() - Date.parse(marker.created) > maxAgeMs) {
       if (marker) log(`${suite}: cached chroot from ${marker.created} is too old, rebuilding`);
-      await buildChroot(suite, root, mirror, log);
+      await buildChroot(suite, root, mirror, log, opts.arch);
     }
     // Rewritten every time (cheap), so a changed mirror or apt setting needs no rebuild.
     await configureApt(root, suite, mirror);
@@ -493,6 +499,39 @@ export async function freshChroot(suite: Suite, name: string, opts: Omit<EnsureC
   return chroot;
 }
 
+let binfmtMountedHere = false;
+
+/** Unmounts binfmt_misc if ensureForeignExecution mounted it. */
+export async function releaseForeignExecution(): Promise<void> {
+  if (!binfmtMountedHere) return;
+  binfmtMountedHere = false;
+  await exec('umount', ['/proc/sys/fs/binfmt_misc'], { reject: false });
+}
+
+/** Whether this machine runs `arch` binaries natively (dpkg --print-architecture). */
+export async function isHostArch(arch: string): Promise<boolean> {
+  return (await exec('dpkg', ['--print-architecture'])).stdout.trim() === arch;
+}
+
+/**
+ * Makes binaries of a foreign Debian architecture run here through qemu-user (binfmt_misc with the
+ * fix-binary flag, so they also run in chroots). Mounts binfmt_misc if it is not mounted; call
+ * releaseForeignExecution() when done to unmount it again.
+ */
+export async function ensureForeignExecution(arch: string, log: Log = defaultLog): Promise<void> {
+  if (await isHostArch(arch)) return;
+  await ensureHostPackages(['qemu-user-static', 'binfmt-support'], log);
+  const dir = '/proc/sys/fs/binfmt_misc';
+  if (!existsSync(path.join(dir, 'status'))) {
+    await exec('mount', ['-t', 'binfmt_misc', 'binfmt_misc', dir]);
+    binfmtMountedHere = true;
+  }
+  const cpu = (await exec('dpkg-architecture', ['-a', arch, '-qDEB_HOST_GNU_CPU'], { reject: false })).stdout.trim();
+  const entry = `qemu-${cpu}`;
+  if (!existsSync(path.join(dir, entry))) await exec('update-binfmts', ['--enable', entry]);
+  if (!existsSync(path.join(dir, entry))) throw new Error(`binfmt_misc has no ${entry} after update-binfmts --enable ${entry}`);
+}
+
 async function readMarker(root: string): Promise<Marker | undefined> {
   try {
     return JSON.parse(await fs.readFile(path.join(root, COMPLETE_MARKER), 'utf8')) as Marker;
@@ -502,14 +541,14 @@ async function readMarker(root: string): Promise<Marker | undefined> {
 }
 
 /** Debootstraps into <root>.tmp and renames it into place once it is complete. Caller holds the lock. */
-async function buildChroot(suite: Suite, root: string, mirror: string, log: Log): Promise<void> {
+async function buildChroot(suite: Suite, root: string, mirror: string, log: Log, arch?: string): Promise<void> {
   await ensureHostPackages(['debootstrap'], log);
   const tmp = `${root}.tmp`;
   await removeTree(tmp); // left by an interrupted build
   log(`${suite}: debootstrap --variant=minbase from ${mirror} (takes a few minutes)`);
   const t0 = Date.now();
   try {
-    await exec('debootstrap', ['--variant=minbase', '--include=make', suite, tmp, mirror], {
+    await exec('debootstrap', [...(arch ? [`--arch=${arch}`] : []), '--variant=minbase', '--include=make', suite, tmp, mirror], {
       stdin: 'ignore',
       stdout: VERBOSE ? ['pipe', 'inherit'] : 'pipe',
       stderr: VERBOSE ? ['pipe', 'inherit'] : 'pipe',
