@@ -291,7 +291,7 @@ describe.skipIf(!onAmd64)('a native arm64 build machine (sid, through qemu-user)
   afterAll(() => releaseForeignExecution());
 
   it('is an arm64 machine building for its own kernel: no cross compiler, a C module built natively', async () => {
-    expect((await sh('uname -m; dpkg --print-architecture')).out).toBe('aarch64\narm64\n');
+    expect((await sh('uname -m; dpkg --print-architecture')).out.trim()).toBe('aarch64\narm64');
     const { kernels } = JSON.parse((await sh(`ootmod kernels --json -k ${kernel.kver}`)).out);
     expect(kernels[0].arch).toMatchObject({ dpkg: 'arm64', machine: 'aarch64', build: 'arm64', foreign: false });
     expect(kernels[0].problems).toEqual([]);
