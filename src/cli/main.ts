@@ -23,6 +23,7 @@ Commands:
                                built for removed kernels and sources, then autoinstall
   hook NAME KVER [IMAGE]       the kernel hooks' logic (header_postinst, postinst, prerm, postrm)
   mkdeb NAME[/VERSION] -k KVER -o DIR  write a .deb of the built modules for that kernel (any architecture)
+  dkms ARGS                    DKMS's command line (what ootmod-dkms's /usr/sbin/dkms runs); see man ootmod
 
 Options:
   -k, --kernel KVER   restrict to this kernel release (repeatable)
@@ -124,9 +125,19 @@ async function dispatch(s: Session, command: string, args: string[]): Promise<Ex
   }
 }
 
+/** `ootmod [--root DIR] dkms ARGS`: DKMS's own command line follows, parsed by the dkms front end. */
+function dkmsArgs(argv: string[]): { root: string; args: string[] } | undefined {
+  if (argv[0] === 'dkms') return { root: '/', args: argv.slice(1) };
+  if (argv[0] === '--root' && argv[1] && argv[2] === 'dkms') return { root: argv[1], args: argv.slice(3) };
+  if (argv[0]?.startsWith('--root=') && argv[1] === 'dkms') return { root: argv[0].slice('--root='.length), args: argv.slice(2) };
+  return undefined;
+}
+
 export async function main(argv: string[]): Promise<number> {
   let debug = argv.includes('--debug');
   try {
+    const dkms = dkmsArgs(argv);
+    if (dkms) return await (await import('./commands/dkms.js')).dkmsMain(dkms.root, dkms.args);
     const { opts, command, args, help, version } = parseOptions(argv);
     debug = opts.debug;
     if (version) {

@@ -6,8 +6,8 @@ import type { KernelTarget } from '../kernel/inventory.js';
 import { ExitCode, OotmodError } from '../errors.js';
 import type { Layout } from '../system/layout.js';
 import { confFiles, evaluateConf, type ConfContext } from './dkmsconf.js';
-import { registeredWithDkms, splitNameVersion } from './names.js';
-import { resolveSpec, type ModuleSpec } from './spec.js';
+import { registeredWithDkms, removedMarker, splitNameVersion } from './names.js';
+import { PACKAGE_WORD, resolveSpec, type ModuleSpec } from './spec.js';
 
 export { registeredWithDkms, splitNameVersion };
 
@@ -19,15 +19,20 @@ export interface SourceDir {
   guessedVersion: string;
 }
 
-/** Module sources under /usr/src; those DKMS has registered are listed only with `includeDkms`. */
+/**
+ * Module sources under /usr/src: every dir with a dkms.conf, whatever its name (kernel headers and
+ * linux-source dirs have none). Those DKMS has registered are listed only with `includeDkms`; those
+ * `dkms remove` took away (ootmod-dkms) are not listed.
+ */
 export async function listSourceDirs(layout: Layout, opts: { includeDkms?: boolean } = {}): Promise<SourceDir[]> {
   const found: SourceDir[] = [];
   for (const entry of await readdir(layout.srcDir, { withFileTypes: true }).catch(() => [])) {
-    if (!entry.isDirectory() || entry.name.startsWith('linux-')) continue;
+    if (!entry.isDirectory()) continue;
     const dir = path.join(layout.srcDir, entry.name);
     if (!existsSync(path.join(dir, 'dkms.conf'))) continue;
     const { name, version } = splitNameVersion(entry.name);
     if (!opts.includeDkms && registeredWithDkms(layout, name, version)) continue;
+    if (existsSync(removedMarker(layout, entry.name))) continue;
     found.push({ dir, guessedName: name, guessedVersion: version });
   }
   return found.sort((a, b) => a.dir.localeCompare(b.dir));
@@ -66,12 +71,30 @@ async function checkNotWritableByOthers(file: string, label: string): Promise<st
   return undefined;
 }
 
+/**
+ * The name and version of a source. Under /usr/src they come from the dir, as DKMS takes them from
+ * `-m NAME -v VERSION` and /usr/src/NAME-VERSION: PACKAGE_NAME when the dir starts with it, else the
+ * dir split before its last '-<digit>'. Elsewhere (a tree to add) from PACKAGE_NAME and PACKAGE_VERSION.
+ */
+export function sourceIdentity(confName: string, confVersion: string, dir: string, underSrc: boolean): { name: string; version: string; note?: string } | { error: string } {
+  const base = path.basename(dir);
+  const valid = (w: string) => PACKAGE_WORD.test(w);
+  if (base === `${confName}-${confVersion}` && valid(confName) && valid(confVersion)) return { name: confName, version: confVersion };
+  if (underSrc) {
+    const fromDir = valid(confName) && base.startsWith(`${confName}-`) && base.length > confName.length + 1
+      ? { name: confName, version: base.slice(confName.length + 1) }
+      : splitNameVersion(base);
+    if (fromDir.name && fromDir.version && valid(fromDir.name) && valid(fromDir.version)) {
+      return { ...fromDir, note: `dkms.conf says ${confName}/${confVersion}; using ${fromDir.name}/${fromDir.version} from the dir name, as DKMS does` };
+    }
+  }
+  if (!valid(confName)) return { error: `PACKAGE_NAME '${confName}' must hold only letters, digits and _.+~:-` };
+  if (!valid(confVersion)) return { error: `PACKAGE_VERSION '${confVersion}' must hold only letters, digits and _.+~:-` };
+  return { error: `the source dir must be named ${confName}-${confVersion} after PACKAGE_NAME and PACKAGE_VERSION` };
+}
+
 async function fileProblems(spec: ModuleSpec, src: SourceDir, ctx: SourceContext): Promise<string[]> {
   const problems: string[] = [];
-  const expectedDir = `${spec.name}-${spec.version}`;
-  if (path.basename(src.dir) !== expectedDir) {
-    problems.push(`the source dir must be named ${expectedDir} after PACKAGE_NAME and PACKAGE_VERSION`);
-  }
   for (const patch of spec.patches) {
     if (!existsSync(path.join(src.dir, 'patches', patch))) {
       problems.push(`PATCH '${patch}' is not in ${path.join(src.dir, 'patches')}: add the file or remove it from PATCH`);
@@ -161,6 +184,11 @@ export async function loadSpec(src: SourceDir, ctx: SourceContext): Promise<Modu
     }
     const { spec, errors } = resolveSpec(conf, src.dir);
     if (!spec) throw new InvalidSourceError(src.dir, errors);
+    const id = sourceIdentity(spec.name, spec.version, src.dir, path.dirname(src.dir) === ctx.layout.srcDir);
+    if ('error' in id) throw new InvalidSourceError(src.dir, [id.error]);
+    if (id.note) spec.warnings.push(id.note);
+    spec.name = id.name;
+    spec.version = id.version;
     // dkms.conf may use $module/$module_version: read it again with the real names when the guess was wrong.
     if (attempt === 0 && (spec.name !== names.name || spec.version !== names.version)) {
       names = { name: spec.name, version: spec.version };

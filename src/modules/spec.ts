@@ -62,7 +62,8 @@ export interface SpecResult {
 
 const MODULE_NAME = /^[A-Za-z0-9_-]+$/;
 const MODULE_NAME_RULE = 'use only letters, digits, _ and -';
-const PACKAGE_WORD = /^[A-Za-z0-9_.+~:-]+$/;
+/** The characters a module name or version may hold (they name dirs and state keys). */
+export const PACKAGE_WORD = /^[A-Za-z0-9_.+~:-]+$/;
 const DEST_ROOTS = /^\/(kernel|updates|extra)(\/|$)/;
 
 function entries(map: DirectiveArray | undefined): [number, string][] {
@@ -138,10 +139,10 @@ export function resolveSpec(conf: EvaluatedConf, sourceDir: string): SpecResult 
 
   const name = scalar(conf, 'PACKAGE_NAME');
   const version = scalar(conf, 'PACKAGE_VERSION');
+  // Their characters are checked by the caller: a source under /usr/src takes its name and version
+  // from its dir, as DKMS does (dh_dkms packages may leave a placeholder such as #MODULE_VERSION#).
   if (!name) errors.push('PACKAGE_NAME is missing or empty: set PACKAGE_NAME="<name>" in dkms.conf');
-  else if (!PACKAGE_WORD.test(name)) errors.push(`PACKAGE_NAME '${name}' must hold only letters, digits and _.+~:-`);
   if (!version) errors.push('PACKAGE_VERSION is missing or empty: set PACKAGE_VERSION="<version>" in dkms.conf');
-  else if (!PACKAGE_WORD.test(version)) errors.push(`PACKAGE_VERSION '${version}' must hold only letters, digits and _.+~:-`);
 
   // Module count comes from BUILT_MODULE_NAME; DKMS defaults a single module's name to PACKAGE_NAME.
   let builtNames = entries(d('BUILT_MODULE_NAME'));

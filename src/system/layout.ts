@@ -21,6 +21,8 @@ export interface Layout {
   readonly dpkgDir: string;
   /** Kernels the kernel hooks recorded during a dpkg run, for the trigger. */
   readonly queueDir: string;
+  /** DKMS's registry of module sources, /var/lib/dkms. */
+  readonly dkmsRegistry: string;
   /** DKMS's registration of a module source (/var/lib/dkms/<name>/<version>/source). */
   dkmsSource(name: string, version: string): string;
   readonly dkmsProgram: string;
@@ -79,6 +81,7 @@ export function createLayout(root = '/'): Layout {
     configFile: at('/etc/ootmod/ootmod.conf'),
     dpkgDir: at('/var/lib/dpkg'),
     queueDir: path.join(stateDir, 'queue'),
+    dkmsRegistry: at('/var/lib/dkms'),
     dkmsSource: (name, version) => at(`/var/lib/dkms/${name}/${version}/source`),
     dkmsProgram: at('/usr/sbin/dkms'),
     initramfs: (kver) => at(`/boot/initrd.img-${kver}`),

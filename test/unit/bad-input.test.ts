@@ -204,7 +204,7 @@ describe('the ootmod CLI on bad sources', () => {
     }
   });
 
-  const CLI_CASES = ['dest-location-outside', 'built-name-ko', 'patch-missing', 'bash-syntax-error', 'newline-in-value', 'dir-name-mismatch', 'conf-writable-by-others'];
+  const CLI_CASES = ['dest-location-outside', 'built-name-ko', 'patch-missing', 'bash-syntax-error', 'newline-in-value', 'pre-build-missing', 'conf-writable-by-others'];
 
   // The CLI checks ownership only as root: that case is skipped, visibly, otherwise.
   const cliCase = (name: string): void => {

@@ -1,9 +1,15 @@
 // trigger: what ootmod's triggered postinst runs at the end of a dpkg run, and what the kernel hooks run
-// outside dpkg: forget removed kernels and sources, then bring every kernel up to date.
+// outside dpkg: forget removed kernels and sources, then bring every kernel up to date. With DKMS on the
+// machine or just gone, it also hands modules between the two (src/dkms/handover.ts).
+import { existsSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { ExitCode } from '../../errors.js';
-import { planTrigger } from '../../pipeline/work.js';
+import { dkmsAutoinstall, dkmsRegisteredRecords, removeDkmsCopies } from '../../dkms/handover.js';
+import { describeQueued, parseQueued, type QueuedRequest } from '../../dkms/requests.js';
+import { ExitCode, errorLine } from '../../errors.js';
+import { depmod } from '../../execute/depmod.js';
+import { dkmsIsInstalled, removedMarker } from '../../modules/names.js';
+import { planModuleWork, planRemoval, planTrigger } from '../../pipeline/work.js';
 import type { Session } from '../session.js';
 import { runPlanned, withLock } from './jobs.js';
 
@@ -21,15 +27,66 @@ export interface TriggerOptions {
   label: string;
 }
 
+/** Worst of two exit statuses (a skip is not a failure). */
+const worse = (a: ExitCode, b: ExitCode | undefined): ExitCode => (b !== undefined && b !== ExitCode.Ok && b !== ExitCode.Skipped ? b : a);
+
+/** DKMS is back (dkms installed again): uninstall and forget what ootmod built from its sources, one plan per module. */
+async function handBack(s: Session): Promise<{ exit: ExitCode; handedBack: boolean }> {
+  let exit: ExitCode = ExitCode.Ok;
+  const modules = dkmsRegisteredRecords(s.layout);
+  for (const ref of modules) {
+    const outcome = await runPlanned(s, await planRemoval({ ...s, opts: { ...s.opts, kernels: [] } }, ref, true), { quietSummary: true });
+    exit = worse(exit, outcome?.exit);
+    s.err(`ootmod: handed ${ref.name}/${ref.version} back to DKMS`);
+  }
+  return { exit, handedBack: modules.length > 0 };
+}
+
 export async function triggerRun(s: Session, opts: TriggerOptions): Promise<ExitCode> {
   const exit = await withLock(s, async () => {
     const queued = await takeQueue(s);
+    let exit: ExitCode = ExitCode.Ok;
+    const dkms = dkmsIsInstalled(s.layout);
+    const back = dkms ? await handBack(s) : { exit: ExitCode.Ok, handedBack: false };
+    exit = worse(exit, back.exit);
     const planned = await planTrigger(s, opts);
     const outcome = await runPlanned(s, planned, { quietSummary: true });
     if (!outcome || s.opts.json) return outcome?.exit ?? ExitCode.Ok;
+    exit = worse(exit, outcome.exit);
+
+    // `dkms build|install NAME` from a maintainer script, for a module autoinstall does not cover
+    // (AUTOINSTALL is not yes): done now; a module the trigger just built is current, a no-op.
+    const requests = queued.map(parseQueued).filter((r): r is QueuedRequest => r !== undefined);
+    for (const action of ['install', 'build'] as const) {
+      const refs = requests.filter((r) => r.action === action && existsSync(s.layout.moduleSource(r.module, r.version))).map((r) => ({ name: r.module, version: r.version }));
+      if (!refs.length) continue;
+      const explicit = await runPlanned(s, await planModuleWork(s, { action, refs, label: `${opts.label} (dkms ${action})` }), { quietSummary: true });
+      exit = worse(exit, explicit?.exit);
+    }
+    if (!dkms) {
+      // DKMS was replaced (ootmod-dkms) or removed: its copies of what ootmod now installs go, then depmod.
+      const takeover = await removeDkmsCopies(s.layout);
+      for (const n of takeover.notes) s.err(`ootmod: ${n}`);
+      for (const k of takeover.touched) {
+        await depmod(s.layout, k).catch((err: unknown) => {
+          exit = ExitCode.Failed;
+          s.err(`ootmod: depmod failed for ${k}: ${errorLine(err)}`);
+        });
+      }
+    } else if (back.handedBack) {
+      // DKMS installs them again, as its own kernel hook would.
+      for (const line of await dkmsAutoinstall(s.layout, planned.kernels)) s.err(`ootmod: ${line}`);
+    }
+    // Sources `dkms remove` left unbuilt whose files are gone now: nothing to remember.
+    const removedDir = path.dirname(removedMarker(s.layout, 'x'));
+    for (const name of await readdir(removedDir).catch(() => [] as string[])) {
+      if (!existsSync(path.join(s.layout.srcDir, name))) await rm(path.join(removedDir, name), { force: true });
+    }
+
     const initramfs = planned.plan.jobs.filter((j) => j.kind === 'initramfs' && outcome.results.get(j.id)?.status === 'done').map((j) => j.kernel);
-    s.out(`${outcome.summary}${queued.length ? `; queued by hooks: ${queued.join(', ')}` : ''}${initramfs.length ? `; initramfs updated for ${initramfs.join(', ')}` : ''}`);
-    return outcome.exit;
+    const asked = queued.map(describeQueued);
+    s.out(`${outcome.summary}${queued.length ? `; queued by hooks: ${asked.join(', ')}` : ''}${initramfs.length ? `; initramfs updated for ${initramfs.join(', ')}` : ''}`);
+    return exit;
   });
   // Inside dpkg a failed optional module must not fail the package, unless the admin asked for it.
   if (exit !== ExitCode.Ok && !s.config().strict) {

@@ -1,0 +1,292 @@
+// `ootmod dkms ARGS`: DKMS's command line (what ootmod-dkms's /usr/sbin/dkms runs), translated into
+// ootmod's own commands in this process; and `ootmod dkms common.postinst`, what dh_dkms's postinst runs.
+// Inside a dpkg run, add/build/install/autoinstall record the request and leave the work to ootmod's
+// trigger, so a transaction of N module packages is built once, at its end, and never fails a package.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { parseDkmsArgs, type DkmsRequest } from '../../dkms/args.js';
+import { clearRemoved, isRegistered, markRemoved, register, registryDir, unregister } from '../../dkms/registry.js';
+import { queueEntry } from '../../dkms/requests.js';
+import { dkmsStatusLines } from '../../dkms/status.js';
+import { DKMS_INTERFACE_VERSION } from '../../dkms/version.js';
+import { ExitCode, OotmodError, errorLine } from '../../errors.js';
+import { removedMarker } from '../../modules/names.js';
+import { listSourceDirs } from '../../modules/sources.js';
+import { planAdd, planDefer } from '../../pipeline/work.js';
+import type { Layout } from '../../system/layout.js';
+import { sourcePathOf } from '../modargs.js';
+import { createSession, type Session } from '../session.js';
+import { addCommand, addRequest } from './add.js';
+import { hookCommand } from './hook.js';
+import { jobsCommand, runPlanned, withLock } from './jobs.js';
+import { removeCommand } from './remove.js';
+import { statusRows } from './status.js';
+
+const USAGE = `Usage: dkms [action] [options] [module/module-version] [/path/to/source-tree]
+
+ootmod-dkms: DKMS's command line, run by ootmod. Actions: add, build, install, uninstall, unbuild,
+remove, status, autoinstall, kernel_postinst, kernel_prerm (and --version). Options: -m MODULE[/VERSION],
+-v VERSION, -k KVER[/ARCH] (repeatable), -a ARCH, --all, --force, -j N, -q, --verbose,
+--kernelsourcedir DIR, --sourcetree DIR, --installtree DIR, --dkmstree DIR.
+Without -k, build and install act on every kernel that has headers. Inside a dpkg run, add, build,
+install and autoinstall are done by ootmod's trigger at the end of the run. See man ootmod.
+`;
+
+/** DKMS's exit codes for ootmod's (see the header of DKMS's script and README.md). */
+export function dkmsExit(code: ExitCode, action: string): number {
+  switch (code) {
+    case ExitCode.Ok:
+    case ExitCode.Skipped:
+      return code;
+    case ExitCode.Failed:
+      // 10: make failed; 11: autoinstall had failures; 14: kernel_prerm failures.
+      return action === 'autoinstall' || action === 'kernel_postinst' ? 11 : action === 'build' || action === 'install' ? 10 : 1;
+    case ExitCode.Usage:
+      return 2;
+    case ExitCode.InvalidSource:
+      return 8;
+    case ExitCode.NotFound:
+      return 3;
+    case ExitCode.Environment:
+      return 1;
+    default:
+      return code;
+  }
+}
+
+/** --sourcetree and --installtree: the layout with those dirs moved. */
+function withTrees(layout: Layout, req: DkmsRequest): Layout {
+  if (!req.sourceTree && !req.installTree) return layout;
+  const srcDir = req.sourceTree ? layout.at(path.resolve(req.sourceTree)) : layout.srcDir;
+  const modulesDir = req.installTree ? layout.at(path.resolve(req.installTree)) : layout.modulesDir;
+  return {
+    ...layout,
+    srcDir,
+    modulesDir,
+    moduleSource: (name, version) => path.join(srcDir, `${name}-${version}`),
+    kernelDir: (kver) => path.join(modulesDir, kver),
+    kernelBuildLink: (kver) => path.join(modulesDir, kver, 'build'),
+    installDir: (kver) => path.join(modulesDir, kver, 'updates', 'ootmod'),
+  };
+}
+
+function inDpkg(): boolean {
+  return Boolean(process.env.DPKG_MAINTSCRIPT_PACKAGE);
+}
+
+/**
+ * Inside dpkg (and strict = no): records the request for ootmod's trigger and activates it (a defer job);
+ * false when that is not possible, and the work is then done at once.
+ */
+async function deferToTrigger(s: Session, req: { action: 'build' | 'install'; module: string; version: string } | { action: 'autoinstall' }): Promise<boolean> {
+  if (!inDpkg() || s.config().strict) return false;
+  const what = 'module' in req ? `${req.module}/${req.version}` : 'every module';
+  const outcome = await withLock(s, () => runPlanned(s, planDefer(s, queueEntry(req), `dkms ${req.action} ${what}`, `asked by ${process.env.DPKG_MAINTSCRIPT_PACKAGE}`), { quietSummary: true }));
+  if (outcome && ![...outcome.results.values()].every((r) => r.status === 'done')) return false;
+  s.out(`ootmod-dkms: ${req.action} of ${what} queued; ootmod builds it at the end of this dpkg run (see ootmod status)`);
+  return true;
+}
+
+interface Target {
+  name: string;
+  version: string;
+}
+
+/** NAME and VERSION of the request: -m/-v, NAME/VERSION, a source path, or the only version in /usr/src. */
+async function target(s: Session, req: DkmsRequest, action: string): Promise<Target> {
+  if (req.path) {
+    const dir = sourcePathOf(req.path);
+    if (path.dirname(dir) !== s.layout.srcDir) {
+      // A tree elsewhere is placed at /usr/src/<name>-<version> first, as DKMS's add does.
+      const add = await addRequest(s, dir);
+      const outcome = await withLock(s, () => runPlanned(s, planAdd(s, [add]), { quietSummary: true }));
+      const failed = outcome && [...outcome.results.values()].find((r) => r.status === 'failed');
+      if (failed) throw new OotmodError(`adding ${add.module}/${add.version} failed: ${failed.detail}`, undefined, ExitCode.Failed);
+      return { name: add.module, version: add.version };
+    }
+    const base = path.basename(dir);
+    const i = base.lastIndexOf('-');
+    return { name: base.slice(0, i), version: base.slice(i + 1) };
+  }
+  if (!req.module) throw new OotmodError(`${action} needs a module`, `dkms ${action} -m NAME -v VERSION (or NAME/VERSION)`, ExitCode.Usage);
+  if (req.version) return { name: req.module, version: req.version };
+  const versions = (await listSourceDirs(s.layout, { includeDkms: true })).filter((d) => d.guessedName === req.module);
+  if (versions.length === 1) return { name: req.module, version: versions[0]!.guessedVersion };
+  throw new OotmodError(
+    `${action} needs the version of ${req.module}${versions.length ? ` (${versions.map((v) => v.guessedVersion).join(', ')} are in ${s.layout.srcDir})` : ''}`,
+    `dkms ${action} -m ${req.module} -v VERSION`,
+    ExitCode.Usage,
+  );
+}
+
+/** `dkms add`: the source must be in /usr/src; it is registered in DKMS's registry and is ootmod's to build. */
+async function addModule(s: Session, t: Target, registry: string, opts: { quiet?: boolean; again?: boolean } = {}): Promise<number> {
+  const dir = s.layout.moduleSource(t.name, t.version);
+  if (!existsSync(path.join(dir, 'dkms.conf'))) {
+    throw new OotmodError(`${existsSync(dir) ? `${dir} has no dkms.conf` : `could not find module source directory ${dir}`}`, 'install the module package, or put the source there', existsSync(dir) ? ExitCode.InvalidSource : ExitCode.NotFound);
+  }
+  if (isRegistered(registry, t) && !existsSync(removedMarker(s.layout, `${t.name}-${t.version}`)) && !opts.again) {
+    s.err(`Error! DKMS tree already contains: ${t.name}/${t.version}`);
+    s.err(`You cannot add the same module/version combo more than once.`);
+    return 3;
+  }
+  // Validates the source and runs its POST_ADD (an add job), as DKMS's add does.
+  const added = await addCommand(s, [`${t.name}/${t.version}`]);
+  if (added !== ExitCode.Ok) return dkmsExit(added, 'add');
+  // The link names the system path, as DKMS's does (also under --root).
+  await register(registry, t, path.join('/', path.relative(s.layout.root, dir)));
+  await clearRemoved(s.layout, t);
+  if (!opts.quiet) s.out(`Creating symlink ${path.join(registry, t.name, t.version, 'source')} -> ${dir}`);
+  return 0;
+}
+
+async function buildOrInstall(s: Session, action: 'build' | 'install', t: Target, registry: string): Promise<number> {
+  if (!isRegistered(registry, t) || existsSync(removedMarker(s.layout, `${t.name}-${t.version}`))) await addModule(s, t, registry, { quiet: true, again: true });
+  if (await deferToTrigger(s, { action, module: t.name, version: t.version })) return 0;
+  return dkmsExit(await jobsCommand(s, action, [`${t.name}/${t.version}`]), action);
+}
+
+async function removeModule(s: Session, command: 'uninstall' | 'remove', t: Target): Promise<number> {
+  try {
+    return dkmsExit(await removeCommand(s, command, [`${t.name}/${t.version}`]), command);
+  } catch (err) {
+    // Nothing built or installed: DKMS says so and goes on.
+    if (err instanceof OotmodError && err.exitCode === ExitCode.NotFound) {
+      s.out(`Module ${t.name}/${t.version} is not ${command === 'uninstall' ? 'installed' : 'built'} for ${s.opts.kernels.join(', ') || 'any kernel'}. Skipping...`);
+      return 0;
+    }
+    throw err;
+  }
+}
+
+function statusCommandDkms(s: Session, req: DkmsRequest): number {
+  const rows = statusRows(s, { module: req.module, version: req.version }).filter(
+    (r) => r.status !== 'dkms' && !existsSync(removedMarker(s.layout, `${r.module}-${r.version}`)),
+  );
+  const out = dkmsStatusLines(rows, s.opts.kernels);
+  for (const l of out.lines) s.out(l);
+  for (const w of out.warnings) s.err(w);
+  return 0;
+}
+
+async function act(s: Session, req: DkmsRequest): Promise<number> {
+  const registry = registryDir(s.layout, req.dkmsTree);
+  const action = req.action!;
+  switch (action) {
+    case 'version':
+      s.out(`dkms-${DKMS_INTERFACE_VERSION}`);
+      return 0;
+    case 'help':
+      process.stdout.write(USAGE);
+      return 0;
+    case 'status':
+      return statusCommandDkms(s, req);
+    case 'add':
+      return addModule(s, await target(s, req, action), registry);
+    case 'build':
+    case 'install':
+      return buildOrInstall(s, action, await target(s, req, action), registry);
+    case 'uninstall':
+      return removeModule(s, 'uninstall', await target(s, req, action));
+    case 'unbuild':
+      return removeModule(s, 'remove', await target(s, req, action));
+    case 'remove': {
+      const t = await target(s, req, action);
+      const code = await removeModule(s, 'remove', t);
+      if (code === 0 && !s.opts.kernels.length) {
+        await unregister(registry, t);
+        if (existsSync(s.layout.moduleSource(t.name, t.version))) await markRemoved(s.layout, t);
+        s.out(`Deleting module ${t.name}/${t.version} completely from the DKMS tree.`);
+      }
+      return code;
+    }
+    case 'autoinstall': {
+      if (await deferToTrigger(s, { action })) return 0;
+      return dkmsExit(await jobsCommand(s, 'autoinstall', []), action);
+    }
+    case 'kernel_postinst':
+      return dkmsExit(await hookCommand(s, ['postinst', req.kernels[0]!.kver]), action);
+    case 'kernel_prerm':
+      return (await hookCommand(s, ['prerm', req.kernels[0]!.kver])) === ExitCode.Ok ? 0 : 14;
+    case 'kernel_preinst':
+      // DKMS drops its builds for a kernel being reinstalled; ootmod's builds are keyed by the headers'
+      // contents, so the postinst rebuilds what changed.
+      return 0;
+  }
+}
+
+/**
+ * dh_dkms's postinst: `common.postinst NAME VERSION [TARBALL_ROOT] [ARCH] [UPGRADE]`. Registers the
+ * source and builds it for every kernel with headers (AUTOINSTALL=yes only); inside dpkg, queued for
+ * the trigger. Never fails the package for a module that does not build, unless strict = yes.
+ */
+async function commonPostinst(s: Session, args: string[]): Promise<number> {
+  const [name, version] = args;
+  if (!name || !version) throw new OotmodError('common.postinst needs NAME and VERSION', '/usr/lib/dkms/common.postinst NAME VERSION [TARBALL_ROOT] [ARCH] [UPGRADE]', ExitCode.Usage);
+  if (existsSync(s.layout.at('/etc/dkms/no-autoinstall'))) {
+    s.out('autoinstall for dkms modules has been disabled.');
+    return 0;
+  }
+  const t = { name, version };
+  const registry = s.layout.dkmsRegistry;
+  if (!existsSync(s.layout.moduleSource(name, version))) {
+    s.err(`ootmod-dkms: ${s.layout.moduleSource(name, version)} does not exist: nothing to build for ${name}/${version}`);
+    return 0;
+  }
+  try {
+    s.out(`Loading new ${name}/${version} DKMS files...`);
+    const added = await addModule(s, t, registry, { quiet: true, again: true });
+    if (added !== 0) return s.config().strict ? added : 0;
+  } catch (err) {
+    s.err(`ootmod-dkms: ${errorLine(err)}`);
+    return s.config().strict ? dkmsExit(err instanceof OotmodError ? err.exitCode : ExitCode.Failed, 'add') : 0;
+  }
+  const code = await buildOrInstall(s, 'install', t, registry).catch((err: unknown) => {
+    s.err(`ootmod-dkms: ${errorLine(err)}`);
+    return 1;
+  });
+  if (code === 0 || code === 77) return 0;
+  s.err(`ootmod-dkms: ${name}/${version} did not build or install for every kernel: see ootmod status ${name}`);
+  return s.config().strict ? code : 0;
+}
+
+/** Entry point: `ootmod [--root DIR] dkms ARGS`. */
+export async function dkmsMain(root: string, argv: string[]): Promise<number> {
+  const [first, ...rest] = argv;
+  let req: DkmsRequest;
+  try {
+    req = first === 'common.postinst'
+      ? { kernels: [], all: false, force: false, quiet: false, verbose: false, noDepmod: false, ignored: [] }
+      : parseDkmsArgs(argv);
+  } catch (err) {
+    if (!(err instanceof OotmodError)) throw err;
+    process.stderr.write(`ootmod-dkms: ${err.line()}\n`);
+    return dkmsExit(err.exitCode, '');
+  }
+  const s = createSession({
+    root,
+    dryRun: false,
+    jobs: req.jobs ?? 0,
+    verbose: req.verbose,
+    json: false,
+    kernels: req.kernels.map((k) => k.kver),
+    force: req.force,
+    debug: false,
+  });
+  s.layout = withTrees(s.layout, req);
+  if (req.kernelSourceDir) s.err('ootmod-dkms: --kernelsourcedir is ignored: ootmod builds against each kernel\'s own headers (/usr/lib/modules/KVER/build)');
+  if (req.quiet) {
+    // DKMS's -q sends everything to /dev/null.
+    process.stdout.write = () => true;
+    process.stderr.write = () => true;
+  }
+  try {
+    if (first === 'common.postinst') return await commonPostinst(s, rest);
+    if (req.all) s.opts.kernels = [];
+    return await act(s, req);
+  } catch (err) {
+    if (!(err instanceof OotmodError)) throw err;
+    s.err(`ootmod-dkms: ${err.line()}`);
+    return dkmsExit(err.exitCode, req.action ?? '');
+  }
+}

@@ -1,0 +1,54 @@
+// `dkms status` in DKMS's own line format, which scripts parse (dh_dkms's prerm, common.postinst, admins'
+// regexes). Pure: ootmod's status rows in, lines out.
+import type { StatusRow } from '../cli/commands/status.js';
+
+export interface DkmsStatusOutput {
+  /** stdout, one line each, as DKMS prints them. */
+  lines: string[];
+  /** stderr: what DKMS's format has no room for (a failed build and its first error). */
+  warnings: string[];
+}
+
+const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * DKMS's lines: `name/version, kver, arch: built|installed[ (extra)]` per kernel with a build, else
+ * `name/version: added`. DKMS knows no "failed": a module whose build failed stays `added`, as under
+ * DKMS, and the failure goes to stderr. ootmod's `broken` (installed files gone) is DKMS's `installed
+ * (Built modules are missing in the kernel modules folder)`.
+ */
+export function dkmsStatusLines(rows: readonly StatusRow[], kernels: readonly string[] = []): DkmsStatusOutput {
+  const byModule = new Map<string, StatusRow[]>();
+  for (const r of rows) {
+    const key = `${r.module}/${r.version}`;
+    byModule.set(key, [...(byModule.get(key) ?? []), r]);
+  }
+  const lines: string[] = [];
+  const warnings: string[] = [];
+  for (const key of [...byModule.keys()].sort(cmp)) {
+    const perKernel = byModule
+      .get(key)!
+      .filter((r) => r.kernel !== null && (!kernels.length || kernels.includes(r.kernel)))
+      .sort((a, b) => cmp(a.kernel!, b.kernel!));
+    let shown = 0;
+    for (const r of perKernel) {
+      const head = `${key}, ${r.kernel}, ${r.arch}`;
+      if (r.status === 'installed' || r.status === 'built') {
+        lines.push(`${head}: ${r.status}`);
+        shown++;
+      } else if (r.status === 'broken') {
+        lines.push(`${head}: installed (Built modules are missing in the kernel modules folder)`);
+        shown++;
+      } else if (r.status === 'failed') {
+        // An older build that stays installed is still DKMS's "installed".
+        if (r.files.length) {
+          lines.push(`${head}: installed`);
+          shown++;
+        }
+        warnings.push(`Warning: ${key} failed to build for ${r.kernel}${r.error ? `: ${r.error}` : ''} (see ootmod status ${key})`);
+      }
+    }
+    if (!shown) lines.push(`${key}: added`);
+  }
+  return { lines, warnings };
+}

@@ -1,0 +1,109 @@
+// DKMS's command line and status format, as ootmod-dkms takes and prints them.
+import { describe, expect, it } from 'vitest';
+import type { StatusRow } from '../../src/cli/commands/status.js';
+import { dkmsExit } from '../../src/cli/commands/dkms.js';
+import { parseDkmsArgs } from '../../src/dkms/args.js';
+import { dkmsStatusLines } from '../../src/dkms/status.js';
+import { ExitCode, OotmodError } from '../../src/errors.js';
+
+function usage(argv: string[]): OotmodError {
+  try {
+    parseDkmsArgs(argv);
+  } catch (err) {
+    if (err instanceof OotmodError) return err;
+    throw err;
+  }
+  throw new Error(`no error for ${argv.join(' ')}`);
+}
+
+describe('parseDkmsArgs', () => {
+  it('reads the forms dh_dkms scripts and common.postinst use', () => {
+    expect(parseDkmsArgs(['status', '-m', 'acpi-call', '-v', '1.2.2'])).toMatchObject({ action: 'status', module: 'acpi-call', version: '1.2.2', kernels: [] });
+    expect(parseDkmsArgs(['remove', '-m', 'v4l2loopback', '-v', '0.15.4', '--all'])).toMatchObject({ action: 'remove', module: 'v4l2loopback', version: '0.15.4', all: true });
+    expect(parseDkmsArgs(['build', '-m', 'x', '-v', '1', '-k', '7.2.13+deb14-amd64', '-a', 'x86_64'])).toMatchObject({
+      action: 'build', kernels: [{ kver: '7.2.13+deb14-amd64', arch: 'x86_64' }],
+    });
+  });
+
+  it('takes NAME/VERSION, --opt=value, -k KVER/ARCH (repeatable), a source path and the options', () => {
+    const r = parseDkmsArgs(['install', 'foo/2.0', '--kernelver=6.1.0-1-amd64', '-k', '7.0-amd64/aarch64', '-j', '3', '--force', '--verbose', '--no-initrd']);
+    expect(r).toMatchObject({
+      action: 'install', module: 'foo', version: '2.0', force: true, verbose: true, jobs: 3,
+      kernels: [{ kver: '6.1.0-1-amd64' }, { kver: '7.0-amd64', arch: 'aarch64' }], ignored: ['--no-initrd'],
+    });
+    expect(parseDkmsArgs(['add', '/tmp/src/foo-1.0/dkms.conf'])).toMatchObject({ action: 'add', path: '/tmp/src/foo-1.0' });
+    expect(parseDkmsArgs(['-m', 'foo/1', 'uninstall', '--dkmstree', '/d', '--sourcetree=/s', '--installtree', '/i', '-q'])).toMatchObject({
+      action: 'uninstall', module: 'foo', version: '1', dkmsTree: '/d', sourceTree: '/s', installTree: '/i', quiet: true,
+    });
+    expect(parseDkmsArgs(['--version']).action).toBe('version');
+    expect(parseDkmsArgs(['-V']).action).toBe('version');
+  });
+
+  it('refuses what DKMS refuses, with one line and exit 2', () => {
+    for (const [argv, text] of [
+      [['build', 'foo/1', '--all'], '--all is not valid for build'],
+      [['remove', 'foo/1', '--all', '-k', '6.1'], '--all and -k exclude each other'],
+      [['status', '--frob'], "unknown option '--frob'"],
+      [['install', 'remove', 'foo/1'], 'two actions given'],
+      [['foo/1'], 'no action given'],
+      [['kernel_prerm'], 'kernel_prerm needs exactly one -k KVER'],
+      [['build', 'foo/1', '-k', 'a', '-k', 'b', '-a', 'x', '-a', 'y', '-a', 'z'], '3 -a given for 2 -k'],
+    ] as const) {
+      const err = usage([...argv]);
+      expect(err.line(), argv.join(' ')).toContain(text);
+      expect(err.line()).not.toContain('\n');
+      expect(err.exitCode).toBe(ExitCode.Usage);
+    }
+  });
+
+  it('names the ootmod way for DKMS actions it does not implement', () => {
+    expect(usage(['mktarball', 'foo/1']).line()).toMatch(/^dkms mktarball is not implemented by ootmod-dkms: .*ootmod install/);
+    expect(usage(['match', '--templatekernel', '6.1', '-k', '7.0']).line()).toMatch(/not supported|ootmod autoinstall -k KVER/);
+    expect(usage(['generate_mok']).line()).toContain('ootmod generates its key');
+  });
+});
+
+const row = (over: Partial<StatusRow>): StatusRow => ({
+  module: 'm', version: '1', kernel: null, arch: null, status: 'added', detail: null, signed: null, files: [], log: null, error: null, updatedAt: null, ...over,
+});
+
+describe('dkmsStatusLines', () => {
+  it("prints DKMS's lines: per kernel when built or installed, else added; sorted", () => {
+    const out = dkmsStatusLines([
+      row({ module: 'v4l2loopback', version: '0.15.4', kernel: '7.2.13+deb14-amd64', arch: 'x86_64', status: 'installed', files: ['/x'] }),
+      row({ module: 'acpi-call', version: '1.2.2', kernel: '7.2.13+deb14-amd64', arch: 'x86_64', status: 'built' }),
+      row({ module: 'acpi-call', version: '1.2.2', kernel: '6.12.9+deb13-amd64', arch: 'x86_64', status: 'installed', files: ['/y'] }),
+      row({ module: 'dkms_test', version: '1.0' }),
+    ]);
+    expect(out.lines).toEqual([
+      'acpi-call/1.2.2, 6.12.9+deb13-amd64, x86_64: installed',
+      'acpi-call/1.2.2, 7.2.13+deb14-amd64, x86_64: built',
+      'dkms_test/1.0: added',
+      'v4l2loopback/0.15.4, 7.2.13+deb14-amd64, x86_64: installed',
+    ]);
+    expect(out.warnings).toEqual([]);
+  });
+
+  it('shows a failed build as added (DKMS has no failed state) and says why on stderr', () => {
+    const out = dkmsStatusLines([row({ module: 'bad', version: '2', kernel: 'k1', arch: 'x86_64', status: 'failed', error: 'make exited with 2 (bad.c:4:5: error: x undeclared)' })]);
+    expect(out.lines).toEqual(['bad/2: added']);
+    expect(out.warnings).toEqual(['Warning: bad/2 failed to build for k1: make exited with 2 (bad.c:4:5: error: x undeclared) (see ootmod status bad/2)']);
+  });
+
+  it('keeps -k: only those kernels, and added when none of them has a build', () => {
+    const rows = [row({ kernel: 'k1', arch: 'x86_64', status: 'installed', files: ['/a'] }), row({ kernel: 'k2', arch: 'x86_64', status: 'broken', files: ['/b'] })];
+    expect(dkmsStatusLines(rows, ['k2']).lines).toEqual(['m/1, k2, x86_64: installed (Built modules are missing in the kernel modules folder)']);
+    expect(dkmsStatusLines(rows, ['k3']).lines).toEqual(['m/1: added']);
+  });
+});
+
+describe('dkmsExit', () => {
+  it("maps ootmod's exit codes to DKMS's", () => {
+    expect(dkmsExit(ExitCode.Skipped, 'build')).toBe(77);
+    expect(dkmsExit(ExitCode.Failed, 'build')).toBe(10);
+    expect(dkmsExit(ExitCode.Failed, 'autoinstall')).toBe(11);
+    expect(dkmsExit(ExitCode.InvalidSource, 'add')).toBe(8);
+    expect(dkmsExit(ExitCode.NotFound, 'remove')).toBe(3);
+    expect(dkmsExit(ExitCode.Ok, 'status')).toBe(0);
+  });
+});
