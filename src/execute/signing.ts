@@ -1,5 +1,5 @@
 // Module signing: a MOK key pair that ootmod generates on first use, and kbuild's sign-file.
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Layout } from '../system/layout.js';
@@ -12,8 +12,54 @@ export interface SigningKey {
 
 let pending: Promise<SigningKey> | undefined;
 
-/** Returns the MOK pair, generating it once (RSA-2048, codeSigning, DER certificate) when missing. */
+/** The value of `name=` in DKMS's framework.conf (shell assignments), the last one set; quotes removed. */
+export function frameworkValue(text: string, name: string): string | undefined {
+  let value: string | undefined;
+  for (const line of text.split('\n')) {
+    const m = new RegExp(`^\\s*${name}=(?:"([^"]*)"|'([^']*)'|([^\\s#;]*))`).exec(line);
+    if (m) value = m[1] ?? m[2] ?? m[3];
+  }
+  return value || undefined;
+}
+
+/**
+ * DKMS's signing key, so that a machine moving from DKMS keeps signing with the key its firmware
+ * already trusts: mok_signing_key and mok_certificate from /etc/dkms/framework.conf and
+ * framework.conf.d/*.conf (read in that order, the last setting wins), else /var/lib/dkms/mok.key and
+ * mok.pub. Values that use shell variables are not followed (DKMS expands them per kernel).
+ */
+export function dkmsSigningKey(layout: Layout): SigningKey | undefined {
+  const confs = [path.join(layout.dkmsEtcDir, 'framework.conf')];
+  const dropIns = path.join(layout.dkmsEtcDir, 'framework.conf.d');
+  if (existsSync(dropIns)) confs.push(...readdirSync(dropIns).filter((f) => f.endsWith('.conf')).sort().map((f) => path.join(dropIns, f)));
+  let key: string | undefined;
+  let cert: string | undefined;
+  for (const file of confs) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    key = frameworkValue(text, 'mok_signing_key') ?? key;
+    cert = frameworkValue(text, 'mok_certificate') ?? cert;
+  }
+  const usable = (p: string | undefined) => p !== undefined && !p.includes('$') && (p.startsWith('pkcs11:') || existsSync(layout.at(p)));
+  if (usable(key) && usable(cert)) {
+    const at = (p: string) => (p.startsWith('pkcs11:') ? p : layout.at(p));
+    return { key: at(key!), cert: at(cert!) };
+  }
+  const pair = { key: path.join(layout.dkmsRegistry, 'mok.key'), cert: path.join(layout.dkmsRegistry, 'mok.pub') };
+  return existsSync(pair.key) && existsSync(pair.cert) ? pair : undefined;
+}
+
+/**
+ * The key modules are signed with: DKMS's (see dkmsSigningKey) when there is one, else ootmod's own MOK
+ * pair, generated once (RSA-2048, codeSigning, DER certificate) when missing.
+ */
 export function ensureSigningKey(layout: Layout): Promise<SigningKey> {
+  const dkms = dkmsSigningKey(layout);
+  if (dkms) return Promise.resolve(dkms);
   pending ??= generateIfMissing(layout).finally(() => (pending = undefined));
   return pending;
 }

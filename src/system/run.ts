@@ -50,10 +50,30 @@ function lastLine(text: string): string {
   return (lines[lines.length - 1] ?? '').trim().slice(0, 200);
 }
 
-/** The first compiler-style "error:" line, which says more than make's closing "Error 2". */
-function firstError(text: string): string {
-  const line = text.split('\n').find((l) => /\berror:/.test(l) && !/^make(\[\d+\])?: \*\*\*/.test(l));
-  return (line ?? '').trim().replace(/^\/\S*\/([^/\s]+:)/, '$1').slice(0, 200);
+const MAKE_LINE = /^make(\[\d+\])?: /;
+
+/**
+ * The first line that says what went wrong, rather than make's closing "Error 2": a compiler's
+ * "file:line:col: error:" (gcc, clang; rustc's "error[E0425]:" with the " --> file:line:col" that
+ * follows it), modpost's "ERROR: modpost: ...", else make's own "*** message.  Stop.". Paths are
+ * shortened to the file name.
+ */
+export function firstError(text: string): string {
+  const lines = text.split('\n');
+  const short = (line: string) => line.trim().replace(/^\/\S*\/([^/\s]+:)/, '$1').slice(0, 200);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (MAKE_LINE.test(line) || /^error: aborting due to/.test(line)) continue;
+    const rust = /^error(\[E\d+\])?: (.*)$/.exec(line);
+    if (rust) {
+      const where = /^\s*--> (\S+)$/.exec(lines[i + 1] ?? '')?.[1];
+      return short(where ? `${where}: ${line}` : line);
+    }
+    if (/\berror:/.test(line) || /^ERROR: /.test(line)) return short(line);
+  }
+  // make's own message: "make[1]: *** No rule to make target ...  Stop.", "Makefile:2: *** msg.  Stop."
+  const stop = lines.find((l) => /\*\*\* .*  Stop\.$/.test(l));
+  return stop ? short(stop.replace(MAKE_LINE, '').replace('*** ', '').replace(/\.?  Stop\.$/, '')) : '';
 }
 
 export function quoteArg(arg: string): string {

@@ -469,11 +469,12 @@ async function archivesFor(cacheRoot: string, suite: Suite, name: string): Promi
  * a copy of a pristine cached chroot (`<name>-base`, debootstrapped once and never used itself),
  * made anew at <cacheRoot>/chroots/<name> on every call, so nothing is left from an earlier run.
  */
-export async function freshChroot(suite: Suite, name: string, opts: Omit<EnsureChrootOptions, 'name'> = {}): Promise<Chroot> {
+export async function freshChroot(suite: Suite, name: string, opts: Omit<EnsureChrootOptions, 'name'> & { base?: string } = {}): Promise<Chroot> {
   const cacheRoot = opts.cacheRoot ?? CACHE_ROOT;
   const log = opts.log ?? defaultLog;
   if (name === suite) throw new Error(`freshChroot: the name must differ from the suite's own chroot (${suite})`);
-  const base = await ensureChroot(suite, { ...opts, name: `${name}-base` });
+  // Several fresh systems of one test file may share a pristine base (`base`, default `<name>-base`).
+  const base = await ensureChroot(suite, { ...opts, name: opts.base ?? `${name}-base` });
   const root = path.join(cacheRoot, 'chroots', name);
   const lock = lockFor(root);
   const baseLock = lockFor(base.root);

@@ -19,6 +19,8 @@ export interface OotmodDebs {
   ootmod: string;
   /** ootmod-static_<version>_amd64.deb */
   ootmodStatic: string;
+  /** ootmod-dkms_<version>_all.deb: /usr/sbin/dkms and common.postinst, run by ootmod. */
+  ootmodDkms: string;
   /** The version in debian/changelog. */
   version: string;
   /** dpkg-buildpackage's output. */
@@ -26,7 +28,7 @@ export interface OotmodDebs {
 }
 
 /** Repository entries that are not part of a source tree to build from. */
-const NOT_SOURCE = new Set(['.git', 'node_modules', 'dist', 'bench/results', 'debian/.debhelper', 'debian/ootmod', 'debian/ootmod-static', 'debian/build', 'debian/files', 'debian/debhelper-build-stamp']);
+const NOT_SOURCE = new Set(['.git', 'node_modules', 'dist', 'bench/results', 'debian/.debhelper', 'debian/ootmod', 'debian/ootmod-static', 'debian/ootmod-dkms', 'debian/build', 'debian/files', 'debian/debhelper-build-stamp']);
 
 /**
  * Builds ootmod's .debs with `dpkg-buildpackage -us -uc -b` from a copy of the work tree (so the
@@ -58,7 +60,7 @@ export async function buildOotmodDebs(log: Log): Promise<OotmodDebs> {
     if (!f) throw new Error(`dpkg-buildpackage made no ${re} in ${dir}: ${readdirSync(dir).join(' ')}`);
     return path.join(dir, f);
   };
-  return { dir, ootmod: find(/^ootmod_.*_all\.deb$/), ootmodStatic: find(/^ootmod-static_.*_amd64\.deb$/), version, log: output };
+  return { dir, ootmod: find(/^ootmod_.*_all\.deb$/), ootmodStatic: find(/^ootmod-static_.*_amd64\.deb$/), ootmodDkms: find(/^ootmod-dkms_.*_all\.deb$/), version, log: output };
 }
 
 /** lintian's tags of one .deb at error and warning level (lines like "E: ootmod: tag ..."). */

@@ -1,0 +1,296 @@
+// ootmod-dkms for real: Debian's own *-dkms packages from the archive (and one made with Debian's
+// dh_dkms that does not build) installed with apt on sid chroots where ootmod-dkms provides dkms; and a
+// machine moved from Debian's real dkms to ootmod-dkms and back. The dkms status lines are compared with
+// what the real DKMS prints for the same modules.
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { currentKernel, freshChroot, kernelGccPackage, type Chroot, type KernelInfo } from './lib/chroot.js';
+import { buildOotmodDebs, lintianProblems, type OotmodDebs } from './lib/debs.js';
+
+const log = (msg: string) => process.stderr.write(`[e2e] ${msg}\n`);
+const re = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const DEBS = '/root/debs';
+const BASE = 'dkms-e2e-base';
+/** The three real module packages, and the module each installs. */
+const REAL = { 'dkms-test-dkms': 'dkms_test', 'acpi-call-dkms': 'acpi_call', 'v4l2loopback-dkms': 'v4l2loopback' } as const;
+const REAL_PACKAGES = Object.keys(REAL).join(' ');
+
+interface StatusRow {
+  module: string;
+  version: string;
+  kernel: string | null;
+  status: string;
+  files: string[];
+  error: string | null;
+  updatedAt: string | null;
+}
+
+/** A shell in a chroot, with the helpers every scenario uses. */
+function tools(chroot: () => Chroot) {
+  const sh = async (script: string, timeoutMs = 1_500_000) => {
+    const r = await chroot().run(['bash', '-c', script], { reject: false, timeoutMs, env: { LC_ALL: 'C.UTF-8' } });
+    return { code: r.exitCode, out: r.stdout, err: r.stderr, all: `${r.stdout}\n${r.stderr}` };
+  };
+  return {
+    sh,
+    apt: (args: string) => sh(`apt-get -y -o Dpkg::Use-Pty=0 --no-install-recommends ${args} 2>&1`),
+    status: async (): Promise<StatusRow[]> => {
+      const r = await sh('ootmod status --json');
+      expect(r.code, r.err).toBe(0);
+      return (JSON.parse(r.out) as { modules: StatusRow[] }).modules;
+    },
+    expectDpkgClean: async () => {
+      expect((await sh('dpkg --audit')).out.trim(), 'dpkg --audit').toBe('');
+      const q = await sh("dpkg-query -W -f '${db:Status-Abbrev} ${Package}\\n'");
+      expect(q.out.split('\n').filter((l) => l.trim() && !l.startsWith('ii ') && !l.startsWith('rc ')), 'packages not in state ii').toEqual([]);
+    },
+    /** Counts depmod runs: /usr/sbin/depmod diverted to a wrapper that logs its arguments. */
+    countDepmod: async () => {
+      const r = await sh(
+        'dpkg-divert --local --rename --divert /usr/sbin/depmod.real --add /usr/sbin/depmod >/dev/null && ' +
+          `printf '%s\\n' '#!/bin/bash' 'echo "$*" >> /var/log/depmod.calls' 'exec -a depmod /usr/sbin/depmod.real "$@"' > /usr/sbin/depmod && chmod 755 /usr/sbin/depmod`,
+      );
+      expect(r.code, r.all).toBe(0);
+    },
+    depmodCalls: async (kver: string) => (await sh('cat /var/log/depmod.calls 2>/dev/null')).out.split('\n').filter((l) => l.split(' ').includes(kver)).length,
+    modulesDep: async (kver: string) => (await sh(`cat /usr/lib/modules/${kver}/modules.dep`)).out,
+    signer: async (file: string) => (await sh(`modinfo -F signer ${file}`)).out.trim(),
+  };
+}
+
+async function copyDebs(chroot: Chroot, debs: OotmodDebs): Promise<void> {
+  await chroot.run(['mkdir', '-p', DEBS]);
+  for (const deb of [debs.ootmod, debs.ootmodDkms]) writeFileSync(chroot.path(`${DEBS}/${path.basename(deb)}`), readFileSync(deb));
+}
+
+/** The kernel's headers and compiler, so module packages have something to build for. */
+async function installHeaders(t: ReturnType<typeof tools>, chroot: Chroot, kernel: KernelInfo, extra = ''): Promise<void> {
+  const r = await t.apt(`install ${kernel.headersPackage}=${kernel.version} openssl ${extra}`);
+  expect(r.code, r.out.slice(-4000)).toBe(0);
+  const gcc = await kernelGccPackage(chroot, kernel.kver);
+  const g = await t.apt(`install ${gcc}`);
+  expect(g.code, g.out.slice(-4000)).toBe(0);
+}
+
+/**
+ * A module package made with Debian's dh_dkms (its maintainer scripts are dh_dkms's), whose module does
+ * not compile: the compiler's error is what status must name.
+ */
+async function buildFailingPackage(t: ReturnType<typeof tools>): Promise<string> {
+  const dir = '/root/failing/ootmod-failing-1.0';
+  const files: Record<string, string> = {
+    'debian/control': [
+      'Source: ootmod-failing', 'Section: kernel', 'Priority: optional', 'Maintainer: ootmod e2e tests <ootmod@example.org>',
+      'Build-Depends: debhelper-compat (= 13), dh-sequence-dkms', 'Standards-Version: 4.6.2', '',
+      'Package: ootmod-failing-dkms', 'Architecture: all', 'Depends: ${misc:Depends}', 'Description: module that does not compile (ootmod e2e)',
+      ' A DKMS module package whose source has a compile error.', '',
+    ].join('\n'),
+    'debian/changelog': 'ootmod-failing (1.0-1) unstable; urgency=medium\n\n  * Test package.\n\n -- ootmod e2e tests <ootmod@example.org>  Tue, 01 Dec 2026 00:00:00 +0000\n',
+    'debian/rules': '#!/usr/bin/make -f\n%:\n\tdh $@\n',
+    'debian/ootmod-failing-dkms.dkms': 'PACKAGE_NAME="ootmod-failing"\nPACKAGE_VERSION="#MODULE_VERSION#"\nBUILT_MODULE_NAME[0]="ootmod_failing"\nDEST_MODULE_LOCATION[0]="/updates/dkms"\nAUTOINSTALL="yes"\n',
+    'debian/ootmod-failing-dkms.install': 'src/* usr/src/ootmod-failing-1.0/\n',
+    'src/Kbuild': 'obj-m := ootmod_failing.o\n',
+    'src/ootmod_failing.c': '#include <linux/module.h>\nstatic int __init f_init(void) { return ootmod_no_such_symbol; }\nmodule_init(f_init);\nMODULE_LICENSE("GPL");\n',
+  };
+  for (const [file, text] of Object.entries(files)) {
+    const r = await t.sh(`mkdir -p ${path.dirname(`${dir}/${file}`)} && cat > ${dir}/${file} <<'OOTMOD_EOF'\n${text}OOTMOD_EOF`);
+    expect(r.code, r.all).toBe(0);
+  }
+  const b = await t.sh(`chmod 755 ${dir}/debian/rules && cd ${dir} && dpkg-buildpackage -us -uc -b 2>&1`);
+  expect(b.code, b.out.slice(-3000)).toBe(0);
+  expect(b.out).toMatch(/dh_dkms/);
+  const deb = '/root/failing/ootmod-failing-dkms_1.0-1_all.deb';
+  const info = await t.sh(`dpkg-deb -I ${deb} postinst prerm; dpkg-deb -f ${deb} Depends; dpkg-deb -c ${deb}`);
+  expect(info.out).toMatch(/\/usr\/lib\/dkms\/common\.postinst/);
+  expect(info.out).toMatch(/dkms remove -m \$DKMS_NAME -v \$DKMS_VERSION --all/);
+  expect(info.out).toMatch(/dkms \(>= /);
+  expect(info.out).toMatch(/usr\/src\/ootmod-failing-1\.0\/dkms\.conf/);
+  return deb;
+}
+
+let debs: OotmodDebs;
+
+beforeAll(async () => {
+  debs = await buildOotmodDebs(log);
+});
+
+afterAll(() => {
+  if (debs) rmSync(debs.dir, { recursive: true, force: true });
+});
+
+describe('ootmod-dkms: Debian module packages with no DKMS', () => {
+  let chroot: Chroot;
+  let kernel: KernelInfo;
+  let second: KernelInfo;
+  const t = tools(() => chroot);
+  let failingDeb = '';
+
+  beforeAll(async () => {
+    chroot = await freshChroot('sid', 'dkms-e2e', { base: BASE });
+    kernel = await currentKernel(chroot);
+    second = await currentKernel(chroot, { flavour: 'cloud-amd64' });
+    await copyDebs(chroot, debs);
+    await installHeaders(t, chroot, kernel);
+  });
+
+  it('is a lintian-clean package', async () => {
+    expect(await lintianProblems(debs.ootmodDkms)).toEqual([]);
+    const fields = await t.sh(`dpkg-deb -f ${DEBS}/${path.basename(debs.ootmodDkms)} Provides Conflicts Replaces Depends`);
+    expect(fields.out).toMatch(/^Provides: dkms \(= \d+\.\d+\.\d+\)$/m);
+    expect(fields.out).toMatch(/^Conflicts: dkms$/m);
+    expect(fields.out).toMatch(/^Depends: ootmod \(= \S+\) \| ootmod-static \(= \S+\)/m);
+  });
+
+  it('installs with ootmod; its dkms is ootmod', async () => {
+    const r = await t.apt(`install ${DEBS}/${path.basename(debs.ootmod)} ${DEBS}/${path.basename(debs.ootmodDkms)}`);
+    expect(r.code, r.out.slice(-4000)).toBe(0);
+    await t.expectDpkgClean();
+    expect((await t.sh('dpkg-query -W -f "${Status}" dkms')).out).not.toMatch(/installed/);
+    const v = await t.sh('dkms --version');
+    expect(v.code).toBe(0);
+    expect(v.out.trim()).toMatch(/^dkms-\d+\.\d+\.\d+$/);
+    expect((await t.sh('test -x /usr/lib/dkms/common.postinst')).code).toBe(0);
+    const bad = await t.sh('dkms mktarball -m x -v 1');
+    expect(bad.code).not.toBe(0);
+    expect(bad.err.trim().split('\n')).toHaveLength(1);
+    // dh-dkms (which depends on dkms) and debhelper, to make the failing package below.
+    const dh = await t.apt('install dh-dkms debhelper');
+    expect(dh.code, dh.out.slice(-3000)).toBe(0);
+    expect((await t.sh('dpkg-query -W -f "${Status}" dkms')).out).not.toMatch(/installed/);
+    failingDeb = await buildFailingPackage(t);
+  });
+
+  it('installs the real packages and a failing one in one apt run: apt exits 0, each module built once, one depmod', async () => {
+    await t.countDepmod();
+    const r = await t.apt(`install ${REAL_PACKAGES} ${failingDeb}`);
+    expect(r.code, r.out.slice(-6000)).toBe(0);
+    // apt resolved their dkms dependency to ootmod-dkms.
+    expect(r.out).not.toMatch(/^Unpacking dkms /m);
+    expect(r.out).toMatch(/queued; ootmod builds it at the end of this dpkg run/);
+    expect(r.out).toMatch(/Processing triggers for ootmod /);
+    await t.expectDpkgClean();
+    expect(await t.depmodCalls(kernel.kver)).toBe(1);
+
+    const rows = await t.status();
+    for (const [pkg, module] of Object.entries(REAL)) {
+      const name = pkg === 'dkms-test-dkms' ? 'dkms_test' : pkg.replace(/-dkms$/, '');
+      const row = rows.find((x) => x.module === name && x.kernel === kernel.kver);
+      expect(row?.status, `${pkg}: ${JSON.stringify(rows)}`).toBe('installed');
+      const file = row!.files.find((f) => path.basename(f).startsWith(`${module}.ko`));
+      expect(file, JSON.stringify(row)).toBeTruthy();
+      expect((await t.sh(`modinfo -F vermagic ${file}`)).out).toMatch(new RegExp(`^${re(kernel.kver)} `));
+      expect(await t.modulesDep(kernel.kver)).toMatch(new RegExp(`^updates/ootmod/${module}\\.ko`, 'm'));
+    }
+    const failed = rows.find((x) => x.module === 'ootmod-failing' && x.kernel === kernel.kver);
+    expect(failed?.status).toBe('failed');
+    expect(failed?.error).toMatch(/ootmod_failing\.c:\d+:\d+: error: .*ootmod_no_such_symbol/);
+
+    const dkms = await t.sh('dkms status');
+    expect(dkms.code).toBe(0);
+    const lines = dkms.out.trim().split('\n');
+    const acpi = rows.find((x) => x.module === 'acpi-call')!;
+    expect(lines).toContain(`acpi-call/${acpi.version}, ${kernel.kver}, x86_64: installed`);
+    for (const l of lines) expect(l).toMatch(/^[\w.+-]+\/[\w.+~:-]+(, \S+, \S+: (installed|built)|: added)$/);
+    expect(lines).toContain('ootmod-failing/1.0: added');
+    expect(dkms.err).toMatch(/ootmod-failing\/1\.0 failed to build .*error:/);
+    // What dh_dkms's prerm asks.
+    expect((await t.sh('dkms status -m dkms_test -v 1.0')).out.trim()).toBe(`dkms_test/1.0, ${kernel.kver}, x86_64: installed`);
+  });
+
+  it('builds every module once for a second kernel whose headers are installed', async () => {
+    const before = await t.status();
+    const r = await t.apt(`install ${second.headersPackage}=${second.version}`);
+    expect(r.code, r.out.slice(-4000)).toBe(0);
+    await t.expectDpkgClean();
+    const rows = await t.status();
+    for (const name of ['dkms_test', 'acpi-call', 'v4l2loopback']) {
+      expect(rows.filter((x) => x.module === name && x.kernel === second.kver).map((x) => x.status)).toEqual(['installed']);
+      // Not rebuilt for the first kernel.
+      const was = before.find((x) => x.module === name && x.kernel === kernel.kver);
+      expect(rows.find((x) => x.module === name && x.kernel === kernel.kver)?.updatedAt).toBe(was?.updatedAt);
+    }
+    expect(rows.find((x) => x.module === 'ootmod-failing' && x.kernel === second.kver)?.status).toBe('failed');
+    expect(await t.depmodCalls(second.kver)).toBe(1);
+  });
+
+  it('apt-get remove of a module package removes its modules from every kernel and from modules.dep', async () => {
+    const r = await t.apt('remove acpi-call-dkms');
+    expect(r.code, r.out.slice(-4000)).toBe(0);
+    await t.expectDpkgClean();
+    for (const k of [kernel.kver, second.kver]) {
+      expect(await t.modulesDep(k)).not.toMatch(/acpi_call/);
+      expect((await t.sh(`ls /usr/lib/modules/${k}/updates/ootmod/`)).out).not.toMatch(/acpi_call/);
+      expect(await t.modulesDep(k)).toMatch(/v4l2loopback/);
+    }
+    expect((await t.status()).filter((x) => x.module === 'acpi-call')).toEqual([]);
+    expect((await t.sh('dkms status')).out).not.toMatch(/acpi-call/);
+  });
+});
+
+describe('ootmod-dkms: a machine moved from DKMS and back', () => {
+  let chroot: Chroot;
+  let kernel: KernelInfo;
+  const t = tools(() => chroot);
+  let realStatus: string[] = [];
+  let dkmsSigner = '';
+
+  beforeAll(async () => {
+    chroot = await freshChroot('sid', 'dkms-e2e-mig', { base: BASE });
+    kernel = await currentKernel(chroot);
+    await copyDebs(chroot, debs);
+    await installHeaders(t, chroot, kernel);
+  });
+
+  it("starts with Debian's dkms, which builds the three packages and signs them with its key", async () => {
+    const r = await t.apt(`install dkms ${REAL_PACKAGES}`);
+    expect(r.code, r.out.slice(-6000)).toBe(0);
+    // A source DKMS only added: its status line is compared too.
+    const src = await t.sh('mkdir -p /usr/src/ootmod-added-1.0 && printf \'PACKAGE_NAME="ootmod-added"\\nPACKAGE_VERSION="1.0"\\nBUILT_MODULE_NAME[0]="ootmod_added"\\n\' > /usr/src/ootmod-added-1.0/dkms.conf && echo "obj-m := ootmod_added.o" > /usr/src/ootmod-added-1.0/Kbuild && dkms add -m ootmod-added -v 1.0');
+    expect(src.code, src.all).toBe(0);
+    const s = await t.sh('dkms status');
+    expect(s.code, s.err).toBe(0);
+    realStatus = s.out.trim().split('\n');
+    for (const m of Object.values(REAL)) {
+      expect((await t.sh(`ls /usr/lib/modules/${kernel.kver}/updates/dkms/`)).out).toMatch(new RegExp(`^${m}\\.ko`, 'm'));
+    }
+    dkmsSigner = await t.signer(`$(ls /usr/lib/modules/${kernel.kver}/updates/dkms/dkms_test.ko*)`);
+    log(`real dkms status:\n${realStatus.join('\n')}\nsigner: ${dkmsSigner}`);
+    expect(realStatus.filter((l) => l.endsWith(': installed'))).toHaveLength(3);
+  });
+
+  it("takes the modules over when ootmod-dkms replaces dkms: ootmod's, not in updates/dkms, signed with DKMS's key, the same dkms status", async () => {
+    const r = await t.apt(`install ${DEBS}/${path.basename(debs.ootmod)} ${DEBS}/${path.basename(debs.ootmodDkms)}`);
+    expect(r.code, r.out.slice(-6000)).toBe(0);
+    expect(r.out).toMatch(/Removing dkms /);
+    await t.expectDpkgClean();
+    const rows = await t.status();
+    for (const [pkg, module] of Object.entries(REAL)) {
+      const row = rows.find((x) => x.kernel === kernel.kver && x.files.some((f) => path.basename(f).startsWith(`${module}.ko`)));
+      expect(row?.status, `${pkg}: ${JSON.stringify(rows)}`).toBe('installed');
+      const file = row!.files.find((f) => path.basename(f).startsWith(`${module}.ko`))!;
+      if (dkmsSigner) expect(await t.signer(file)).toBe(dkmsSigner);
+      expect((await t.sh(`ls /usr/lib/modules/${kernel.kver}/updates/dkms/ 2>/dev/null`)).out).not.toMatch(new RegExp(`^${module}\\.ko`, 'm'));
+      const dep = await t.modulesDep(kernel.kver);
+      expect(dep).toMatch(new RegExp(`^updates/ootmod/${module}\\.ko`, 'm'));
+      expect(dep).not.toMatch(new RegExp(`^updates/dkms/${module}\\.ko`, 'm'));
+    }
+    const ours = await t.sh('dkms status');
+    expect(ours.out.trim().split('\n')).toEqual(realStatus);
+  });
+
+  it('gives the machine back when dkms is installed again', async () => {
+    const r = await t.apt('install dkms ootmod-dkms-');
+    expect(r.code, r.out.slice(-6000)).toBe(0);
+    await t.expectDpkgClean();
+    expect((await t.sh('head -c 200 /usr/sbin/dkms')).out).not.toMatch(/ootmod/);
+    const rows = await t.status();
+    for (const m of ['dkms_test', 'acpi-call', 'v4l2loopback']) expect(rows.filter((x) => x.module === m && x.kernel)).toEqual([]);
+    for (const module of Object.values(REAL)) {
+      expect((await t.sh(`ls /usr/lib/modules/${kernel.kver}/updates/dkms/`)).out).toMatch(new RegExp(`^${module}\\.ko`, 'm'));
+      expect(await t.modulesDep(kernel.kver)).toMatch(new RegExp(`^updates/dkms/${module}\\.ko`, 'm'));
+    }
+    const s = await t.sh('dkms status');
+    expect(s.out.trim().split('\n')).toEqual(realStatus);
+  });
+});
