@@ -7,13 +7,14 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKernel, freshChroot, kernelGccPackage, type Chroot, type KernelInfo } from './lib/chroot.js';
 import { buildOotmodDebs, lintianProblems, type OotmodDebs } from './lib/debs.js';
+import { REAL_DKMS_PACKAGES, buildFailingDkmsPackage, countDepmodRuns, depmodRuns } from './lib/dkms.js';
 
 const log = (msg: string) => process.stderr.write(`[e2e] ${msg}\n`);
 const re = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const DEBS = '/root/debs';
 const BASE = 'dkms-e2e-base';
 /** The three real module packages, and the module each installs. */
-const REAL = { 'dkms-test-dkms': 'dkms_test', 'acpi-call-dkms': 'acpi_call', 'v4l2loopback-dkms': 'v4l2loopback' } as const;
+const REAL = REAL_DKMS_PACKAGES;
 const REAL_PACKAGES = Object.keys(REAL).join(' ');
 
 interface StatusRow {
@@ -46,14 +47,8 @@ function tools(chroot: () => Chroot) {
       expect(q.out.split('\n').filter((l) => l.trim() && !l.startsWith('ii ') && !l.startsWith('rc ')), 'packages not in state ii').toEqual([]);
     },
     /** Counts depmod runs: /usr/sbin/depmod diverted to a wrapper that logs its arguments. */
-    countDepmod: async () => {
-      const r = await sh(
-        'dpkg-divert --local --rename --divert /usr/sbin/depmod.real --add /usr/sbin/depmod >/dev/null && ' +
-          `printf '%s\\n' '#!/bin/bash' 'echo "$*" >> /var/log/depmod.calls' 'exec -a depmod /usr/sbin/depmod.real "$@"' > /usr/sbin/depmod && chmod 755 /usr/sbin/depmod`,
-      );
-      expect(r.code, r.all).toBe(0);
-    },
-    depmodCalls: async (kver: string) => (await sh('cat /var/log/depmod.calls 2>/dev/null')).out.split('\n').filter((l) => l.split(' ').includes(kver)).length,
+    countDepmod: () => countDepmodRuns(chroot()),
+    depmodCalls: (kver: string) => depmodRuns(chroot(), kver),
     modulesDep: async (kver: string) => (await sh(`cat /usr/lib/modules/${kver}/modules.dep`)).out,
     signer: async (file: string) => (await sh(`modinfo -F signer ${file}`)).out.trim(),
   };
@@ -73,34 +68,8 @@ async function installHeaders(t: ReturnType<typeof tools>, chroot: Chroot, kerne
   expect(g.code, g.out.slice(-4000)).toBe(0);
 }
 
-/**
- * A module package made with Debian's dh_dkms (its maintainer scripts are dh_dkms's), whose module does
- * not compile: the compiler's error is what status must name.
- */
-async function buildFailingPackage(t: ReturnType<typeof tools>): Promise<string> {
-  const dir = '/root/failing/ootmod-failing-1.0';
-  const files: Record<string, string> = {
-    'debian/control': [
-      'Source: ootmod-failing', 'Section: kernel', 'Priority: optional', 'Maintainer: ootmod e2e tests <ootmod@example.org>',
-      'Build-Depends: debhelper-compat (= 13), dh-sequence-dkms', 'Standards-Version: 4.6.2', '',
-      'Package: ootmod-failing-dkms', 'Architecture: all', 'Depends: ${misc:Depends}', 'Description: module that does not compile (ootmod e2e)',
-      ' A DKMS module package whose source has a compile error.', '',
-    ].join('\n'),
-    'debian/changelog': 'ootmod-failing (1.0-1) unstable; urgency=medium\n\n  * Test package.\n\n -- ootmod e2e tests <ootmod@example.org>  Tue, 01 Dec 2026 00:00:00 +0000\n',
-    'debian/rules': '#!/usr/bin/make -f\n%:\n\tdh $@\n',
-    'debian/ootmod-failing-dkms.dkms': 'PACKAGE_NAME="ootmod-failing"\nPACKAGE_VERSION="#MODULE_VERSION#"\nBUILT_MODULE_NAME[0]="ootmod_failing"\nDEST_MODULE_LOCATION[0]="/updates/dkms"\nAUTOINSTALL="yes"\n',
-    'debian/ootmod-failing-dkms.install': 'src/* usr/src/ootmod-failing-1.0/\n',
-    'src/Kbuild': 'obj-m := ootmod_failing.o\n',
-    'src/ootmod_failing.c': '#include <linux/module.h>\nstatic int __init f_init(void) { return ootmod_no_such_symbol; }\nmodule_init(f_init);\nMODULE_LICENSE("GPL");\n',
-  };
-  for (const [file, text] of Object.entries(files)) {
-    const r = await t.sh(`mkdir -p ${path.dirname(`${dir}/${file}`)} && cat > ${dir}/${file} <<'OOTMOD_EOF'\n${text}OOTMOD_EOF`);
-    expect(r.code, r.all).toBe(0);
-  }
-  const b = await t.sh(`chmod 755 ${dir}/debian/rules && cd ${dir} && dpkg-buildpackage -us -uc -b 2>&1`);
-  expect(b.code, b.out.slice(-3000)).toBe(0);
-  expect(b.out).toMatch(/dh_dkms/);
-  const deb = '/root/failing/ootmod-failing-dkms_1.0-1_all.deb';
+async function buildFailingPackage(t: ReturnType<typeof tools>, chroot: Chroot): Promise<string> {
+  const deb = await buildFailingDkmsPackage(chroot);
   const info = await t.sh(`dpkg-deb -I ${deb} postinst prerm; dpkg-deb -f ${deb} Depends; dpkg-deb -c ${deb}`);
   expect(info.out).toMatch(/\/usr\/lib\/dkms\/common\.postinst/);
   expect(info.out).toMatch(/dkms remove -m \$DKMS_NAME -v \$DKMS_VERSION --all/);
@@ -158,7 +127,7 @@ describe('ootmod-dkms: Debian module packages with no DKMS', () => {
     const dh = await t.apt('install dh-dkms debhelper');
     expect(dh.code, dh.out.slice(-3000)).toBe(0);
     expect((await t.sh('dpkg-query -W -f "${Status}" dkms')).out).not.toMatch(/installed/);
-    failingDeb = await buildFailingPackage(t);
+    failingDeb = await buildFailingPackage(t, chroot);
   });
 
   it('installs the real packages and a failing one in one apt run: apt exits 0, each module built once, one depmod', async () => {
