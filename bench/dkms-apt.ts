@@ -121,7 +121,7 @@ async function main(): Promise<void> {
       ].join('\n'),
     );
   } finally {
-    rmSync(debs.dir, { recursive: true, force: true });
+    if (!debs.prebuilt) rmSync(debs.dir, { recursive: true, force: true });
   }
 }
 

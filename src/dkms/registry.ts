@@ -1,7 +1,7 @@
 // DKMS's registry of module sources (/var/lib/dkms/<name>/<version>/source -> /usr/src/<name>-<version>),
 // kept by ootmod-dkms so that DKMS finds the machine as it left it if it comes back, and the sources
 // an admin removed with `dkms remove` (which ootmod then leaves alone until `dkms add`).
-import { existsSync, readdirSync } from 'node:fs';
+import { lstatSync } from 'node:fs';
 import { mkdir, readdir, readlink, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { removedMarker } from '../modules/names.js';
@@ -17,20 +17,13 @@ export function registryDir(layout: Layout, dkmsTree?: string): string {
   return dkmsTree ? layout.at(dkmsTree) : layout.dkmsRegistry;
 }
 
+/** The registration link exists (its target, a system path, may lie outside a --root sandbox). */
 export function isRegistered(dir: string, r: Registration): boolean {
-  return existsSync(path.join(dir, r.name, r.version, 'source'));
-}
-
-/** Every registered (name, version), sorted as DKMS's globs list them. */
-export function registrations(dir: string): Registration[] {
-  const out: Registration[] = [];
-  const names = (d: string) => (existsSync(d) ? readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort() : []);
-  for (const name of names(dir)) {
-    for (const version of names(path.join(dir, name))) {
-      if (existsSync(path.join(dir, name, version, 'source'))) out.push({ name, version });
-    }
+  try {
+    return lstatSync(path.join(dir, r.name, r.version, 'source')).isSymbolicLink();
+  } catch {
+    return false;
   }
-  return out;
 }
 
 /** Registers a source as `dkms add` does: <dir>/<name>/<version>/source -> the source dir. */

@@ -85,7 +85,7 @@ beforeAll(async () => {
 });
 
 afterAll(() => {
-  if (debs) rmSync(debs.dir, { recursive: true, force: true });
+  if (debs && !debs.prebuilt) rmSync(debs.dir, { recursive: true, force: true });
 });
 
 describe('ootmod-dkms: Debian module packages with no DKMS', () => {

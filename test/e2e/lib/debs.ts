@@ -23,6 +23,8 @@ export interface OotmodDebs {
   ootmodDkms: string;
   /** The version in debian/changelog. */
   version: string;
+  /** Taken from OOTMOD_E2E_DEBS: not to be removed. */
+  prebuilt?: boolean;
   /** dpkg-buildpackage's output. */
   log: string;
 }
@@ -36,6 +38,19 @@ const NOT_SOURCE = new Set(['.git', 'node_modules', 'dist', 'bench/results', 'de
  * the work tree's own (`npm ci` installs it before a package build; the build downloads nothing).
  */
 export async function buildOotmodDebs(log: Log): Promise<OotmodDebs> {
+  // OOTMOD_E2E_DEBS=DIR: the .debs an earlier dpkg-buildpackage of this tree left in DIR (when iterating
+  // on a test; the caller must not remove DIR then, see OotmodDebs.prebuilt).
+  const prebuilt = process.env.OOTMOD_E2E_DEBS;
+  if (prebuilt) {
+    log(`host: using the .debs in ${prebuilt} (OOTMOD_E2E_DEBS), not building`);
+    const pick = (re: RegExp) => {
+      const f = readdirSync(prebuilt).find((n) => re.test(n));
+      if (!f) throw new Error(`OOTMOD_E2E_DEBS=${prebuilt} has no ${re}`);
+      return path.join(prebuilt, f);
+    };
+    const version = /^ootmod_(.+)_all\.deb$/.exec(path.basename(pick(/^ootmod_.*_all\.deb$/)))![1]!;
+    return { dir: prebuilt, prebuilt: true, ootmod: pick(/^ootmod_.*_all\.deb$/), ootmodStatic: pick(/^ootmod-static_.*_amd64\.deb$/), ootmodDkms: pick(/^ootmod-dkms_.*_all\.deb$/), version, log: '' };
+  }
   await ensureHostPackages(['dpkg-dev', 'debhelper', 'lintian', 'binutils'], log);
   if (!existsSync(path.join(REPO, 'node_modules/.bin/esbuild'))) throw new Error('node_modules is missing: run npm ci first');
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ootmod-e2e-debs-'));
