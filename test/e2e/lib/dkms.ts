@@ -37,7 +37,7 @@ export async function buildFailingDkmsPackage(chroot: Chroot): Promise<string> {
     const r = await sh(chroot, `mkdir -p ${path.dirname(`${dir}/${file}`)} && cat > ${dir}/${file} <<'OOTMOD_EOF'\n${text}OOTMOD_EOF`);
     if (r.code !== 0) throw new Error(`writing ${file}: ${r.out}`);
   }
-  const b = await sh(chroot, `chmod 755 ${dir}/debian/rules && cd ${dir} && dpkg-buildpackage -us -uc -b 2>&1`);
+  const b = await sh(chroot, `chmod 755 ${dir}/debian/rules && cd ${dir} && dpkg-buildpackage -us -uc -b -d 2>&1`);
   if (b.code !== 0 || !/dh_dkms/.test(b.out)) throw new Error(`dpkg-buildpackage of the failing module package failed:\n${b.out.slice(-3000)}`);
   return '/root/failing/ootmod-failing-dkms_1.0-1_all.deb';
 }
