@@ -221,7 +221,7 @@ describe('ootmod-dkms: a machine moved from DKMS and back', () => {
     const r = await t.apt(`install dkms ${REAL_PACKAGES}`);
     expect(r.code, r.out.slice(-6000)).toBe(0);
     // A source DKMS only added: its status line is compared too.
-    const src = await t.sh('mkdir -p /usr/src/ootmod-added-1.0 && printf \'PACKAGE_NAME="ootmod-added"\\nPACKAGE_VERSION="1.0"\\nBUILT_MODULE_NAME[0]="ootmod_added"\\n\' > /usr/src/ootmod-added-1.0/dkms.conf && echo "obj-m := ootmod_added.o" > /usr/src/ootmod-added-1.0/Kbuild && dkms add -m ootmod-added -v 1.0');
+    const src = await t.sh('mkdir -p /usr/src/ootmod-added-1.0 && printf \'PACKAGE_NAME="ootmod-added"\\nPACKAGE_VERSION="1.0"\\nBUILT_MODULE_NAME[0]="ootmod_added"\\nDEST_MODULE_LOCATION[0]="/updates/dkms"\\n\' > /usr/src/ootmod-added-1.0/dkms.conf && echo "obj-m := ootmod_added.o" > /usr/src/ootmod-added-1.0/Kbuild && dkms add -m ootmod-added -v 1.0');
     expect(src.code, src.all).toBe(0);
     const s = await t.sh('dkms status');
     expect(s.code, s.err).toBe(0);
