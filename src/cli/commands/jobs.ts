@@ -54,13 +54,13 @@ async function resolveTargets(s: Session, args: string[]): Promise<Targets> {
 }
 
 /** Runs a plan (or prints it on --dry-run); returns undefined on a dry run. */
-export async function runPlanned(s: Session, planned: Planned, opts: { quietSummary?: boolean } = {}): Promise<WorkOutcome | undefined> {
+export async function runPlanned(s: Session, planned: Planned, opts: { quietSummary?: boolean; quietPreRun?: boolean } = {}): Promise<WorkOutcome | undefined> {
   for (const n of planned.notes) s.err(n);
   if (s.opts.dryRun) {
     printPlan(s.out, planned.plan, s.opts.json);
     return undefined;
   }
-  for (const line of preRunLines(planned.plan, s.opts.verbose)) s.err(line);
+  if (!opts.quietPreRun) for (const line of preRunLines(planned.plan, s.opts.verbose)) s.err(line);
   const reporter = reporterFor(s.opts.verbose);
   try {
     const outcome = await executeWork(s, planned, reporter);

@@ -19,7 +19,8 @@ export async function rustPrepare(s: Session): Promise<ExitCode> {
       return ExitCode.Ok;
     }
     if (!s.opts.dryRun && !s.opts.json) for (const c of plan.rustCurrent) s.out(`current ${c.dir}`);
-    const outcome = await runPlanned(s, planned, { quietSummary: true });
+    // The trees that cannot be built get one line each, below, with their kernel.
+    const outcome = await runPlanned(s, planned, { quietSummary: true, quietPreRun: true });
     if (!outcome || s.opts.json) return outcome?.exit ?? ExitCode.Ok;
     for (const j of plan.jobs) {
       const r = outcome.results.get(j.id);
