@@ -1,7 +1,7 @@
 // Executes one (module, kernel) job: private build dir, patches, PRE_BUILD, make, POST_BUILD, collect,
 // strip, sign, compress, then (for install) an atomic placement under the kernel's module dir.
 import { existsSync } from 'node:fs';
-import { access, constants, cp, mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { access, constants, cp, lstat, mkdir, readdir, realpath, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { OotmodError } from '../errors.js';
 import { crossOf, type Compression, type KernelTarget } from '../kernel/inventory.js';
@@ -11,6 +11,7 @@ import type { JobserverClient } from './jobserver.js';
 import { copyFileAtomic } from '../system/files.js';
 import type { Layout } from '../system/layout.js';
 import { fileLog, run, runShell, type CommandLog } from '../system/run.js';
+import { confineTo, type Confinement } from '../system/sandbox.js';
 import type { BuildRecord, InstalledFile } from '../state/store.js';
 import { makeCommandLine } from './make.js';
 import { ensureSigningKey, signModule } from './signing.js';
@@ -55,7 +56,7 @@ function scriptEnv(job: BuildJob | InstallJob, ctx: { layout: Layout; kernel: Ke
 }
 
 /** Runs a PRE_BUILD-style directive: a script path relative to `dir`, with optional arguments. */
-export async function runScript(directive: string, script: string, dir: string, env: Record<string, string>, log: CommandLog, timeoutMs: number, jobserver?: JobserverClient): Promise<void> {
+export async function runScript(directive: string, script: string, dir: string, env: Record<string, string>, log: CommandLog, timeoutMs: number, jobserver?: JobserverClient, confine?: Confinement): Promise<void> {
   const [file, ...args] = script.split(/\s+/).filter(Boolean);
   const full = path.join(dir, file!);
   try {
@@ -63,7 +64,18 @@ export async function runScript(directive: string, script: string, dir: string, 
   } catch {
     throw new OotmodError(`${directive} script ${full} is missing or not executable`, `chmod +x it in the module source`);
   }
-  await run(full, args, { cwd: dir, env, log, timeoutMs, step: directive, jobserver });
+  await run(full, args, { cwd: dir, env, log, timeoutMs, step: directive, jobserver, confine });
+}
+
+/** A built .ko, read by root out of a dir the build user owns: only a regular file inside that dir. */
+async function builtModule(buildDir: string, built: string): Promise<string | undefined> {
+  const st = await lstat(built).catch(() => undefined);
+  if (!st) return undefined;
+  const real = await realpath(built);
+  if (!st.isFile() || !real.startsWith(`${await realpath(buildDir)}/`)) {
+    throw new OotmodError(`${path.relative(buildDir, built)} is not a regular file inside the build dir`, 'the build must leave the .ko itself, not a link to it');
+  }
+  return real;
 }
 
 /** The strip of the kernel's binutils: the cross one (aarch64-linux-gnu-strip) for a foreign kernel. */
@@ -81,13 +93,17 @@ async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, l
   await mkdir(path.dirname(buildDir), { recursive: true });
   await log.write(`# copying ${spec.sourceDir} to ${buildDir}\n`);
   await cp(spec.sourceDir, buildDir, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+  // The source's code runs as the build user, offline, with only the build dir (and a scratch dir) writable.
+  const scratch = path.join(path.dirname(buildDir), 'tmp');
+  await rm(scratch, { recursive: true, force: true });
+  const confine = await confineTo([buildDir], scratch, spec.name);
 
   for (const patch of spec.patches) {
     await run('patch', ['-p1', '--batch', '--forward', '-i', path.join(spec.sourceDir, 'patches', patch)], {
-      cwd: buildDir, log, step: `PATCH ${patch}`, timeoutMs: ctx.timeoutMs,
+      cwd: buildDir, log, step: `PATCH ${patch}`, timeoutMs: ctx.timeoutMs, confine,
     });
   }
-  if (spec.scripts.preBuild) await runScript('PRE_BUILD', spec.scripts.preBuild, buildDir, env, log, ctx.timeoutMs, ctx.jobserver);
+  if (spec.scripts.preBuild) await runScript('PRE_BUILD', spec.scripts.preBuild, buildDir, env, log, ctx.timeoutMs, ctx.jobserver, confine);
 
   const commandLine = makeCommandLine(spec.make, {
     kernelver: job.kernel,
@@ -103,17 +119,20 @@ async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, l
     step: 'make',
     timeoutMs: ctx.timeoutMs,
     jobserver: ctx.jobserver,
+    confine,
     // As DKMS: the kernel's own compiler, and no user compiler flags leaking into kbuild.
     env: { ...env, CC: compiler, KERNEL_CC: compiler, CXX: undefined, CFLAGS: undefined, CXXFLAGS: undefined, LDFLAGS: undefined, MAKEFLAGS: undefined, MFLAGS: undefined },
   });
-  if (spec.scripts.postBuild) await runScript('POST_BUILD', spec.scripts.postBuild, buildDir, env, log, ctx.timeoutMs, ctx.jobserver);
+  if (spec.scripts.postBuild) await runScript('POST_BUILD', spec.scripts.postBuild, buildDir, env, log, ctx.timeoutMs, ctx.jobserver, confine);
+  await rm(scratch, { recursive: true, force: true });
 
   const files: string[] = [];
   for (const m of spec.modules) {
-    const built = path.join(buildDir, m.builtLocation, `${m.builtName}.ko`);
-    if (!existsSync(built)) {
+    const expected = path.join(buildDir, m.builtLocation, `${m.builtName}.ko`);
+    const built = await builtModule(buildDir, expected);
+    if (!built) {
       throw new OotmodError(
-        `make succeeded but ${path.relative(buildDir, built)} was not built`,
+        `make succeeded but ${path.relative(buildDir, expected)} was not built`,
         'check BUILT_MODULE_NAME and BUILT_MODULE_LOCATION in dkms.conf',
       );
     }

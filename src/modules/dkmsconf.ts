@@ -1,10 +1,12 @@
 // dkms.conf is a bash fragment: evaluate it as DKMS does, by bash in a child process with DKMS's
 // variables set, and read back only the known directives. Functions and other variables are discarded.
 import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
 import { run } from '../system/run.js';
 import { HOST_TOOLS } from '../system/layout.js';
+import { SANDBOX_USER, confineTo } from '../system/sandbox.js';
 
 export const ARRAY_DIRECTIVES = [
   'BUILT_MODULE_NAME',
@@ -135,6 +137,8 @@ export async function evaluateConf(files: string[], ctx: ConfContext, timeoutMs 
     running_distribution: 'debian',
     __OOTMOD_NAMES: [...SCALAR_DIRECTIVES, ...ARRAY_DIRECTIVES].join(' '),
   };
+  // dkms.conf is code: it runs as the build user, offline, with nothing but a scratch dir writable.
+  const confine = await confineTo([], undefined, ctx.module);
   // Run the files from the source dir, as DKMS does, so relative `. ./x` works.
   const res = await run('bash', ['-c', EVALUATOR, 'ootmod-dkms.conf', ...files], {
     cwd: path.dirname(files[0]!),
@@ -142,7 +146,11 @@ export async function evaluateConf(files: string[], ctx: ConfContext, timeoutMs 
     cleanEnv: true,
     timeoutMs,
     allowFailure: true,
-  });
+    confine,
+  }).finally(() => confine && rm(confine.tmpDir, { recursive: true, force: true }));
+  if (confine && res.stderr.includes(`${files[0]}: Permission denied`)) {
+    throw new OotmodError(`${files[0]}: the build user ${SANDBOX_USER} cannot read it`, `make the source dir world-readable (chmod -R a+rX), or put it under /usr/src`, ExitCode.Environment);
+  }
   if (res.timedOut) {
     throw new OotmodError(`${files[0]}: evaluating dkms.conf took longer than ${timeoutMs / 1000}s`, 'remove the loop or blocking command from it', ExitCode.InvalidSource);
   }

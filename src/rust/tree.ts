@@ -1,7 +1,8 @@
 // The per-(kernel, build arch) Rust tree: the kernel's rust/*.rmeta crates, proc-macro .so files,
 // scripts/target.json and rust/kernel/generated_arch_*.rs, rebuilt through the kernel's own Makefiles
-// against its installed .config. Built in place at trees/<cache key>/ (rustc records the target path),
-// then switched to atomically through the `current` link; an interrupted build leaves the old tree.
+// against its installed .config. Built in place at trees/<cache key>/ (rustc records the target path;
+// trees/<key>-<time>/ when that is the tree in use), then switched to atomically through the `current`
+// link; an interrupted build leaves the old tree.
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { cp, lstat, mkdir, readdir, readFile, realpath, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
@@ -14,6 +15,7 @@ import { writeFileAtomic } from '../system/files.js';
 import type { Layout } from '../system/layout.js';
 import type { JobserverClient } from '../execute/jobserver.js';
 import { fileLog, run, type CommandLog } from '../system/run.js';
+import { chownTree, confineTo } from '../system/sandbox.js';
 import { checkRustAbi, type AbiReport } from './abi.js';
 import { commonHeadersDir, type RustSource } from './sources.js';
 import type { RustToolchain } from './toolchain.js';
@@ -240,9 +242,15 @@ export async function buildRustTree(opts: BuildTreeOptions): Promise<RustTree> {
   const arch = buildArch();
   const cross = crossOf(kernel);
   const base = layout.rustDir(kernel.release, arch);
-  const obj = path.join(base, 'trees', key);
+  // Always a dir no tree in use has: a forced or repair build with an unchanged key must not build
+  // inside the tree in use, so that an interrupted build leaves it whole and current. (The dir
+  // `current` names counts even when its manifest is unreadable.)
+  const inUse = path.basename((await realpath(path.join(base, 'current')).catch(() => undefined)) ?? '');
+  const dirName = inUse === key ? `${key}-${Date.now().toString(36)}` : key;
+  const obj = path.join(base, 'trees', dirName);
   const logFile = path.join(base, 'build.log');
-  await rm(obj, { recursive: true, force: true });
+  // What an interrupted build left (never the tree in use) goes first: it could be a gigabyte.
+  await removeOtherTrees(base, inUse);
   await mkdir(obj, { recursive: true });
   await writeFile(logFile, `# ootmod rust prepare for ${kernel.release} (${new Date().toISOString()}): ${reason}\n# key ${key} ${JSON.stringify(parts)}\n`);
   const log = fileLog(logFile);
@@ -259,11 +267,17 @@ export async function buildRustTree(opts: BuildTreeOptions): Promise<RustTree> {
     const tools = [`RUSTC=${toolchain.rustc}`, `HOSTRUSTC=${toolchain.rustc}`, `BINDGEN=${toolchain.bindgen}`];
     // A foreign kernel: .rmeta for its target, proc macros (HOSTRUSTC) for this machine, its cross compiler.
     if (cross) tools.push(`ARCH=${cross.arch}`, `CROSS_COMPILE=${cross.crossCompile}`, `CC=${kernel.compiler.command}`);
+    // The kernel's Makefiles run as the build user, offline, writing only the new tree; then it is root's again.
+    const confine = await confineTo([obj], path.join(obj, '.tmp'), 'rust-tree');
     // No -j: the parallelism comes from the jobserver in MAKEFLAGS (without one, a serial build).
     await run('make', ['-C', obj, 'run-command', 'FORCE', `KBUILD_RUN_COMMAND=+${target}$(MAKE) $(build)=rust`, ...tools], {
-      cwd: obj, log, step: 'make (Rust tree)', timeoutMs: opts.timeoutMs, jobserver: opts.jobserver,
+      cwd: obj, log, step: 'make (Rust tree)', timeoutMs: opts.timeoutMs, jobserver: opts.jobserver, confine,
       env: { MAKEFLAGS: undefined, MFLAGS: undefined, CC: undefined, CFLAGS: undefined, RUSTFLAGS: undefined },
     });
+    if (confine) {
+      await rm(confine.tmpDir, { recursive: true, force: true });
+      await chownTree(obj, 0, 0);
+    }
     for (const f of ['rust/libkernel.rmeta', 'rust/libcore.rmeta', 'rust/libmacros.so']) {
       if (!existsSync(path.join(obj, f))) throw new OotmodError(`the Rust build finished without ${f}`, `see ${logFile}`);
     }
@@ -279,8 +293,8 @@ export async function buildRustTree(opts: BuildTreeOptions): Promise<RustTree> {
       bytes: files.reduce((n, f) => n + f.size, 0),
     };
     await writeFileAtomic(path.join(obj, MANIFEST), `${JSON.stringify(manifest, null, 1)}\n`);
-    await switchCurrent(base, key);
-    await removeOtherTrees(base, key);
+    await switchCurrent(base, dirName);
+    await removeOtherTrees(base, dirName);
     await log.write(`# done in ${(manifest.durationMs / 1000).toFixed(1)}s, ${(manifest.bytes / 1e6).toFixed(0)} MB\n`);
     return { kernel: kernel.release, buildArch: arch, dir: obj, manifest };
   } catch (err) {

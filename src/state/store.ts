@@ -102,7 +102,7 @@ export class StateStore {
   private save(): Promise<void> {
     this.saving = this.saving
       .catch(() => undefined)
-      .then(() => writeFileAtomic(this.file, `${JSON.stringify(this.data, null, 1)}\n`));
+      .then(() => writeFileAtomic(this.file, `${JSON.stringify(this.data, null, 1)}\n`, 0o600));
     return this.saving;
   }
 }

@@ -15,9 +15,11 @@ export interface OotmodConfig {
   kernelSource?: string;
   rustc?: string;
   bindgen?: string;
+  /** Modules (or `rust-tree`) whose build may run as root with network: the admin trusts them. */
+  unconfined: string[];
 }
 
-export const DEFAULT_CONFIG: OotmodConfig = { strict: false, jobs: 0, buildTimeout: 3600, rust: true };
+export const DEFAULT_CONFIG: OotmodConfig = { strict: false, jobs: 0, buildTimeout: 3600, rust: true, unconfined: [] };
 
 function bool(value: unknown, key: string, file: string): boolean | undefined {
   if (value === undefined || value === '') return undefined;
@@ -53,5 +55,6 @@ export function loadConfig(file: string): OotmodConfig {
     kernelSource: str(rust.kernel_source),
     rustc: str(rust.rustc),
     bindgen: str(rust.bindgen),
+    unconfined: (str(build.unconfined) ?? '').split(/[\s,]+/).filter(Boolean),
   };
 }

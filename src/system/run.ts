@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import { appendFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { ExitCode, OotmodError } from '../errors.js';
+import { confinedCommand, confinedEnv, sandboxDenial, type Confinement } from './sandbox.js';
 
 export interface CommandLog {
   /** Appends text to the log (make.log of a build, or ootmod's own debug stream). */
@@ -24,6 +25,8 @@ export interface RunOptions {
   step?: string;
   /** Join ootmod's make jobserver: MAKEFLAGS, and the fds of the pipe form at 3, 4. */
   jobserver?: { makeflags: string; fds: number[] };
+  /** Run it confined (src/system/sandbox.ts): as the build user, no network, only these dirs writable. */
+  confine?: Confinement;
 }
 
 export interface RunResult {
@@ -130,7 +133,10 @@ function endChildrenOnSignal(): void {
  */
 export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const command = [file, ...args].map(quoteArg).join(' ');
-  await opts.log?.write(`# command: ${command}${opts.cwd ? `  (in ${opts.cwd})` : ''}\n`);
+  const confined = opts.confine ? ` (confined: ${opts.confine.writable.join(', ') || 'nothing'} writable)` : '';
+  await opts.log?.write(`# command: ${command}${opts.cwd ? `  (in ${opts.cwd})` : ''}${confined}\n`);
+  const spawned = opts.confine ? confinedCommand(file, args, opts.confine) : { file, args };
+  if (opts.confine) opts = { ...opts, env: { ...opts.env, ...confinedEnv(opts.confine) } };
   const started = performance.now();
   const outcome = await new Promise<{ code: number; timedOut: boolean; stdout: string; stderr: string; all: string; spawnError?: NodeJS.ErrnoException }>((resolve) => {
     const out: Buffer[] = [];
@@ -140,7 +146,7 @@ export async function run(file: string, args: readonly string[], opts: RunOption
     let timedOut = false;
     let timer: NodeJS.Timeout | undefined;
     let killer: NodeJS.Timeout | undefined;
-    const child = spawn(file, args, {
+    const child = spawn(spawned.file, spawned.args, {
       cwd: opts.cwd,
       env: mergedEnv(opts),
       stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe', ...(opts.jobserver?.fds ?? [])],
@@ -185,7 +191,7 @@ export async function run(file: string, args: readonly string[], opts: RunOption
     command,
     exitCode: outcome.code,
     stdout: outcome.stdout,
-    stderr: outcome.spawnError ? `${file}: ${outcome.spawnError.code === 'ENOENT' ? 'command not found' : outcome.spawnError.message}` : outcome.stderr,
+    stderr: outcome.spawnError ? `${file}: ${outcome.spawnError.code === 'ENOENT' ? 'command not found' : outcome.spawnError.code === 'EACCES' ? 'Permission denied' : outcome.spawnError.message}` : outcome.stderr,
     all: outcome.all,
     durationMs: performance.now() - started,
     timedOut: outcome.timedOut,
@@ -197,8 +203,31 @@ export async function run(file: string, args: readonly string[], opts: RunOption
         `# elapsed time: ${(result.durationMs / 1000).toFixed(2)}s\n\n`,
     );
   }
-  if (result.exitCode !== 0 && !opts.allowFailure) throw new CommandError(result, opts.step ?? file);
+  if (result.exitCode !== 0 && !opts.allowFailure) {
+    const step = opts.step ?? file;
+    const missing = missingProgram(result);
+    if (missing) throw new OotmodError(`${step}: ${missing.program} ${missing.why}`, missing.fix, ExitCode.Environment);
+    const denied = opts.confine && !result.timedOut ? sandboxDenial(result.all) : undefined;
+    if (denied) {
+      throw new OotmodError(
+        `${step} failed under the build sandbox, which gives no root, no network and no writes outside the build dir (${denied})`,
+        `if ${opts.confine!.name} truly needs them, allow it by name: unconfined = ${opts.confine!.name} in [build] of ootmod.conf`,
+      );
+    }
+    throw new CommandError(result, step);
+  }
   return result;
+}
+
+/** A program that could not be started at all (not installed, not executable): an environment fault. */
+function missingProgram(r: RunResult): { program: string; why: string; fix: string } | undefined {
+  if (r.exitCode !== 127 && r.exitCode !== 126) return undefined;
+  const m = /^(?:setpriv: failed to execute |bash: (?:line \d+: )?)?(\S+?):? (command not found|No such file or directory|Permission denied)$/m.exec(r.stderr.trim());
+  if (!m) return undefined;
+  const program = m[1]!;
+  return m[2] === 'Permission denied'
+    ? { program, why: 'cannot be executed (permission denied)', fix: `make ${program} executable and readable (chmod 755), or reinstall its package` }
+    : { program, why: 'is not installed', fix: `install the package that provides ${program} (apt-file search ${program}), or fix PATH` };
 }
 
 /** Runs a shell command line with bash, as DKMS does for MAKE and the script directives. */

@@ -1,5 +1,5 @@
 // Temporary roots for tests: a sandbox laid out like a Debian system.
-import { mkdtempSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
+import { chmodSync, mkdtempSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -19,6 +19,8 @@ export function tempDir(prefix: string): string {
 
 export function makeRoot(prefix = 'ootmod-test-'): string {
   const root = tempDir(prefix);
+  // Builds run as the unprivileged build user (src/system/sandbox.ts), which must reach the root's files.
+  chmodSync(root, 0o755);
   for (const d of ['usr/lib/modules', 'usr/src', 'var/lib', 'etc', 'boot']) mkdirSync(path.join(root, d), { recursive: true });
   // Debian has merged /usr; depmod -b looks under lib/modules.
   symlinkSync('usr/lib', path.join(root, 'lib'));

@@ -42,6 +42,8 @@ function matches(text: string, expectation: string): boolean {
 const roots: string[] = [];
 function tmpDir(prefix: string): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  // Builds and dkms.conf run as the unprivileged build user, which must reach the root's files.
+  chmodSync(dir, 0o755);
   roots.push(dir);
   return dir;
 }

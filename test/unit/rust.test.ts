@@ -103,8 +103,8 @@ describe('ootmod.conf', () => {
   it('has defaults when missing and reads the sections', () => {
     expect(loadConfig(path.join(dir, 'none.conf'))).toMatchObject({ strict: false, jobs: 0, rust: true, buildTimeout: 3600 });
     const file = path.join(dir, 'ootmod.conf');
-    writeFileSync(file, '; comment\n[build]\njobs = 3\ntimeout = 60\n[rust]\nenabled = no\nrustc = /opt/rustc\n[trigger]\nstrict = yes\n');
-    expect(loadConfig(file)).toEqual({ strict: true, jobs: 3, buildTimeout: 60, rust: false, rustc: '/opt/rustc', kernelSource: undefined, bindgen: undefined });
+    writeFileSync(file, '; comment\n[build]\njobs = 3\ntimeout = 60\nunconfined = foo-dkms, bar\n[rust]\nenabled = no\nrustc = /opt/rustc\n[trigger]\nstrict = yes\n');
+    expect(loadConfig(file)).toEqual({ strict: true, jobs: 3, buildTimeout: 60, rust: false, rustc: '/opt/rustc', kernelSource: undefined, bindgen: undefined, unconfined: ['foo-dkms', 'bar'] });
   });
   it('refuses a bad value in one line', () => {
     const file = path.join(dir, 'bad.conf');

@@ -1,0 +1,164 @@
+// Confinement of everything that runs a module source's code (dkms.conf, PATCH, PRE_BUILD, make,
+// POST_BUILD, the Rust tree's make): as the unprivileged system user _ootmod, in new network, mount
+// and pid namespaces, with every mount read-only except the job's own dirs. util-linux's unshare and
+// setpriv are Essential on Debian, so this needs nothing more. Install steps stay root.
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { chown, lchown, lstat, mkdir, readdir, realpath } from 'node:fs/promises';
+import path from 'node:path';
+import { ExitCode, OotmodError } from '../errors.js';
+
+export const SANDBOX_USER = '_ootmod';
+/** The host's account database: the build user is a user of the machine ootmod runs on, even with --root. */
+const PASSWD = '/etc/passwd';
+
+export interface SandboxUser {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
+/** What one confined command may write: its dirs (made the user's), and a scratch dir for TMPDIR/HOME. */
+export interface Confinement {
+  writable: string[];
+  tmpDir: string;
+  /** The module (or "the Rust tree") it builds, for the one-line refusal. */
+  name: string;
+}
+
+export interface SandboxPolicy {
+  /** Confine at all: only root can drop to another user. */
+  enabled: boolean;
+  /** Module names the admin lets build as root with network (ootmod.conf [build] unconfined). */
+  unconfined: string[];
+  /** Where scratch dirs of commands without a build dir (dkms.conf evaluation) go. */
+  scratchBase?: string;
+}
+
+let policy: SandboxPolicy = { enabled: false, unconfined: [] };
+let scratchCount = 0;
+let user: SandboxUser | undefined;
+
+export function setSandboxPolicy(p: SandboxPolicy): void {
+  policy = p;
+}
+
+export function sandboxPolicy(): SandboxPolicy {
+  return policy;
+}
+
+function lookupUser(): SandboxUser | undefined {
+  let text = '';
+  try {
+    text = readFileSync(PASSWD, 'utf8');
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split('\n')) {
+    const f = line.split(':');
+    if (f[0] === SANDBOX_USER && f.length >= 4) return { name: SANDBOX_USER, uid: Number(f[2]), gid: Number(f[3]) };
+  }
+  return undefined;
+}
+
+/** The build user; created with useradd --system when missing (the package's postinst creates it). */
+export function sandboxUser(log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): SandboxUser {
+  if (user) return user;
+  user = lookupUser();
+  if (!user) {
+    try {
+      execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', '--comment', 'ootmod unprivileged module builds', SANDBOX_USER], { stdio: 'pipe' });
+    } catch (err) {
+      const why = String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim().split('\n')[0];
+      throw new OotmodError(`cannot create the build user ${SANDBOX_USER} (${why})`, `create it: useradd --system --user-group --no-create-home ${SANDBOX_USER}`, ExitCode.Environment);
+    }
+    log(`ootmod: created the system user ${SANDBOX_USER} for unprivileged module builds`);
+    user = lookupUser();
+    if (!user) throw new OotmodError(`useradd created no ${SANDBOX_USER} in ${PASSWD}`, `create it: useradd --system --user-group ${SANDBOX_USER}`, ExitCode.Environment);
+  }
+  return user;
+}
+
+/** One line for `ootmod kernels` and `status --verbose`: how builds are confined on this machine. */
+export function describeConfinement(): string {
+  if (!policy.enabled) return 'builds run as the invoking user, unconfined (ootmod is not running as root)';
+  const u = lookupUser();
+  const who = u ? `${SANDBOX_USER} (uid ${u.uid})` : `${SANDBOX_USER} (created on the first build)`;
+  const allowed = policy.unconfined.length ? `; unconfined by ootmod.conf: ${policy.unconfined.join(', ')}` : '';
+  return `builds run as ${who}, no network, read-only system except the build dir (unshare + setpriv)${allowed}`;
+}
+
+/**
+ * The confinement for a job that may write `dirs` (created if needed and given to the build user), or
+ * undefined when builds run unconfined (not root, or the module is allowed by name).
+ */
+export async function confineTo(dirs: string[], tmpDir: string | undefined, name: string): Promise<Confinement | undefined> {
+  if (!policy.enabled || policy.unconfined.includes(name)) return undefined;
+  tmpDir ??= path.join(policy.scratchBase ?? path.join(dirs[0] ?? '.', '.tmp'), `${process.pid}-${++scratchCount}`);
+  const u = sandboxUser();
+  const writable: string[] = [];
+  for (const d of [...dirs, tmpDir]) {
+    await mkdir(d, { recursive: true });
+    await chownTree(d, u.uid, u.gid);
+    writable.push(await realpath(d));
+  }
+  return { writable: writable.slice(0, dirs.length), tmpDir: writable[writable.length - 1]!, name };
+}
+
+/** Gives a tree to the build user (or back to root); never follows a symlink. */
+export async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  const st = await lstat(dir);
+  if (st.uid !== uid || st.gid !== gid) await chown(dir, uid, gid);
+  if (!st.isDirectory()) return;
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) await chownTree(p, uid, gid);
+    else if (e.isSymbolicLink()) await lchown(p, uid, gid);
+    else await chown(p, uid, gid);
+  }
+}
+
+// Runs in the new namespaces as root: binds the writable dirs onto themselves (their own mounts stay
+// read-write), makes every other mount read-only, then drops to the build user for good.
+const SETUP = String.raw`
+n=$1; shift
+keep=
+while [ "$n" -gt 0 ]; do
+  mount --bind -- "$1" "$1" || { echo "ootmod sandbox: cannot bind $1" >&2; exit 125; }
+  keep="$keep|$1|"; shift; n=$((n-1))
+done
+uid=$1; gid=$2; shift 2
+while read -r _ _ _ _ mp _; do
+  case $mp in /proc|/proc/*|/sys|/sys/*|/dev|/dev/pts|/dev/mqueue) continue ;; esac
+  case $keep in *"|$mp|"*) continue ;; esac
+  mount -o remount,bind,ro -- "$mp" 2>/dev/null || { echo "ootmod sandbox: cannot make $mp read-only" >&2; exit 125; }
+done < /proc/self/mountinfo
+# The working dir was entered before the binds: enter it again through them.
+cd -- "$(pwd -P)" || exit 125
+exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all -- "$@"
+`;
+
+/** The command line that runs `file args` confined. */
+export function confinedCommand(file: string, args: readonly string[], c: Confinement): { file: string; args: string[] } {
+  const u = sandboxUser();
+  return {
+    file: 'unshare',
+    args: [
+      '--net', '--mount', '--pid', '--fork', '--kill-child', '--propagation', 'private', '--',
+      'sh', '-c', SETUP, 'ootmod-sandbox', String(c.writable.length + 1), ...c.writable, c.tmpDir, String(u.uid), String(u.gid), file, ...args,
+    ],
+  };
+}
+
+/** The environment a confined command gets on top of its own. */
+export function confinedEnv(c: Confinement): Record<string, string> {
+  return { HOME: c.tmpDir, TMPDIR: c.tmpDir, USER: SANDBOX_USER, LOGNAME: SANDBOX_USER };
+}
+
+/** Lines of a failed confined command's output that say the sandbox stopped it: no network or no write access. */
+export function sandboxDenial(output: string): string | undefined {
+  const line = output.split('\n').find((l) =>
+    /Read-only file system|Could not resolve host|Temporary failure in name resolution|Network is unreachable|Operation not permitted|must be run as root|Permission denied/i.test(l),
+  );
+  return line?.trim().slice(0, 160);
+}
