@@ -46,3 +46,32 @@ export function errorLine(err: unknown): string {
   if (err instanceof Error) return err.message.split('\n')[0] ?? String(err);
   return String(err);
 }
+
+/**
+ * A failure of the machine rather than of ootmod or a module: disk full, read-only filesystem, no
+ * permission, I/O error. One line with the fix and exit 5, never an internal error.
+ */
+export function environmentFault(err: unknown): OotmodError | undefined {
+  if (err instanceof OotmodError) return err.exitCode === ExitCode.Environment ? err : undefined;
+  const e = err as NodeJS.ErrnoException | undefined;
+  if (!e || typeof e.code !== 'string') return undefined;
+  const where = e.path ? ` (${e.path})` : '';
+  switch (e.code) {
+    case 'ENOSPC':
+      return new OotmodError(`no space left on device${where}`, 'free space on that filesystem (df -h shows it) and run the command again: it completes the work', ExitCode.Environment);
+    case 'EDQUOT':
+      return new OotmodError(`disk quota exceeded${where}`, 'raise the quota or free space, then run the command again', ExitCode.Environment);
+    case 'EROFS':
+      return new OotmodError(`read-only filesystem${where}`, 'remount it read-write (mount -o remount,rw), or use --root DIR on a writable one, then run the command again', ExitCode.Environment);
+    case 'EACCES':
+    case 'EPERM':
+      return new OotmodError(`permission denied${where}`, 'run as root, or use --root DIR for a tree you can write', ExitCode.Environment);
+    case 'EIO':
+      return new OotmodError(`input/output error${where}`, 'check the disk (dmesg), then run the command again', ExitCode.Environment);
+    case 'EMFILE':
+    case 'ENFILE':
+      return new OotmodError(`too many open files${where}`, 'raise the limit (ulimit -n) and run the command again', ExitCode.Environment);
+    default:
+      return undefined;
+  }
+}

@@ -1,6 +1,6 @@
 // ootmod's entry point: parse the command line, run one command, map errors to exit codes.
 import { parseArgs } from 'node:util';
-import { ExitCode, OotmodError, errorLine, usageError } from '../errors.js';
+import { ExitCode, OotmodError, environmentFault, errorLine, usageError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { createSession, type Options, type Session } from './session.js';
 
@@ -154,10 +154,10 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`ootmod: ${err.line()}\n`);
       return err.exitCode;
     }
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
-      process.stderr.write(`ootmod: ${errorLine(err)}: run as root, or use --root DIR for a tree you can write\n`);
-      return ExitCode.Environment;
+    const fault = environmentFault(err);
+    if (fault) {
+      process.stderr.write(`ootmod: ${fault.line()}\n`);
+      return fault.exitCode;
     }
     process.stderr.write(`ootmod: internal error: ${debug && err instanceof Error ? err.stack : errorLine(err)}\n`);
     if (!debug) process.stderr.write('ootmod: run again with --debug for the stack trace, and please report it\n');

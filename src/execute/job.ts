@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import { access, constants, cp, lstat, mkdir, readdir, realpath, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { OotmodError } from '../errors.js';
+import { ExitCode, OotmodError, environmentFault } from '../errors.js';
 import { crossOf, type Compression, type KernelTarget } from '../kernel/inventory.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import type { BuildJob, InstallJob } from '../plan/jobs.js';
@@ -203,14 +203,29 @@ async function installFiles(job: InstallJob, ctx: InstallContext, builtFiles: st
   return installed;
 }
 
-function failedRecord(base: Omit<BuildRecord, 'status' | 'built' | 'installed' | 'updatedAt'>, err: unknown, installed: InstalledFile[], warnings: string[], started: number): BuildRecord {
+/** Why a job failed when the cause is the machine's (disk full, a tool missing, its work dir removed). */
+function jobFault(err: unknown, workDirs: string[]): OotmodError | undefined {
+  const fault = environmentFault(err);
+  if (fault) return fault;
+  const gone = workDirs.find((d) => !existsSync(d));
+  const code = (err as NodeJS.ErrnoException).code;
+  if (gone && (code === 'ENOENT' || err instanceof OotmodError)) {
+    return new OotmodError(`${gone} was removed while ootmod worked in it`, 'leave ootmod\'s work dirs alone during a run, and run the command again: it completes the work', ExitCode.Environment);
+  }
+  return undefined;
+}
+
+function failedRecord(base: Omit<BuildRecord, 'status' | 'built' | 'installed' | 'updatedAt'>, err: unknown, installed: InstalledFile[], warnings: string[], started: number, workDirs: string[] = []): BuildRecord {
+  const fault = jobFault(err, workDirs);
   return {
     ...base,
+    // A failure of the machine says nothing about the module: no inputs key, so the next run retries.
+    ...(fault ? { inputsKey: '', fault: true } : {}),
     status: 'failed',
     built: [],
     // What an older build installed stays installed, and recorded, until it is replaced or removed.
     installed,
-    error: err instanceof OotmodError ? err.line() : err instanceof Error ? err.message : String(err),
+    error: fault ? fault.line() : err instanceof OotmodError ? err.line() : err instanceof Error ? err.message : String(err),
     warnings: warnings.length ? warnings : undefined,
     updatedAt: new Date().toISOString(),
     durationMs: Math.round(performance.now() - started),
@@ -254,7 +269,7 @@ export async function buildModule(job: BuildJob, ctx: BuildContext): Promise<Bui
       durationMs: Math.round(performance.now() - started),
     };
   } catch (err) {
-    return failedRecord(base, err, installed, warnings, started);
+    return failedRecord(base, err, installed, warnings, started, [ctx.layout.buildDir(job.kernel, spec.name, spec.version)]);
   }
 }
 

@@ -179,7 +179,7 @@ export async function loadSpec(src: SourceDir, ctx: SourceContext): Promise<Modu
       conf = await evaluateConf(confFiles(confPath, ctx.layout.dkmsEtcDir, cctx), cctx, ctx.evalTimeoutMs);
     } catch (err) {
       // Keep the remedy: the one line is "problem: fix".
-      if (err instanceof OotmodError) throw new InvalidSourceError(src.dir, [err.line().replace(`${confPath}: `, '')]);
+      if (err instanceof OotmodError && err.exitCode !== ExitCode.Environment) throw new InvalidSourceError(src.dir, [err.line().replace(`${confPath}: `, '')]);
       throw err;
     }
     const { spec, errors } = resolveSpec(conf, src.dir);

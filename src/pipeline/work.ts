@@ -51,6 +51,8 @@ export interface WorkOutcome {
   results: Map<string, JobResult>;
   summary: string;
   exit: ExitCode;
+  /** A failure of the machine (disk full, a missing tool) that stopped jobs: one line, exit 5. */
+  fault?: string;
   /** Kernels whose module dir changed (depmod ran). */
   touchedKernels: string[];
 }
@@ -101,7 +103,7 @@ async function moduleInputs(ctx: PipelineContext, store: StateStore, kernels: Ke
 /** build, install, autoinstall. */
 export async function planModuleWork(ctx: PipelineContext, req: ModuleWorkRequest): Promise<Planned> {
   requireKernels(ctx);
-  const store = StateStore.load(ctx.layout.stateFile);
+  const store = StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun });
   const kernels = await listKernels(ctx.layout, ctx.opts.kernels.length ? ctx.opts.kernels : undefined);
   const rust = await readRust(ctx, kernels);
   const { facts, compose } = await moduleInputs(ctx, store, kernels, rust, req);
@@ -135,7 +137,7 @@ async function specOf(ctx: PipelineContext, r: BuildRecord, kernel?: KernelTarge
 
 /** uninstall and remove of a module (all kernels, or -k). */
 export async function planRemoval(ctx: PipelineContext, ref: ModuleRef, forget: boolean): Promise<Planned> {
-  const store = StateStore.load(ctx.layout.stateFile);
+  const store = StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun });
   const records = store.find({ module: ref.name, version: ref.version }).filter((r) => !ctx.opts.kernels.length || ctx.opts.kernels.includes(r.kernel));
   const what = ref.version ? `${ref.name}/${ref.version}` : ref.name;
   if (!records.length) throw new OotmodError(`${what} is not built for ${ctx.opts.kernels.join(', ') || 'any kernel'}`, 'see ootmod status', ExitCode.NotFound);
@@ -148,7 +150,7 @@ export async function planRemoval(ctx: PipelineContext, ref: ModuleRef, forget: 
 
 /** Before a kernel's files go (its prerm hook): what ootmod built and installed for it, and its Rust tree. */
 export async function planKernelRemoval(ctx: PipelineContext, kver: string): Promise<Planned> {
-  const store = StateStore.load(ctx.layout.stateFile);
+  const store = StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun });
   const removals = store.find({ kernel: kver }).map((record): RemovalRequest => ({ record, forget: true, reason: `kernel ${kver} is removed` }));
   const plan = composePlan({
     removals, forgetKernels: [kver], depmodKernels: new Set(),
@@ -163,7 +165,7 @@ export async function planKernelRemoval(ctx: PipelineContext, kver: string): Pro
  * for a new initramfs where modules changed.
  */
 export async function planTrigger(ctx: PipelineContext, opts: { inDpkg: boolean; label: string }): Promise<Planned> {
-  const store = StateStore.load(ctx.layout.stateFile);
+  const store = StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun });
   const kernels = await listKernels(ctx.layout);
   const present = new Map(kernels.map((k) => [k.release, k]));
   const gone = [...new Set(store.records().map((r) => r.kernel))].filter((k) => !present.has(k) || !existsSync(ctx.layout.kernelDir(k)));
@@ -200,7 +202,7 @@ export async function planRustPrepare(ctx: PipelineContext): Promise<Planned> {
     layout: ctx.layout, config: ctx.config(), kernelSource: ctx.opts.kernelSource, force: ctx.opts.force, saveProbes: !ctx.opts.dryRun,
   });
   const plan = composePlan({ rust, rustWanted: 'all', depmodKernels: new Set() });
-  return { plan, kernels, store: StateStore.load(ctx.layout.stateFile), label: 'rust prepare', named: false, notes: [] };
+  return { plan, kernels, store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label: 'rust prepare', named: false, notes: [] };
 }
 
 export function planRustClean(ctx: PipelineContext, kernels: string[]): Planned {
@@ -208,7 +210,7 @@ export function planRustClean(ctx: PipelineContext, kernels: string[]): Planned 
     rustClean: kernels.filter((k) => existsSync(path.dirname(ctx.layout.rustDir(k, 'x')))).map((kernel) => ({ kernel, reason: 'ootmod rust clean' })),
     depmodKernels: new Set(),
   });
-  return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile), label: 'rust clean', named: true, notes: [] };
+  return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label: 'rust clean', named: true, notes: [] };
 }
 
 export type AddRequest = Omit<AddJob, 'kind' | 'needs' | 'after' | 'id'>;
@@ -216,13 +218,13 @@ export type AddRequest = Omit<AddJob, 'kind' | 'needs' | 'after' | 'id'>;
 /** ootmod add: place sources under /usr/src and run their POST_ADD. */
 export function planAdd(ctx: PipelineContext, adds: AddRequest[]): Planned {
   const plan = composePlan({ adds, depmodKernels: new Set() });
-  return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile), label: 'add', named: true, notes: [] };
+  return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label: 'add', named: true, notes: [] };
 }
 
 /** Inside dpkg: record a request and activate ootmod's trigger, so the work runs once, at the end. */
 export function planDefer(ctx: PipelineContext, entry: string, what: string, reason: string): Planned {
   const plan = composePlan({ defer: [{ entry, what, reason }], depmodKernels: new Set() });
-  return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile), label: 'defer', named: false, notes: [] };
+  return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label: 'defer', named: false, notes: [] };
 }
 
 const moduleJob = (j: Job) => j.kind === 'build' || j.kind === 'install';
@@ -274,7 +276,10 @@ export function summarize(planned: Planned, results: Map<string, JobResult>): Wo
   else if (invalid) exit = planned.named ? ExitCode.InvalidSource : ExitCode.Failed;
   else if (planned.named && plan.skipped.length && !plan.jobs.some(moduleJob) && !plan.current.length) exit = ExitCode.Skipped;
   const touchedKernels = of('depmod', 'done').map((j) => j.kernel!);
-  return { results, summary, exit, touchedKernels };
+  // The machine failed, not a module (disk full, a tool missing): exit 5; the next run completes the work.
+  const fault = [...results.values()].find((r) => r.record?.fault)?.record?.error;
+  if (fault) exit = ExitCode.Environment;
+  return { results, summary, exit, touchedKernels, fault };
 }
 
 /** The exit status of `rust prepare`: the first failed tree's own error class. */

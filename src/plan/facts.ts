@@ -1,8 +1,8 @@
 // Reading the system for the planner: kernels, module sources evaluated per kernel, and state.
 // Reading never changes the system.
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { errorLine } from '../errors.js';
+import { environmentFault, errorLine } from '../errors.js';
 import { kernelIdentity, type KernelTarget } from '../kernel/inventory.js';
 import { hashParts, hashTree } from '../modules/identity.js';
 import { listSourceDirs, loadSpec, type SourceDir } from '../modules/sources.js';
@@ -10,7 +10,7 @@ import type { RustTreeFact } from '../rust/prepare.js';
 import { buildArch } from '../rust/tree.js';
 import type { Layout } from '../system/layout.js';
 import { VERSION } from '../version.js';
-import type { StateStore } from '../state/store.js';
+import type { BuildRecord, StateStore } from '../state/store.js';
 import type { ModuleCandidate, RecordView } from './planner.js';
 
 
@@ -78,6 +78,8 @@ export async function readFacts(req: FactsRequest): Promise<Facts> {
         const spec = await loadSpec(source, { layout: req.layout, jobs: req.jobs, checkOwnership: req.checkOwnership && !req.placed?.has(source.dir) });
         return { sourceDir: source.dir, kernel: '', spec };
       } catch (err) {
+        // A full disk or a missing bash is the machine's fault, not the source's.
+        if (environmentFault(err)) throw environmentFault(err);
         return { sourceDir: source.dir, kernel: '', error: errorLine(err) };
       }
     }
@@ -101,8 +103,30 @@ export async function readFacts(req: FactsRequest): Promise<Facts> {
       ]);
       return { sourceDir: source.dir, kernel: kernel.release, spec, inputsKey, usesRust: hasRust, kernelBuildDir };
     } catch (err) {
+      if (environmentFault(err)) throw environmentFault(err);
       return { sourceDir: source.dir, kernel: kernel.release, error: errorLine(err) };
     }
   });
+  if (req.store.recoveredTo) adoptInstalled(req, candidates);
   return { kernels, candidates, records: recordViews(req.store) };
+}
+
+/** After a corrupt state file: the modules ootmod installed (updates/ootmod/) are matched to their sources again. */
+function adoptInstalled(req: FactsRequest, candidates: ModuleCandidate[]): void {
+  const adopted: BuildRecord[] = [];
+  for (const kernel of req.kernels) {
+    const dir = req.layout.installDir(kernel.release);
+    const files = existsSync(dir) ? readdirSync(dir).filter((f) => /\.ko(\.(xz|zst|gz))?$/.test(f)) : [];
+    for (const c of candidates) {
+      if (c.kernel !== kernel.release || !c.spec) continue;
+      const mine = files.filter((f) => c.spec!.modules.some((m) => f.replace(/\.ko(\.\w+)?$/, '') === m.destName));
+      if (!mine.length) continue;
+      adopted.push({
+        module: c.spec.name, version: c.spec.version, kernel: kernel.release, arch: kernel.arch.machine, status: 'installed',
+        inputsKey: '', built: [], installed: mine.map((f) => ({ module: f.replace(/\.ko(\.\w+)?$/, ''), path: path.join(dir, f) })),
+        updatedAt: new Date().toISOString(),
+      });
+    }
+  }
+  req.store.adopt(adopted);
 }

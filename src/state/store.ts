@@ -1,6 +1,7 @@
 // What is built and installed for which kernel from which inputs, in /var/lib/ootmod/state.json.
 // Written atomically after every change, so `status` never runs a build and never sees half a file.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { rename } from 'node:fs/promises';
 import { ExitCode, OotmodError } from '../errors.js';
 import { writeFileAtomic } from '../system/files.js';
 
@@ -29,6 +30,8 @@ export interface BuildRecord {
   error?: string;
   warnings?: string[];
   signed?: boolean;
+  /** Failed because of the machine (disk full, a missing tool), not the module: retried by the next run. */
+  fault?: boolean;
   updatedAt: string;
   durationMs?: number;
 }
@@ -42,10 +45,21 @@ export function recordKey(module: string, version: string, kernel: string): stri
   return `${module}/${version}/${kernel}`;
 }
 
+export interface LoadOptions {
+  /**
+   * For commands that write: a corrupt file is not an error but kept aside (renamed at the first save,
+   * so --dry-run changes nothing) and the state rebuilt, from what is installed and the next run.
+   */
+  recover?: boolean;
+}
+
 export class StateStore {
+  /** Set when the file was corrupt and this store starts empty: where it will be kept. */
+  recoveredTo?: string;
+
   private constructor(private readonly file: string, private data: StateData) {}
 
-  static load(file: string): StateStore {
+  static load(file: string, opts: LoadOptions = {}): StateStore {
     let text: string;
     try {
       text = readFileSync(file, 'utf8');
@@ -58,8 +72,21 @@ export class StateStore {
       if (data.format !== 1 || typeof data.records !== 'object') throw new Error('unknown format');
       return new StateStore(file, data);
     } catch {
-      throw new OotmodError(`${file} is not a state file ootmod can read`, `move it aside and run ootmod autoinstall to rebuild it`, ExitCode.Environment);
+      if (!opts.recover) throw new OotmodError(`${file} is not a state file ootmod can read`, `run ootmod autoinstall as root: it keeps the file aside and rebuilds the state`, ExitCode.Environment);
+      const store = new StateStore(file, { format: 1, records: {} });
+      let aside = `${file}.corrupt-${new Date().toISOString().replace(/[:.]/g, '')}`;
+      for (let n = 1; existsSync(aside); n++) aside = aside.replace(/(-\d+)?$/, `-${n}`);
+      store.recoveredTo = aside;
+      return store;
     }
+  }
+
+  /**
+   * Records for installed files found on disk (state rebuilt after corruption): adopted as installed,
+   * with no inputs key, so the planner rebuilds them and the owner of each file is known.
+   */
+  adopt(records: BuildRecord[]): void {
+    for (const r of records) this.data.records[recordKey(r.module, r.version, r.kernel)] ??= r;
   }
 
   /** All records, ordered by module, version, kernel (plain code-point order: no ICU collation to load). */
@@ -98,10 +125,24 @@ export class StateStore {
 
   private saving: Promise<void> = Promise.resolve();
 
+  private async keepCorruptAside(): Promise<void> {
+    if (!this.recoveredTo || existsSync(this.recoveredTo)) return;
+    // Another store of this run may have rebuilt it already: a readable file is never moved.
+    try {
+      if ((JSON.parse(readFileSync(this.file, 'utf8')) as StateData).format === 1) return;
+    } catch {
+      // Still corrupt (or gone): keep it aside.
+    }
+    await rename(this.file, this.recoveredTo).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+  }
+
   /** Saves one at a time, so a slower earlier write can never replace a newer one. */
   private save(): Promise<void> {
     this.saving = this.saving
       .catch(() => undefined)
+      .then(() => this.keepCorruptAside())
       .then(() => writeFileAtomic(this.file, `${JSON.stringify(this.data, null, 1)}\n`, 0o600));
     return this.saving;
   }

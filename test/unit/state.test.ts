@@ -1,6 +1,7 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ExitCode, environmentFault } from '../../src/errors.js';
 import { StateStore, type BuildRecord } from '../../src/state/store.js';
 import { acquireLock } from '../../src/system/lock.js';
 import { createLayout } from '../../src/system/layout.js';
@@ -27,6 +28,42 @@ describe('StateStore', () => {
     const file = path.join(makeRoot(), 'state.json');
     writeFileSync(file, '{"format": 1, "rec');
     expect(() => StateStore.load(file)).toThrow(/not a state file ootmod can read/);
+  });
+
+  it('keeps a corrupt state file aside at the first save (never overwritten) and starts again', async () => {
+    const dir = makeRoot();
+    const file = path.join(dir, 'state.json');
+    writeFileSync(file, '{"format": 1, "rec');
+    const s = StateStore.load(file, { recover: true });
+    expect(s.recoveredTo).toMatch(/state\.json\.corrupt-/);
+    // Nothing moves before a write: a dry run changes nothing.
+    expect(readdirSync(dir).filter((f) => f.includes('corrupt'))).toEqual([]);
+    s.adopt([rec('a')]);
+    await s.put(rec('b'));
+    expect(readFileSync(s.recoveredTo!, 'utf8')).toBe('{"format": 1, "rec');
+    expect(StateStore.load(file).records().map((r) => r.module)).toEqual(['a', 'b']);
+    // A second store of the same run, loaded while it was corrupt, never moves the rebuilt file.
+    writeFileSync(file, 'garbage');
+    const first = StateStore.load(file, { recover: true });
+    const second = StateStore.load(file, { recover: true });
+    await first.put(rec('c'));
+    await second.put(rec('d'));
+    expect(readdirSync(dir).filter((f) => f.includes('corrupt'))).toHaveLength(2);
+    expect(StateStore.load(file).records().length).toBeGreaterThan(0);
+  });
+});
+
+describe('environmentFault', () => {
+  it('turns a full disk, a read-only fs and no permission into one line with a fix and exit 5', () => {
+    const err = (code: string) => Object.assign(new Error(`${code}: boom, write`), { code, path: '/x/state.json' });
+    for (const [code, text] of [['ENOSPC', /^no space left on device \(\/x\/state\.json\): free space/], ['EDQUOT', /quota/], ['EROFS', /^read-only filesystem .*remount it read-write/], ['EACCES', /run as root/]] as const) {
+      const f = environmentFault(err(code));
+      expect(f?.exitCode).toBe(ExitCode.Environment);
+      expect(f?.line()).toMatch(text);
+      expect(f?.line()).not.toContain('\n');
+    }
+    expect(environmentFault(err('ENOENT'))).toBeUndefined();
+    expect(environmentFault(new Error('plain'))).toBeUndefined();
   });
 });
 

@@ -67,6 +67,7 @@ export async function runPlanned(s: Session, planned: Planned, opts: { quietSumm
     reporter.close();
     if (s.opts.json) s.out(json(resultJson(planned, outcome)));
     else if (!opts.quietSummary) s.out(outcome.summary);
+    if (outcome.fault) s.err(`ootmod: ${outcome.fault}`);
     return outcome;
   } finally {
     reporter.close();
