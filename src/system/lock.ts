@@ -1,7 +1,7 @@
 // The global lock: two ootmod runs never interleave; the second waits and says so.
 // proper-lockfile gives an atomic mkdir lock whose holder refreshes its mtime, so a crashed holder's
 // lock goes stale by itself.
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { ExitCode, OotmodError } from '../errors.js';
@@ -14,6 +14,30 @@ export interface LockOptions {
 }
 
 const STALE_MS = 20_000;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * A holder killed (SIGKILL, power loss) leaves its lock dir, whose mtime goes stale only after 20 s.
+ * The owner file names the holder's pid and its lock dir's inode: when that process is gone and the
+ * dir is still the one it made (and was not just made again), the lock is broken at once.
+ */
+async function breakDeadHolder(lockDir: string, ownerFile: string): Promise<boolean> {
+  const m = /^pid (\d+) lock (\d+):/.exec(await readFile(ownerFile, 'utf8').catch(() => ''));
+  const pid = Number(m?.[1]);
+  if (!pid || pid === process.pid || alive(pid)) return false;
+  const st = await stat(lockDir).catch(() => undefined);
+  if (!st || String(st.ino) !== m![2] || Date.now() - st.mtimeMs < 2000) return false;
+  await rm(lockDir, { recursive: true, force: true });
+  return true;
+}
 
 export async function acquireLock(lockFile: string, opts: LockOptions = {}): Promise<() => Promise<void>> {
   await mkdir(path.dirname(lockFile), { recursive: true });
@@ -32,14 +56,16 @@ export async function acquireLock(lockFile: string, opts: LockOptions = {}): Pro
           process.exit(ExitCode.Environment);
         },
       });
-      await writeFile(ownerFile, `pid ${process.pid}: ${process.argv.slice(2).join(' ')}\n`).catch(() => undefined);
+      const ino = (await stat(`${lockFile}.lock`).catch(() => undefined))?.ino ?? 0;
+      await writeFile(ownerFile, `pid ${process.pid} lock ${ino}: ${process.argv.slice(2).join(' ')}\n`).catch(() => undefined);
       return release;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
     }
+    if (await breakDeadHolder(`${lockFile}.lock`, ownerFile)) continue;
     if (!announced) {
       announced = true;
-      const holder = (await readFile(ownerFile, 'utf8').catch(() => 'another ootmod run')).trim();
+      const holder = (await readFile(ownerFile, 'utf8').catch(() => 'another ootmod run')).trim().replace(/ lock \d+:/, ':');
       opts.onWait?.(holder);
     }
     if (opts.timeoutMs !== undefined && Date.now() - started > opts.timeoutMs) {

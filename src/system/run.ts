@@ -207,6 +207,8 @@ export async function run(file: string, args: readonly string[], opts: RunOption
     const step = opts.step ?? file;
     const missing = missingProgram(result);
     if (missing) throw new OotmodError(`${step}: ${missing.program} ${missing.why}`, missing.fix, ExitCode.Environment);
+    const full = /No space left on device|Disk quota exceeded/.exec(result.all);
+    if (full) throw new OotmodError(`${step}: ${full[0].toLowerCase()}`, 'free space on the filesystem of ootmod\'s state and build dirs (df -h), then run the command again: it completes the work', ExitCode.Environment);
     const denied = opts.confine && !result.timedOut ? sandboxDenial(result.all) : undefined;
     if (denied) {
       throw new OotmodError(
