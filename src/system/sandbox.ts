@@ -119,7 +119,8 @@ export async function chownTree(dir: string, uid: number, gid: number): Promise<
 }
 
 // Runs in the new namespaces as root: binds the writable dirs onto themselves (their own mounts stay
-// read-write), makes every other mount read-only, then drops to the build user for good.
+// read-write), makes every other mount read-only, then drops to the build user for good. (Written
+// with "@{" for "${" so it can live in a template literal.)
 const SETUP = String.raw`
 n=$1; shift
 keep=
@@ -128,15 +129,19 @@ while [ "$n" -gt 0 ]; do
   keep="$keep|$1|"; shift; n=$((n-1))
 done
 uid=$1; gid=$2; shift 2
-while read -r _ _ _ _ mp _; do
+while read -r _ _ _ _ mp opts rest; do
+  case $opts in ro|ro,*) continue ;; esac
   case $mp in /proc|/proc/*|/sys|/sys/*|/dev|/dev/pts|/dev/mqueue) continue ;; esac
   case $keep in *"|$mp|"*) continue ;; esac
+  # Kernel filesystems check permissions per file (root's only): one mount process less each.
+  fstype=" $rest"; fstype=@{fstype#* - }; fstype=@{fstype%% *}
+  case $fstype in proc|sysfs|cgroup|cgroup2|devpts|devtmpfs|mqueue|securityfs|debugfs|tracefs|bpf|pstore|configfs|fusectl|binfmt_misc|autofs|hugetlbfs|efivarfs) continue ;; esac
   mount -o remount,bind,ro -- "$mp" 2>/dev/null || { echo "ootmod sandbox: cannot make $mp read-only" >&2; exit 125; }
 done < /proc/self/mountinfo
 # The working dir was entered before the binds: enter it again through them.
 cd -- "$(pwd -P)" || exit 125
 exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all -- "$@"
-`;
+`.replaceAll('@{', '${');
 
 /** The command line that runs `file args` confined. */
 export function confinedCommand(file: string, args: readonly string[], c: Confinement): { file: string; args: string[] } {
