@@ -6,7 +6,7 @@ import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
 import { run } from '../system/run.js';
 import { HOST_TOOLS } from '../system/layout.js';
-import { SANDBOX_USER, confineTo } from '../system/sandbox.js';
+import { SANDBOX_USER, confineTo, sandboxDenial } from '../system/sandbox.js';
 
 export const ARRAY_DIRECTIVES = [
   'BUILT_MODULE_NAME',
@@ -169,6 +169,15 @@ export async function evaluateConf(files: string[], ctx: ConfContext, timeoutMs 
       const detail = syntax[2] ? ` (${syntax[2].trim()})` : '';
       throw new OotmodError(`${reading}: bash syntax error at line ${syntax[1]}${detail}`, `fix the shell syntax of ${path.basename(reading)} (bash -n shows it)`, ExitCode.InvalidSource);
     }
+  }
+  // dkms.conf only sets variables: one that writes outside or reaches the network is refused, visibly.
+  const denied = confine ? sandboxDenial(stderr.join('\n')) : undefined;
+  if (denied) {
+    throw new OotmodError(
+      `${reading}: reading it tried what the build sandbox does not give (${denied.replace(/^ootmod-dkms\.conf: /, '')})`,
+      `dkms.conf must only set variables; if ${ctx.module} truly needs this, allow it by name: unconfined = ${ctx.module} in [build] of ootmod.conf`,
+      ExitCode.InvalidSource,
+    );
   }
   const directives = new Map<string, Map<number, string>>();
   const matches = new Map<string, Map<number, boolean>>();
