@@ -1,10 +1,11 @@
 // The global lock: two ootmod runs never interleave; the second waits and says so.
 // proper-lockfile gives an atomic mkdir lock whose holder refreshes its mtime, so a crashed holder's
 // lock goes stale by itself.
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { ExitCode, OotmodError } from '../errors.js';
+import { writeFileAtomic } from './files.js';
 
 export interface LockOptions {
   /** Called once when the lock is busy and we start waiting. */
@@ -57,7 +58,8 @@ export async function acquireLock(lockFile: string, opts: LockOptions = {}): Pro
         },
       });
       const ino = (await stat(`${lockFile}.lock`).catch(() => undefined))?.ino ?? 0;
-      await writeFile(ownerFile, `pid ${process.pid} lock ${ino}: ${process.argv.slice(2).join(' ')}\n`).catch(() => undefined);
+      // Atomically: a waiter reading it at that moment sees the old holder or the new one, never nothing.
+      await writeFileAtomic(ownerFile, `pid ${process.pid} lock ${ino}: ${process.argv.slice(2).join(' ')}\n`).catch(() => undefined);
       return release;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
