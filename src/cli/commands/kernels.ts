@@ -1,5 +1,6 @@
 import { ExitCode } from '../../errors.js';
 import { listKernels, type KernelTarget } from '../../kernel/inventory.js';
+import { SANDBOX_USER, describeConfinement, sandboxPolicy } from '../../system/sandbox.js';
 import { json, table } from '../format.js';
 import type { Session } from '../session.js';
 
@@ -32,7 +33,8 @@ export function kernelJson(k: KernelTarget) {
 export async function kernelsCommand(s: Session): Promise<ExitCode> {
   const kernels = await listKernels(s.layout, s.opts.kernels.length ? s.opts.kernels : undefined);
   if (s.opts.json) {
-    s.out(json({ kernels: kernels.map(kernelJson) }));
+    const p = sandboxPolicy();
+    s.out(json({ kernels: kernels.map(kernelJson), builds: { confined: p.enabled, user: p.enabled ? SANDBOX_USER : null, unconfined: p.unconfined, summary: describeConfinement() } }));
     return ExitCode.Ok;
   }
   if (!kernels.length) {
@@ -52,5 +54,6 @@ export async function kernelsCommand(s: Session): Promise<ExitCode> {
   ]);
   for (const line of table(['KERNEL', 'HEADERS', 'IMAGE', 'ARCH', 'BUILD ARCH', 'COMPILER', 'COMPRESS', 'SIGN', 'RUST'], rows)) s.out(line);
   for (const k of kernels) for (const p of k.problems) s.out(`  ${k.release}: ${p}`);
+  s.out(describeConfinement());
   return ExitCode.Ok;
 }
