@@ -319,6 +319,8 @@ const created: string[] = [];
 /** A sandbox root laid out like the brief's working example, with `kver`'s headers linked in. */
 export function makeSandbox(kver: string, headersDir: string, prefix = 'ootmod-bench-'): string {
   const root = mkdtempSync(path.join(os.tmpdir(), prefix));
+  // Builds run as the unprivileged build user, which must reach the sandbox's files.
+  chmodSync(root, 0o755);
   created.push(root);
   mkdirSync(path.join(root, 'usr/lib/modules', kver), { recursive: true });
   mkdirSync(path.join(root, 'usr/src'), { recursive: true });
