@@ -85,7 +85,8 @@ export function describeConfinement(): string {
   const u = lookupUser();
   const who = u ? `${SANDBOX_USER} (uid ${u.uid})` : `${SANDBOX_USER} (created on the first build)`;
   const allowed = policy.unconfined.length ? `; unconfined by ootmod.conf: ${policy.unconfined.join(', ')}` : '';
-  return `builds run as ${who}, no network, read-only system except the build dir (unshare + setpriv)${allowed}`;
+  const files = rootIsMountPoint() ? 'read-only system except the build dir' : 'files guarded by permissions only (/ is not a mount point here, e.g. a chroot)';
+  return `builds run as ${who}, no network, ${files} (unshare + setpriv)${allowed}`;
 }
 
 /**
@@ -143,9 +144,29 @@ cd -- "$(pwd -P)" || exit 125
 exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all -- "$@"
 `.replaceAll('@{', '${');
 
+let rootIsMount: boolean | undefined;
+
+/**
+ * Whether / is a mount point here. In a chroot it usually is not: its mounts cannot then be made
+ * private (unshare --propagation fails with EINVAL) nor read-only without reaching the host's, so
+ * there builds get the network and pid namespaces and the build user, and permissions alone guard files.
+ */
+export function rootIsMountPoint(): boolean {
+  if (rootIsMount === undefined) {
+    try {
+      rootIsMount = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === '/');
+    } catch {
+      rootIsMount = false;
+    }
+  }
+  return rootIsMount;
+}
+
 /** The command line that runs `file args` confined. */
 export function confinedCommand(file: string, args: readonly string[], c: Confinement): { file: string; args: string[] } {
   const u = sandboxUser();
+  const drop = ['setpriv', `--reuid=${u.uid}`, `--regid=${u.gid}`, '--clear-groups', '--no-new-privs', '--inh-caps=-all', '--bounding-set=-all', '--'];
+  if (!rootIsMountPoint()) return { file: 'unshare', args: ['--net', '--pid', '--fork', '--kill-child', '--', ...drop, file, ...args] };
   return {
     file: 'unshare',
     args: [

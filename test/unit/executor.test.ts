@@ -179,8 +179,9 @@ describe('runner', () => {
     expect(['gone', 'Z']).toContain(state);
   });
 
-  it('names a missing program in one line', async () => {
+  it('names a missing program in one line, with the fix, as an environment fault (exit 5)', async () => {
     const err = await run('no-such-program-ootmod', [], { step: 'strip' }).catch((e: unknown) => e);
-    expect((err as CommandError).line()).toMatch(/^strip exited with 127 \(no-such-program-ootmod: command not found\)$/);
+    expect((err as CommandError).line()).toMatch(/^strip: no-such-program-ootmod is not installed: install the package that provides no-such-program-ootmod/);
+    expect((err as CommandError).exitCode).toBe(5);
   });
 });
