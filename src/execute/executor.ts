@@ -2,15 +2,23 @@
 // the jobs it comes after have finished; a failure fails only what needs it. CPU jobs (module builds,
 // Rust trees) each hold a jobserver token while they run, so every compiler of the run shares one budget
 // of --jobs; the other jobs (installs, removals, depmod) start as soon as they are ready.
-import { errorLine } from '../errors.js';
+import { environmentFault, errorLine } from '../errors.js';
 import { jobTarget, type Job, type WorkPlan } from '../plan/jobs.js';
 import type { BuildRecord } from '../state/store.js';
 import type { Jobserver, Token } from './jobserver.js';
+
+/** A job that threw: a machine fault (ENOSPC saving the state, say) keeps its one line with the fix. */
+function failedResult(err: unknown): JobResult {
+  const fault = environmentFault(err);
+  return fault ? { status: 'failed', detail: fault.line(), fault: true } : { status: 'failed', detail: errorLine(err) };
+}
 
 export interface JobResult {
   status: 'done' | 'failed' | 'skipped';
   /** One line: why it failed, or what it did. */
   detail?: string;
+  /** It failed because of the machine (disk full, read-only fs): the command exits 5. */
+  fault?: boolean;
   /** Files under the kernel's module dir changed. */
   touched?: boolean;
   /** The module record the job wrote. */
@@ -68,7 +76,7 @@ export async function executePlan(plan: WorkPlan, runner: JobRunner, opts: { job
     const t0 = performance.now();
     void runner
       .run(job, results)
-      .catch((err): JobResult => ({ status: 'failed', detail: errorLine(err) }))
+      .catch((err): JobResult => failedResult(err))
       .then((result) => {
         token?.release();
         result.elapsedMs = performance.now() - t0;
@@ -89,7 +97,7 @@ export async function executePlan(plan: WorkPlan, runner: JobRunner, opts: { job
         const failedDep = job.needs.map((id) => byId.get(id)).find((d) => d && results.get(d.id)?.status !== 'done' && results.get(d.id)?.status !== 'skipped');
         if (failedDep) {
           pending.delete(job);
-          const result = await runner.blocked(job, failedDep, results).catch((err): JobResult => ({ status: 'failed', detail: errorLine(err) }));
+          const result = await runner.blocked(job, failedDep, results).catch((err): JobResult => failedResult(err));
           results.set(job.id, { ...result, blocked: true });
           opts.reporter.jobFinished(job, results.get(job.id)!);
           progressed = true;

@@ -277,7 +277,8 @@ export function summarize(planned: Planned, results: Map<string, JobResult>): Wo
   else if (planned.named && plan.skipped.length && !plan.jobs.some(moduleJob) && !plan.current.length) exit = ExitCode.Skipped;
   const touchedKernels = of('depmod', 'done').map((j) => j.kernel!);
   // The machine failed, not a module (disk full, a tool missing): exit 5; the next run completes the work.
-  const fault = [...results.values()].find((r) => r.record?.fault)?.record?.error;
+  const faulty = [...results.values()].find((r) => r.fault || r.record?.fault);
+  const fault = faulty ? (faulty.fault ? faulty.detail : faulty.record?.error) : undefined;
   if (fault) exit = ExitCode.Environment;
   return { results, summary, exit, touchedKernels, fault };
 }
