@@ -33,7 +33,8 @@ export class OotmodError extends Error {
 
   /** The one line shown to the user. */
   line(): string {
-    return this.remedy ? `${this.message}: ${this.remedy}` : this.message;
+    // Values from a dkms.conf may hold newlines: shown escaped, the error stays one line.
+    return (this.remedy ? `${this.message}: ${this.remedy}` : this.message).replace(/\r?\n/g, '\\n');
   }
 }
 

@@ -21,7 +21,7 @@ export function exclusionReason(rule: ExclusiveRule, kernel: ExclusiveSubject): 
     return `kernel ${kernel.release} is newer than BUILD_EXCLUSIVE_KERNEL_MAX ${rule.kernelMax}`;
   }
   if (rule.obsoleteBy && compareKernelVersions(kernel.release, rule.obsoleteBy) >= 0) {
-    return `the module is obsolete from kernel ${rule.obsoleteBy} on (OBSOLETE_BY)`;
+    return `the module is obsolete from kernel ${rule.obsoleteBy.replace(/\n/g, '\\n')} on (OBSOLETE_BY)`;
   }
   if (rule.archPattern !== undefined && !rule.archMatches) {
     return `BUILD_EXCLUSIVE_ARCH '${rule.archPattern}' does not match ${kernel.machine}`;

@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process';
 import { appendFile } from 'node:fs/promises';
 import { constants } from 'node:os';
+import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
 import { confinedCommand, confinedEnv, sandboxDenial, type Confinement } from './sandbox.js';
 
@@ -205,7 +206,11 @@ export async function run(file: string, args: readonly string[], opts: RunOption
   }
   if (result.exitCode !== 0 && !opts.allowFailure) {
     const step = opts.step ?? file;
-    const missing = missingProgram(result);
+    // Only a program ootmod itself starts (or make, for a MAKE line) is the machine's: a command a
+    // module's own MAKE line or script lacks is that module's failure.
+    const miss = missingProgram(result);
+    const name = miss ? path.basename(miss.program) : '';
+    const missing = miss && (file === 'bash' ? name === 'make' : name === path.basename(file)) ? miss : undefined;
     if (missing) throw new OotmodError(`${step}: ${missing.program} ${missing.why}`, missing.fix, ExitCode.Environment);
     const full = /No space left on device|Disk quota exceeded/.exec(result.all);
     if (full) throw new OotmodError(`${step}: ${full[0].toLowerCase()}`, 'free space on the filesystem of ootmod\'s state and build dirs (df -h), then run the command again: it completes the work', ExitCode.Environment);

@@ -49,8 +49,9 @@ describe.skipIf(!IS_ROOT)('the build sandbox', () => {
     for (const [name, c] of Object.entries(cases)) {
       const dir = path.join(root, 'usr/src', `esc-${name}-1.0`);
       mkdirSync(dir, { recursive: true });
-      writeFileSync(path.join(dir, 'dkms.conf'), `PACKAGE_NAME="esc-${name}"\nPACKAGE_VERSION="1.0"\nBUILT_MODULE_NAME[0]="esc"\nDEST_MODULE_LOCATION[0]="/updates"\nAUTOINSTALL="yes"\n${c.conf}\n`);
-      writeFileSync(path.join(dir, 'esc.c'), '// built by the fake kernel\n');
+      const mod = `esc_${name.replaceAll('-', '_')}`;
+      writeFileSync(path.join(dir, 'dkms.conf'), `PACKAGE_NAME="esc-${name}"\nPACKAGE_VERSION="1.0"\nBUILT_MODULE_NAME[0]="${mod}"\nDEST_MODULE_LOCATION[0]="/updates"\nAUTOINSTALL="yes"\n${c.conf}\n`);
+      writeFileSync(path.join(dir, `${mod}.c`), '// built by the fake kernel\n');
       if (c.preBuild) writeFileSync(path.join(dir, 'escape.sh'), c.preBuild, { mode: 0o755 });
     }
     // The control: a source the admin allowed by name builds as root, and its write lands (so the
