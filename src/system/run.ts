@@ -1,6 +1,7 @@
 // The one way ootmod starts a process: logs the command, captures its output into the job's log,
 // applies a time limit and turns failure into a typed error.
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { appendFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import path from 'node:path';
@@ -210,7 +211,9 @@ export async function run(file: string, args: readonly string[], opts: RunOption
     // module's own MAKE line or script lacks is that module's failure.
     const miss = missingProgram(result);
     const name = miss ? path.basename(miss.program) : '';
-    const missing = miss && (file === 'bash' ? name === 'make' : name === path.basename(file)) ? miss : undefined;
+    // (A script whose dir is gone was removed with its build dir: the caller says that.)
+    const gone = path.isAbsolute(file) && !existsSync(path.dirname(file));
+    const missing = miss && !gone && (file === 'bash' ? name === 'make' : name === path.basename(file)) ? miss : undefined;
     if (missing) throw new OotmodError(`${step}: ${missing.program} ${missing.why}`, missing.fix, ExitCode.Environment);
     const full = /No space left on device|Disk quota exceeded/.exec(result.all);
     if (full) throw new OotmodError(`${step}: ${full[0].toLowerCase()}`, 'free space on the filesystem of ootmod\'s state and build dirs (df -h), then run the command again: it completes the work', ExitCode.Environment);
