@@ -1,6 +1,5 @@
 // What every command gets: parsed options, the layout, output streams.
 import os from 'node:os';
-import path from 'node:path';
 import { createLayout, type Layout } from '../system/layout.js';
 import { loadConfig, type OotmodConfig } from '../system/config.js';
 import { setSandboxPolicy } from '../system/sandbox.js';
@@ -54,6 +53,6 @@ export function createSession(opts: Options): Session {
   };
   if (!opts.jobs) opts.jobs = session.config().jobs || defaultJobs();
   // As root, a module source's code runs confined (src/system/sandbox.ts); only root can drop privileges.
-  setSandboxPolicy({ enabled: session.isRoot, unconfined: session.config().unconfined, scratchBase: path.join(layout.stateDir, 'tmp') });
+  setSandboxPolicy({ enabled: session.isRoot, unconfined: session.config().unconfined });
   return session;
 }

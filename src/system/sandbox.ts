@@ -3,7 +3,8 @@
 // and pid namespaces, with every mount read-only except the job's own dirs. util-linux's unshare and
 // setpriv are Essential on Debian, so this needs nothing more. Install steps stay root.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import { chown, lchown, lstat, mkdir, readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
@@ -89,13 +90,31 @@ export function describeConfinement(): string {
   return `builds run as ${who}, no network, ${files} (unshare + setpriv)${allowed}`;
 }
 
+let processScratch: string | undefined;
+
+/**
+ * Scratch dirs of commands that have no build dir (dkms.conf evaluation) go under a private temporary
+ * dir of this process, outside the tree ootmod manages (a dry run reads dkms.conf too and must change
+ * nothing there); it goes when the process ends.
+ */
+function scratchRoot(): string {
+  if (!processScratch) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ootmod-scratch-'));
+    // The build user must reach its own dir inside, and list nothing else.
+    chmodSync(dir, 0o711);
+    processScratch = dir;
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
+  return processScratch;
+}
+
 /**
  * The confinement for a job that may write `dirs` (created if needed and given to the build user), or
  * undefined when builds run unconfined (not root, or the module is allowed by name).
  */
 export async function confineTo(dirs: string[], tmpDir: string | undefined, name: string): Promise<Confinement | undefined> {
   if (!policy.enabled || policy.unconfined.includes(name)) return undefined;
-  tmpDir ??= path.join(policy.scratchBase ?? path.join(dirs[0] ?? '.', '.tmp'), `${process.pid}-${++scratchCount}`);
+  tmpDir ??= path.join(policy.scratchBase ?? scratchRoot(), `${process.pid}-${++scratchCount}`);
   const u = sandboxUser();
   const writable: string[] = [];
   for (const d of [...dirs, tmpDir]) {
