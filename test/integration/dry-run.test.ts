@@ -2,7 +2,7 @@
 // run then does: each command runs dry (--json) and then for real (--json), against the host's real
 // headers in a sandbox root; the tree under the root is hashed around the dry run.
 import { createHash } from 'node:crypto';
-import { cpSync, lstatSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { chmodSync, cpSync, lstatSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ootmodEnv } from '../support/cli.js';
@@ -45,6 +45,8 @@ describe('--dry-run', () => {
     linkHostKernel(root, kernel.release, kernel.headers);
     for (const f of ['ootmod-hello-1.0', 'ootmod-pair-2.1', 'ootmod-broken-1.0']) placeSource(root, path.join(FIXTURES, f));
     cpSync(path.join(FIXTURES, 'ootmod-patched-1.0'), path.join(outside, 'ootmod-patched-1.0'), { recursive: true });
+    // Builds are confined: the build user reads dkms.conf where it is (README: a dir it cannot read is refused).
+    chmodSync(outside, 0o755);
   });
 
   // In order: each real run leaves the state the next command starts from.
