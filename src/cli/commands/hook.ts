@@ -7,7 +7,6 @@ import type { Session } from '../session.js';
 import { runPlanned, withLock } from './jobs.js';
 import { triggerRun } from './trigger.js';
 
-export { TRIGGER_NAME } from '../../execute/steps.js';
 
 /** DEB_MAINT_PARAMS: the maintainer script's arguments, joined by spaces (possibly single-quoted). */
 export function maintParams(value: string | undefined): string[] {
