@@ -7,7 +7,6 @@ import type { Session } from '../session.js';
 import { runPlanned, withLock } from './jobs.js';
 import { triggerRun } from './trigger.js';
 
-
 /** DEB_MAINT_PARAMS: the maintainer script's arguments, joined by spaces (possibly single-quoted). */
 export function maintParams(value: string | undefined): string[] {
   return (value ?? '').trim().split(/\s+/).filter(Boolean).map((w) => w.replace(/^'(.*)'$/, '$1'));
