@@ -27,7 +27,7 @@ chmod -R go-w "$root/usr/src"
 chown -R root:root "$root/usr/src"
 echo "== ootmod kernels"
 dist/ootmod --root "$root" kernels
-echo "== ootmod autoinstall (ootmod-broken fails on purpose; ootmod-exclusive is excluded on purpose)"
+echo "== ootmod autoinstall (ootmod-broken fails on purpose; ootmod-exclusive is excluded on purpose; ootmod-rust-hello needs a CONFIG_RUST kernel)"
 dist/ootmod --root "$root" autoinstall || true
 echo "== ootmod status"
 dist/ootmod --root "$root" status
