@@ -154,7 +154,7 @@ export async function planKernelRemoval(ctx: PipelineContext, kver: string): Pro
   const removals = store.find({ kernel: kver }).map((record): RemovalRequest => ({ record, forget: true, reason: `kernel ${kver} is removed` }));
   const plan = composePlan({
     removals, forgetKernels: [kver], depmodKernels: new Set(),
-    rustClean: existsSync(path.dirname(ctx.layout.rustDir(kver, 'x'))) ? [{ kernel: kver, reason: `kernel ${kver} is removed` }] : [],
+    rustClean: existsSync(ctx.layout.rustKernelDir(kver)) ? [{ kernel: kver, reason: `kernel ${kver} is removed` }] : [],
   });
   return { plan, kernels: [], store, label: `prerm ${kver}`, named: false, notes: [] };
 }
@@ -174,7 +174,7 @@ export async function planTrigger(ctx: PipelineContext, opts: { inDpkg: boolean;
     if (gone.includes(r.kernel) || existsSync(ctx.layout.moduleSource(r.module, r.version))) continue;
     removals.push({ record: r, forget: true, reason: 'its source is gone' });
   }
-  const rustClean: { kernel: string; reason: string }[] = gone.filter((k) => existsSync(path.dirname(ctx.layout.rustDir(k, 'x')))).map((kernel) => ({ kernel, reason: 'its kernel is removed' }));
+  const rustClean: { kernel: string; reason: string }[] = gone.filter((k) => existsSync(ctx.layout.rustKernelDir(k))).map((kernel) => ({ kernel, reason: 'its kernel is removed' }));
   for (const entry of await readdir(path.join(ctx.layout.stateDir, 'rust'), { withFileTypes: true }).catch(() => [])) {
     // Kernel dirs only: the dir also holds ootmod's cache of toolchain probes.
     if (!entry.isDirectory() || gone.includes(entry.name) || present.get(entry.name)?.headersDir) continue;
@@ -207,7 +207,7 @@ export async function planRustPrepare(ctx: PipelineContext): Promise<Planned> {
 
 export function planRustClean(ctx: PipelineContext, kernels: string[]): Planned {
   const plan = composePlan({
-    rustClean: kernels.filter((k) => existsSync(path.dirname(ctx.layout.rustDir(k, 'x')))).map((kernel) => ({ kernel, reason: 'ootmod rust clean' })),
+    rustClean: kernels.filter((k) => existsSync(ctx.layout.rustKernelDir(k))).map((kernel) => ({ kernel, reason: 'ootmod rust clean' })),
     depmodKernels: new Set(),
   });
   return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label: 'rust clean', named: true, notes: [] };

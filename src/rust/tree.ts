@@ -343,7 +343,7 @@ async function removeOtherTrees(base: string, keep: string): Promise<void> {
 
 /** Removes a kernel's Rust trees (all build arches). */
 export async function cleanRustTrees(layout: Layout, kernel: string): Promise<boolean> {
-  const dir = path.dirname(layout.rustDir(kernel, 'x'));
+  const dir = layout.rustKernelDir(kernel);
   const existed = await lstat(dir).then(() => true, () => false);
   await rm(dir, { recursive: true, force: true });
   return existed;

@@ -40,6 +40,8 @@ export interface Layout {
   builtDir(kver: string, name: string, version: string): string;
   /** Per (kernel, build arch): trees/<key>/ built in place, and the `current` link to the one in use. */
   rustDir(kver: string, buildArch: string): string;
+  /** All of a kernel's Rust trees (every build arch). */
+  rustKernelDir(kver: string): string;
   /** Resolves a symlink inside the root: absolute targets are taken inside the root when they exist there. */
   resolveLink(linkPath: string): string | undefined;
 }
@@ -94,6 +96,7 @@ export function createLayout(root = '/'): Layout {
     buildDir: (kver, name, version) => path.join(stateDir, 'tree', seg(kver), name, version, 'build'),
     builtDir: (kver, name, version) => path.join(stateDir, 'built', seg(kver), name, version),
     rustDir: (kver, buildArch) => path.join(stateDir, 'rust', seg(kver), buildArch),
+    rustKernelDir: (kver) => path.join(stateDir, 'rust', seg(kver)),
     resolveLink(linkPath) {
       let target: string;
       try {
