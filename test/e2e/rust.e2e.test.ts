@@ -6,7 +6,7 @@ import { placeSource } from '../support/host.js';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKernel, ensureChroot, kernelGccPackage, kernelRustToolchain, type Chroot, type KernelInfo } from './lib/chroot.js';
-import { buildOotmodDebs, type OotmodDebs } from './lib/debs.js';
+import { buildOotmodIndepDebs, type OotmodIndepDebs } from './lib/debs.js';
 import { buildFixtureDkmsPackage } from './lib/dkms.js';
 import { bootWithModules } from './lib/qemu.js';
 
@@ -54,7 +54,7 @@ describe.each(TARGETS)('$what', ({ suite }) => {
     expect(want).toMatch(new RegExp(`^${re(kernel.kver)} `));
     return want;
   };
-  let debs: OotmodDebs | undefined;
+  let debs: OotmodIndepDebs | undefined;
 
   beforeAll(async () => {
     chroot = await ensureChroot(suite);
@@ -87,7 +87,7 @@ describe.each(TARGETS)('$what', ({ suite }) => {
     chmodSync(chroot.path('/usr/sbin/ootmod'), 0o755);
     for (const f of FIXTURES) placeSource(chroot.root, path.join(REPO, 'test/fixtures', f));
     // ootmod's own .debs, for the dh_dkms package (sid only: the way packages install does not depend on the suite).
-    if (suite === 'sid') debs = await buildOotmodDebs(log);
+    if (suite === 'sid') debs = await buildOotmodIndepDebs(log);
   });
 
   afterAll(() => {
