@@ -55,18 +55,21 @@ describe.each(TARGETS)('$what', ({ suite }) => {
     return want;
   };
   let debs: OotmodIndepDebs | undefined;
+  /** Purges what the dh_dkms test installs, so the cached chroot is left as the other tests expect it. */
+  const purgePackaged = async () => {
+    const left = (await sh(`dpkg-query -W -f '\${db:Status-Abbrev} \${Package}\\n' ${PACKAGED.join(' ')} 2>/dev/null`)).out;
+    const installed = left.split('\n').filter((l) => /^[ih]/.test(l)).map((l) => l.split(' ').pop()!);
+    if (!installed.length) return;
+    const r = await apt(`purge ${installed.join(' ')}`);
+    if (r.code !== 0) throw new Error(`purging ${installed.join(' ')}: ${r.out.slice(-3000)}`);
+  };
 
   beforeAll(async () => {
     chroot = await ensureChroot(suite);
     kernel = await currentKernel(chroot);
-    // What the dh_dkms test of an earlier run installed (its kernel hooks and triggers would build
-    // modules while the kernel is installed below): gone before anything else.
-    const left = (await sh(`dpkg-query -W -f '\${db:Status-Abbrev} \${Package}\\n' ${PACKAGED.join(' ')} 2>/dev/null`)).out;
-    const installed = left.split('\n').filter((l) => /^[ih]/.test(l)).map((l) => l.split(' ').pop()!);
-    if (installed.length > 0) {
-      const r = await apt(`purge ${installed.join(' ')}`);
-      if (r.code !== 0) throw new Error(`purging ${installed.join(' ')}: ${r.out.slice(-3000)}`);
-    }
+    // What the dh_dkms test of an interrupted earlier run installed (its kernel hooks and triggers
+    // would build modules while the kernel is installed below): gone before anything else.
+    await purgePackaged();
     await chroot.withMounts(async () => {
       await chroot.aptInstall(['nodejs', 'make', 'binutils', 'kmod', 'openssl', 'xz-utils', 'zstd', 'patch', 'ca-certificates']);
       // The kernel, its headers and the linux-source of exactly the headers' Debian version.
@@ -90,8 +93,10 @@ describe.each(TARGETS)('$what', ({ suite }) => {
     if (suite === 'sid') debs = await buildOotmodIndepDebs(log);
   });
 
-  afterAll(() => {
-    if (debs && !debs.prebuilt) rmSync(debs.dir, { recursive: true, force: true });
+  afterAll(async () => {
+    if (!debs) return;
+    if (!debs.prebuilt) rmSync(debs.dir, { recursive: true, force: true });
+    await purgePackaged();
   });
 
   it('prepares the kernel Rust tree, and its ABI matches the kernel', async (ctx) => {
