@@ -237,11 +237,15 @@ describe('ootmod-dkms: a machine moved from DKMS and back', () => {
     expect(realStatus.filter((l) => l.endsWith(': installed'))).toHaveLength(3);
   });
 
-  it("takes the modules over when ootmod-dkms replaces dkms: ootmod's, not in updates/dkms, signed with DKMS's key, the same dkms status", async () => {
+  it("takes the modules over when ootmod-dkms replaces dkms: ootmod's, not in updates/dkms, signed with DKMS's key, the same dkms status, one depmod", async () => {
+    await t.countDepmod();
     const r = await t.apt(`install ${DEBS}/${path.basename(debs.ootmod)} ${DEBS}/${path.basename(debs.ootmodDkms)}`);
     expect(r.code, r.out.slice(-6000)).toBe(0);
     expect(r.out).toMatch(/Removing dkms /);
     await t.expectDpkgClean();
+    // The take-over is part of the trigger's plan: DKMS's copies go before the kernel's one depmod.
+    expect(r.out).toMatch(/^took over dkms_test\/\S+ for \S+ from DKMS/m);
+    expect(await t.depmodCalls(kernel.kver)).toBe(1);
     const rows = await t.status();
     for (const [pkg, module] of Object.entries(REAL)) {
       const row = rows.find((x) => x.kernel === kernel.kver && x.files.some((f) => path.basename(f).startsWith(`${module}.ko`)));

@@ -4,10 +4,9 @@
 import { existsSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { dkmsAutoinstall, dkmsRegisteredRecords, removeDkmsCopies } from '../../dkms/handover.js';
+import { dkmsAutoinstall, dkmsRegisteredRecords } from '../../dkms/handover.js';
 import { describeQueued, parseQueued, type QueuedRequest } from '../../dkms/requests.js';
-import { ExitCode, errorLine } from '../../errors.js';
-import { depmod } from '../../execute/depmod.js';
+import { ExitCode } from '../../errors.js';
 import { dkmsIsInstalled, removedMarker } from '../../modules/names.js';
 import { planModuleWork, planRemoval, planTrigger } from '../../pipeline/work.js';
 import type { Session } from '../session.js';
@@ -63,17 +62,7 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
       const explicit = await runPlanned(s, await planModuleWork(s, { action, refs, label: `${opts.label} (dkms ${action})` }), { quietSummary: true });
       exit = worse(exit, explicit?.exit);
     }
-    if (!dkms) {
-      // DKMS was replaced (ootmod-dkms) or removed: its copies of what ootmod now installs go, then depmod.
-      const takeover = await removeDkmsCopies(s.layout);
-      for (const n of takeover.notes) s.err(`ootmod: ${n}`);
-      for (const k of takeover.touched) {
-        await depmod(s.layout, k).catch((err: unknown) => {
-          exit = ExitCode.Failed;
-          s.err(`ootmod: depmod failed for ${k}: ${errorLine(err)}`);
-        });
-      }
-    } else if (back.handedBack) {
+    if (back.handedBack) {
       // DKMS installs them again, as its own kernel hook would.
       for (const line of await dkmsAutoinstall(s.layout, planned.kernels)) s.err(`ootmod: ${line}`);
     }
