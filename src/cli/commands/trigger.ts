@@ -36,7 +36,7 @@ async function handBack(s: Session): Promise<{ exit: ExitCode; handedBack: boole
   for (const ref of modules) {
     const outcome = await runPlanned(s, await planRemoval({ ...s, opts: { ...s.opts, kernels: [] } }, ref, true), { quietSummary: true });
     exit = worse(exit, outcome?.exit);
-    s.err(`ootmod: handed ${ref.name}/${ref.version} back to DKMS`);
+    s.err(`ootmod: ${s.opts.dryRun ? 'would hand' : 'handed'} ${ref.name}/${ref.version} back to DKMS`);
   }
   return { exit, handedBack: modules.length > 0 };
 }
@@ -50,7 +50,9 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
     exit = worse(exit, back.exit);
     const planned = await planTrigger(s, opts);
     const outcome = await runPlanned(s, planned, { quietSummary: true });
-    if (!outcome || s.opts.json) return outcome?.exit ?? ExitCode.Ok;
+    // A dry run stops at the plan. --json changes only what is printed: every follow-up below still runs,
+    // each plan run printing its own JSON document (jq reads them in turn).
+    if (!outcome) return ExitCode.Ok;
     exit = worse(exit, outcome.exit);
 
     // `dkms build|install NAME` from a maintainer script, for a module autoinstall does not cover
@@ -74,7 +76,7 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
 
     const initramfs = planned.plan.jobs.filter((j) => j.kind === 'initramfs' && outcome.results.get(j.id)?.status === 'done').map((j) => j.kernel);
     const asked = queued.map(describeQueued);
-    s.out(`${outcome.summary}${queued.length ? `; queued by hooks: ${asked.join(', ')}` : ''}${initramfs.length ? `; initramfs updated for ${initramfs.join(', ')}` : ''}`);
+    if (!s.opts.json) s.out(`${outcome.summary}${queued.length ? `; queued by hooks: ${asked.join(', ')}` : ''}${initramfs.length ? `; initramfs updated for ${initramfs.join(', ')}` : ''}`);
     return exit;
   });
   // Inside dpkg a failed optional module must not fail the package, unless the admin asked for it.
