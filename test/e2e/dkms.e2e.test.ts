@@ -6,7 +6,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKernel, freshChroot, kernelGccPackage, parseKernelConfig, type Chroot, type KernelInfo } from './lib/chroot.js';
-import { buildOotmodDebs, lintianProblems, type OotmodDebs } from './lib/debs.js';
+import { buildOotmodIndepDebs, lintianProblems, type OotmodIndepDebs } from './lib/debs.js';
 import { REAL_DKMS_PACKAGES, buildFailingDkmsPackage, countDepmodRuns, depmodRuns } from './lib/dkms.js';
 
 const log = (msg: string) => process.stderr.write(`[e2e] ${msg}\n`);
@@ -54,7 +54,7 @@ function tools(chroot: () => Chroot) {
   };
 }
 
-async function copyDebs(chroot: Chroot, debs: OotmodDebs): Promise<void> {
+async function copyDebs(chroot: Chroot, debs: OotmodIndepDebs): Promise<void> {
   await chroot.run(['mkdir', '-p', DEBS]);
   for (const deb of [debs.ootmod, debs.ootmodDkms]) writeFileSync(chroot.path(`${DEBS}/${path.basename(deb)}`), readFileSync(deb));
 }
@@ -78,10 +78,11 @@ async function buildFailingPackage(t: ReturnType<typeof tools>, chroot: Chroot):
   return deb;
 }
 
-let debs: OotmodDebs;
+// Only the packages these tests install: ootmod-static (debian.e2e covers it) would add minutes.
+let debs: OotmodIndepDebs;
 
 beforeAll(async () => {
-  debs = await buildOotmodDebs(log);
+  debs = await buildOotmodIndepDebs(log);
 });
 
 afterAll(() => {
