@@ -383,7 +383,9 @@ export class Chroot {
     this.log(`${this.suite}: apt-get install ${[...target, ...pkgs].join(' ')}`);
     await this.withMounts(async () => {
       await this.aptUpdate();
-      await this.run(['apt-get', 'install', '-y', '--no-install-recommends', ...target, ...pkgs]);
+      // An earlier run killed mid-install leaves packages unpacked but not configured: finish them first.
+      await this.run(['dpkg', '--configure', '-a']);
+      await this.run(['apt-get', 'install', '-y', '--no-install-recommends', '-f', ...target, ...pkgs]);
     });
   }
 }
