@@ -384,7 +384,7 @@ export class Chroot {
     await this.withMounts(async () => {
       await this.aptUpdate();
       // An earlier run killed mid-install leaves packages unpacked but not configured: finish them first.
-      await this.run(['dpkg', '--configure', '-a']);
+      await this.run(['dpkg', '--configure', '-a'], { reject: false });
       await this.run(['apt-get', 'install', '-y', '--no-install-recommends', '-f', ...target, ...pkgs]);
     });
   }
