@@ -5,7 +5,7 @@ import { planRustClean, planRustPrepare, rustPrepareExit } from '../../pipeline/
 import { rustKernels } from '../../rust/prepare.js';
 import { findRustSource } from '../../rust/sources.js';
 import { findRustToolchain } from '../../rust/toolchain.js';
-import { buildArch, currentTree, damagedFiles, treeKey } from '../../rust/tree.js';
+import { buildArch, damagedFiles, treeInUse, treeKey } from '../../rust/tree.js';
 import { json, table } from '../format.js';
 import type { Session } from '../session.js';
 import { runPlanned, withLock } from './jobs.js';
@@ -36,9 +36,10 @@ export async function rustStatus(s: Session): Promise<ExitCode> {
   const kernels = rustKernels(await listKernels(s.layout, s.opts.kernels.length ? s.opts.kernels : undefined));
   const rows = await Promise.all(
     kernels.map(async (k) => {
-      const tree = await currentTree(s.layout, k.release);
-      let state = tree ? 'current' : 'missing';
-      let detail = '';
+      const inUse = await treeInUse(s.layout, k.release);
+      const tree = inUse.state === 'ok' ? inUse.tree : undefined;
+      let state = inUse.state === 'corrupt' ? 'corrupt' : tree ? 'current' : 'missing';
+      let detail = inUse.state === 'corrupt' ? inUse.error.line() : '';
       if (tree) {
         const damaged = await damagedFiles(tree);
         if (damaged.length) {
@@ -66,7 +67,7 @@ export async function rustStatus(s: Session): Promise<ExitCode> {
         buildArch: buildArch(),
         state,
         detail: detail || null,
-        dir: tree?.dir ?? null,
+        dir: tree?.dir ?? (inUse.state === 'corrupt' ? inUse.dir : null),
         rustc: tree?.manifest.parts.rustc ?? k.rust.rustcVersionText ?? null,
         builtAt: tree?.manifest.builtAt ?? null,
         buildSeconds: tree ? Math.round(tree.manifest.durationMs / 1000) : null,

@@ -12,14 +12,14 @@ const FAKE_MAKEFILE = `all modules:
 \t@find $(M) -name '*.c' -o -name '*.rs' | while read -r f; do cp /usr/bin/true "$\${f%.*}.ko"; done
 `;
 
-/** A kernel with headers in `root` whose build is a copy of /usr/bin/true per source file. */
-export function addFakeKernel(root: string, kver = FAKE_KERNEL): void {
+/** A kernel with headers in `root` whose build is a copy of /usr/bin/true per source file (`config`: more .config lines). */
+export function addFakeKernel(root: string, kver = FAKE_KERNEL, config = ''): void {
   const headers = path.join(root, 'usr/src', `linux-headers-${kver}`);
   const kbuild = path.join(root, 'usr/lib/linux-kbuild-ootmodfault');
   mkdirSync(path.join(kbuild, 'scripts/mod'), { recursive: true });
   mkdirSync(headers, { recursive: true });
   writeFileSync(path.join(headers, 'Makefile'), FAKE_MAKEFILE);
-  writeFileSync(path.join(headers, '.config'), 'CONFIG_MODULES=y\nCONFIG_CC_VERSION_TEXT="gcc (Debian 12.2.0-14) 12.2.0"\n');
+  writeFileSync(path.join(headers, '.config'), `CONFIG_MODULES=y\nCONFIG_CC_VERSION_TEXT="gcc (Debian 12.2.0-14) 12.2.0"\n${config}`);
   writeFileSync(path.join(headers, 'Module.symvers'), '');
   symlinkSync(path.join(kbuild, 'scripts'), path.join(headers, 'scripts'));
   mkdirSync(path.join(root, 'usr/lib/modules', kver), { recursive: true });
