@@ -368,10 +368,29 @@ async function switchCurrent(base: string, key: string): Promise<void> {
   await rename(tmp, path.join(base, 'current'));
 }
 
-async function removeOtherTrees(base: string, keep: string): Promise<void> {
+async function removeOtherTrees(base: string, keep: string): Promise<string[]> {
+  const gone: string[] = [];
   for (const k of await readdir(path.join(base, 'trees')).catch(() => [] as string[])) {
-    if (k !== keep) await rm(path.join(base, 'trees', k), { recursive: true, force: true });
+    if (k === keep) continue;
+    await rm(path.join(base, 'trees', k), { recursive: true, force: true });
+    gone.push(path.join(base, 'trees', k));
   }
+  return gone;
+}
+
+/**
+ * What an interrupted build left beside the tree in use (`treeDir`, current and whole): its half-built
+ * trees/<key>-<time> dir and a `.current-<pid>` link not yet switched. Returns the paths removed.
+ */
+export async function removeStrayTrees(treeDir: string): Promise<string[]> {
+  const base = path.dirname(path.dirname(treeDir));
+  const gone = await removeOtherTrees(base, path.basename(treeDir));
+  for (const f of await readdir(base).catch(() => [] as string[])) {
+    if (!f.startsWith('.current-')) continue;
+    await rm(path.join(base, f), { force: true });
+    gone.push(path.join(base, f));
+  }
+  return gone;
 }
 
 /** Removes a kernel's Rust trees (all build arches). */

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -7,7 +7,7 @@ import type { KernelTarget } from '../../src/kernel/inventory.js';
 import { compareAbi, crateRoots, exportedRustSymbols } from '../../src/rust/abi.js';
 import { parseMakefileVersion } from '../../src/rust/sources.js';
 import { ProbeCache, findRustToolchain } from '../../src/rust/toolchain.js';
-import { assessRustTree, buildArch, treeInUse, type RustTreeManifest } from '../../src/rust/tree.js';
+import { assessRustTree, buildArch, removeStrayTrees, treeInUse, type RustTreeManifest } from '../../src/rust/tree.js';
 import { createLayout } from '../../src/system/layout.js';
 import { loadConfig } from '../../src/system/config.js';
 
@@ -163,5 +163,22 @@ describe('the Rust tree in use', () => {
     const a = await assessRustTree(layout, kernel, toolchain, { kind: 'dir', dir: '/nonexistent', identity: 'x' }, false);
     expect(a.buildReason).toBe('corrupt manifest');
     expect(a.current).toBeUndefined();
+  });
+});
+
+describe('removeStrayTrees', () => {
+  it('removes what a killed build left beside the tree in use, and nothing else', async () => {
+    const base = path.join(mkdtempSync(path.join(os.tmpdir(), 'ootmod-stray-')), 'rust/9.9.9-test-amd64/x86_64');
+    for (const d of ['trees/k/rust', 'trees/k-mx4nkbzx/.src/rust']) mkdirSync(path.join(base, d), { recursive: true });
+    writeFileSync(path.join(base, 'trees/k/ootmod-rust.json'), '{}');
+    writeFileSync(path.join(base, 'build.log'), '');
+    symlinkSync('trees/k', path.join(base, 'current'));
+    symlinkSync('trees/k-mx4nkbzx', path.join(base, '.current-1234'));
+    const gone = await removeStrayTrees(path.join(base, 'trees/k'));
+    expect(gone.sort()).toEqual([path.join(base, '.current-1234'), path.join(base, 'trees/k-mx4nkbzx')]);
+    expect(readdirSync(path.join(base, 'trees'))).toEqual(['k']);
+    expect(readdirSync(base).sort()).toEqual(['build.log', 'current', 'trees']);
+    expect(existsSync(path.join(base, 'current/ootmod-rust.json'))).toBe(true);
+    expect(await removeStrayTrees(path.join(base, 'trees/k'))).toEqual([]);
   });
 });
