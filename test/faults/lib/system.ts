@@ -35,7 +35,16 @@ export interface Run {
 
 /** Starts ootmod in its own process group (so it and everything it started can be killed together). */
 export function startOotmod(root: string, args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<Run> } {
-  const child = spawn(OOTMOD, ['--root', root, ...args], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LANG: 'C.UTF-8', ...env } });
+  return startDetached(OOTMOD, ['--root', root, ...args], { ...process.env, LANG: 'C.UTF-8', ...env });
+}
+
+/** Starts `binary` (a path in the chroot) inside a chroot, in its own process group, with a clean environment. */
+export function startOotmodIn(chrootRoot: string, binary: string, args: string[]): { child: ChildProcess; done: Promise<Run> } {
+  return startDetached('chroot', [chrootRoot, binary, ...args], { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', HOME: '/root' });
+}
+
+function startDetached(file: string, args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; done: Promise<Run> } {
+  const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
