@@ -40,7 +40,7 @@ export interface DkmsSession {
    * /usr/src copies, every new path under /var/lib/dkms and the module dir: the MOK key DKMS generates, depmod's
    * output), so each sample starts from the same host state, as each ootmod sample starts from a fresh sandbox.
    */
-  sample(opts: { jobs: number; statusRuns?: number }): Promise<DkmsSample>;
+  sample(opts: { jobs: number; statusRuns?: number; during?: () => Promise<void> }): Promise<DkmsSample>;
   /** Whether the host is as it was before the first sample (after the last one). */
   restored: boolean;
   leftovers: string[];
@@ -114,7 +114,7 @@ export async function dkmsSession(kver: string, modules: DkmsModule[], logFile: 
     session.restored = session.leftovers.length === 0 && session.missing.length === 0;
   };
 
-  session.sample = async ({ jobs, statusRuns = 0 }) => {
+  session.sample = async ({ jobs, statusRuns = 0, during }) => {
     const unhook = onInterrupt(() => {
       step('removing what DKMS added before exiting');
       cleanup();
@@ -149,6 +149,8 @@ export async function dkmsSession(kver: string, modules: DkmsModule[], logFile: 
       const installedCount = statusLines.filter((l) => /:\s*installed/.test(l) && modules.some((m) => l.startsWith(`${m.name}/`))).length;
       const statusSamples: number[] = [];
       for (let i = 0; i < statusRuns; i++) statusSamples.push((await must('dkms', ['status'])).seconds);
+      // What a caller measures while DKMS has the modules installed (e.g. dkms status beside ootmod's).
+      if (during) await during();
       return { seconds: ai.seconds, cpu: ai.cpuSeconds, otherLoad, exit: ai.code, statusLines, installedCount, addSeconds, statusSamples, depmodNote };
     } finally {
       cleanup();

@@ -8,11 +8,12 @@
 //   row          what (file)                                                               goal
 //   overhead     one `ootmod install` vs the bare kbuild make (host.ts)                    <= +0.3 s per module
 //   autoinstall  3 Debian -dkms sources: ootmod vs DKMS, and ootmod's peak RSS (host.ts)     <= 0.70x DKMS; <= 120 MB
-//   status       `ootmod status`, 3 and 200+ records, beside `node -e 0` (host.ts)          <= 0.15 s
+//   status       `ootmod status`, 3 and 200+ records, vs `dkms status` of the same 3 (host.ts) <= 0.5x
 //   busy-cores   --jobs kept busy while builds are pending (jobs.ts)                        >= 95%
 //   max-jobs     concurrent compilers with -j 1 and -j 4 (jobs.ts)                          <= --jobs
 //   rust-cold    cold `rust prepare` vs the bare kbuild recipe; warm; tree size (rust.ts)   <= 1.10x; <= 0.5 s; <= 160 MB
 //   new-kernel   new CONFIG_RUST kernel: 3 C + 1 Rust module vs tree + Rust module (rust.ts) C first; <= 1.10x
+//   sandbox      confined autoinstall of the 3 Debian sources vs a root build (sandbox.ts)    <= 1.05x
 //
 // Usage: npm run bench [-- --only ROW[,ROW...]] [-- --list]
 // Environment: OOTMOD_BENCH_QUICK=1 (one sample per side, no warm-up: proves the rows run, figures not
@@ -32,6 +33,7 @@ import { autoinstallRow, ensureGnuTime, environment, overheadRow, realPackages, 
 import { busyCoresRow, maxJobsRow } from './jobs';
 import { OOTMOD, QUICK, REPO, foreignLoad, removeAllTemps, run, step, table, verdict, waitedSeconds, type RowResult } from './lib';
 import { newKernelRow, rustColdRow } from './rust';
+import { sandboxRow } from './sandbox';
 
 interface Context {
   env(): Promise<Env>;
@@ -43,12 +45,13 @@ interface Context {
 const ROWS: { name: string; run: (ctx: Context) => Promise<RowResult> }[] = [
   { name: 'overhead', run: async (ctx) => overheadRow(await ctx.env()) },
   { name: 'autoinstall', run: async (ctx) => autoinstallRow(await ctx.env(), await ctx.real(['trixie', 'sid']), ctx.resultsDir) },
-  { name: 'status', run: async (ctx) => statusRow(await ctx.env(), await ctx.real(['trixie', 'sid'])) },
+  { name: 'status', run: async (ctx) => statusRow(await ctx.env(), await ctx.real(['trixie', 'sid']), ctx.resultsDir) },
   { name: 'busy-cores', run: async (ctx) => busyCoresRow(await ctx.env(), await ctx.real(['trixie', 'sid'])) },
   { name: 'max-jobs', run: async (ctx) => maxJobsRow(await ctx.env(), await ctx.real(['trixie', 'sid'])) },
   { name: 'rust-cold', run: () => rustColdRow() },
   // The sid kernel: the sid uploads of the sources.
   { name: 'new-kernel', run: async (ctx) => newKernelRow(await ctx.real(['sid', 'trixie'])) },
+  { name: 'sandbox', run: async (ctx) => sandboxRow(await ctx.real(['trixie', 'sid'])) },
 ];
 
 class UsageError extends Error {}

@@ -29,6 +29,8 @@ function plannedLine(job: Job): string {
       return `would update the initramfs of ${job.kernel}${job.viaTrigger ? " (through initramfs-tools' trigger)" : ''}`;
     case 'add':
       return `would add ${job.module}/${job.version}: copy ${job.from} to ${job.dest}${job.postAdd ? ' and run its POST_ADD' : ''}`;
+    case 'dkms-takeover':
+      return `would take over ${jobTarget(job)} from DKMS: remove ${[...job.copies, job.link].join(', ')} (${job.reason}${job.after.length ? ', after its install' : ''})`;
     case 'defer':
       return `would queue ${job.what} and activate ootmod's dpkg trigger (${job.reason})`;
   }
@@ -91,6 +93,9 @@ function endLine(job: Job, r: JobResult, verbose: boolean): string | undefined {
     case 'uninstall':
       if (r.status === 'failed') return `failed   to remove ${jobTarget(job)}: ${r.detail}`;
       return r.status === 'done' ? `removed ${job.module}/${job.version} from ${job.kernel} (${job.reason})` : undefined;
+    case 'dkms-takeover':
+      if (r.status === 'failed') return `failed   to take over ${jobTarget(job)} from DKMS: ${r.detail}`;
+      return r.status === 'done' ? `took over ${jobTarget(job)} from DKMS (removed its copy from updates/dkms)` : undefined;
     case 'depmod':
     case 'initramfs':
       if (r.status === 'failed') return `${job.kind} failed for ${job.kernel}: ${r.detail}`;

@@ -1,10 +1,11 @@
 // Moving a machine between DKMS and ootmod-dkms, in both directions; ootmod's trigger runs these
 // (its file trigger on /usr/sbin/dkms fires when either package installs or removes that program).
 //
-// - Take-over (ootmod-dkms replaced dkms): DKMS's registered sources are ootmod's now, so the trigger
-//   builds them into updates/ootmod; then DKMS's copies in updates/dkms of what ootmod has installed
-//   go, with DKMS's `kernel-<kver>-<arch>` "installed" links (files DKMS put there, which no plan of
-//   ootmod's owns). DKMS's builds stay in /var/lib/dkms, so DKMS finds them again if it comes back.
+// - Take-over (ootmod-dkms replaced dkms): DKMS's registered sources are ootmod's now, so the trigger's
+//   plan builds them into updates/ootmod; its dkms-takeover jobs then remove DKMS's copies in
+//   updates/dkms of what ootmod has installed, with DKMS's `kernel-<kver>-<arch>` "installed" links,
+//   before the kernel's one depmod. DKMS's builds stay in /var/lib/dkms, so DKMS finds them again if it
+//   comes back.
 // - Hand-back (dkms installed again): what ootmod built from DKMS-registered sources is removed (a
 //   removal plan), and DKMS's own autoinstall installs them again for each kernel.
 import { existsSync } from 'node:fs';
@@ -16,41 +17,48 @@ import type { Layout } from '../system/layout.js';
 import { run } from '../system/run.js';
 import { StateStore } from '../state/store.js';
 
-export interface TakeoverResult {
-  /** Kernels whose module dir changed: they need a depmod. */
-  touched: string[];
-  notes: string[];
+/** A module DKMS installed for a kernel: what a take-over removes once ootmod has it installed. */
+export interface DkmsInstall {
+  module: string;
+  version: string;
+  kernel: string;
+  /** DKMS's "installed" link, /var/lib/dkms/<name>/kernel-<kver>-<arch> -> <version>/<kver>/<arch>. */
+  link: string;
+  /** DKMS's copies in the kernel's updates/dkms (the files of its build that are there). */
+  copies: string[];
 }
 
-/** Removes DKMS's installed copies of the modules ootmod now has installed (take-over). */
-export async function removeDkmsCopies(layout: Layout): Promise<TakeoverResult> {
-  // Read now: the trigger's plan has just installed the modules.
-  const fresh = StateStore.load(layout.stateFile);
-  const touched = new Set<string>();
-  const notes: string[] = [];
+/** What DKMS has installed, from its "installed" links (read only: the take-over is a plan's jobs). */
+export async function readDkmsInstalls(layout: Layout): Promise<DkmsInstall[]> {
+  const out: DkmsInstall[] = [];
   const registry = layout.dkmsRegistry;
-  for (const name of await readdir(registry).catch(() => [] as string[])) {
+  for (const name of (await readdir(registry).catch(() => [] as string[])).sort()) {
     const mdir = path.join(registry, name);
-    for (const entry of await readdir(mdir).catch(() => [] as string[])) {
+    for (const entry of (await readdir(mdir).catch(() => [] as string[])).sort()) {
       if (!entry.startsWith('kernel-')) continue;
-      const target = await readlink(path.join(mdir, entry)).catch(() => undefined);
+      const link = path.join(mdir, entry);
+      const target = await readlink(link).catch(() => undefined);
       // kernel-<kver>-<arch> -> <version>/<kver>/<arch>
-      const [version, kver] = target?.split('/') ?? [];
-      if (!version || !kver) continue;
-      const ours = fresh.find({ module: name, kernel: kver }).some((r) => r.installed.length > 0 && r.installed.every((f) => existsSync(f.path)));
-      if (!ours) continue;
-      const built = path.join(mdir, target!, 'module');
-      const copies = (await readdir(built).catch(() => [] as string[])).map((f) => path.join(layout.kernelDir(kver), 'updates', 'dkms', f));
-      for (const copy of copies) {
-        if (!existsSync(copy)) continue;
-        await rm(copy, { force: true });
-        touched.add(kver);
-      }
-      await rm(path.join(mdir, entry), { force: true });
-      notes.push(`took over ${name}/${version} for ${kver} from DKMS (removed its copy from updates/dkms)`);
+      const [version, kernel] = target?.split('/') ?? [];
+      if (!version || !kernel) continue;
+      const built = await readdir(path.join(mdir, target!, 'module')).catch(() => [] as string[]);
+      const copies = built.map((f) => path.join(layout.kernelDir(kernel), 'updates', 'dkms', f)).filter((f) => existsSync(f));
+      out.push({ module: name, version, kernel, link, copies });
     }
   }
-  return { touched: [...touched], notes };
+  return out;
+}
+
+/** Runs a take-over job: DKMS's copies and its link go. True when a file in the module dir went (depmod). */
+export async function takeOverFromDkms(job: Pick<DkmsInstall, 'link' | 'copies'>): Promise<boolean> {
+  let touched = false;
+  for (const copy of job.copies) {
+    if (!existsSync(copy)) continue;
+    await rm(copy, { force: true });
+    touched = true;
+  }
+  await rm(job.link, { force: true });
+  return touched;
 }
 
 /** The modules ootmod built from sources that DKMS (back on the machine) has registered. */

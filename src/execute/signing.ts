@@ -1,4 +1,5 @@
 // Module signing: a MOK key pair that ootmod generates on first use, and kbuild's sign-file.
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -51,6 +52,22 @@ export function dkmsSigningKey(layout: Layout): SigningKey | undefined {
   }
   const pair = { key: path.join(layout.dkmsRegistry, 'mok.key'), cert: path.join(layout.dkmsRegistry, 'mok.pub') };
   return existsSync(pair.key) && existsSync(pair.cert) ? pair : undefined;
+}
+
+/**
+ * What identifies the key modules are signed with, for the build-inputs key, so that a module signed
+ * with another key is rebuilt: DKMS's key (found at a take-over, or changed in framework.conf) by its
+ * certificate's content; ootmod's own by its place (generated once, on the first signed build).
+ */
+export function signingKeyIdentity(layout: Layout): string {
+  const dkms = dkmsSigningKey(layout);
+  if (!dkms) return `ootmod ${layout.mokCert}`;
+  if (dkms.cert.startsWith('pkcs11:')) return `dkms ${dkms.key} ${dkms.cert}`;
+  try {
+    return `dkms ${dkms.key} ${createHash('sha256').update(readFileSync(dkms.cert)).digest('hex')}`;
+  } catch {
+    return `dkms ${dkms.key} unreadable`;
+  }
 }
 
 /**

@@ -3,6 +3,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { readdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { takeOverFromDkms } from '../dkms/handover.js';
 import type { KernelTarget } from '../kernel/inventory.js';
 import { jobTarget, type Job } from '../plan/jobs.js';
 import { buildRustTree, cleanRustTrees } from '../rust/tree.js';
@@ -97,6 +98,12 @@ export function jobRunner(ctx: StepContext): JobRunner {
           const install = layout.installDir(job.kernel);
           if (existsSync(install) && (await readdir(install)).length === 0) await rm(install, { recursive: true });
           return { status: 'done' };
+        }
+        case 'dkms-takeover': {
+          // Only with ootmod's own copy in place (its install may have failed): else DKMS's stays in use.
+          const ours = store.find({ module: job.module, kernel: job.kernel }).some((r) => r.installed.length > 0 && r.installed.every((f) => existsSync(f.path)));
+          if (!ours) return { status: 'skipped', detail: 'ootmod has not installed it' };
+          return { status: 'done', touched: await takeOverFromDkms(job) };
         }
         case 'rust-clean':
           return { status: (await cleanRustTrees(layout, job.kernel)) ? 'done' : 'skipped' };

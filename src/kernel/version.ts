@@ -1,4 +1,4 @@
-// Kernel release comparison. Kernel versions are not semver ("7.2.13+deb14-amd64", "6.1.0-28-amd64"),
+// Kernel release comparison. Kernel versions are not semver ("8.1.4+deb15-amd64", "6.1.0-28-amd64"),
 // so they are compared the way DKMS's VER() does: runs of digits numerically, the rest as text.
 
 function tokens(v: string): (number | string)[] {

@@ -4,12 +4,14 @@
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { readDkmsInstalls } from '../dkms/handover.js';
 import { ExitCode, OotmodError } from '../errors.js';
 import { executePlan, type JobResult, type ProgressReporter } from '../execute/executor.js';
 import { initramfsKernels } from '../execute/initramfs.js';
 import { Jobserver } from '../execute/jobserver.js';
 import { jobRunner } from '../execute/steps.js';
 import { listKernels, readKernel, type KernelTarget } from '../kernel/inventory.js';
+import { dkmsIsInstalled } from '../modules/names.js';
 import { loadSpec, splitNameVersion, type SourceDir } from '../modules/sources.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import { composePlan, type ComposeInput, type RemovalRequest } from '../plan/compose.js';
@@ -159,10 +161,21 @@ export async function planKernelRemoval(ctx: PipelineContext, kver: string): Pro
   return { plan, kernels: [], store, label: `prerm ${kver}`, named: false, notes: [] };
 }
 
+/** DKMS replaced (ootmod-dkms) or removed: what it installed, for the plan to take over. */
+async function dkmsTakeover(ctx: PipelineContext, store: StateStore, gone: string[]): Promise<ComposeInput['dkmsTakeover']> {
+  if (dkmsIsInstalled(ctx.layout)) return undefined;
+  const installs = (await readDkmsInstalls(ctx.layout)).filter((d) => !gone.includes(d.kernel));
+  if (!installs.length) return undefined;
+  const installedByOotmod = new Set(
+    store.records().filter((r) => r.installed.length > 0 && r.installed.every((f) => existsSync(f.path))).map((r) => `${r.module}@${r.kernel}`),
+  );
+  return { installs, installedByOotmod };
+}
+
 /**
  * The trigger: forget what was built for removed kernels and removed sources, drop the Rust trees of
  * kernels whose headers are gone, then bring every kernel up to date (Rust trees, autoinstall) and ask
- * for a new initramfs where modules changed.
+ * for a new initramfs where modules changed. With DKMS replaced, DKMS's copies of what ootmod installs go.
  */
 export async function planTrigger(ctx: PipelineContext, opts: { inDpkg: boolean; label: string }): Promise<Planned> {
   const store = StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun });
@@ -186,6 +199,7 @@ export async function planTrigger(ctx: PipelineContext, opts: { inDpkg: boolean;
   const plan = composePlan({
     ...compose, rust, rustWanted: 'all', removals, forgetKernels: gone, rustClean,
     depmodKernels: depmodKernels(ctx, kernels), initramfs: { ...initramfs, inDpkg: opts.inDpkg },
+    dkmsTakeover: await dkmsTakeover(ctx, store, gone),
   });
   return { plan, kernels, store, label: opts.label, named: false, notes: [] };
 }

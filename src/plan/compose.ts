@@ -1,4 +1,5 @@
 // Composes the job graph from what was read and the module planner's decisions. Pure.
+import type { DkmsInstall } from '../dkms/handover.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import type { RustTreeFact } from '../rust/prepare.js';
 import type { BuildRecord } from '../state/store.js';
@@ -33,6 +34,12 @@ export interface ComposeInput {
   defer?: Omit<DeferJob, 'kind' | 'needs' | 'after' | 'id'>[];
   /** Sources to place under /usr/src first; builds of those modules need the placement. */
   adds?: Omit<AddJob, 'kind' | 'needs' | 'after' | 'id'>[];
+  /**
+   * Take-over from DKMS (ootmod-dkms replaced it): what DKMS installed, and the modules ootmod has
+   * installed (`<module>@<kernel>`). DKMS's copy of a module goes once ootmod's is in place: now, or
+   * after this plan's install of it.
+   */
+  dkmsTakeover?: { installs: DkmsInstall[]; installedByOotmod: ReadonlySet<string> };
 }
 
 const id = {
@@ -130,6 +137,19 @@ export function composePlan(input: ComposeInput): WorkPlan {
         changes(j.kernel, install.id);
       }
     }
+  }
+
+  // Take-over from DKMS: before the kernel's one depmod, after ootmod's install of the module.
+  for (const d of input.dkmsTakeover?.installs ?? []) {
+    const install = jobs.find((j) => j.kind === 'install' && j.module === d.module && j.kernel === d.kernel);
+    if (!install && !input.dkmsTakeover!.installedByOotmod.has(`${d.module}@${d.kernel}`)) continue;
+    const takeoverId = `dkms-takeover:${d.module}/${d.version}@${d.kernel}`;
+    jobs.push({
+      kind: 'dkms-takeover', id: takeoverId, module: d.module, version: d.version, kernel: d.kernel, link: d.link, copies: d.copies,
+      reason: `DKMS installed it and ootmod-dkms replaced DKMS: ootmod ${install ? 'installs' : 'has installed'} it`,
+      needs: [], after: install ? [install.id] : [],
+    });
+    changes(d.kernel, takeoverId);
   }
 
   // depmod once per touched kernel, after all of its jobs; then its initramfs.

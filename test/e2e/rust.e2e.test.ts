@@ -1,14 +1,21 @@
 // Rust-for-Linux on stock Debian kernels, for real: in a debootstrapped chroot of each target, ootmod
 // rebuilds the kernel's Rust tree, builds a Rust and a C module with it, and the real kernel loads them.
-import { cpSync, chmodSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+// On sid, a Rust module package made with Debian's dh_dkms also installs through ootmod-dkms with apt.
+import { cpSync, chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { placeSource } from '../support/host.js';
 import path from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKernel, ensureChroot, installRustKernel, type Chroot, type KernelInfo } from './lib/chroot.js';
+import { buildOotmodIndepDebs, type OotmodIndepDebs } from './lib/debs.js';
+import { buildFixtureDkmsPackage } from './lib/dkms.js';
 import { bootWithModules } from './lib/qemu.js';
 
 const REPO = path.resolve(__dirname, '../..');
 const FIXTURES = ['ootmod-hello-1.0', 'ootmod-rust-hello-1.0'];
+/** What the dh_dkms test installs in the (cached) chroot; removed before the other tests run. */
+const PACKAGED = ['ootmod-rust-hello-dkms', 'dh-dkms', 'ootmod-dkms', 'ootmod'];
+const log = (msg: string) => process.stderr.write(`[e2e] ${msg}\n`);
+const re = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 interface Target {
   suite: 'sid' | 'trixie';
@@ -31,10 +38,38 @@ describe.each(TARGETS)('$what', ({ suite }) => {
     return { code: r.exitCode, out: r.stdout, err: r.stderr };
   };
   const treeDir = () => `/var/lib/ootmod/rust/${kernel.kver}/x86_64/current`;
+  const apt = (args: string) => sh(`apt-get -y -o Dpkg::Use-Pty=0 --no-install-recommends ${args} 2>&1`);
+  const vmlinuz = () =>
+    [chroot.path(`/boot/vmlinuz-${kernel.kver}`), chroot.path(`/usr/lib/modules/${kernel.kver}/vmlinuz`)].find((p) => {
+      try {
+        return statSync(p).isFile();
+      } catch {
+        return false;
+      }
+    })!;
+  /** The vermagic of a module Debian built for this kernel: the reference. */
+  const kernelVermagic = async () => {
+    const ownModule = (await sh(`find /usr/lib/modules/${kernel.kver}/kernel -name '*.ko*' | head -1`)).out.trim();
+    const want = (await sh(`modinfo -F vermagic ${ownModule}`)).out.trim();
+    expect(want).toMatch(new RegExp(`^${re(kernel.kver)} `));
+    return want;
+  };
+  let debs: OotmodIndepDebs | undefined;
+  /** Purges what the dh_dkms test installs, so the cached chroot is left as the other tests expect it. */
+  const purgePackaged = async () => {
+    const left = (await sh(`dpkg-query -W -f '\${db:Status-Abbrev} \${Package}\\n' ${PACKAGED.join(' ')} 2>/dev/null`)).out;
+    const installed = left.split('\n').filter((l) => /^[ih]/.test(l)).map((l) => l.split(' ').pop()!);
+    if (!installed.length) return;
+    const r = await apt(`purge ${installed.join(' ')}`);
+    if (r.code !== 0) throw new Error(`purging ${installed.join(' ')}: ${r.out.slice(-3000)}`);
+  };
 
   beforeAll(async () => {
     chroot = await ensureChroot(suite);
     kernel = await currentKernel(chroot);
+    // What the dh_dkms test of an interrupted earlier run installed (its kernel hooks and triggers
+    // would build modules while the kernel is installed below): gone before anything else.
+    await purgePackaged();
     skipReason = await installRustKernel(chroot, kernel);
     if (skipReason) return;
     // A fresh start every run: the Rust tree is built cold, the modules from scratch.
@@ -42,6 +77,14 @@ describe.each(TARGETS)('$what', ({ suite }) => {
     cpSync(path.join(REPO, 'dist/ootmod'), chroot.path('/usr/sbin/ootmod'));
     chmodSync(chroot.path('/usr/sbin/ootmod'), 0o755);
     for (const f of FIXTURES) placeSource(chroot.root, path.join(REPO, 'test/fixtures', f));
+    // ootmod's own .debs, for the dh_dkms package (sid only: the way packages install does not depend on the suite).
+    if (suite === 'sid') debs = await buildOotmodIndepDebs(log);
+  });
+
+  afterAll(async () => {
+    if (!debs) return;
+    if (!debs.prebuilt) rmSync(debs.dir, { recursive: true, force: true });
+    await purgePackaged();
   });
 
   it('prepares the kernel Rust tree, and its ABI matches the kernel', async (ctx) => {
@@ -77,10 +120,7 @@ describe.each(TARGETS)('$what', ({ suite }) => {
     expect(log).toMatch(/MODPOST/);
     expect(log).not.toMatch(/undefined!/);
     expect(log).toMatch(new RegExp(`make -C ${treeDir().replace('current', 'trees/\\w+')}|-C /var/lib/ootmod/rust/`));
-    // The vermagic of a module Debian built for this kernel is the reference.
-    const ownModule = (await sh(`find /usr/lib/modules/${kernel.kver}/kernel -name '*.ko*' | head -1`)).out.trim();
-    const want = (await sh(`modinfo -F vermagic ${ownModule}`)).out.trim();
-    expect(want).toMatch(new RegExp(`^${kernel.kver.replace(/[+.]/g, '\\$&')} `));
+    const want = await kernelVermagic();
     for (const m of ['ootmod_rust_hello', 'ootmod_hello']) {
       const got = await sh(`modinfo -F vermagic /usr/lib/modules/${kernel.kver}/updates/ootmod/${m}.ko*`);
       expect(got.out.trim()).toBe(want);
@@ -91,15 +131,8 @@ describe.each(TARGETS)('$what', ({ suite }) => {
     if (skipReason) ctx.skip(skipReason);
     const dir = chroot.path(`/usr/lib/modules/${kernel.kver}/updates/ootmod`);
     const file = (m: string) => path.join(dir, readdirSync(dir).find((f) => f.startsWith(`${m}.ko`))!);
-    const vmlinuz = [chroot.path(`/boot/vmlinuz-${kernel.kver}`), chroot.path(`/usr/lib/modules/${kernel.kver}/vmlinuz`)].find((p) => {
-      try {
-        return statSync(p).isFile();
-      } catch {
-        return false;
-      }
-    })!;
     const boot = await bootWithModules({
-      vmlinuz,
+      vmlinuz: vmlinuz(),
       modules: [
         { path: file('ootmod_hello'), params: ['greeting=5'] },
         { path: file('ootmod_rust_hello'), params: ['greeting=42'] },
@@ -155,5 +188,94 @@ describe.each(TARGETS)('$what', ({ suite }) => {
     expect(r.out).toMatch(/^built .*\(damaged: rust\/libkernel\.rmeta is missing or changed\)/m);
     expect(statSync(chroot.path(`${treeDir()}/rust/libkernel.rmeta`)).size).toBeGreaterThan(0);
     expect((await sh('ootmod rust status')).out).toMatch(/current/);
+  });
+
+  describe('a Rust module package made with Debian\'s dh_dkms, with ootmod-dkms as dkms', () => {
+    const DEBS = '/root/debs';
+    const MODULE = 'ootmod_rust_hello';
+    let deb = '';
+    let ko = '';
+    const skipUnlessSid = (ctx: { skip: (reason: string) => void }) => {
+      if (skipReason) ctx.skip(skipReason);
+      if (suite !== 'sid') ctx.skip('module packages install the same way on every suite: checked on sid only');
+    };
+    const expectDpkgClean = async () => {
+      expect((await sh('dpkg --audit')).out.trim(), 'dpkg --audit').toBe('');
+    };
+
+    it('installs ootmod and ootmod-dkms from their .debs, and makes the package with dh_dkms', async (ctx) => {
+      skipUnlessSid(ctx);
+      mkdirSync(chroot.path(DEBS), { recursive: true });
+      for (const f of [debs!.ootmod, debs!.ootmodDkms]) writeFileSync(chroot.path(`${DEBS}/${path.basename(f)}`), readFileSync(f));
+      const r = await apt(`install ${DEBS}/${path.basename(debs!.ootmod)} ${DEBS}/${path.basename(debs!.ootmodDkms)}`);
+      expect(r.code, r.out.slice(-4000)).toBe(0);
+      // dh-dkms depends on dkms: ootmod-dkms provides it.
+      const dh = await apt('install dh-dkms debhelper');
+      expect(dh.code, dh.out.slice(-3000)).toBe(0);
+      expect(dh.out).not.toMatch(/^Unpacking dkms /m);
+      await expectDpkgClean();
+      deb = await buildFixtureDkmsPackage(chroot, 'ootmod-rust-hello-1.0', MODULE);
+      const info = await sh(`dpkg-deb -I ${deb} postinst; dpkg-deb -c ${deb}`);
+      expect(info.out).toMatch(/\/usr\/lib\/dkms\/common\.postinst/);
+      expect(info.out).toMatch(/usr\/src\/ootmod-rust-hello-1\.0\/ootmod_rust_hello\.rs/);
+      // Its dkms.conf is dh_dkms's, with the version put in for #MODULE_VERSION#.
+      const conf = await sh(`dpkg-deb --fsys-tarfile ${deb} | tar -xO ./usr/src/ootmod-rust-hello-1.0/dkms.conf`);
+      expect(conf.out).toMatch(/^PACKAGE_VERSION="?1\.0"?$/m);
+      // The fixture placed for the tests above, unpackaged: removed, so the package's source is the only one.
+      const rm = await sh('ootmod remove ootmod-rust-hello/1.0 && rm -rf /usr/src/ootmod-rust-hello-1.0');
+      expect(rm.code, rm.err).toBe(0);
+      expect((await sh(`ls /usr/lib/modules/${kernel.kver}/updates/ootmod/`)).out).not.toMatch(new RegExp(MODULE));
+    });
+
+    it('apt installs it: built against the existing Rust tree, installed for the kernel, dkms status says so', async (ctx) => {
+      skipUnlessSid(ctx);
+      expect(deb, 'the package was made').not.toBe('');
+      const tree = (await sh(`readlink -f ${treeDir()}`)).out.trim();
+      const r = await apt(`install ${deb}`);
+      expect(r.code, r.out.slice(-6000)).toBe(0);
+      expect(r.out).toMatch(/queued; ootmod builds it at the end of this dpkg run/);
+      expect(r.out).toMatch(/Processing triggers for ootmod /);
+      await expectDpkgClean();
+      const dkms = await sh('dkms status');
+      expect(dkms.code, dkms.err).toBe(0);
+      expect(dkms.out.trim().split('\n')).toContain(`ootmod-rust-hello/1.0, ${kernel.kver}, x86_64: installed`);
+      const { modules } = JSON.parse((await sh('ootmod status --json')).out) as { modules: { module: string; version: string; kernel: string | null; status: string; files: string[] }[] };
+      const row = modules.find((m) => m.module === 'ootmod-rust-hello' && m.kernel === kernel.kver);
+      expect(row?.status, JSON.stringify(modules)).toBe('installed');
+      ko = row!.files.find((f) => path.basename(f).startsWith(`${MODULE}.ko`)) ?? '';
+      expect(ko, JSON.stringify(row)).toMatch(new RegExp(`^/usr/lib/modules/${re(kernel.kver)}/updates/ootmod/${MODULE}\\.ko`));
+      expect(statSync(chroot.path(ko)).size).toBeGreaterThan(0);
+      expect((await sh(`modinfo -F vermagic ${ko}`)).out.trim()).toBe(await kernelVermagic());
+      expect((await sh(`cat /usr/lib/modules/${kernel.kver}/modules.dep`)).out).toMatch(new RegExp(`^updates/ootmod/${MODULE}\\.ko`, 'm'));
+      // Built with rustc against the Rust tree the tests above left, which was neither rebuilt nor replaced.
+      const make = readFileSync(chroot.path(`/var/lib/ootmod/built/${kernel.kver}/ootmod-rust-hello/1.0/make.log`), 'utf8');
+      expect(make).toMatch(/RUSTC \[M\] .*ootmod_rust_hello\.o/);
+      expect(make).not.toMatch(/undefined!/);
+      expect((await sh(`readlink -f ${treeDir()}`)).out.trim()).toBe(tree);
+      expect(r.out).not.toMatch(/^built \/var\/lib\/ootmod\/rust\//m);
+    });
+
+    it('the packaged module loads in the real kernel under QEMU', async (ctx) => {
+      skipUnlessSid(ctx);
+      expect(ko, 'the module was installed').not.toBe('');
+      const boot = await bootWithModules({ vmlinuz: vmlinuz(), modules: [{ path: chroot.path(ko), params: ['greeting=8'] }], timeoutMs: 180_000 });
+      expect(boot.done, boot.log.slice(-3000)).toBe(true);
+      expect(boot.insmod).toEqual({ [MODULE]: 0 });
+      expect(boot.log).toContain(`${MODULE}: Rust out-of-tree module (init)`);
+      expect(boot.log).toContain(`${MODULE}: greeting: 8`);
+    });
+
+    it('apt-get remove removes the module and modules.dep forgets it', async (ctx) => {
+      skipUnlessSid(ctx);
+      expect(ko, 'the module was installed').not.toBe('');
+      const r = await apt('remove ootmod-rust-hello-dkms');
+      expect(r.code, r.out.slice(-4000)).toBe(0);
+      await expectDpkgClean();
+      expect(() => statSync(chroot.path(ko))).toThrow(/ENOENT/);
+      expect((await sh(`cat /usr/lib/modules/${kernel.kver}/modules.dep`)).out).not.toMatch(new RegExp(MODULE));
+      expect((await sh('dkms status')).out).not.toMatch(/ootmod-rust-hello/);
+      // The C module, which no package owns, stays.
+      expect((await sh(`cat /usr/lib/modules/${kernel.kver}/modules.dep`)).out).toMatch(/^updates\/ootmod\/ootmod_hello\.ko/m);
+    });
   });
 });

@@ -1,33 +1,12 @@
 // --dry-run changes nothing, for every command that changes the system, and its plan is what the real
 // run then does: each command runs dry (--json) and then for real (--json), against the host's real
 // headers in a sandbox root; the tree under the root is hashed around the dry run.
-import { createHash } from 'node:crypto';
-import { chmodSync, cpSync, lstatSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { chmodSync, cpSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ootmodEnv } from '../support/cli.js';
 import { FIXTURES, hostKernel, linkHostKernel, placeSource } from '../support/host.js';
-import { makeRoot, tempDir } from '../support/roots.js';
-
-/** A content hash of everything under these dirs: names, types, modes, sizes, times, contents, links. */
-function treeHash(root: string, dirs: string[]): string {
-  const hash = createHash('sha256');
-  const walk = (p: string) => {
-    let st;
-    try {
-      st = lstatSync(p);
-    } catch {
-      hash.update(`${p} absent\n`);
-      return;
-    }
-    hash.update(`${p} ${st.mode} ${st.size} ${st.mtimeMs}\n`);
-    if (st.isSymbolicLink()) hash.update(readlinkSync(p));
-    else if (st.isFile()) hash.update(readFileSync(p));
-    else if (st.isDirectory()) for (const e of readdirSync(p).sort()) walk(path.join(p, e));
-  };
-  for (const d of dirs) walk(path.join(root, d));
-  return hash.digest('hex');
-}
+import { makeRoot, tempDir, treeHash } from '../support/roots.js';
 
 interface PlanJob {
   id: string;

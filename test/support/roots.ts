@@ -1,5 +1,6 @@
 // Temporary roots for tests: a sandbox laid out like a Debian system.
-import { chmodSync, mkdtempSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, lstatSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -25,4 +26,24 @@ export function makeRoot(prefix = 'ootmod-test-'): string {
   // Debian has merged /usr; depmod -b looks under lib/modules.
   symlinkSync('usr/lib', path.join(root, 'lib'));
   return root;
+}
+
+/** A content hash of everything under these dirs: names, types, modes, sizes, times, contents, links. */
+export function treeHash(root: string, dirs: string[]): string {
+  const hash = createHash('sha256');
+  const walk = (p: string) => {
+    let st;
+    try {
+      st = lstatSync(p);
+    } catch {
+      hash.update(`${p} absent\n`);
+      return;
+    }
+    hash.update(`${p} ${st.mode} ${st.size} ${st.mtimeMs}\n`);
+    if (st.isSymbolicLink()) hash.update(readlinkSync(p));
+    else if (st.isFile()) hash.update(readFileSync(p));
+    else if (st.isDirectory()) for (const e of readdirSync(p).sort()) walk(path.join(p, e));
+  };
+  for (const d of dirs) walk(path.join(root, d));
+  return hash.digest('hex');
 }

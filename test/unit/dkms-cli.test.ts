@@ -20,8 +20,8 @@ describe('parseDkmsArgs', () => {
   it('reads the forms dh_dkms scripts and common.postinst use', () => {
     expect(parseDkmsArgs(['status', '-m', 'acpi-call', '-v', '1.2.2'])).toMatchObject({ action: 'status', module: 'acpi-call', version: '1.2.2', kernels: [] });
     expect(parseDkmsArgs(['remove', '-m', 'v4l2loopback', '-v', '0.15.4', '--all'])).toMatchObject({ action: 'remove', module: 'v4l2loopback', version: '0.15.4', all: true });
-    expect(parseDkmsArgs(['build', '-m', 'x', '-v', '1', '-k', '7.2.13+deb14-amd64', '-a', 'x86_64'])).toMatchObject({
-      action: 'build', kernels: [{ kver: '7.2.13+deb14-amd64', arch: 'x86_64' }],
+    expect(parseDkmsArgs(['build', '-m', 'x', '-v', '1', '-k', '8.1.4+deb15-amd64', '-a', 'x86_64'])).toMatchObject({
+      action: 'build', kernels: [{ kver: '8.1.4+deb15-amd64', arch: 'x86_64' }],
     });
   });
 
@@ -70,16 +70,16 @@ const row = (over: Partial<StatusRow>): StatusRow => ({
 describe('dkmsStatusLines', () => {
   it("prints DKMS's lines: per kernel when built or installed, else added; sorted", () => {
     const out = dkmsStatusLines([
-      row({ module: 'v4l2loopback', version: '0.15.4', kernel: '7.2.13+deb14-amd64', arch: 'x86_64', status: 'installed', files: ['/x'] }),
-      row({ module: 'acpi-call', version: '1.2.2', kernel: '7.2.13+deb14-amd64', arch: 'x86_64', status: 'built' }),
+      row({ module: 'v4l2loopback', version: '0.15.4', kernel: '8.1.4+deb15-amd64', arch: 'x86_64', status: 'installed', files: ['/x'] }),
+      row({ module: 'acpi-call', version: '1.2.2', kernel: '8.1.4+deb15-amd64', arch: 'x86_64', status: 'built' }),
       row({ module: 'acpi-call', version: '1.2.2', kernel: '6.12.9+deb13-amd64', arch: 'x86_64', status: 'installed', files: ['/y'] }),
       row({ module: 'dkms_test', version: '1.0' }),
     ]);
     expect(out.lines).toEqual([
       'acpi-call/1.2.2, 6.12.9+deb13-amd64, x86_64: installed',
-      'acpi-call/1.2.2, 7.2.13+deb14-amd64, x86_64: built',
+      'acpi-call/1.2.2, 8.1.4+deb15-amd64, x86_64: built',
       'dkms_test/1.0: added',
-      'v4l2loopback/0.15.4, 7.2.13+deb14-amd64, x86_64: installed',
+      'v4l2loopback/0.15.4, 8.1.4+deb15-amd64, x86_64: installed',
     ]);
     expect(out.warnings).toEqual([]);
   });

@@ -6,11 +6,11 @@ import { resolveSpec } from '../../src/modules/spec.js';
 import { makeRoot } from '../support/roots.js';
 
 const ctx: ConfContext = {
-  kernelver: '7.2.13+deb14-amd64',
+  kernelver: '7.4.1+deb14-amd64',
   arch: 'x86_64',
-  kernel_source_dir: '/usr/src/linux-headers-7.2.13+deb14-amd64',
-  kernel_config: '/usr/src/linux-headers-7.2.13+deb14-amd64/.config',
-  dkms_tree: '/var/lib/ootmod/tree/7.2.13+deb14-amd64',
+  kernel_source_dir: '/usr/src/linux-headers-7.4.1+deb14-amd64',
+  kernel_config: '/usr/src/linux-headers-7.4.1+deb14-amd64/.config',
+  dkms_tree: '/var/lib/ootmod/tree/7.4.1+deb14-amd64',
   source_tree: '/usr/src',
   install_tree: '/usr/lib/modules',
   module: 'demo',
@@ -42,14 +42,14 @@ UNRELATED=1
     const { spec, errors } = resolveSpec(conf, dir);
     expect(errors).toEqual([]);
     expect(spec!.modules.map((m) => m.builtName)).toEqual(['demo_core', 'demo_extra']);
-    expect(spec!.make).toBe('make -C /usr/src/linux-headers-7.2.13+deb14-amd64 M=/var/lib/ootmod/tree/7.2.13+deb14-amd64/demo/1.0/build');
+    expect(spec!.make).toBe('make -C /usr/src/linux-headers-7.4.1+deb14-amd64 M=/var/lib/ootmod/tree/7.4.1+deb14-amd64/demo/1.0/build');
     expect(spec!.autoinstall).toBe(true);
     expect(conf.directives.has('UNRELATED')).toBe(false);
   });
 
   it('expands single-quoted values a second time, as DKMS does', async () => {
     const { conf } = await evalText(`PACKAGE_NAME=demo\nPACKAGE_VERSION=1.0\nMAKE[0]='make KVER=$kernelver'\n`);
-    expect(conf.directives.get('MAKE')?.get(0)).toBe('make KVER=7.2.13+deb14-amd64');
+    expect(conf.directives.get('MAKE')?.get(0)).toBe('make KVER=7.4.1+deb14-amd64');
   });
 
   it('supports X=() and X+=() arrays and strips CR', async () => {

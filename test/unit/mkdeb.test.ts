@@ -8,8 +8,8 @@ import { debName, debVersion, planDeb, writeDeb } from '../../src/package/mkdeb.
 import { rustTargetsOf } from '../../src/rust/tree.js';
 
 const input = {
-  module: 'my_mod', version: '2.1', kernel: '7.2.13+deb14-arm64', arch: 'arm64', files: [] as string[],
-  imagePackage: 'linux-image-7.2.13+deb14-arm64', maintainer: 'A Builder <builder@example.org>', signed: true,
+  module: 'my_mod', version: '2.1', kernel: '8.1.4+deb15-arm64', arch: 'arm64', files: [] as string[],
+  imagePackage: 'linux-image-8.1.4+deb15-arm64', maintainer: 'A Builder <builder@example.org>', signed: true,
 };
 
 describe('mkdeb', () => {
@@ -17,18 +17,18 @@ describe('mkdeb', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('makes policy-valid names and versions, or says which part is wrong', () => {
-    expect(debName('my_mod', '7.2.13+deb14-arm64')).toBe('my-mod-modules-7.2.13+deb14-arm64');
+    expect(debName('my_mod', '8.1.4+deb15-arm64')).toBe('my-mod-modules-8.1.4+deb15-arm64');
     expect(debVersion('2.1~rc1')).toBe('2.1~rc1');
     expect(() => debVersion('v2')).toThrow(/PACKAGE_VERSION 'v2' is not a valid Debian version/);
   });
 
   it('plans the kernel architecture, the image dependency and depmod in the maintainer scripts', () => {
     const plan = planDeb({ ...input, files: ['/x/my_mod.ko.xz'] }, '/out');
-    expect(plan.fileName).toBe('/out/my-mod-modules-7.2.13+deb14-arm64_2.1_arm64.deb');
-    expect(plan.contents).toEqual([{ from: '/x/my_mod.ko.xz', to: '/usr/lib/modules/7.2.13+deb14-arm64/updates/my-mod-modules-7.2.13+deb14-arm64/my_mod.ko.xz' }]);
+    expect(plan.fileName).toBe('/out/my-mod-modules-8.1.4+deb15-arm64_2.1_arm64.deb');
+    expect(plan.contents).toEqual([{ from: '/x/my_mod.ko.xz', to: '/usr/lib/modules/8.1.4+deb15-arm64/updates/my-mod-modules-8.1.4+deb15-arm64/my_mod.ko.xz' }]);
     expect(plan.control).toMatch(/^Architecture: arm64$/m);
-    expect(plan.control).toMatch(/^Depends: linux-image-7\.2\.13\+deb14-arm64$/m);
-    expect(plan.postinst).toMatch(/depmod -a 7\.2\.13\+deb14-arm64/);
+    expect(plan.control).toMatch(/^Depends: linux-image-8\.1\.4\+deb15-arm64$/m);
+    expect(plan.postinst).toMatch(/depmod -a 8\.1\.4\+deb15-arm64/);
     expect(plan.postrm).toMatch(/"\$1" = remove \] \|\| \[ "\$1" = purge/);
   });
 
@@ -40,10 +40,10 @@ describe('mkdeb', () => {
     await writeDeb(plan, { ...input, files: [ko] });
     expect(readdirSync(out)).toEqual([path.basename(plan.fileName)]);
     const fields = execFileSync('dpkg-deb', ['-f', plan.fileName, 'Package', 'Version', 'Architecture', 'Maintainer'], { encoding: 'utf8' });
-    expect(fields).toBe('Package: my-mod-modules-7.2.13+deb14-arm64\nVersion: 2.1\nArchitecture: arm64\nMaintainer: A Builder <builder@example.org>\n');
+    expect(fields).toBe('Package: my-mod-modules-8.1.4+deb15-arm64\nVersion: 2.1\nArchitecture: arm64\nMaintainer: A Builder <builder@example.org>\n');
     const files = execFileSync('dpkg-deb', ['-c', plan.fileName], { encoding: 'utf8' });
-    expect(files).toMatch(/-rw-r--r-- root\/root .* \.\/usr\/lib\/modules\/7\.2\.13\+deb14-arm64\/updates\/my-mod-modules-7\.2\.13\+deb14-arm64\/my_mod\.ko\.xz/);
-    expect(files).toMatch(/\.\/usr\/share\/doc\/my-mod-modules-7\.2\.13\+deb14-arm64\/copyright/);
+    expect(files).toMatch(/-rw-r--r-- root\/root .* \.\/usr\/lib\/modules\/8\.1\.4\+deb15-arm64\/updates\/my-mod-modules-8\.1\.4\+deb15-arm64\/my_mod\.ko\.xz/);
+    expect(files).toMatch(/\.\/usr\/share\/doc\/my-mod-modules-8\.1\.4\+deb15-arm64\/copyright/);
   });
 
   it('takes the maintainer from DEBEMAIL/DEBFULLNAME, else refuses a host name that is no mail domain', () => {

@@ -50,14 +50,14 @@ function record(s: ModuleSpec, k: string, extra: Partial<RecordView> = {}): Reco
 }
 
 describe('plan', () => {
-  const k7 = kernel('7.2.13+deb14-amd64');
+  const k7 = kernel('8.1.4+deb15-amd64');
   const k6 = kernel('6.1.0-28-amd64');
 
   it('plans every AUTOINSTALL module for every kernel with headers', () => {
     const a = spec('a');
     const manual = spec('manual', '1.0', { autoinstall: false });
     const p = plan({ kernels: [k7, k6], candidates: [cand(a, k7.release), cand(a, k6.release), cand(manual, k7.release)], records: [], request: auto });
-    expect(p.jobs.map((j) => j.id).sort()).toEqual(['a/1.0@6.1.0-28-amd64', 'a/1.0@7.2.13+deb14-amd64']);
+    expect(p.jobs.map((j) => j.id).sort()).toEqual(['a/1.0@6.1.0-28-amd64', 'a/1.0@8.1.4+deb15-amd64']);
   });
 
   it('takes only the newest version of a module, and replaces an installed older one', () => {
@@ -99,7 +99,7 @@ describe('plan', () => {
     const p = plan({ kernels: [k7, noHeaders], candidates: [cand(a, k7.release), cand(b, noHeaders.release)], records: [], request: auto });
     expect(p.jobs).toEqual([]);
     expect(p.skipped.map((s) => s.reason)).toEqual([
-      'BUILD_EXCLUSIVE_CONFIG: CONFIG_BAR is not set in 7.2.13+deb14-amd64',
+      'BUILD_EXCLUSIVE_CONFIG: CONFIG_BAR is not set in 8.1.4+deb15-amd64',
       'no headers for 7.3.0-1-amd64: install linux-headers-7.3.0-1-amd64',
     ]);
   });
@@ -113,7 +113,7 @@ describe('plan', () => {
     const c2 = spec('c2', '1.0', { buildDepends: ['c1'] });
     const p = plan({ kernels: [k7], candidates: [top, base, lost, onLost, c1, c2].map((s) => cand(s, k7.release)), records: [], request: auto });
     expect(p.jobs.map((j) => j.module).sort()).toEqual(['base', 'top']);
-    expect(p.jobs.find((j) => j.module === 'top')!.after).toEqual(['base/1.0@7.2.13+deb14-amd64']);
+    expect(p.jobs.find((j) => j.module === 'top')!.after).toEqual(['base/1.0@8.1.4+deb15-amd64']);
     const reasons = Object.fromEntries(p.skipped.map((s) => [s.module, s.reason]));
     expect(reasons.lost).toMatch(/nowhere is not installed/);
     expect(reasons.onlost).toMatch(/lost cannot be built/);
@@ -124,11 +124,11 @@ describe('plan', () => {
     const a1 = spec('a', '1.0', { autoinstall: false });
     const a2 = spec('a', '2.0', { autoinstall: false });
     const p = plan({ kernels: [k7], candidates: [cand(a1, k7.release), cand(a2, k7.release), cand(spec('b'), k7.release)], records: [], request: { action: 'build', force: false, modules: [{ name: 'a', version: '1.0' }] } });
-    expect(p.jobs.map((j) => j.id)).toEqual(['a/1.0@7.2.13+deb14-amd64']);
+    expect(p.jobs.map((j) => j.id)).toEqual(['a/1.0@8.1.4+deb15-amd64']);
   });
 
   it('keeps a current Rust module when the Rust tree is unavailable, and fails one that must be rebuilt', () => {
-    const rk = kernel('7.2.13+deb14-amd64', { rust: { enabled: true } });
+    const rk = kernel('8.1.4+deb15-amd64', { rust: { enabled: true } });
     const r = spec('rusty');
     const unavailable = new Map([[rk.release, 'rustc mismatch']]);
     const rustCand = { ...cand(r, rk.release), usesRust: true };

@@ -2,7 +2,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { dkmsSigningKey, frameworkValue } from '../../src/execute/signing.js';
+import { dkmsSigningKey, frameworkValue, signingKeyIdentity } from '../../src/execute/signing.js';
 import { createLayout } from '../../src/system/layout.js';
 import { makeRoot } from '../support/roots.js';
 
@@ -47,5 +47,23 @@ describe('dkmsSigningKey', () => {
     // A named file that does not exist: DKMS's default pair instead.
     put(root, 'etc/dkms/framework.conf.d/20-gone.conf', 'mok_certificate=/etc/keys/gone.der\n');
     expect(dkmsSigningKey(createLayout(root))?.key).toBe(path.join(root, 'var/lib/dkms/mok.key'));
+  });
+});
+
+describe('signingKeyIdentity (part of the build-inputs key)', () => {
+  it("changes when DKMS's key appears or its certificate changes; ootmod's own is the same before and after it is generated", () => {
+    const root = makeRoot();
+    const layout = createLayout(root);
+    const own = signingKeyIdentity(layout);
+    put(root, path.relative(root, layout.mokKey));
+    put(root, path.relative(root, layout.mokCert), 'generated\n');
+    expect(signingKeyIdentity(layout)).toBe(own);
+    put(root, 'var/lib/dkms/mok.key');
+    put(root, 'var/lib/dkms/mok.pub', 'one\n');
+    const dkms = signingKeyIdentity(layout);
+    expect(dkms).not.toBe(own);
+    expect(signingKeyIdentity(layout)).toBe(dkms);
+    put(root, 'var/lib/dkms/mok.pub', 'two\n');
+    expect(signingKeyIdentity(layout)).not.toBe(dkms);
   });
 });

@@ -4,10 +4,9 @@
 import { existsSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { dkmsAutoinstall, dkmsRegisteredRecords, removeDkmsCopies } from '../../dkms/handover.js';
+import { dkmsAutoinstall, dkmsRegisteredRecords } from '../../dkms/handover.js';
 import { describeQueued, parseQueued, type QueuedRequest } from '../../dkms/requests.js';
-import { ExitCode, errorLine } from '../../errors.js';
-import { depmod } from '../../execute/depmod.js';
+import { ExitCode } from '../../errors.js';
 import { dkmsIsInstalled, removedMarker } from '../../modules/names.js';
 import { planModuleWork, planRemoval, planTrigger } from '../../pipeline/work.js';
 import type { Session } from '../session.js';
@@ -37,7 +36,7 @@ async function handBack(s: Session): Promise<{ exit: ExitCode; handedBack: boole
   for (const ref of modules) {
     const outcome = await runPlanned(s, await planRemoval({ ...s, opts: { ...s.opts, kernels: [] } }, ref, true), { quietSummary: true });
     exit = worse(exit, outcome?.exit);
-    s.err(`ootmod: handed ${ref.name}/${ref.version} back to DKMS`);
+    s.err(`ootmod: ${s.opts.dryRun ? 'would hand' : 'handed'} ${ref.name}/${ref.version} back to DKMS`);
   }
   return { exit, handedBack: modules.length > 0 };
 }
@@ -51,7 +50,9 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
     exit = worse(exit, back.exit);
     const planned = await planTrigger(s, opts);
     const outcome = await runPlanned(s, planned, { quietSummary: true });
-    if (!outcome || s.opts.json) return outcome?.exit ?? ExitCode.Ok;
+    // A dry run stops at the plan. --json changes only what is printed: every follow-up below still runs,
+    // each plan run printing its own JSON document (jq reads them in turn).
+    if (!outcome) return ExitCode.Ok;
     exit = worse(exit, outcome.exit);
 
     // `dkms build|install NAME` from a maintainer script, for a module autoinstall does not cover
@@ -63,17 +64,7 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
       const explicit = await runPlanned(s, await planModuleWork(s, { action, refs, label: `${opts.label} (dkms ${action})` }), { quietSummary: true });
       exit = worse(exit, explicit?.exit);
     }
-    if (!dkms) {
-      // DKMS was replaced (ootmod-dkms) or removed: its copies of what ootmod now installs go, then depmod.
-      const takeover = await removeDkmsCopies(s.layout);
-      for (const n of takeover.notes) s.err(`ootmod: ${n}`);
-      for (const k of takeover.touched) {
-        await depmod(s.layout, k).catch((err: unknown) => {
-          exit = ExitCode.Failed;
-          s.err(`ootmod: depmod failed for ${k}: ${errorLine(err)}`);
-        });
-      }
-    } else if (back.handedBack) {
+    if (back.handedBack) {
       // DKMS installs them again, as its own kernel hook would.
       for (const line of await dkmsAutoinstall(s.layout, planned.kernels)) s.err(`ootmod: ${line}`);
     }
@@ -85,7 +76,7 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
 
     const initramfs = planned.plan.jobs.filter((j) => j.kind === 'initramfs' && outcome.results.get(j.id)?.status === 'done').map((j) => j.kernel);
     const asked = queued.map(describeQueued);
-    s.out(`${outcome.summary}${queued.length ? `; queued by hooks: ${asked.join(', ')}` : ''}${initramfs.length ? `; initramfs updated for ${initramfs.join(', ')}` : ''}`);
+    if (!s.opts.json) s.out(`${outcome.summary}${queued.length ? `; queued by hooks: ${asked.join(', ')}` : ''}${initramfs.length ? `; initramfs updated for ${initramfs.join(', ')}` : ''}`);
     return exit;
   });
   // Inside dpkg a failed optional module must not fail the package, unless the admin asked for it.

@@ -628,9 +628,9 @@ function upstreamOf(debVersion: string): string {
 }
 
 export interface KernelInfo {
-  /** ABI release, the `uname -r` of the kernel, e.g. "7.2.13+deb14-amd64". */
+  /** ABI release, the `uname -r` of the kernel, e.g. "8.1.4+deb15-amd64". */
   kver: string;
-  /** Debian version of the kernel binary packages, e.g. "7.2.13-1". */
+  /** Debian version of the kernel binary packages, e.g. "8.1.4-1". */
   version: string;
   /** Upstream X.Y, e.g. "7.2". */
   upstream: string;

@@ -32,12 +32,24 @@ export interface OotmodDebs {
 /** Repository entries that are not part of a source tree to build from. */
 const NOT_SOURCE = new Set(['.git', 'node_modules', 'dist', 'bench/results', 'debian/.debhelper', 'debian/ootmod', 'debian/ootmod-static', 'debian/ootmod-dkms', 'debian/build', 'debian/files', 'debian/debhelper-build-stamp']);
 
+/** ootmod's arch-independent .debs: ootmod (on Debian's nodejs) and ootmod-dkms. */
+export type OotmodIndepDebs = Omit<OotmodDebs, 'ootmodStatic'>;
+
 /**
  * Builds ootmod's .debs with `dpkg-buildpackage -us -uc -b` from a copy of the work tree (so the
  * build neither writes into the work tree nor sees leftovers of an earlier build). node_modules is
  * the work tree's own (`npm ci` installs it before a package build; the build downloads nothing).
  */
-export async function buildOotmodDebs(log: Log): Promise<OotmodDebs> {
+export function buildOotmodDebs(log: Log): Promise<OotmodDebs> {
+  return buildDebs(log, true) as Promise<OotmodDebs>;
+}
+
+/** The same with `-A`: only the arch-independent packages, without the slower self-contained ootmod-static. */
+export function buildOotmodIndepDebs(log: Log): Promise<OotmodIndepDebs> {
+  return buildDebs(log, false);
+}
+
+async function buildDebs(log: Log, withStatic: boolean): Promise<OotmodIndepDebs & { ootmodStatic?: string }> {
   // OOTMOD_E2E_DEBS=DIR: the .debs an earlier dpkg-buildpackage of this tree left in DIR (when iterating
   // on a test; the caller must not remove DIR then, see OotmodDebs.prebuilt).
   const prebuilt = process.env.OOTMOD_E2E_DEBS;
@@ -49,7 +61,10 @@ export async function buildOotmodDebs(log: Log): Promise<OotmodDebs> {
       return path.join(prebuilt, f);
     };
     const version = /^ootmod_(.+)_all\.deb$/.exec(path.basename(pick(/^ootmod_.*_all\.deb$/)))![1]!;
-    return { dir: prebuilt, prebuilt: true, ootmod: pick(/^ootmod_.*_all\.deb$/), ootmodStatic: pick(/^ootmod-static_.*_amd64\.deb$/), ootmodDkms: pick(/^ootmod-dkms_.*_all\.deb$/), version, log: '' };
+    return {
+      dir: prebuilt, prebuilt: true, ootmod: pick(/^ootmod_.*_all\.deb$/), ootmodDkms: pick(/^ootmod-dkms_.*_all\.deb$/), version, log: '',
+      ...(withStatic ? { ootmodStatic: pick(/^ootmod-static_.*_amd64\.deb$/) } : {}),
+    };
   }
   await ensureHostPackages(['dpkg-dev', 'debhelper', 'lintian', 'binutils'], log);
   if (!existsSync(path.join(REPO, 'node_modules/.bin/esbuild'))) throw new Error('node_modules is missing: run npm ci first');
@@ -63,9 +78,10 @@ export async function buildOotmodDebs(log: Log): Promise<OotmodDebs> {
     },
   });
   symlinkSync(path.join(REPO, 'node_modules'), path.join(src, 'node_modules'));
-  log(`host: dpkg-buildpackage -us -uc -b in ${src}`);
+  const args = ['-us', '-uc', withStatic ? '-b' : '-A'];
+  log(`host: dpkg-buildpackage ${args.join(' ')} in ${src}`);
   const t0 = Date.now();
-  const r = await exec('dpkg-buildpackage', ['-us', '-uc', '-b'], { cwd: src, reject: false, env: { DEB_BUILD_OPTIONS: '' } });
+  const r = await exec('dpkg-buildpackage', args, { cwd: src, reject: false, env: { DEB_BUILD_OPTIONS: '' } });
   const output = `${r.stdout}\n${r.stderr}`;
   if (r.exitCode !== 0) throw new Error(`dpkg-buildpackage failed (${r.exitCode}):\n${output.split('\n').slice(-60).join('\n')}`);
   log(`host: .debs built in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
@@ -75,7 +91,10 @@ export async function buildOotmodDebs(log: Log): Promise<OotmodDebs> {
     if (!f) throw new Error(`dpkg-buildpackage made no ${re} in ${dir}: ${readdirSync(dir).join(' ')}`);
     return path.join(dir, f);
   };
-  return { dir, ootmod: find(/^ootmod_.*_all\.deb$/), ootmodStatic: find(/^ootmod-static_.*_amd64\.deb$/), ootmodDkms: find(/^ootmod-dkms_.*_all\.deb$/), version, log: output };
+  return {
+    dir, ootmod: find(/^ootmod_.*_all\.deb$/), ootmodDkms: find(/^ootmod-dkms_.*_all\.deb$/), version, log: output,
+    ...(withStatic ? { ootmodStatic: find(/^ootmod-static_.*_amd64\.deb$/) } : {}),
+  };
 }
 
 /** lintian's tags of one .deb at error and warning level (lines like "E: ootmod: tag ..."). */

@@ -1,6 +1,8 @@
 // Module packages for the ootmod-dkms tests and benchmark: made in a chroot with Debian's own dh_dkms
 // (so their maintainer scripts are dh_dkms's), and a depmod that counts its runs.
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { FIXTURES } from '../../support/host.js';
 import type { Chroot } from './chroot.js';
 
 /** Debian's real module packages from the archive, and the module file each installs. */
@@ -11,35 +13,81 @@ async function sh(chroot: Chroot, script: string): Promise<{ code: number; out: 
   return { code: r.exitCode, out: `${r.stdout}\n${r.stderr}` };
 }
 
+/** A module package to make with dh_dkms: its source files go to /usr/src/<name>-<version>/. */
+export interface DkmsPackageSpec {
+  /** The source package and DKMS PACKAGE_NAME; the binary package is <name>-dkms. */
+  name: string;
+  /** The upstream version (debian/changelog has <version>-1); dh_dkms puts it in for #MODULE_VERSION#. */
+  version: string;
+  /** BUILT_MODULE_NAME[0]. */
+  module: string;
+  /** One line for the package description. */
+  summary: string;
+  /** The module's source files: name -> content. */
+  files: Record<string, string>;
+}
+
 /**
- * Builds, in the chroot (which needs dh-dkms and debhelper), a package made with dh_dkms whose module
- * does not compile (it uses an undeclared symbol, ootmod_no_such_symbol). Returns the .deb's path in
- * the chroot.
+ * Builds, in the chroot (which needs dh-dkms and debhelper), a package made with Debian's own dh_dkms
+ * (dpkg-buildpackage -b): its dkms.conf says PACKAGE_VERSION="#MODULE_VERSION#" as dh_dkms packages
+ * do, and its maintainer scripts are dh_dkms's. Returns the .deb's path in the chroot.
  */
-export async function buildFailingDkmsPackage(chroot: Chroot): Promise<string> {
-  const dir = '/root/failing/ootmod-failing-1.0';
+export async function buildDkmsPackage(chroot: Chroot, spec: DkmsPackageSpec): Promise<string> {
+  const { name, version, module } = spec;
+  const top = `/root/dkms-packages/${name}`;
+  const dir = `${top}/${name}-${version}`;
+  const pkg = `${name}-dkms`;
   const files: Record<string, string> = {
     'debian/control': [
-      'Source: ootmod-failing', 'Section: kernel', 'Priority: optional', 'Maintainer: ootmod e2e tests <ootmod@example.org>',
+      `Source: ${name}`, 'Section: kernel', 'Priority: optional', 'Maintainer: ootmod e2e tests <ootmod@example.org>',
       'Build-Depends: debhelper-compat (= 13), dh-sequence-dkms', 'Standards-Version: 4.6.2', '',
-      'Package: ootmod-failing-dkms', 'Architecture: all', 'Depends: ${misc:Depends}', 'Description: module that does not compile (ootmod e2e)',
-      ' A DKMS module package whose source has a compile error.', '',
+      `Package: ${pkg}`, 'Architecture: all', 'Depends: ${misc:Depends}', `Description: ${spec.summary} (ootmod e2e)`,
+      ` A DKMS module package made with dh_dkms for ootmod's end-to-end tests.`, '',
     ].join('\n'),
-    'debian/changelog': 'ootmod-failing (1.0-1) unstable; urgency=medium\n\n  * Test package.\n\n -- ootmod e2e tests <ootmod@example.org>  Tue, 01 Dec 2026 00:00:00 +0000\n',
+    'debian/changelog': `${name} (${version}-1) unstable; urgency=medium\n\n  * Test package.\n\n -- ootmod e2e tests <ootmod@example.org>  Tue, 01 Dec 2026 00:00:00 +0000\n`,
     'debian/rules': '#!/usr/bin/make -f\n%:\n\tdh $@\n',
     // dh_dkms puts the package's upstream version in for the placeholder.
-    'debian/ootmod-failing-dkms.dkms': 'PACKAGE_NAME="ootmod-failing"\nPACKAGE_VERSION="#MODULE_VERSION#"\nBUILT_MODULE_NAME[0]="ootmod_failing"\nDEST_MODULE_LOCATION[0]="/updates/dkms"\nAUTOINSTALL="yes"\n',
-    'debian/ootmod-failing-dkms.install': 'src/* usr/src/ootmod-failing-1.0/\n',
-    'src/Kbuild': 'obj-m := ootmod_failing.o\n',
-    'src/ootmod_failing.c': '#include <linux/module.h>\nstatic int __init f_init(void) { return ootmod_no_such_symbol; }\nmodule_init(f_init);\nMODULE_LICENSE("GPL");\n',
+    [`debian/${pkg}.dkms`]: `PACKAGE_NAME="${name}"\nPACKAGE_VERSION="#MODULE_VERSION#"\nBUILT_MODULE_NAME[0]="${module}"\nDEST_MODULE_LOCATION[0]="/updates/dkms"\nAUTOINSTALL="yes"\n`,
+    [`debian/${pkg}.install`]: `src/* usr/src/${name}-${version}/\n`,
+    ...Object.fromEntries(Object.entries(spec.files).map(([f, text]) => [`src/${f}`, text])),
   };
+  rmSync(chroot.path(top), { recursive: true, force: true });
   for (const [file, text] of Object.entries(files)) {
-    const r = await sh(chroot, `mkdir -p ${path.dirname(`${dir}/${file}`)} && cat > ${dir}/${file} <<'OOTMOD_EOF'\n${text}OOTMOD_EOF`);
-    if (r.code !== 0) throw new Error(`writing ${file}: ${r.out}`);
+    mkdirSync(path.dirname(chroot.path(`${dir}/${file}`)), { recursive: true });
+    writeFileSync(chroot.path(`${dir}/${file}`), text, { mode: file === 'debian/rules' ? 0o755 : 0o644 });
   }
-  const b = await sh(chroot, `chmod 755 ${dir}/debian/rules && cd ${dir} && dpkg-buildpackage -us -uc -b -d 2>&1`);
-  if (b.code !== 0 || !/dh_dkms/.test(b.out)) throw new Error(`dpkg-buildpackage of the failing module package failed:\n${b.out.slice(-3000)}`);
-  return '/root/failing/ootmod-failing-dkms_1.0-1_all.deb';
+  const b = await sh(chroot, `cd ${dir} && dpkg-buildpackage -us -uc -b -d 2>&1`);
+  if (b.code !== 0 || !/dh_dkms/.test(b.out)) throw new Error(`dpkg-buildpackage of ${pkg} failed:\n${b.out.slice(-3000)}`);
+  return `${top}/${pkg}_${version}-1_all.deb`;
+}
+
+/**
+ * A dh_dkms package whose module does not compile (it uses an undeclared symbol,
+ * ootmod_no_such_symbol). Returns the .deb's path in the chroot.
+ */
+export function buildFailingDkmsPackage(chroot: Chroot): Promise<string> {
+  return buildDkmsPackage(chroot, {
+    name: 'ootmod-failing',
+    version: '1.0',
+    module: 'ootmod_failing',
+    summary: 'module that does not compile',
+    files: {
+      Kbuild: 'obj-m := ootmod_failing.o\n',
+      'ootmod_failing.c': '#include <linux/module.h>\nstatic int __init f_init(void) { return ootmod_no_such_symbol; }\nmodule_init(f_init);\nMODULE_LICENSE("GPL");\n',
+    },
+  });
+}
+
+/**
+ * A dh_dkms package of a test fixture's module source (test/fixtures/<name>-<version>): its files but
+ * its own dkms.conf, the one dh_dkms makes from debian/<name>-dkms.dkms.
+ */
+export function buildFixtureDkmsPackage(chroot: Chroot, fixture: string, module: string): Promise<string> {
+  const m = /^(.+)-([^-]+)$/.exec(fixture);
+  if (!m) throw new Error(`fixture directory ${fixture} is not <name>-<version>`);
+  const from = path.join(FIXTURES, fixture);
+  const files = Object.fromEntries(readdirSync(from).filter((f) => f !== 'dkms.conf').map((f) => [f, readFileSync(path.join(from, f), 'utf8')]));
+  return buildDkmsPackage(chroot, { name: m[1]!, version: m[2]!, module, summary: `test module ${m[1]}`, files });
 }
 
 /** Diverts /usr/sbin/depmod to a wrapper that appends its arguments to /var/log/depmod.calls. */
