@@ -34,8 +34,13 @@ export class OotmodError extends Error {
   /** The one line shown to the user. */
   line(): string {
     // Values from a dkms.conf may hold newlines: shown escaped, the error stays one line.
-    return (this.remedy ? `${this.message}: ${this.remedy}` : this.message).replace(/\r?\n/g, '\\n');
+    return oneLine(this.remedy ? `${this.message}: ${this.remedy}` : this.message);
   }
+}
+
+/** A report stays one line: newlines (from dkms.conf values, say) are shown escaped. */
+export function oneLine(text: string): string {
+  return text.replace(/\r?\n/g, '\\n');
 }
 
 export function usageError(message: string): OotmodError {

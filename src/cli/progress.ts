@@ -2,6 +2,7 @@
 // per job event when not on a TTY, a live view on a TTY.
 import type { JobResult, ProgressReporter } from '../execute/executor.js';
 import { jobTarget, planJson, type Job, type WorkPlan } from '../plan/jobs.js';
+import { oneLine } from '../errors.js';
 import { json } from './format.js';
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
@@ -44,7 +45,7 @@ export function planLines(plan: WorkPlan): string[] {
   for (const i of uniqueInvalid(plan)) out.push(`invalid  ${i.module}: ${i.reason}`);
   for (const r of plan.rustUnavailable) out.push(`rust     no Rust tree can be built for ${r.kernel}: ${r.reason}`);
   if (!plan.jobs.length) out.push('nothing to do');
-  return out;
+  return out.map(oneLine);
 }
 
 export function uniqueInvalid(plan: WorkPlan) {
@@ -66,7 +67,7 @@ export function preRunLines(plan: WorkPlan, verbose: boolean): string[] {
   for (const f of plan.failed) out.push(`failed   ${f.module}/${f.version} for ${f.kernel}: ${f.reason}`);
   for (const r of plan.rustUnavailable) out.push(`rust     no current Rust tree for ${r.kernel}: ${r.reason}`);
   if (verbose) for (const c of plan.current) out.push(`current  ${c.module}/${c.version} for ${c.kernel}`);
-  return out;
+  return out.map(oneLine);
 }
 
 function startLine(job: Job): string | undefined {
@@ -109,11 +110,11 @@ export function lineReporter(out: NodeJS.WritableStream, verbose = false): Progr
   return {
     jobStarted(job) {
       const line = startLine(job);
-      if (line) out.write(`${line}\n`);
+      if (line) out.write(`${oneLine(line)}\n`);
     },
     jobFinished(job, result) {
       const line = endLine(job, result, verbose);
-      if (line) out.write(`${line}\n`);
+      if (line) out.write(`${oneLine(line)}\n`);
     },
     note(line) {
       out.write(`${line}\n`);
@@ -150,7 +151,7 @@ export function ttyReporter(out: NodeJS.WriteStream): ProgressReporter {
       running.delete(job.id);
       const line = endLine(job, result, false);
       clear();
-      if (line) out.write(`${line}\n`);
+      if (line) out.write(`${oneLine(line)}\n`);
       draw();
     },
     note(line) {

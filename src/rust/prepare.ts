@@ -8,7 +8,7 @@ import type { OotmodConfig } from '../system/config.js';
 import type { Layout } from '../system/layout.js';
 import { findRustSource, type RustSource } from './sources.js';
 import { ProbeCache, findRustToolchain, type RustToolchain } from './toolchain.js';
-import { assessRustTree, currentTree, type RustTree, type TreeAssessment } from './tree.js';
+import { assessRustTree, treeInUse, type RustTree, type TreeAssessment } from './tree.js';
 
 export type RustTreeFact =
   | { kernel: string; state: 'current'; tree: RustTree }
@@ -41,7 +41,9 @@ export async function readRustFacts(kernels: KernelTarget[], req: RustFactsReque
       else out.push({ kernel: kernel.release, state: 'build', assessment, toolchain, source });
     } catch (err) {
       const exitCode = err instanceof OotmodError ? err.exitCode : ExitCode.Failed;
-      out.push({ kernel: kernel.release, state: 'unavailable', error: errorLine(err), exitCode, current: await currentTree(req.layout, kernel.release) });
+      // A tree whose manifest is corrupt is no tree to build against (the next prepare replaces it).
+      const inUse = await treeInUse(req.layout, kernel.release);
+      out.push({ kernel: kernel.release, state: 'unavailable', error: errorLine(err), exitCode, current: inUse.state === 'ok' ? inUse.tree : undefined });
     }
   }
   return out;

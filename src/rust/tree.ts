@@ -72,20 +72,51 @@ export async function treeKey(kernel: KernelTarget, toolchain: Pick<RustToolchai
   return { key: hashParts(Object.values(parts)).slice(0, 16), parts };
 }
 
-export async function readManifest(dir: string): Promise<RustTreeManifest | undefined> {
-  try {
-    return JSON.parse(await readFile(path.join(dir, MANIFEST), 'utf8')) as RustTreeManifest;
-  } catch {
-    return undefined;
-  }
+/** What is wrong with a parsed manifest's shape, if anything (a hand-edited or truncated-then-padded file). */
+function manifestShapeProblem(m: unknown): string | undefined {
+  if (!m || typeof m !== 'object' || Array.isArray(m)) return 'not a JSON object';
+  const o = m as Partial<Record<keyof RustTreeManifest, unknown>>;
+  if (typeof o.key !== 'string') return 'no key';
+  if (!o.parts || typeof o.parts !== 'object') return 'no parts';
+  if (!Array.isArray(o.files) || o.files.some((f) => !f || typeof (f as { path?: unknown }).path !== 'string' || typeof (f as { size?: unknown }).size !== 'number')) return 'no file list';
+  if (!o.abi || typeof o.abi !== 'object' || typeof (o.abi as { ok?: unknown }).ok !== 'boolean') return 'no ABI report';
+  if (typeof o.durationMs !== 'number' || typeof o.bytes !== 'number' || typeof o.builtAt !== 'string') return 'no build record';
+  return undefined;
 }
 
-/** The tree in use for a kernel, if any (whether or not it is still current). */
-export async function currentTree(layout: Layout, kernel: string, arch = buildArch()): Promise<RustTree | undefined> {
+/** A tree's manifest, or why it is corrupt (missing, unreadable, not a manifest). */
+export async function readManifest(dir: string): Promise<RustTreeManifest | { corrupt: string }> {
+  let text: string;
+  try {
+    text = await readFile(path.join(dir, MANIFEST), 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return { corrupt: code === 'ENOENT' ? 'missing' : `unreadable: ${code ?? String(err)}` };
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    return { corrupt: `does not parse (${(err as Error).message.split('\n')[0]})` };
+  }
+  const problem = manifestShapeProblem(parsed);
+  return problem ? { corrupt: problem } : (parsed as RustTreeManifest);
+}
+
+/** The Rust tree in use for a kernel, looked at: none, one whose manifest is corrupt, or a readable one. */
+export type TreeInUse = { state: 'none' } | { state: 'corrupt'; dir: string; error: OotmodError } | { state: 'ok'; tree: RustTree };
+
+/** The tree the `current` link names, whether or not it is still current; a corrupt manifest is named with its fix. */
+export async function treeInUse(layout: Layout, kernel: string, arch = buildArch()): Promise<TreeInUse> {
   const link = path.join(layout.rustDir(kernel, arch), 'current');
   const dir = await realpath(link).catch(() => undefined);
-  const manifest = dir ? await readManifest(dir) : undefined;
-  return dir && manifest ? { kernel, buildArch: arch, dir, manifest } : undefined;
+  if (!dir) return { state: 'none' };
+  const manifest = await readManifest(dir);
+  if ('corrupt' in manifest) {
+    const problem = `the Rust tree manifest ${path.join(dir, MANIFEST)} is corrupt (${manifest.corrupt})`;
+    return { state: 'corrupt', dir, error: new OotmodError(problem, `rebuild the tree: ootmod rust prepare -k ${kernel}`, ExitCode.Environment) };
+  }
+  return { state: 'ok', tree: { kernel, buildArch: arch, dir, manifest } };
 }
 
 /** The files the manifest lists that are gone or changed size (a deleted .rmeta, say). */
@@ -216,8 +247,10 @@ export async function assessRustTree(layout: Layout, kernel: KernelTarget, toolc
   }
   if (cross) await checkRustTarget(layout, kernel, toolchain);
   const { key, parts } = await treeKey(kernel, toolchain, source);
-  const current = await currentTree(layout, kernel.release, arch);
+  const inUse = await treeInUse(layout, kernel.release, arch);
+  const current = inUse.state === 'ok' ? inUse.tree : undefined;
   const base = { kernel: kernel.release, buildArch: arch, key, parts, current };
+  if (inUse.state === 'corrupt') return { ...base, buildReason: 'corrupt manifest' };
   if (!current) return { ...base, buildReason: 'no tree yet' };
   const damaged = current.manifest.key === key ? await damagedFiles(current) : [];
   if (current.manifest.key === key && !damaged.length && !force) return base;
@@ -344,10 +377,29 @@ async function switchCurrent(base: string, key: string): Promise<void> {
   await rename(tmp, path.join(base, 'current'));
 }
 
-async function removeOtherTrees(base: string, keep: string): Promise<void> {
+async function removeOtherTrees(base: string, keep: string): Promise<string[]> {
+  const gone: string[] = [];
   for (const k of await readdir(path.join(base, 'trees')).catch(() => [] as string[])) {
-    if (k !== keep) await rm(path.join(base, 'trees', k), { recursive: true, force: true });
+    if (k === keep) continue;
+    await rm(path.join(base, 'trees', k), { recursive: true, force: true });
+    gone.push(path.join(base, 'trees', k));
   }
+  return gone;
+}
+
+/**
+ * What an interrupted build left beside the tree in use (`treeDir`, current and whole): its half-built
+ * trees/<key>-<time> dir and a `.current-<pid>` link not yet switched. Returns the paths removed.
+ */
+export async function removeStrayTrees(treeDir: string): Promise<string[]> {
+  const base = path.dirname(path.dirname(treeDir));
+  const gone = await removeOtherTrees(base, path.basename(treeDir));
+  for (const f of await readdir(base).catch(() => [] as string[])) {
+    if (!f.startsWith('.current-')) continue;
+    await rm(path.join(base, f), { force: true });
+    gone.push(path.join(base, f));
+  }
+  return gone;
 }
 
 /** Removes a kernel's Rust trees (all build arches). */

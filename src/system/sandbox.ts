@@ -34,6 +34,8 @@ export interface SandboxPolicy {
   unconfined: string[];
   /** Where scratch dirs of commands without a build dir (dkms.conf evaluation) go. */
   scratchBase?: string;
+  /** A dry run: change nothing, not even /etc/passwd (the build user is not created). */
+  dryRun?: boolean;
 }
 
 let policy: SandboxPolicy = { enabled: false, unconfined: [] };
@@ -48,35 +50,57 @@ export function sandboxPolicy(): SandboxPolicy {
   return policy;
 }
 
-function lookupUser(): SandboxUser | undefined {
+function lookupUser(name = SANDBOX_USER, passwd = PASSWD): SandboxUser | undefined {
   let text = '';
   try {
-    text = readFileSync(PASSWD, 'utf8');
+    text = readFileSync(passwd, 'utf8');
   } catch {
     return undefined;
   }
   for (const line of text.split('\n')) {
     const f = line.split(':');
-    if (f[0] === SANDBOX_USER && f.length >= 4) return { name: SANDBOX_USER, uid: Number(f[2]), gid: Number(f[3]) };
+    if (f[0] === name && f.length >= 4) return { name, uid: Number(f[2]), gid: Number(f[3]) };
   }
   return undefined;
 }
 
-/** The build user; created with useradd --system when missing (the package's postinst creates it). */
-export function sandboxUser(log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): SandboxUser {
-  if (user) return user;
-  user = lookupUser();
-  if (!user) {
-    try {
-      execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', '--comment', 'ootmod unprivileged module builds', SANDBOX_USER], { stdio: 'pipe' });
-    } catch (err) {
-      const why = String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim().split('\n')[0];
-      throw new OotmodError(`cannot create the build user ${SANDBOX_USER} (${why})`, `create it: useradd --system --user-group --no-create-home ${SANDBOX_USER}`, ExitCode.Environment);
-    }
-    log(`ootmod: created the system user ${SANDBOX_USER} for unprivileged module builds`);
-    user = lookupUser();
-    if (!user) throw new OotmodError(`useradd created no ${SANDBOX_USER} in ${PASSWD}`, `create it: useradd --system --user-group ${SANDBOX_USER}`, ExitCode.Environment);
+function useradd(): void {
+  execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', '--comment', 'ootmod unprivileged module builds', SANDBOX_USER], { stdio: 'pipe' });
+}
+
+/** The account database the build user comes from (the host's; a test's own in unit tests). */
+export interface UserDb {
+  passwd: string;
+  create(): void;
+}
+
+/**
+ * Finds the build user, or creates it with useradd --system when missing (the package's postinst
+ * creates it). `mayCreate` false (a dry run, which changes nothing): a missing user is not created and
+ * the stand-in is `nobody`, as unprivileged, so dkms.conf is still read confined.
+ */
+export function findBuildUser(db: UserDb, mayCreate: boolean, log: (line: string) => void): SandboxUser {
+  const found = lookupUser(SANDBOX_USER, db.passwd);
+  if (found) return found;
+  if (!mayCreate) {
+    log(`ootmod: the first real build creates the system user ${SANDBOX_USER}; this dry run reads dkms.conf as nobody`);
+    return lookupUser('nobody', db.passwd) ?? { name: 'nobody', uid: 65534, gid: 65534 };
   }
+  try {
+    db.create();
+  } catch (err) {
+    const why = String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim().split('\n')[0];
+    throw new OotmodError(`cannot create the build user ${SANDBOX_USER} (${why})`, `create it: useradd --system --user-group --no-create-home ${SANDBOX_USER}`, ExitCode.Environment);
+  }
+  log(`ootmod: created the system user ${SANDBOX_USER} for unprivileged module builds`);
+  const made = lookupUser(SANDBOX_USER, db.passwd);
+  if (!made) throw new OotmodError(`useradd created no ${SANDBOX_USER} in ${db.passwd}`, `create it: useradd --system --user-group ${SANDBOX_USER}`, ExitCode.Environment);
+  return made;
+}
+
+/** The build user of this run (see findBuildUser); a dry run never creates it. */
+export function sandboxUser(log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): SandboxUser {
+  user ??= findBuildUser({ passwd: PASSWD, create: useradd }, !policy.dryRun, log);
   return user;
 }
 

@@ -5,7 +5,7 @@ import { cpSync, chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, statSy
 import { placeSource } from '../support/host.js';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { currentKernel, ensureChroot, kernelGccPackage, kernelRustToolchain, type Chroot, type KernelInfo } from './lib/chroot.js';
+import { currentKernel, ensureChroot, installRustKernel, type Chroot, type KernelInfo } from './lib/chroot.js';
 import { buildOotmodIndepDebs, type OotmodIndepDebs } from './lib/debs.js';
 import { buildFixtureDkmsPackage } from './lib/dkms.js';
 import { bootWithModules } from './lib/qemu.js';
@@ -70,19 +70,7 @@ describe.each(TARGETS)('$what', ({ suite }) => {
     // What the dh_dkms test of an interrupted earlier run installed (its kernel hooks and triggers
     // would build modules while the kernel is installed below): gone before anything else.
     await purgePackaged();
-    await chroot.withMounts(async () => {
-      await chroot.aptInstall(['nodejs', 'make', 'binutils', 'kmod', 'openssl', 'xz-utils', 'zstd', 'patch', 'ca-certificates']);
-      // The kernel, its headers and the linux-source of exactly the headers' Debian version.
-      await chroot.aptInstall([`${kernel.headersPackage}=${kernel.version}`, kernel.imagePackage, `${kernel.sourcePackage}=${kernel.version}`], { target: kernel.suite });
-      await chroot.aptInstall([await kernelGccPackage(chroot, kernel.kver)]);
-      const toolchain = await kernelRustToolchain(chroot, kernel.kver);
-      if (!toolchain.ok) {
-        skipReason = `no rustc matching ${kernel.kver} in the archive: ${toolchain.reason}`;
-        return;
-      }
-      // In its own transaction, from the suite that has the kernel's rustc (trixie, not backports).
-      await chroot.aptInstall(toolchain.packages, { target: toolchain.suite });
-    });
+    skipReason = await installRustKernel(chroot, kernel);
     if (skipReason) return;
     // A fresh start every run: the Rust tree is built cold, the modules from scratch.
     for (const p of ['/var/lib/ootmod', `/usr/lib/modules/${kernel.kver}/updates/ootmod`]) rmSync(chroot.path(p), { recursive: true, force: true });

@@ -18,6 +18,9 @@ describe('--dry-run', () => {
   const kernel = hostKernel();
   const root = makeRoot();
   const watched = ['usr/lib/modules', 'var/lib/ootmod', 'usr/src', 'etc'];
+  // The build user is a user of the host even with --root: a dry run must not create it (when it is
+  // already there, test/unit/sandbox.test.ts checks that path).
+  const accounts = ['etc/passwd', 'etc/group', 'etc/shadow', 'etc/gshadow'];
   const outside = tempDir('ootmod-add-');
 
   beforeAll(() => {
@@ -49,9 +52,11 @@ describe('--dry-run', () => {
       step.before?.();
       const args = step.args.map((a) => (a === 'OUTSIDE' ? path.join(outside, 'ootmod-patched-1.0') : a));
       const before = treeHash(root, watched);
+      const hostBefore = treeHash('/', accounts);
       const dry = await ootmodEnv(root, step.env ?? {}, '--dry-run', '--json', ...args);
       expect(dry.exitCode, dry.stderr).toBe(0);
       expect(treeHash(root, watched), `${step.name} --dry-run changed the tree`).toBe(before);
+      expect(treeHash('/', accounts), `${step.name} --dry-run changed the host's accounts`).toBe(hostBefore);
       if (step.real === false) {
         expect(dry.stdout).toMatch(/"kind": "defer"/);
         return;

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -7,6 +7,8 @@ import type { KernelTarget } from '../../src/kernel/inventory.js';
 import { compareAbi, crateRoots, exportedRustSymbols } from '../../src/rust/abi.js';
 import { parseMakefileVersion } from '../../src/rust/sources.js';
 import { ProbeCache, findRustToolchain } from '../../src/rust/toolchain.js';
+import { assessRustTree, buildArch, removeStrayTrees, treeInUse, type RustTreeManifest } from '../../src/rust/tree.js';
+import { createLayout } from '../../src/system/layout.js';
 import { loadConfig } from '../../src/system/config.js';
 
 const CORE = 'CsbZfwWpAStWS_4core';
@@ -110,5 +112,73 @@ describe('ootmod.conf', () => {
     const file = path.join(dir, 'bad.conf');
     writeFileSync(file, '[trigger]\nstrict = perhaps\n');
     expect(() => loadConfig(file)).toThrow(/strict = perhaps is not yes or no/);
+  });
+});
+
+describe('the Rust tree in use', () => {
+  const kver = '9.9.9-test-amd64';
+  const good: RustTreeManifest = {
+    key: 'k', parts: {} as RustTreeManifest['parts'], files: [{ path: 'rust/libkernel.rmeta', size: 1 }],
+    abi: { ok: true } as RustTreeManifest['abi'], builtAt: '2026-01-01T00:00:00Z', durationMs: 1, bytes: 1,
+  };
+  /** A root whose `current` link names a tree with this manifest text (none: no manifest file). */
+  const rootWith = (manifest?: string) => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'ootmod-tree-'));
+    const layout = createLayout(root);
+    const base = layout.rustDir(kver, buildArch());
+    mkdirSync(path.join(base, 'trees/k'), { recursive: true });
+    if (manifest !== undefined) writeFileSync(path.join(base, 'trees/k/ootmod-rust.json'), manifest);
+    symlinkSync('trees/k', path.join(base, 'current'));
+    return layout;
+  };
+
+  it('is none without a current link', async () => {
+    expect(await treeInUse(createLayout(mkdtempSync(path.join(os.tmpdir(), 'ootmod-tree-'))), kver)).toEqual({ state: 'none' });
+  });
+  it('is ok with a whole manifest', async () => {
+    expect(await treeInUse(rootWith(JSON.stringify(good)), kver)).toMatchObject({ state: 'ok', tree: { manifest: { key: 'k' } } });
+  });
+  for (const [what, text] of [
+    ['a truncated manifest', JSON.stringify(good).slice(0, 40)],
+    ['an empty manifest', ''],
+    ['null', 'null'],
+    ['an object without a file list', JSON.stringify({ ...good, files: 'x' })],
+    ['an object without an ABI report', JSON.stringify({ ...good, abi: null })],
+    ['no manifest at all', undefined],
+  ] as const) {
+    it(`is corrupt, with its fix and exit 5, for ${what}`, async () => {
+      const t = await treeInUse(rootWith(text), kver);
+      expect(t.state).toBe('corrupt');
+      if (t.state !== 'corrupt') return;
+      expect(t.error.line()).toMatch(new RegExp(`^the Rust tree manifest .*/trees/k/ootmod-rust\\.json is corrupt \\(.+\\): rebuild the tree: ootmod rust prepare -k ${kver.replace(/\./g, '\\.')}$`));
+      expect(t.error.exitCode).toBe(5);
+    });
+  }
+  it('makes prepare rebuild a tree whose manifest is corrupt, without reading it', async () => {
+    const layout = rootWith('{"key": "k"');
+    const headersDir = mkdtempSync(path.join(os.tmpdir(), 'ootmod-headers-'));
+    writeFileSync(path.join(headersDir, '.config'), 'CONFIG_RUST=y\n');
+    const kernel = { ...rustKernel('rustc 9.8.7'), headersDir };
+    const toolchain = { rustc: 'rustc', rustcVersion: 'rustc 9.8.7', sysroot: '/', bindgen: 'bindgen', bindgenVersion: 'bindgen 1' };
+    const a = await assessRustTree(layout, kernel, toolchain, { kind: 'dir', dir: '/nonexistent', identity: 'x' }, false);
+    expect(a.buildReason).toBe('corrupt manifest');
+    expect(a.current).toBeUndefined();
+  });
+});
+
+describe('removeStrayTrees', () => {
+  it('removes what a killed build left beside the tree in use, and nothing else', async () => {
+    const base = path.join(mkdtempSync(path.join(os.tmpdir(), 'ootmod-stray-')), 'rust/9.9.9-test-amd64/x86_64');
+    for (const d of ['trees/k/rust', 'trees/k-mx4nkbzx/.src/rust']) mkdirSync(path.join(base, d), { recursive: true });
+    writeFileSync(path.join(base, 'trees/k/ootmod-rust.json'), '{}');
+    writeFileSync(path.join(base, 'build.log'), '');
+    symlinkSync('trees/k', path.join(base, 'current'));
+    symlinkSync('trees/k-mx4nkbzx', path.join(base, '.current-1234'));
+    const gone = await removeStrayTrees(path.join(base, 'trees/k'));
+    expect(gone.sort()).toEqual([path.join(base, '.current-1234'), path.join(base, 'trees/k-mx4nkbzx')]);
+    expect(readdirSync(path.join(base, 'trees'))).toEqual(['k']);
+    expect(readdirSync(base).sort()).toEqual(['build.log', 'current', 'trees']);
+    expect(existsSync(path.join(base, 'current/ootmod-rust.json'))).toBe(true);
+    expect(await removeStrayTrees(path.join(base, 'trees/k'))).toEqual([]);
   });
 });

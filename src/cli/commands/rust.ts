@@ -5,7 +5,7 @@ import { planRustClean, planRustPrepare, rustPrepareExit } from '../../pipeline/
 import { rustKernels } from '../../rust/prepare.js';
 import { findRustSource } from '../../rust/sources.js';
 import { findRustToolchain } from '../../rust/toolchain.js';
-import { buildArch, currentTree, damagedFiles, treeKey } from '../../rust/tree.js';
+import { buildArch, damagedFiles, removeStrayTrees, treeInUse, treeKey } from '../../rust/tree.js';
 import { json, table } from '../format.js';
 import type { Session } from '../session.js';
 import { runPlanned, withLock } from './jobs.js';
@@ -18,7 +18,14 @@ export async function rustPrepare(s: Session): Promise<ExitCode> {
       s.out('no installed kernel with headers is built with CONFIG_RUST: nothing to prepare');
       return ExitCode.Ok;
     }
-    if (!s.opts.dryRun && !s.opts.json) for (const c of plan.rustCurrent) s.out(`current ${c.dir}`);
+    if (!s.opts.dryRun) {
+      for (const c of plan.rustCurrent) {
+        // A build killed before it switched `current` left its half tree: gone now the lock is ours.
+        const stray = await removeStrayTrees(c.dir);
+        if (!s.opts.json && stray.length) s.out(`removed ${stray.length === 1 ? 'a build' : `${stray.length} builds`} interrupted before completion: ${stray.join(', ')}`);
+        if (!s.opts.json) s.out(`current ${c.dir}`);
+      }
+    }
     // The trees that cannot be built get one line each, below, with their kernel.
     const outcome = await runPlanned(s, planned, { quietSummary: true, quietPreRun: true });
     if (!outcome || s.opts.json) return outcome?.exit ?? ExitCode.Ok;
@@ -36,9 +43,10 @@ export async function rustStatus(s: Session): Promise<ExitCode> {
   const kernels = rustKernels(await listKernels(s.layout, s.opts.kernels.length ? s.opts.kernels : undefined));
   const rows = await Promise.all(
     kernels.map(async (k) => {
-      const tree = await currentTree(s.layout, k.release);
-      let state = tree ? 'current' : 'missing';
-      let detail = '';
+      const inUse = await treeInUse(s.layout, k.release);
+      const tree = inUse.state === 'ok' ? inUse.tree : undefined;
+      let state = inUse.state === 'corrupt' ? 'corrupt' : tree ? 'current' : 'missing';
+      let detail = inUse.state === 'corrupt' ? inUse.error.line() : '';
       if (tree) {
         const damaged = await damagedFiles(tree);
         if (damaged.length) {
@@ -66,7 +74,7 @@ export async function rustStatus(s: Session): Promise<ExitCode> {
         buildArch: buildArch(),
         state,
         detail: detail || null,
-        dir: tree?.dir ?? null,
+        dir: tree?.dir ?? (inUse.state === 'corrupt' ? inUse.dir : null),
         rustc: tree?.manifest.parts.rustc ?? k.rust.rustcVersionText ?? null,
         builtAt: tree?.manifest.builtAt ?? null,
         buildSeconds: tree ? Math.round(tree.manifest.durationMs / 1000) : null,

@@ -771,3 +771,21 @@ export async function kernelRustToolchain(
     };
   });
 }
+
+/**
+ * Installs what building a CONFIG_RUST kernel's Rust tree needs in the chroot: the kernel, its headers,
+ * the linux-source of exactly the headers' Debian version, its gcc, and the rustc it was built with.
+ * Returns why it cannot (no matching rustc in the archive), or undefined.
+ */
+export async function installRustKernel(chroot: Chroot, kernel: KernelInfo): Promise<string | undefined> {
+  return chroot.withMounts(async () => {
+    await chroot.aptInstall(['nodejs', 'make', 'binutils', 'kmod', 'openssl', 'xz-utils', 'zstd', 'patch', 'ca-certificates']);
+    await chroot.aptInstall([`${kernel.headersPackage}=${kernel.version}`, kernel.imagePackage, `${kernel.sourcePackage}=${kernel.version}`], { target: kernel.suite });
+    await chroot.aptInstall([await kernelGccPackage(chroot, kernel.kver)]);
+    const toolchain = await kernelRustToolchain(chroot, kernel.kver);
+    if (!toolchain.ok) return `no rustc matching ${kernel.kver} in the archive: ${toolchain.reason}`;
+    // In its own transaction, from the suite that has the kernel's rustc (trixie, not backports).
+    await chroot.aptInstall(toolchain.packages, { target: toolchain.suite });
+    return undefined;
+  });
+}

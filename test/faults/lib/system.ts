@@ -12,14 +12,14 @@ const FAKE_MAKEFILE = `all modules:
 \t@find $(M) -name '*.c' -o -name '*.rs' | while read -r f; do cp /usr/bin/true "$\${f%.*}.ko"; done
 `;
 
-/** A kernel with headers in `root` whose build is a copy of /usr/bin/true per source file. */
-export function addFakeKernel(root: string, kver = FAKE_KERNEL): void {
+/** A kernel with headers in `root` whose build is a copy of /usr/bin/true per source file (`config`: more .config lines). */
+export function addFakeKernel(root: string, kver = FAKE_KERNEL, config = ''): void {
   const headers = path.join(root, 'usr/src', `linux-headers-${kver}`);
   const kbuild = path.join(root, 'usr/lib/linux-kbuild-ootmodfault');
   mkdirSync(path.join(kbuild, 'scripts/mod'), { recursive: true });
   mkdirSync(headers, { recursive: true });
   writeFileSync(path.join(headers, 'Makefile'), FAKE_MAKEFILE);
-  writeFileSync(path.join(headers, '.config'), 'CONFIG_MODULES=y\nCONFIG_CC_VERSION_TEXT="gcc (Debian 12.2.0-14) 12.2.0"\n');
+  writeFileSync(path.join(headers, '.config'), `CONFIG_MODULES=y\nCONFIG_CC_VERSION_TEXT="gcc (Debian 12.2.0-14) 12.2.0"\n${config}`);
   writeFileSync(path.join(headers, 'Module.symvers'), '');
   symlinkSync(path.join(kbuild, 'scripts'), path.join(headers, 'scripts'));
   mkdirSync(path.join(root, 'usr/lib/modules', kver), { recursive: true });
@@ -35,7 +35,16 @@ export interface Run {
 
 /** Starts ootmod in its own process group (so it and everything it started can be killed together). */
 export function startOotmod(root: string, args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<Run> } {
-  const child = spawn(OOTMOD, ['--root', root, ...args], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LANG: 'C.UTF-8', ...env } });
+  return startDetached(OOTMOD, ['--root', root, ...args], { ...process.env, LANG: 'C.UTF-8', ...env });
+}
+
+/** Starts `binary` (a path in the chroot) inside a chroot, in its own process group, with a clean environment. */
+export function startOotmodIn(chrootRoot: string, binary: string, args: string[]): { child: ChildProcess; done: Promise<Run> } {
+  return startDetached('chroot', [chrootRoot, binary, ...args], { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', HOME: '/root' });
+}
+
+function startDetached(file: string, args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; done: Promise<Run> } {
+  const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
