@@ -82,10 +82,12 @@ export function readTree(root: number, limit = Infinity): Omit<Tick, 't'> {
   let compilers = 0;
   let running = 0;
   let ticks = 0;
-  const queue = [root];
+  // Each pid with its parent's process name: a compiler's child of the same name is a fork that has not
+  // exec'd yet (rustc starting its linker, gcc), not a second compiler.
+  const queue: [number, string][] = [[root, '']];
   const seen = new Set<number>();
   while (queue.length) {
-    const pid = queue.pop()!;
+    const [pid, parentComm] = queue.pop()!;
     if (seen.has(pid)) continue;
     seen.add(pid);
     const st = readStat(pid);
@@ -93,11 +95,11 @@ export function readTree(root: number, limit = Infinity): Omit<Tick, 't'> {
     procs++;
     ticks += st.ticks;
     if (st.state === 'R') running++;
-    if (st.state !== 'Z' && COMPILERS.has(st.comm)) {
+    if (st.state !== 'Z' && COMPILERS.has(st.comm) && st.comm !== parentComm) {
       compilers++;
       found.push(st.pid);
     }
-    if (st.state !== 'Z') queue.push(...childrenOf(pid));
+    if (st.state !== 'Z') for (const c of childrenOf(pid)) queue.push([c, st.comm]);
   }
   return { procs, compilers, running, cpu: ticks / HZ, over: compilers > limit ? found.map(commandLine) : undefined };
 }
