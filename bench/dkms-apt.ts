@@ -10,7 +10,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { currentKernel, freshChroot, kernelGccPackage, type Chroot } from '../test/e2e/lib/chroot';
-import { buildOotmodDebs } from '../test/e2e/lib/debs';
+import { buildOotmodIndepDebs } from '../test/e2e/lib/debs';
 import { REAL_DKMS_PACKAGES, buildFailingDkmsPackage, countDepmodRuns, depmodRuns } from '../test/e2e/lib/dkms';
 
 const REPO = path.resolve(__dirname, '..');
@@ -51,7 +51,7 @@ async function transaction(chroot: Chroot, kver: string): Promise<Sample> {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 async function main(): Promise<void> {
-  const debs = await buildOotmodDebs(log);
+  const debs = await buildOotmodIndepDebs(log);
   try {
     const sides: Record<'ootmod-dkms' | 'dkms', Chroot> = {
       'ootmod-dkms': await freshChroot('sid', 'bench-dkms-ootmod', { base: 'dkms-e2e-base' }),
