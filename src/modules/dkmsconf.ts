@@ -1,12 +1,13 @@
 // dkms.conf is a bash fragment: evaluate it as DKMS does, by bash in a child process with DKMS's
 // variables set, and read back only the known directives. Functions and other variables are discarded.
-import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { existsSync, constants as fsc } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
-import { run } from '../system/run.js';
+import { run, type RunResult } from '../system/run.js';
 import { HOST_TOOLS } from '../system/layout.js';
-import { SANDBOX_USER, confineTo, sandboxDenial } from '../system/sandbox.js';
+import { SANDBOX_USER, confineTo, confinedEnv, isConfined, sandboxDenial } from '../system/sandbox.js';
 
 export const ARRAY_DIRECTIVES = [
   'BUILT_MODULE_NAME',
@@ -129,6 +130,19 @@ done
 __ootmod_emit E end 0 0
 `.replaceAll('@{', '${').replaceAll('@BQ@', '`');
 
+/** What one evaluation printed and how it ended. */
+interface ConfRun {
+  res: Pick<RunResult, 'stdout' | 'stderr' | 'exitCode' | 'timedOut'>;
+  confined: boolean;
+}
+
+interface ConfRequest {
+  files: string[];
+  env: Record<string, string>;
+  timeoutMs: number;
+  module: string;
+}
+
 export async function evaluateConf(files: string[], ctx: ConfContext, timeoutMs = 30_000): Promise<EvaluatedConf> {
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? HOST_TOOLS.defaultPath,
@@ -137,18 +151,135 @@ export async function evaluateConf(files: string[], ctx: ConfContext, timeoutMs 
     running_distribution: 'debian',
     __OOTMOD_NAMES: [...SCALAR_DIRECTIVES, ...ARRAY_DIRECTIVES].join(' '),
   };
+  const req: ConfRequest = { files, env, timeoutMs, module: ctx.module };
   // dkms.conf is code: it runs as the build user, offline, with nothing but a scratch dir writable.
-  const confine = await confineTo([], undefined, ctx.module);
+  // Confined reads asked for together share one sandbox (see runBatch).
+  const { res, confined } = isConfined(ctx.module) ? await enqueue(req) : await runAlone(req);
+  return interpret(res, confined, files, timeoutMs, ctx.module);
+}
+
+/** One evaluation in its own sandbox (or unconfined, when the policy says so). */
+async function runAlone(req: ConfRequest): Promise<ConfRun> {
+  const confine = await confineTo([], undefined, req.module);
   // Run the files from the source dir, as DKMS does, so relative `. ./x` works.
-  const res = await run('bash', ['-c', EVALUATOR, 'ootmod-dkms.conf', ...files], {
-    cwd: path.dirname(files[0]!),
-    env,
+  const res = await run('bash', ['-c', EVALUATOR, 'ootmod-dkms.conf', ...req.files], {
+    cwd: path.dirname(req.files[0]!),
+    env: req.env,
     cleanEnv: true,
-    timeoutMs,
+    timeoutMs: req.timeoutMs,
     allowFailure: true,
     confine,
   }).finally(() => confine && rm(confine.tmpDir, { recursive: true, force: true }));
-  if (confine && res.stderr.includes(`${files[0]}: Permission denied`)) {
+  return { res, confined: confine !== undefined };
+}
+
+// Batches: setting up a sandbox (namespaces, a mount per writable filesystem, dropping privileges)
+// costs several processes, more than reading a dkms.conf. Planning reads one dkms.conf per source and
+// kernel, all at once, so the confined reads asked for within a few milliseconds of each other run in
+// one sandbox: a driver starts one bash per read (as many at a time as there are CPUs), each with an
+// empty environment but its own variables, from its source dir, its output in files of the scratch dir.
+// Same build user, same network-less namespace and read-only mounts as a read of its own. Any read
+// whose result is not there as a regular file (the batch timed out, the source dir could not be
+// entered) is done again in a sandbox of its own, which gives it the usual timeout and errors.
+const BATCH_WINDOW_MS = 3;
+let queued: (ConfRequest & { resolve: (r: ConfRun) => void; reject: (e: unknown) => void })[] = [];
+let flushTimer: NodeJS.Timeout | undefined;
+
+function enqueue(req: ConfRequest): Promise<ConfRun> {
+  return new Promise((resolve, reject) => {
+    queued.push({ ...req, resolve, reject });
+    flushTimer ??= setTimeout(flush, BATCH_WINDOW_MS);
+  });
+}
+
+function flush(): void {
+  flushTimer = undefined;
+  const batch = queued;
+  queued = [];
+  if (batch.length === 1) {
+    runAlone(batch[0]!).then(batch[0]!.resolve, batch[0]!.reject);
+    return;
+  }
+  runBatch(batch).then(
+    (runs) => batch.forEach((q, i) => (runs[i] ? q.resolve(runs[i]) : runAlone(q).then(q.resolve, q.reject))),
+    (err) => batch.forEach((q) => q.reject(err)),
+  );
+}
+
+const CD_FAILED = 200;
+
+// The driver: $1 the output dir, $2 reads at a time, $3 the evaluator; then per read its dir, the
+// count and NAME=value words of its variables, the count and paths of its files.
+const BATCH_DRIVER = String.raw`
+out=$1; par=$2; evaluator=$3; shift 3
+i=0; n=0
+while [ $# -gt 0 ]; do
+  dir=$1; nv=$2; shift 2; vars=("$@"); vars=("@{vars[@]:0:nv}"); shift "$nv"
+  nf=$1; shift; files=("$@"); files=("@{files[@]:0:nf}"); shift "$nf"
+  if [ "$n" -ge "$par" ]; then wait -n; n=$((n-1)); fi
+  {
+    if cd -- "$dir" 2>/dev/null; then
+      (exec -c bash -c "$evaluator" ootmod-dkms.conf "@{vars[@]}" -- "@{files[@]}") >"$out/$i.out" 2>"$out/$i.err"
+      echo $? >"$out/$i.rc"
+    else
+      echo ${CD_FAILED} >"$out/$i.rc"
+    fi
+  } &
+  i=$((i+1)); n=$((n+1))
+done
+wait
+`.replaceAll('@{', '${');
+
+// Before the evaluator, in a batch: export the read's variables, given as NAME=value words up to "--".
+const EXPORT_ARGS = 'while [ "$1" != -- ]; do export "$1"; shift; done; shift\n';
+
+/** A regular file the build user wrote, read without following a link it may have put there. */
+async function readOwnFile(file: string): Promise<string | undefined> {
+  const fh = await open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK).catch(() => undefined);
+  if (!fh) return undefined;
+  try {
+    if (!(await fh.stat()).isFile()) return undefined;
+    return await fh.readFile('utf8');
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Runs the reads in one sandbox; a read without a result is undefined (run it alone). */
+async function runBatch(batch: ConfRequest[]): Promise<(ConfRun | undefined)[]> {
+  const confine = (await confineTo([], undefined, batch[0]!.module))!;
+  try {
+    const out = confine.tmpDir;
+    const args = [out, String(availableParallelism()), EXPORT_ARGS + EVALUATOR];
+    for (const q of batch) {
+      const vars = Object.entries({ ...q.env, ...confinedEnv(confine) }).map(([k, v]) => `${k}=${v}`);
+      args.push(path.dirname(q.files[0]!), String(vars.length), ...vars, String(q.files.length), ...q.files);
+    }
+    await run('bash', ['-c', BATCH_DRIVER, 'ootmod-dkms.conf', ...args], {
+      cwd: out,
+      env: { PATH: batch[0]!.env.PATH!, LANG: 'C.UTF-8' },
+      cleanEnv: true,
+      timeoutMs: Math.max(...batch.map((q) => q.timeoutMs)),
+      allowFailure: true,
+      confine,
+    });
+    return await Promise.all(
+      batch.map(async (_, i): Promise<ConfRun | undefined> => {
+        const rc = Number((await readOwnFile(path.join(out, `${i}.rc`)))?.trim() || NaN);
+        const stdout = await readOwnFile(path.join(out, `${i}.out`));
+        const stderr = await readOwnFile(path.join(out, `${i}.err`));
+        if (!Number.isInteger(rc) || rc === CD_FAILED || stdout === undefined || stderr === undefined) return undefined;
+        return { res: { stdout, stderr, exitCode: rc, timedOut: false }, confined: true };
+      }),
+    );
+  } finally {
+    await rm(confine.tmpDir, { recursive: true, force: true });
+  }
+}
+
+/** The directives an evaluation printed, or the one-line error it deserves. */
+function interpret(res: ConfRun['res'], confined: boolean, files: string[], timeoutMs: number, module: string): EvaluatedConf {
+  if (confined && res.stderr.includes(`${files[0]}: Permission denied`)) {
     throw new OotmodError(`${files[0]}: the build user ${SANDBOX_USER} cannot read it`, `make the source dir world-readable (chmod -R a+rX), or put it under /usr/src`, ExitCode.Environment);
   }
   if (res.timedOut) {
@@ -171,11 +302,11 @@ export async function evaluateConf(files: string[], ctx: ConfContext, timeoutMs 
     }
   }
   // dkms.conf only sets variables: one that writes outside or reaches the network is refused, visibly.
-  const denied = confine ? sandboxDenial(stderr.join('\n')) : undefined;
+  const denied = confined ? sandboxDenial(stderr.join('\n')) : undefined;
   if (denied) {
     throw new OotmodError(
       `${reading}: reading it tried what the build sandbox does not give (${denied.replace(/^ootmod-dkms\.conf: /, '')})`,
-      `dkms.conf must only set variables; if ${ctx.module} truly needs this, allow it by name: unconfined = ${ctx.module} in [build] of ootmod.conf`,
+      `dkms.conf must only set variables; if ${module} truly needs this, allow it by name: unconfined = ${module} in [build] of ootmod.conf`,
       ExitCode.InvalidSource,
     );
   }

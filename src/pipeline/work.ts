@@ -8,7 +8,7 @@ import { readDkmsInstalls } from '../dkms/handover.js';
 import { ExitCode, OotmodError } from '../errors.js';
 import { executePlan, type JobResult, type ProgressReporter } from '../execute/executor.js';
 import { initramfsKernels } from '../execute/initramfs.js';
-import { Jobserver } from '../execute/jobserver.js';
+import { Jobserver, makeFifoSupport } from '../execute/jobserver.js';
 import { jobRunner } from '../execute/steps.js';
 import { listKernels, readKernel, type KernelTarget } from '../kernel/inventory.js';
 import { dkmsIsInstalled } from '../modules/names.js';
@@ -102,9 +102,15 @@ async function moduleInputs(ctx: PipelineContext, store: StateStore, kernels: Ke
   return { facts, compose: { modules, headersDir } };
 }
 
+/** The jobserver's question to make (which form it takes) is asked while planning runs, not after. */
+function askMakeEarly(ctx: PipelineContext): void {
+  if (!ctx.opts.dryRun) void makeFifoSupport();
+}
+
 /** build, install, autoinstall. */
 export async function planModuleWork(ctx: PipelineContext, req: ModuleWorkRequest): Promise<Planned> {
   requireKernels(ctx);
+  askMakeEarly(ctx);
   const store = StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun });
   const kernels = await listKernels(ctx.layout, ctx.opts.kernels.length ? ctx.opts.kernels : undefined);
   const rust = await readRust(ctx, kernels);
@@ -178,6 +184,7 @@ async function dkmsTakeover(ctx: PipelineContext, store: StateStore, gone: strin
  * for a new initramfs where modules changed. With DKMS replaced, DKMS's copies of what ootmod installs go.
  */
 export async function planTrigger(ctx: PipelineContext, opts: { inDpkg: boolean; label: string }): Promise<Planned> {
+  askMakeEarly(ctx);
   const store = StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun });
   const kernels = await listKernels(ctx.layout);
   const present = new Map(kernels.map((k) => [k.release, k]));

@@ -132,12 +132,17 @@ function scratchRoot(): string {
   return processScratch;
 }
 
+/** Whether commands for `name` run confined (root, and the admin has not allowed it by name). */
+export function isConfined(name: string): boolean {
+  return policy.enabled && !policy.unconfined.includes(name);
+}
+
 /**
  * The confinement for a job that may write `dirs` (created if needed and given to the build user), or
  * undefined when builds run unconfined (not root, or the module is allowed by name).
  */
 export async function confineTo(dirs: string[], tmpDir: string | undefined, name: string): Promise<Confinement | undefined> {
-  if (!policy.enabled || policy.unconfined.includes(name)) return undefined;
+  if (!isConfined(name)) return undefined;
   tmpDir ??= path.join(policy.scratchBase ?? scratchRoot(), `${process.pid}-${++scratchCount}`);
   const u = sandboxUser();
   const writable: string[] = [];

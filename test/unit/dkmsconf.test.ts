@@ -1,8 +1,9 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { evaluateConf, type ConfContext } from '../../src/modules/dkmsconf.js';
 import { resolveSpec } from '../../src/modules/spec.js';
+import { SANDBOX_USER, setSandboxPolicy } from '../../src/system/sandbox.js';
 import { makeRoot } from '../support/roots.js';
 
 const ctx: ConfContext = {
@@ -97,5 +98,41 @@ BUILD_EXCLUSIVE_CONFIG[1]="CONFIG_B"
     const { spec } = resolveSpec(conf, dir);
     expect(spec!.exclusive.config).toEqual([]);
     expect(spec!.modules[1]!.exclusive?.config).toEqual([{ name: 'CONFIG_B', negate: false }]);
+  });
+});
+
+// Confined reads asked for together run in one sandbox; each still sees only its own variables, from its
+// own source dir, and one whose dir the build user cannot enter is read alone and gets the usual error.
+const isRoot = process.getuid?.() === 0;
+describe.skipIf(!isRoot)('confined reads asked for together (root: the build user exists or is created)', () => {
+  it('give each read its own variables, dir and result, as reads of their own do', async () => {
+    setSandboxPolicy({ enabled: true, unconfined: [] });
+    try {
+      const root = makeRoot();
+      const dirs = ['alpha', 'beta', 'gamma', 'delta'].map((name) => {
+        const dir = path.join(root, `usr/src/${name}-1.0`);
+        mkdirSync(dir, { recursive: true });
+        writeFileSync(path.join(dir, 'dkms.conf'), `PACKAGE_NAME="$module"\nPACKAGE_VERSION=1.0\nMAKE[0]="make K=$kernelver D=$(basename "$PWD") U=$(id -un) T=$TMPDIR"\n`);
+        chmodSync(path.join(root, 'usr/src'), 0o755);
+        return dir;
+      });
+      // One the build user cannot enter: read alone, it fails with the one-line error about that.
+      chmodSync(dirs[3]!, 0o700);
+      const reads = dirs.map((dir, i) =>
+        evaluateConf([path.join(dir, 'dkms.conf')], { ...ctx, module: path.basename(dir).replace(/-1\.0$/, ''), kernelver: `${i}.0.0-test` }).then(
+          (c) => c.directives.get('MAKE')?.get(0),
+          (err: Error) => `error: ${err.message}`,
+        ),
+      );
+      const got = await Promise.all(reads);
+      for (const [i, name] of ['alpha', 'beta', 'gamma'].entries()) {
+        expect(got[i]).toMatch(new RegExp(`^make K=${i}\\.0\\.0-test D=${name}-1\\.0 U=${SANDBOX_USER} T=/\\S+$`));
+      }
+      // One sandbox: the three share its scratch dir.
+      expect(new Set(got.slice(0, 3).map((m) => m?.replace(/^.* T=/, ''))).size).toBe(1);
+      expect(got[3]).toMatch(/delta-1\.0\/dkms\.conf: the build user _ootmod cannot read it/);
+    } finally {
+      setSandboxPolicy({ enabled: false, unconfined: [] });
+    }
   });
 });
