@@ -7,7 +7,7 @@ import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
 import { run, type RunResult } from '../system/run.js';
 import { HOST_TOOLS } from '../system/layout.js';
-import { SANDBOX_USER, confineTo, confinedEnv, isConfined, sandboxDenial } from '../system/sandbox.js';
+import { SANDBOX_USER, confineDriver, confineTo, confinedEnv, isConfined, sandboxDenial } from '../system/sandbox.js';
 
 export const ARRAY_DIRECTIVES = [
   'BUILT_MODULE_NAME',
@@ -175,12 +175,12 @@ async function runAlone(req: ConfRequest): Promise<ConfRun> {
 
 // Batches: setting up a sandbox (namespaces, a mount per writable filesystem, dropping privileges)
 // costs several processes, more than reading a dkms.conf. Planning reads one dkms.conf per source and
-// kernel, all at once, so the confined reads asked for within a few milliseconds of each other run in
-// one sandbox: a driver starts one bash per read (as many at a time as there are CPUs), each with an
-// empty environment but its own variables, from its source dir, its output in files of the scratch dir.
-// Same build user, same network-less namespace and read-only mounts as a read of its own. Any read
-// whose result is not there as a regular file (the batch timed out, the source dir could not be
-// entered) is done again in a sandbox of its own, which gives it the usual timeout and errors.
+// kernel, all at once, so the confined reads asked for within a few milliseconds of each other share
+// one sandbox (src/system/sandbox.ts, confineDriver): a driver, root inside its namespaces and
+// read-only mounts, starts one bash per read (as many at a time as there are CPUs), each in a pid
+// namespace of its own as the build user, with an empty environment but its own variables, from its
+// source dir; their outputs go to files only root can reach. Any read whose result is not there (the
+// batch timed out, the driver failed) is done again in a sandbox of its own, with the usual timeout.
 const BATCH_WINDOW_MS = 3;
 let queued: (ConfRequest & { resolve: (r: ConfRun) => void; reject: (e: unknown) => void })[] = [];
 let flushTimer: NodeJS.Timeout | undefined;
@@ -206,23 +206,23 @@ function flush(): void {
   );
 }
 
-const CD_FAILED = 200;
-
-// The driver: $1 the output dir, $2 reads at a time, $3 the evaluator; then per read its dir, the
-// count and NAME=value words of its variables, the count and paths of its files.
+// The driver: $1 the output dir, $2 reads at a time, $3 the evaluator, $4 the count and then the words
+// that start a command in its own pid namespace as the build user; then per read its dir, the count
+// and NAME=value words of its variables, the count and paths of its files.
 const BATCH_DRIVER = String.raw`
-out=$1; par=$2; evaluator=$3; shift 3
+out=$1; par=$2; evaluator=$3; nd=$4; shift 4; drop=("$@"); drop=("@{drop[@]:0:nd}"); shift "$nd"
+# The commands start with an empty environment: name them by path.
+for k in "@{!drop[@]}"; do case @{drop[k]} in unshare|setpriv) drop[k]=$(command -v "@{drop[k]}") ;; esac; done
+bash=$(command -v bash)
 i=0; n=0
 while [ $# -gt 0 ]; do
   dir=$1; nv=$2; shift 2; vars=("$@"); vars=("@{vars[@]:0:nv}"); shift "$nv"
   nf=$1; shift; files=("$@"); files=("@{files[@]:0:nf}"); shift "$nf"
   if [ "$n" -ge "$par" ]; then wait -n; n=$((n-1)); fi
   {
-    if cd -- "$dir" 2>/dev/null; then
-      (exec -c bash -c "$evaluator" ootmod-dkms.conf "@{vars[@]}" -- "@{files[@]}") >"$out/$i.out" 2>"$out/$i.err"
+    if cd -- "$dir"; then
+      (exec -c "@{drop[@]}" "$bash" -c "$evaluator" ootmod-dkms.conf "@{vars[@]}" -- "@{files[@]}") >"$out/$i.out" 2>"$out/$i.err"
       echo $? >"$out/$i.rc"
-    else
-      echo ${CD_FAILED} >"$out/$i.rc"
     fi
   } &
   i=$((i+1)); n=$((n+1))
@@ -233,8 +233,8 @@ wait
 // Before the evaluator, in a batch: export the read's variables, given as NAME=value words up to "--".
 const EXPORT_ARGS = 'while [ "$1" != -- ]; do export "$1"; shift; done; shift\n';
 
-/** A regular file the build user wrote, read without following a link it may have put there. */
-async function readOwnFile(file: string): Promise<string | undefined> {
+/** A regular file of the batch's output dir, or undefined. */
+async function readOutput(file: string): Promise<string | undefined> {
   const fh = await open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK).catch(() => undefined);
   if (!fh) return undefined;
   try {
@@ -247,16 +247,16 @@ async function readOwnFile(file: string): Promise<string | undefined> {
 
 /** Runs the reads in one sandbox; a read without a result is undefined (run it alone). */
 async function runBatch(batch: ConfRequest[]): Promise<(ConfRun | undefined)[]> {
-  const confine = (await confineTo([], undefined, batch[0]!.module))!;
+  const sandbox = (await confineDriver(batch[0]!.module))!;
+  const { confine, outDir, drop } = sandbox;
   try {
-    const out = confine.tmpDir;
-    const args = [out, String(availableParallelism()), EXPORT_ARGS + EVALUATOR];
+    const args = [outDir, String(availableParallelism()), EXPORT_ARGS + EVALUATOR, String(drop.length), ...drop];
     for (const q of batch) {
       const vars = Object.entries({ ...q.env, ...confinedEnv(confine) }).map(([k, v]) => `${k}=${v}`);
       args.push(path.dirname(q.files[0]!), String(vars.length), ...vars, String(q.files.length), ...q.files);
     }
     await run('bash', ['-c', BATCH_DRIVER, 'ootmod-dkms.conf', ...args], {
-      cwd: out,
+      cwd: confine.tmpDir,
       env: { PATH: batch[0]!.env.PATH!, LANG: 'C.UTF-8' },
       cleanEnv: true,
       timeoutMs: Math.max(...batch.map((q) => q.timeoutMs)),
@@ -265,15 +265,15 @@ async function runBatch(batch: ConfRequest[]): Promise<(ConfRun | undefined)[]> 
     });
     return await Promise.all(
       batch.map(async (_, i): Promise<ConfRun | undefined> => {
-        const rc = Number((await readOwnFile(path.join(out, `${i}.rc`)))?.trim() || NaN);
-        const stdout = await readOwnFile(path.join(out, `${i}.out`));
-        const stderr = await readOwnFile(path.join(out, `${i}.err`));
-        if (!Number.isInteger(rc) || rc === CD_FAILED || stdout === undefined || stderr === undefined) return undefined;
+        const rc = Number((await readOutput(path.join(outDir, `${i}.rc`)))?.trim() || NaN);
+        const stdout = await readOutput(path.join(outDir, `${i}.out`));
+        const stderr = await readOutput(path.join(outDir, `${i}.err`));
+        if (!Number.isInteger(rc) || stdout === undefined || stderr === undefined) return undefined;
         return { res: { stdout, stderr, exitCode: rc, timedOut: false }, confined: true };
       }),
     );
   } finally {
-    await rm(confine.tmpDir, { recursive: true, force: true });
+    await Promise.all([confine.tmpDir, outDir].map((d) => rm(d, { recursive: true, force: true })));
   }
 }
 

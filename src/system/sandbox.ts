@@ -23,6 +23,11 @@ export interface SandboxUser {
 export interface Confinement {
   writable: string[];
   tmpDir: string;
+  /**
+   * A driver (see confineDriver): the command stays root inside the namespaces and read-only mounts,
+   * and drops to the build user itself for each command it starts; these dirs are writable by root only.
+   */
+  driver?: { rootDirs: string[] };
   /** The module (or "the Rust tree") it builds, for the one-line refusal. */
   name: string;
 }
@@ -154,6 +159,25 @@ export async function confineTo(dirs: string[], tmpDir: string | undefined, name
   return { writable: writable.slice(0, dirs.length), tmpDir: writable[writable.length - 1]!, name };
 }
 
+/**
+ * The confinement for a driver that starts many confined commands in one sandbox (the dkms.conf reads of
+ * a plan): one set of namespaces and read-only mounts; the driver keeps root in them, and runs each
+ * command through `drop` (a pid namespace of its own, then the build user with no capabilities), so the
+ * commands cannot signal or trace each other. `outDir` is writable by root only, for their outputs.
+ */
+export async function confineDriver(name: string): Promise<{ confine: Confinement; outDir: string; drop: string[] } | undefined> {
+  const base = await confineTo([], undefined, name);
+  if (!base) return undefined;
+  const outDir = `${base.tmpDir}.out`;
+  await mkdir(outDir, { mode: 0o700 });
+  const u = sandboxUser();
+  return {
+    confine: { ...base, driver: { rootDirs: [await realpath(outDir)] } },
+    outDir,
+    drop: ['unshare', '--pid', '--fork', '--kill-child', '--', ...dropTo(u)],
+  };
+}
+
 /** Gives a tree to the build user (or back to root); never follows a symlink. */
 export async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
   const st = await lstat(dir);
@@ -189,6 +213,8 @@ while read -r _ _ _ _ mp opts rest; do
 done < /proc/self/mountinfo
 # The working dir was entered before the binds: enter it again through them.
 cd -- "$(pwd -P)" || exit 125
+# A driver (empty uid) drops to the build user itself, per command it starts.
+[ -n "$uid" ] || exec "$@"
 exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all -- "$@"
 `.replaceAll('@{', '${');
 
@@ -213,15 +239,22 @@ export function rootIsMountPoint(): boolean {
 /** The command line that runs `file args` confined. */
 export function confinedCommand(file: string, args: readonly string[], c: Confinement): { file: string; args: string[] } {
   const u = sandboxUser();
-  const drop = ['setpriv', `--reuid=${u.uid}`, `--regid=${u.gid}`, '--clear-groups', '--no-new-privs', '--inh-caps=-all', '--bounding-set=-all', '--'];
+  const drop = c.driver ? [] : dropTo(u);
   if (!rootIsMountPoint()) return { file: 'unshare', args: ['--net', '--pid', '--fork', '--kill-child', '--', ...drop, file, ...args] };
+  const writable = [...c.writable, c.tmpDir, ...(c.driver?.rootDirs ?? [])];
+  const [uid, gid] = c.driver ? ['', ''] : [String(u.uid), String(u.gid)];
   return {
     file: 'unshare',
     args: [
       '--net', '--mount', '--pid', '--fork', '--kill-child', '--propagation', 'private', '--',
-      'sh', '-c', SETUP, 'ootmod-sandbox', String(c.writable.length + 1), ...c.writable, c.tmpDir, String(u.uid), String(u.gid), file, ...args,
+      'sh', '-c', SETUP, 'ootmod-sandbox', String(writable.length), ...writable, uid, gid, file, ...args,
     ],
   };
+}
+
+/** setpriv's words that drop to the build user for good: no groups, no capabilities, no new privileges. */
+function dropTo(u: SandboxUser): string[] {
+  return ['setpriv', `--reuid=${u.uid}`, `--regid=${u.gid}`, '--clear-groups', '--no-new-privs', '--inh-caps=-all', '--bounding-set=-all', '--'];
 }
 
 /** The environment a confined command gets on top of its own. */

@@ -135,4 +135,23 @@ describe.skipIf(!isRoot)('confined reads asked for together (root: the build use
       setSandboxPolicy({ enabled: false, unconfined: [] });
     }
   });
+
+  it('cannot signal each other: a read that kills every process it can reach leaves the others whole', async () => {
+    setSandboxPolicy({ enabled: true, unconfined: [] });
+    try {
+      const root = makeRoot();
+      const reads = ['one', 'two', 'three'].map((name, i) => {
+        const dir = path.join(root, `usr/src/${name}-1.0`);
+        mkdirSync(dir, { recursive: true });
+        const hostile = i === 0 ? 'kill -KILL -1 2>/dev/null; sleep 0.3; kill -KILL -1 2>/dev/null\n' : 'sleep 0.5\n';
+        writeFileSync(path.join(dir, 'dkms.conf'), `${hostile}PACKAGE_NAME=${name}\nPACKAGE_VERSION=1.0\nMAKE[0]="make T=$TMPDIR"\n`);
+        return evaluateConf([path.join(dir, 'dkms.conf')], { ...ctx, module: name });
+      });
+      const got = (await Promise.all(reads)).map((c) => c.directives.get('MAKE')?.get(0));
+      // All three read in the one sandbox (none had to be read again alone).
+      expect(got.every((m) => m === got[0] && /^make T=\/\S+$/.test(m ?? ''))).toBe(true);
+    } finally {
+      setSandboxPolicy({ enabled: false, unconfined: [] });
+    }
+  });
 });
