@@ -10,7 +10,7 @@ const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
 function plannedLine(job: Job): string {
   // Dependencies other than the job's own build (an install follows its build; that goes without saying).
   const own = 'module' in job ? `${job.module}/${job.version}@${job.kernel}` : '';
-  const deps = job.needs.map((n) => n.replace(/^[a-z-]+:/, '')).filter((n) => n !== own);
+  const deps = job.needs.map((n) => (n === 'build-user' ? 'the build user' : n.replace(/^[a-z-]+:/, ''))).filter((n) => n !== own);
   const needs = deps.length ? `, after ${deps.join(', ')}` : '';
   switch (job.kind) {
     case 'rust-tree':
@@ -33,6 +33,8 @@ function plannedLine(job: Job): string {
       return `would take over ${jobTarget(job)} from DKMS: remove ${[...job.copies, job.link].join(', ')} (${job.reason}${job.after.length ? ', after its install' : ''})`;
     case 'defer':
       return `would queue ${job.what} and activate ootmod's dpkg trigger (${job.reason})`;
+    case 'build-user':
+      return `would create the system user ${job.user} with useradd --system (${job.reason})`;
   }
 }
 
@@ -88,6 +90,8 @@ function endLine(job: Job, r: JobResult, verbose: boolean): string | undefined {
     case 'install':
       if (r.status === 'failed') return r.blocked && r.detail === 'its build failed' ? undefined : `failed   ${jobTarget(job)}: ${r.detail}${log}`;
       return `installed ${jobTarget(job)}`;
+    case 'build-user':
+      return r.status === 'failed' ? `failed   to create ${jobTarget(job)}: ${r.detail}` : `created the system user ${job.user} for unprivileged module builds`;
     case 'add':
       return r.status === 'failed' ? `failed   to add ${jobTarget(job)}: ${r.detail}` : `added ${jobTarget(job)}`;
     case 'uninstall':

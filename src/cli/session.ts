@@ -53,6 +53,6 @@ export function createSession(opts: Options): Session {
   };
   if (!opts.jobs) opts.jobs = session.config().jobs || defaultJobs();
   // As root, a module source's code runs confined (src/system/sandbox.ts); only root can drop privileges.
-  setSandboxPolicy({ enabled: session.isRoot, unconfined: session.config().unconfined, dryRun: opts.dryRun });
+  setSandboxPolicy({ enabled: session.isRoot, unconfined: session.config().unconfined });
   return session;
 }

@@ -10,6 +10,7 @@ import { buildRustTree, cleanRustTrees } from '../rust/tree.js';
 import type { BuildRecord, StateStore } from '../state/store.js';
 import type { Layout } from '../system/layout.js';
 import { run, type CommandLog } from '../system/run.js';
+import { USERADD_ARGS, createHostBuildUser } from '../system/sandbox.js';
 import { depmod } from './depmod.js';
 import type { JobResult, JobRunner } from './executor.js';
 import { requestInitramfs } from './initramfs.js';
@@ -41,6 +42,10 @@ export function jobRunner(ctx: StepContext): JobRunner {
   return {
     async run(job, results) {
       switch (job.kind) {
+        case 'build-user': {
+          await createHostBuildUser(async () => void (await run('useradd', USERADD_ARGS, { log: ctx.log, step: 'useradd' })));
+          return { status: 'done' };
+        }
         case 'add': {
           await placeSourceTree(job.from, job.dest);
           if (job.postAdd) await runScript('POST_ADD', job.postAdd, job.dest, { module: job.module, module_version: job.version }, ctx.log, 600_000);
@@ -128,6 +133,8 @@ export function jobRunner(ctx: StepContext): JobRunner {
     },
     async blocked(job: Job, dependency: Job, results) {
       const why = results.get(dependency.id)?.detail;
+      // No build user: the machine's fault, not the module's (no failed record); the command exits 5.
+      if (dependency.kind === 'build-user') return { status: 'failed', detail: `${jobTarget(dependency)} could not be created${why ? `: ${why}` : ''}`, fault: true };
       const reason = `${dependency.kind === 'rust-tree' ? 'the Rust tree' : jobTarget(dependency)} failed${why ? `: ${why}` : ''}`;
       // An install whose own build failed: the build's record already says why.
       const sameModule = (job.kind === 'build' || job.kind === 'install') && (dependency.kind === 'build' || dependency.kind === 'install') &&

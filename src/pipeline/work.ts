@@ -9,6 +9,7 @@ import { ExitCode, OotmodError } from '../errors.js';
 import { executePlan, type JobResult, type ProgressReporter } from '../execute/executor.js';
 import { initramfsKernels } from '../execute/initramfs.js';
 import { Jobserver, makeFifoSupport } from '../execute/jobserver.js';
+import { missingBuildUser } from '../system/sandbox.js';
 import { jobRunner } from '../execute/steps.js';
 import { listKernels, readKernel, type KernelTarget } from '../kernel/inventory.js';
 import { dkmsIsInstalled } from '../modules/names.js';
@@ -131,7 +132,7 @@ export async function planModuleWork(ctx: PipelineContext, req: ModuleWorkReques
     if (req.refs) throw new OotmodError(line, fix, ExitCode.NotFound);
     notes.push(`ootmod: ${line}: ${fix}`);
   }
-  const plan = composePlan({ ...compose, adds: req.adds, rust, rustWanted: req.refs ? 'needed' : 'all', depmodKernels: depmodKernels(ctx, kernels) });
+  const plan = composePlan({ ...compose, adds: req.adds, rust, rustWanted: req.refs ? 'needed' : 'all', depmodKernels: depmodKernels(ctx, kernels), buildUser: missingBuildUser() });
   return { plan, kernels, store, label: req.label, named: Boolean(req.refs), notes };
 }
 
@@ -152,7 +153,7 @@ export async function planRemoval(ctx: PipelineContext, ref: ModuleRef, forget: 
   const kernels = await listKernels(ctx.layout);
   const removals: RemovalRequest[] = [];
   for (const r of records) removals.push({ record: r, forget, spec: await specOf(ctx, r, kernels.find((k) => k.release === r.kernel)), reason: forget ? 'ootmod remove' : 'ootmod uninstall' });
-  const plan = composePlan({ removals, depmodKernels: depmodKernels(ctx, kernels) });
+  const plan = composePlan({ removals, depmodKernels: depmodKernels(ctx, kernels), buildUser: missingBuildUser() });
   return { plan, kernels, store, label: forget ? 'remove' : 'uninstall', named: true, notes: [] };
 }
 
@@ -205,7 +206,7 @@ export async function planTrigger(ctx: PipelineContext, opts: { inDpkg: boolean;
   const initramfs = initramfsKernels(ctx.layout, kernels.map((k) => k.release));
   const plan = composePlan({
     ...compose, rust, rustWanted: 'all', removals, forgetKernels: gone, rustClean,
-    depmodKernels: depmodKernels(ctx, kernels), initramfs: { ...initramfs, inDpkg: opts.inDpkg },
+    depmodKernels: depmodKernels(ctx, kernels), buildUser: missingBuildUser(), initramfs: { ...initramfs, inDpkg: opts.inDpkg },
     dkmsTakeover: await dkmsTakeover(ctx, store, gone),
   });
   return { plan, kernels, store, label: opts.label, named: false, notes: [] };
@@ -222,7 +223,7 @@ export async function planRustPrepare(ctx: PipelineContext): Promise<Planned> {
   const rust = await readRustFacts(rustKernels(kernels), {
     layout: ctx.layout, config: ctx.config(), kernelSource: ctx.opts.kernelSource, force: ctx.opts.force, saveProbes: !ctx.opts.dryRun,
   });
-  const plan = composePlan({ rust, rustWanted: 'all', depmodKernels: new Set() });
+  const plan = composePlan({ rust, rustWanted: 'all', depmodKernels: new Set(), buildUser: missingBuildUser() });
   return { plan, kernels, store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label: 'rust prepare', named: false, notes: [] };
 }
 

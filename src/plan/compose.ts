@@ -40,6 +40,11 @@ export interface ComposeInput {
    * after this plan's install of it.
    */
   dkmsTakeover?: { installs: DkmsInstall[]; installedByOotmod: ReadonlySet<string> };
+  /**
+   * The build user does not exist yet (root, confined builds): create it before the builds that run as
+   * it, those `confines` says yes to (by module name; "rust-tree" for the Rust trees).
+   */
+  buildUser?: { name: string; confines: (name: string) => boolean };
 }
 
 const id = {
@@ -150,6 +155,16 @@ export function composePlan(input: ComposeInput): WorkPlan {
       needs: [], after: install ? [install.id] : [],
     });
     changes(d.kernel, takeoverId);
+  }
+
+  // The build user, before the first build that runs as it.
+  if (input.buildUser) {
+    const { name, confines } = input.buildUser;
+    const users = jobs.filter((j) => (j.kind === 'build' && confines(j.module)) || (j.kind === 'rust-tree' && confines('rust-tree')));
+    if (users.length) {
+      jobs.unshift({ kind: 'build-user', id: 'build-user', user: name, reason: 'module builds run as this unprivileged user, and it does not exist yet', needs: [], after: [] });
+      for (const j of users) j.needs.unshift('build-user');
+    }
   }
 
   // depmod once per touched kernel, after all of its jobs; then its initramfs.

@@ -5,7 +5,7 @@ import type { RustSource } from '../rust/sources.js';
 import type { RustToolchain } from '../rust/toolchain.js';
 import type { RustTreeKey } from '../rust/tree.js';
 
-export type JobKind = 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'dkms-takeover' | 'depmod' | 'initramfs' | 'defer';
+export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'dkms-takeover' | 'depmod' | 'initramfs' | 'defer';
 
 interface JobBase {
   id: string;
@@ -17,6 +17,12 @@ interface JobBase {
   needs: string[];
   /** Jobs that must have finished first, whatever their outcome. */
   after: string[];
+}
+
+/** Creates the system user that module builds run as (useradd --system), when it does not exist yet. */
+export interface BuildUserJob extends JobBase {
+  kind: 'build-user';
+  user: string;
 }
 
 /** Places a module source at /usr/src/<name>-<version> and runs its POST_ADD. */
@@ -117,7 +123,7 @@ export interface DeferJob extends JobBase {
   what: string;
 }
 
-export type Job = AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | DkmsTakeoverJob | DepmodJob | InitramfsJob | DeferJob;
+export type Job = BuildUserJob | AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | DkmsTakeoverJob | DepmodJob | InitramfsJob | DeferJob;
 
 /** A (module, kernel) that needs no job, with the reason. */
 export interface PlanItem {
@@ -164,6 +170,8 @@ export function jobTarget(job: Job): string {
       return job.what;
     case 'add':
       return `${job.module}/${job.version} at ${job.dest}`;
+    case 'build-user':
+      return `the system user ${job.user}`;
   }
 }
 

@@ -2,7 +2,6 @@
 // POST_BUILD, the Rust tree's make): as the unprivileged system user _ootmod, in new network, mount
 // and pid namespaces, with every mount read-only except the job's own dirs. util-linux's unshare and
 // setpriv are Essential on Debian, so this needs nothing more. Install steps stay root.
-import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { chown, lchown, lstat, mkdir, readdir, realpath } from 'node:fs/promises';
@@ -39,8 +38,6 @@ export interface SandboxPolicy {
   unconfined: string[];
   /** Where scratch dirs of commands without a build dir (dkms.conf evaluation) go. */
   scratchBase?: string;
-  /** A dry run: change nothing, not even /etc/passwd (the build user is not created). */
-  dryRun?: boolean;
 }
 
 let policy: SandboxPolicy = { enabled: false, unconfined: [] };
@@ -69,44 +66,55 @@ function lookupUser(name = SANDBOX_USER, passwd = PASSWD): SandboxUser | undefin
   return undefined;
 }
 
-function useradd(): void {
-  execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', '--comment', 'ootmod unprivileged module builds', SANDBOX_USER], { stdio: 'pipe' });
-}
+/** useradd's arguments that create the build user (the package's postinst creates it the same way). */
+export const USERADD_ARGS = ['--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', '--comment', 'ootmod unprivileged module builds', SANDBOX_USER];
 
 /** The account database the build user comes from (the host's; a test's own in unit tests). */
 export interface UserDb {
   passwd: string;
-  create(): void;
+  /** Runs useradd (a plan's build-user job). */
+  create(): Promise<void>;
 }
 
 /**
- * Finds the build user, or creates it with useradd --system when missing (the package's postinst
- * creates it). `mayCreate` false (a dry run, which changes nothing): a missing user is not created and
- * the stand-in is `nobody`, as unprivileged, so dkms.conf is still read confined.
+ * The build-user job: creates the user with useradd --system, then finds it. A failure is the
+ * machine's: one line with the fix, exit 5.
  */
-export function findBuildUser(db: UserDb, mayCreate: boolean, log: (line: string) => void): SandboxUser {
-  const found = lookupUser(SANDBOX_USER, db.passwd);
-  if (found) return found;
-  if (!mayCreate) {
-    log(`ootmod: the first real build creates the system user ${SANDBOX_USER}; this dry run reads dkms.conf as nobody`);
-    return lookupUser('nobody', db.passwd) ?? { name: 'nobody', uid: 65534, gid: 65534 };
-  }
+export async function createBuildUser(db: UserDb): Promise<SandboxUser> {
   try {
-    db.create();
+    await db.create();
   } catch (err) {
-    const why = String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim().split('\n')[0];
+    const why = (err as { result?: { stderr?: string } }).result?.stderr?.trim().split('\n')[0] || (err as Error).message;
     throw new OotmodError(`cannot create the build user ${SANDBOX_USER} (${why})`, `create it: useradd --system --user-group --no-create-home ${SANDBOX_USER}`, ExitCode.Environment);
   }
-  log(`ootmod: created the system user ${SANDBOX_USER} for unprivileged module builds`);
   const made = lookupUser(SANDBOX_USER, db.passwd);
   if (!made) throw new OotmodError(`useradd created no ${SANDBOX_USER} in ${db.passwd}`, `create it: useradd --system --user-group ${SANDBOX_USER}`, ExitCode.Environment);
+  if (db.passwd === PASSWD) user = made;
   return made;
 }
 
-/** The build user of this run (see findBuildUser); a dry run never creates it. */
-export function sandboxUser(log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): SandboxUser {
-  user ??= findBuildUser({ passwd: PASSWD, create: useradd }, !policy.dryRun, log);
-  return user;
+/** The host's build-user job, with useradd run by `create` (through ootmod's runner, logged). */
+export const createHostBuildUser = (create: () => Promise<void>): Promise<SandboxUser> => createBuildUser({ passwd: PASSWD, create });
+
+/**
+ * What a plan needs to create the build user first: builds are confined and the user does not exist
+ * (ootmod run from a source tree, or the user was deleted). Undefined when it exists or is not needed.
+ */
+export function missingBuildUser(passwd = PASSWD): { name: string; confines: (name: string) => boolean } | undefined {
+  if (!policy.enabled || lookupUser(SANDBOX_USER, passwd)) return undefined;
+  return { name: SANDBOX_USER, confines: isConfined };
+}
+
+/**
+ * The user confined commands run as: the build user. Until a plan has created it, nobody (as
+ * unprivileged) stands in for reading dkms.conf, which planning does before any job runs; a command
+ * that writes (a build) needs the build user itself (confineTo).
+ */
+export function sandboxUser(passwd = PASSWD): SandboxUser & { standIn?: boolean } {
+  if (user) return user;
+  const found = lookupUser(SANDBOX_USER, passwd);
+  if (found) return (user = found);
+  return { ...(lookupUser('nobody', passwd) ?? { name: 'nobody', uid: 65534, gid: 65534 }), standIn: true };
 }
 
 /** One line for `ootmod kernels` and `status --verbose`: how builds are confined on this machine. */
@@ -150,6 +158,9 @@ export async function confineTo(dirs: string[], tmpDir: string | undefined, name
   if (!isConfined(name)) return undefined;
   tmpDir ??= path.join(policy.scratchBase ?? scratchRoot(), `${process.pid}-${++scratchCount}`);
   const u = sandboxUser();
+  if (u.standIn && dirs.length) {
+    throw new OotmodError(`the build user ${SANDBOX_USER} does not exist`, `create it: useradd --system --user-group --no-create-home ${SANDBOX_USER} (a plan that builds creates it first)`, ExitCode.Environment);
+  }
   const writable: string[] = [];
   for (const d of [...dirs, tmpDir]) {
     await mkdir(d, { recursive: true });

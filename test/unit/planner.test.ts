@@ -5,6 +5,8 @@ import { makeCommandLine } from '../../src/execute/make.js';
 import { exclusionReason } from '../../src/modules/exclusive.js';
 import type { ModuleSpec } from '../../src/modules/spec.js';
 import { planModules as plan, type ModuleCandidate, type PlanRequest, type RecordView } from '../../src/plan/planner.js';
+import { composePlan } from '../../src/plan/compose.js';
+import { planLines } from '../../src/cli/progress.js';
 
 function kernel(release: string, extra: Partial<KernelTarget> = {}, config = 'CONFIG_64BIT=y\nCONFIG_FOO=m'): KernelTarget {
   return {
@@ -208,5 +210,25 @@ describe('makeCommandLine', () => {
   });
   it('adds LLVM=1 after make for clang kernels', () => {
     expect(makeCommandLine('make modules && echo done', { ...ctx, llvm: true })).toBe('make KERNELRELEASE=6.1.0-28-amd64 LLVM=1 modules && echo done');
+  });
+});
+
+describe('the build-user job in a plan', () => {
+  const k = kernel('8.1.4+deb15-amd64');
+  const modules = (names: string[]) => plan({ kernels: [k], records: [], request: auto, candidates: names.map((n) => cand(spec(n), k.release)) });
+  const user = { name: '_ootmod', confines: (n: string) => n !== 'allowed' };
+
+  it('comes first, and every confined build needs it; a module allowed unconfined does not', () => {
+    const plan = composePlan({ modules: modules(['a', 'allowed']), depmodKernels: new Set(), buildUser: user });
+    expect(plan.jobs[0]).toMatchObject({ kind: 'build-user', id: 'build-user', user: '_ootmod' });
+    const builds = plan.jobs.filter((j) => j.kind === 'build');
+    expect(builds.find((j) => j.id.includes('a/1.0'))!.needs).toContain('build-user');
+    expect(builds.find((j) => j.id.includes('allowed/'))!.needs).not.toContain('build-user');
+    expect(planLines(plan)[0]).toBe('would create the system user _ootmod with useradd --system (module builds run as this unprivileged user, and it does not exist yet)');
+  });
+
+  it('is not in a plan that builds nothing confined', () => {
+    expect(composePlan({ modules: modules(['allowed']), depmodKernels: new Set(), buildUser: user }).jobs.some((j) => j.kind === 'build-user')).toBe(false);
+    expect(composePlan({ depmodKernels: new Set(), buildUser: user }).jobs).toEqual([]);
   });
 });

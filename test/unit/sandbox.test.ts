@@ -1,10 +1,10 @@
-// The build user: found in the account database, created when missing, but never by a dry run.
+// The build user: found in the account database; when missing, a plan's build-user job creates it before
+// the builds that run as it, and until then nobody stands in for reading dkms.conf.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { createSession } from '../../src/cli/session.js';
-import { findBuildUser, sandboxPolicy, type UserDb } from '../../src/system/sandbox.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createBuildUser, missingBuildUser, sandboxUser, setSandboxPolicy, type UserDb } from '../../src/system/sandbox.js';
 
 const BASE = 'root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n';
 
@@ -15,7 +15,7 @@ function fakeDb(): UserDb & { created: number } {
   const db = {
     passwd,
     created: 0,
-    create() {
+    async create() {
       db.created++;
       writeFileSync(passwd, `${BASE}_ootmod:x:996:991::/nonexistent:/usr/sbin/nologin\n`);
     },
@@ -23,39 +23,38 @@ function fakeDb(): UserDb & { created: number } {
   return db;
 }
 
+afterEach(() => setSandboxPolicy({ enabled: false, unconfined: [] }));
+
 describe('the build user', () => {
-  it('is created once on a real run when missing, and said so', () => {
+  it('is created by the build-user job, and found from then on', async () => {
     const db = fakeDb();
-    const lines: string[] = [];
-    expect(findBuildUser(db, true, (l) => lines.push(l))).toEqual({ name: '_ootmod', uid: 996, gid: 991 });
+    expect(await createBuildUser(db)).toEqual({ name: '_ootmod', uid: 996, gid: 991 });
     expect(db.created).toBe(1);
-    expect(lines).toEqual(['ootmod: created the system user _ootmod for unprivileged module builds']);
-    expect(findBuildUser(db, true, () => {})).toEqual({ name: '_ootmod', uid: 996, gid: 991 });
-    expect(db.created).toBe(1);
+    expect(readFileSync(db.passwd, 'utf8')).toMatch(/^_ootmod:x:996:991:/m);
   });
 
-  it('is not created by a dry run, which reads dkms.conf as nobody and says the first build creates it', () => {
+  it('until then, nobody stands in (for reading dkms.conf), and the account database is untouched', () => {
     const db = fakeDb();
-    const lines: string[] = [];
-    expect(findBuildUser(db, false, (l) => lines.push(l))).toEqual({ name: 'nobody', uid: 65534, gid: 65534 });
-    expect(db.created).toBe(0);
+    expect(sandboxUser(db.passwd)).toEqual({ name: 'nobody', uid: 65534, gid: 65534, standIn: true });
     expect(readFileSync(db.passwd, 'utf8')).toBe(BASE);
-    expect(lines).toEqual([expect.stringMatching(/the first real build creates the system user _ootmod/)]);
   });
 
-  it('a failing useradd is one line with the fix, exit 5', () => {
-    const db = { ...fakeDb(), create: () => { throw Object.assign(new Error('x'), { stderr: Buffer.from('useradd: cannot lock /etc/passwd; try again later.\n') }); } };
-    const err = (() => { try { findBuildUser(db, true, () => {}); } catch (e) { return e as { line(): string; exitCode: number }; } throw new Error('no error'); })();
+  it('a failing useradd is one line with the fix, exit 5', async () => {
+    const db = { ...fakeDb(), create: async () => { throw Object.assign(new Error('x'), { result: { stderr: 'useradd: cannot lock /etc/passwd; try again later.\n' } }); } };
+    const err = await createBuildUser(db).then(() => { throw new Error('no error'); }, (e: { line(): string; exitCode: number }) => e);
     expect(err.line()).toBe('cannot create the build user _ootmod (useradd: cannot lock /etc/passwd; try again later.): create it: useradd --system --user-group --no-create-home _ootmod');
     expect(err.exitCode).toBe(5);
   });
 
-  it('a --dry-run session tells the sandbox not to create it; a real one lets it', () => {
-    const root = mkdtempSync(path.join(os.tmpdir(), 'ootmod-session-'));
-    const opts = { root, jobs: 1, verbose: false, json: false, kernels: [], force: false, debug: false };
-    createSession({ ...opts, dryRun: true });
-    expect(sandboxPolicy().dryRun).toBe(true);
-    createSession({ ...opts, dryRun: false });
-    expect(sandboxPolicy().dryRun).toBe(false);
+  it('is missing for a plan only when builds are confined and it does not exist', () => {
+    const db = fakeDb();
+    expect(missingBuildUser(db.passwd)).toBeUndefined();
+    setSandboxPolicy({ enabled: true, unconfined: ['allowed'] });
+    const missing = missingBuildUser(db.passwd);
+    expect(missing?.name).toBe('_ootmod');
+    expect(missing?.confines('some-module')).toBe(true);
+    expect(missing?.confines('allowed')).toBe(false);
+    writeFileSync(db.passwd, `${BASE}_ootmod:x:996:991::/nonexistent:/usr/sbin/nologin\n`);
+    expect(missingBuildUser(db.passwd)).toBeUndefined();
   });
 });
