@@ -4,7 +4,7 @@
 // the amd64 kernel installs on a second, bare chroot (no compiler, no headers, no ootmod) and loads.
 // Versions are derived at run time from the archive.
 import { execFileSync } from 'node:child_process';
-import { cpSync, chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -289,8 +289,10 @@ describe.skipIf(!onAmd64 || !ARM64_NATIVE_OPT_IN)('a native arm64 build machine 
   let chroot: Chroot;
   let kernel: KernelInfo;
   let rustSkip: string | undefined;
+  // Emulated, the Rust tree takes hours (core.o alone over 10 min of CPU): the opt-in tests get 6 h.
+  const EMULATED_MS = 6 * 3_600_000;
   const sh = async (script: string, env: Record<string, string> = {}) => {
-    const r = await chroot.run(['bash', '-c', script], { reject: false, env, timeoutMs: 3_600_000 });
+    const r = await chroot.run(['bash', '-c', script], { reject: false, env, timeoutMs: EMULATED_MS });
     return { code: r.exitCode, out: r.stdout, err: r.stderr };
   };
 
@@ -307,6 +309,9 @@ describe.skipIf(!onAmd64 || !ARM64_NATIVE_OPT_IN)('a native arm64 build machine 
       else await chroot.aptInstall(toolchain.packages, { target: toolchain.suite });
     });
     for (const p of ['/var/lib/ootmod', `/usr/lib/modules/${kernel.kver}/updates/ootmod`]) rmSync(chroot.path(p), { recursive: true, force: true });
+    // ootmod's own limit per build (1 h by default) is too short under emulation.
+    mkdirSync(chroot.path('/etc/ootmod'), { recursive: true });
+    writeFileSync(chroot.path('/etc/ootmod/ootmod.conf'), `[build]\ntimeout = ${EMULATED_MS / 1000}\n`);
     cpSync(path.join(REPO, 'dist/ootmod'), chroot.path('/usr/sbin/ootmod'));
     chmodSync(chroot.path('/usr/sbin/ootmod'), 0o755);
     for (const f of FIXTURES) placeSource(chroot.root, path.join(REPO, 'test/fixtures', f));
@@ -357,5 +362,5 @@ describe.skipIf(!onAmd64 || !ARM64_NATIVE_OPT_IN)('a native arm64 build machine 
     process.stderr.write(`[e2e] native arm64 Rust tree (qemu-user): ${trees[0].buildSeconds}s, ${trees[0].abi.matched}/${trees[0].abi.exported}, kernel crate ${JSON.stringify(trees[0].abi.crates.kernel.rebuilt)}\n`);
     const m = await sh(`ootmod install ootmod-rust-hello -k ${kernel.kver}`);
     expect(m.code, m.out + m.err).toBe(0);
-  });
+  }, EMULATED_MS);
 });
