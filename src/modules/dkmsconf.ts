@@ -115,7 +115,13 @@ for __ootmod_v in $__OOTMOD_NAMES; do
   eval "__ootmod_idx=(\"\@{!$__ootmod_v[@]}\")"
   for __ootmod_i in "@{__ootmod_idx[@]}"; do
     eval "__ootmod_val=\@{$__ootmod_v[$__ootmod_i]}"
-    __ootmod_val=$(__ootmod_expand "@{__ootmod_val%$'\r'}")
+    __ootmod_val=@{__ootmod_val%$'\r'}
+    # A subshell only for a value that has something left to expand (most have not); the others lose
+    # their trailing newlines here, as a command substitution would take them.
+    case $__ootmod_val in
+      *'$'*|*'@BQ@'*) __ootmod_val=$(__ootmod_expand "$__ootmod_val") ;;
+      *) while [[ $__ootmod_val == *$'\n' ]]; do __ootmod_val=@{__ootmod_val%$'\n'}; done ;;
+    esac
     __ootmod_emit V "$__ootmod_v" "$__ootmod_i" "$__ootmod_val"
     case $__ootmod_v in
       MAKE_MATCH|PATCH_MATCH|BUILD_EXCLUSIVE_KERNEL) __ootmod_subject=$kernelver ;;

@@ -53,6 +53,13 @@ UNRELATED=1
     expect(conf.directives.get('MAKE')?.get(0)).toBe('make KVER=7.4.1+deb14-amd64');
   });
 
+  it('drops a value\'s trailing newlines whether or not it has something left to expand', async () => {
+    const { conf } = await evalText(`PACKAGE_NAME=demo\nPACKAGE_VERSION=1.0\nMAKE[0]=$'make plain\\n\\n'\nMAKE[1]='make K=$kernelver\n'\nCLEAN=$'a\\nb\\n'\n`);
+    expect(conf.directives.get('MAKE')?.get(0)).toBe('make plain');
+    expect(conf.directives.get('MAKE')?.get(1)).toBe('make K=7.4.1+deb14-amd64');
+    expect(conf.directives.get('CLEAN')?.get(0)).toBe('a\nb');
+  });
+
   it('supports X=() and X+=() arrays and strips CR', async () => {
     const { conf, dir } = await evalText('PACKAGE_NAME="demo"\r\nPACKAGE_VERSION="1.0"\r\nBUILT_MODULE_NAME=()\r\nBUILT_MODULE_NAME+=("a")\r\nBUILT_MODULE_NAME+=("b")\r\n');
     const { spec } = resolveSpec(conf, dir);
