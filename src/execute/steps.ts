@@ -10,7 +10,7 @@ import { buildRustTree, cleanRustTrees } from '../rust/tree.js';
 import type { BuildRecord, StateStore } from '../state/store.js';
 import type { Layout } from '../system/layout.js';
 import { run, type CommandLog } from '../system/run.js';
-import { USERADD_ARGS, createHostBuildUser } from '../system/sandbox.js';
+import { USERADD_ARGS, createBuildUser } from '../system/sandbox.js';
 import { depmod } from './depmod.js';
 import type { JobResult, JobRunner } from './executor.js';
 import { requestInitramfs } from './initramfs.js';
@@ -43,7 +43,7 @@ export function jobRunner(ctx: StepContext): JobRunner {
     async run(job, results) {
       switch (job.kind) {
         case 'build-user': {
-          await createHostBuildUser(async () => void (await run('useradd', USERADD_ARGS, { log: ctx.log, step: 'useradd' })));
+          await createBuildUser(async () => void (await run('useradd', USERADD_ARGS, { log: ctx.log, step: 'useradd' })));
           return { status: 'done' };
         }
         case 'add': {

@@ -1,7 +1,7 @@
 // dkms.conf is a bash fragment: evaluate it as DKMS does, by bash in a child process with DKMS's
 // variables set, and read back only the known directives. Functions and other variables are discarded.
-import { existsSync, constants as fsc } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
@@ -239,18 +239,6 @@ wait
 // Before the evaluator, in a batch: export the read's variables, given as NAME=value words up to "--".
 const EXPORT_ARGS = 'while [ "$1" != -- ]; do export "$1"; shift; done; shift\n';
 
-/** A regular file of the batch's output dir, or undefined. */
-async function readOutput(file: string): Promise<string | undefined> {
-  const fh = await open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK).catch(() => undefined);
-  if (!fh) return undefined;
-  try {
-    if (!(await fh.stat()).isFile()) return undefined;
-    return await fh.readFile('utf8');
-  } finally {
-    await fh.close();
-  }
-}
-
 /** Runs the reads in one sandbox; a read without a result is undefined (run it alone). */
 async function runBatch(batch: ConfRequest[]): Promise<(ConfRun | undefined)[]> {
   const sandbox = (await confineDriver(batch[0]!.module))!;
@@ -269,6 +257,8 @@ async function runBatch(batch: ConfRequest[]): Promise<(ConfRun | undefined)[]> 
       allowFailure: true,
       confine,
     });
+    // The output dir is root's alone (0700): no read can have put a link or a fifo there.
+    const readOutput = (file: string) => readFile(file, 'utf8').catch(() => undefined);
     return await Promise.all(
       batch.map(async (_, i): Promise<ConfRun | undefined> => {
         const rc = Number((await readOutput(path.join(outDir, `${i}.rc`)))?.trim() || NaN);

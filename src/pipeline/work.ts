@@ -153,7 +153,7 @@ export async function planRemoval(ctx: PipelineContext, ref: ModuleRef, forget: 
   const kernels = await listKernels(ctx.layout);
   const removals: RemovalRequest[] = [];
   for (const r of records) removals.push({ record: r, forget, spec: await specOf(ctx, r, kernels.find((k) => k.release === r.kernel)), reason: forget ? 'ootmod remove' : 'ootmod uninstall' });
-  const plan = composePlan({ removals, depmodKernels: depmodKernels(ctx, kernels), buildUser: missingBuildUser() });
+  const plan = composePlan({ removals, depmodKernels: depmodKernels(ctx, kernels) });
   return { plan, kernels, store, label: forget ? 'remove' : 'uninstall', named: true, notes: [] };
 }
 

@@ -57,6 +57,9 @@ export const HOST_TOOLS = {
   defaultPath: '/usr/sbin:/usr/bin:/sbin:/bin',
 } as const;
 
+/** The host's account database: the build user is a user of the machine ootmod runs on, even with --root. */
+export const HOST_PASSWD = '/etc/passwd';
+
 export function createLayout(root = '/'): Layout {
   const absRoot = path.resolve(root);
   const at = (p: string) => (absRoot === '/' ? p : path.join(absRoot, p));

@@ -7,10 +7,9 @@ import os from 'node:os';
 import { chown, lchown, lstat, mkdir, readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
+import { HOST_PASSWD as PASSWD } from './layout.js';
 
 export const SANDBOX_USER = '_ootmod';
-/** The host's account database: the build user is a user of the machine ootmod runs on, even with --root. */
-const PASSWD = '/etc/passwd';
 
 export interface SandboxUser {
   name: string;
@@ -38,6 +37,8 @@ export interface SandboxPolicy {
   unconfined: string[];
   /** Where scratch dirs of commands without a build dir (dkms.conf evaluation) go. */
   scratchBase?: string;
+  /** The account database the build user is looked up in: the host's, unless a test gives its own. */
+  passwd?: string;
 }
 
 let policy: SandboxPolicy = { enabled: false, unconfined: [] };
@@ -52,10 +53,10 @@ export function sandboxPolicy(): SandboxPolicy {
   return policy;
 }
 
-function lookupUser(name = SANDBOX_USER, passwd = PASSWD): SandboxUser | undefined {
+function lookupUser(name = SANDBOX_USER): SandboxUser | undefined {
   let text = '';
   try {
-    text = readFileSync(passwd, 'utf8');
+    text = readFileSync(policy.passwd ?? PASSWD, 'utf8');
   } catch {
     return undefined;
   }
@@ -69,39 +70,28 @@ function lookupUser(name = SANDBOX_USER, passwd = PASSWD): SandboxUser | undefin
 /** useradd's arguments that create the build user (the package's postinst creates it the same way). */
 export const USERADD_ARGS = ['--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', '--comment', 'ootmod unprivileged module builds', SANDBOX_USER];
 
-/** The account database the build user comes from (the host's; a test's own in unit tests). */
-export interface UserDb {
-  passwd: string;
-  /** Runs useradd (a plan's build-user job). */
-  create(): Promise<void>;
-}
-
 /**
- * The build-user job: creates the user with useradd --system, then finds it. A failure is the
- * machine's: one line with the fix, exit 5.
+ * The build-user job: `create` runs useradd --system (through ootmod's runner), then the user is
+ * looked up. A failure is the machine's: one line with the fix, exit 5.
  */
-export async function createBuildUser(db: UserDb): Promise<SandboxUser> {
+export async function createBuildUser(create: () => Promise<void>): Promise<SandboxUser> {
   try {
-    await db.create();
+    await create();
   } catch (err) {
     const why = (err as { result?: { stderr?: string } }).result?.stderr?.trim().split('\n')[0] || (err as Error).message;
     throw new OotmodError(`cannot create the build user ${SANDBOX_USER} (${why})`, `create it: useradd --system --user-group --no-create-home ${SANDBOX_USER}`, ExitCode.Environment);
   }
-  const made = lookupUser(SANDBOX_USER, db.passwd);
-  if (!made) throw new OotmodError(`useradd created no ${SANDBOX_USER} in ${db.passwd}`, `create it: useradd --system --user-group ${SANDBOX_USER}`, ExitCode.Environment);
-  if (db.passwd === PASSWD) user = made;
+  const made = lookupUser();
+  if (!made) throw new OotmodError(`useradd created no ${SANDBOX_USER} in ${policy.passwd ?? PASSWD}`, `create it: useradd --system --user-group ${SANDBOX_USER}`, ExitCode.Environment);
   return made;
 }
-
-/** The host's build-user job, with useradd run by `create` (through ootmod's runner, logged). */
-export const createHostBuildUser = (create: () => Promise<void>): Promise<SandboxUser> => createBuildUser({ passwd: PASSWD, create });
 
 /**
  * What a plan needs to create the build user first: builds are confined and the user does not exist
  * (ootmod run from a source tree, or the user was deleted). Undefined when it exists or is not needed.
  */
-export function missingBuildUser(passwd = PASSWD): { name: string; confines: (name: string) => boolean } | undefined {
-  if (!policy.enabled || lookupUser(SANDBOX_USER, passwd)) return undefined;
+export function missingBuildUser(): { name: string; confines: (name: string) => boolean } | undefined {
+  if (!policy.enabled || lookupUser()) return undefined;
   return { name: SANDBOX_USER, confines: isConfined };
 }
 
@@ -110,11 +100,11 @@ export function missingBuildUser(passwd = PASSWD): { name: string; confines: (na
  * unprivileged) stands in for reading dkms.conf, which planning does before any job runs; a command
  * that writes (a build) needs the build user itself (confineTo).
  */
-export function sandboxUser(passwd = PASSWD): SandboxUser & { standIn?: boolean } {
+export function sandboxUser(): SandboxUser & { standIn?: boolean } {
   if (user) return user;
-  const found = lookupUser(SANDBOX_USER, passwd);
+  const found = lookupUser();
   if (found) return (user = found);
-  return { ...(lookupUser('nobody', passwd) ?? { name: 'nobody', uid: 65534, gid: 65534 }), standIn: true };
+  return { ...(lookupUser('nobody') ?? { name: 'nobody', uid: 65534, gid: 65534 }), standIn: true };
 }
 
 /** One line for `ootmod kernels` and `status --verbose`: how builds are confined on this machine. */
