@@ -24,6 +24,8 @@ export interface Tick {
   running: number;
   /** CPU seconds the tree has used so far (see above). */
   cpu: number;
+  /** CPU seconds the machine's cores have been idle so far (idle + iowait of /proc/stat, all cores; since boot). */
+  idle?: number;
   /** When more compilers than the sampler's `limit` ran: their command lines (cut to 160 characters). */
   over?: string[];
 }
@@ -109,13 +111,23 @@ export interface TreeSampler {
   stop(): Tick[];
 }
 
+/** Idle + iowait seconds of all cores since boot (/proc/stat's first line; its unit is USER_HZ too). */
+export function machineIdle(): number | undefined {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/);
+    return (Number(f[4]) + Number(f[5])) / HZ;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Samples the tree under `root` every `intervalMs` until stopped (the first reading is immediate). */
 export function sampleTree(root: number, intervalMs: number, limit = Infinity): TreeSampler {
   const started = process.hrtime.bigint();
   const ticks: Tick[] = [];
   const take = () => {
     const r = readTree(root, limit);
-    if (r.procs) ticks.push({ t: Number(process.hrtime.bigint() - started) / 1e9, ...r });
+    if (r.procs) ticks.push({ t: Number(process.hrtime.bigint() - started) / 1e9, ...r, idle: machineIdle() });
   };
   take();
   const timer = setInterval(take, intervalMs);
@@ -132,6 +144,8 @@ export interface Window {
   t: number;
   /** Cores the tree kept busy during the window (CPU seconds / window length). */
   cores: number;
+  /** Cores left idle during the window (the whole machine's idle + iowait / window length). */
+  idleCores?: number;
   /** Most compilers seen at once in the window. */
   maxCompilers: number;
   /** Most members in state R seen at once in the window. */
@@ -152,6 +166,7 @@ export function windows(ticks: readonly Tick[], seconds = 1): Window[] {
     out.push({
       t: a.t,
       cores: Math.max(0, (b.cpu - a.cpu) / (b.t - a.t)),
+      idleCores: a.idle === undefined || b.idle === undefined ? undefined : Math.max(0, (b.idle - a.idle) / (b.t - a.t)),
       maxCompilers: Math.max(...inside.map((x) => x.compilers)),
       maxRunning: Math.max(...inside.map((x) => x.running)),
     });

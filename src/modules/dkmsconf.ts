@@ -7,7 +7,8 @@ import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
 import { run, type RunResult } from '../system/run.js';
 import { HOST_TOOLS } from '../system/layout.js';
-import { SANDBOX_USER, confineDriver, confineTo, confinedEnv, isConfined, sandboxDenial } from '../system/sandbox.js';
+import { findOnPath } from '../kernel/toolchain.js';
+import { SANDBOX_USER, confineDriver, confineTo, confinedEnv, isConfined, sandboxDenial, sandboxPolicy } from '../system/sandbox.js';
 
 export const ARRAY_DIRECTIVES = [
   'BUILT_MODULE_NAME',
@@ -159,8 +160,8 @@ export async function evaluateConf(files: string[], ctx: ConfContext, timeoutMs 
   };
   const req: ConfRequest = { files, env, timeoutMs, module: ctx.module };
   // dkms.conf is code: it runs as the build user, offline, with nothing but a scratch dir writable.
-  // Confined reads asked for together share one sandbox (see runBatch).
-  const { res, confined } = isConfined(ctx.module) ? await enqueue(req) : await runAlone(req);
+  // Confined reads share one sandbox (see ConfReader).
+  const { res, confined } = isConfined(ctx.module) ? await confinedRead(req) : await runAlone(req);
   return interpret(res, confined, files, timeoutMs, ctx.module);
 }
 
@@ -179,98 +180,199 @@ async function runAlone(req: ConfRequest): Promise<ConfRun> {
   return { res, confined: confine !== undefined };
 }
 
-// Batches: setting up a sandbox (namespaces, a mount per writable filesystem, dropping privileges)
-// costs several processes, more than reading a dkms.conf. Planning reads one dkms.conf per source and
-// kernel, all at once, so the confined reads asked for within a few milliseconds of each other share
-// one sandbox (src/system/sandbox.ts, confineDriver): a driver, root inside its namespaces and
-// read-only mounts, starts one bash per read (as many at a time as there are CPUs), each in a pid
-// namespace of its own as the build user, with an empty environment but its own variables, from its
-// source dir; their outputs go to files only root can reach. Any read whose result is not there (the
-// batch timed out, the driver failed) is done again in a sandbox of its own, with the usual timeout.
-const BATCH_WINDOW_MS = 3;
-let queued: (ConfRequest & { resolve: (r: ConfRun) => void; reject: (e: unknown) => void })[] = [];
-let flushTimer: NodeJS.Timeout | undefined;
+// The reader: setting up a sandbox (namespaces, a mount per writable filesystem, dropping privileges)
+// costs several processes, more than reading a dkms.conf, and planning reads one dkms.conf per source
+// and kernel. So confined reads share one sandbox (src/system/sandbox.ts, confineDriver): a driver,
+// root inside its namespaces and read-only mounts, is fed the reads on its stdin and starts one bash
+// per read (as many at a time as there are CPUs), each in a pid namespace of its own as the build user,
+// with an empty environment but its own variables, from its source dir. Their outputs go to files only
+// root can reach, and the driver names each read on its stdout as it starts ("s ID") and ends ("e ID").
+//
+// The pipeline opens the reader when planning starts (openConfReader), so the sandbox is set up while
+// ootmod reads the kernels and lists the sources, and closes it when the plan is made. A read asked for
+// with no reader open opens one, which closes a few milliseconds after the last read was asked for.
+// A read whose result is not there (the driver failed or was ended) is done again in a sandbox of its
+// own, with the usual timeout; a read that outlives its own timeout ends the driver and is reported as
+// timed out.
+const IDLE_CLOSE_MS = 3;
 
-function enqueue(req: ConfRequest): Promise<ConfRun> {
-  return new Promise((resolve, reject) => {
-    queued.push({ ...req, resolve, reject });
-    flushTimer ??= setTimeout(flush, BATCH_WINDOW_MS);
-  });
-}
-
-function flush(): void {
-  flushTimer = undefined;
-  const batch = queued;
-  queued = [];
-  if (batch.length === 1) {
-    runAlone(batch[0]!).then(batch[0]!.resolve, batch[0]!.reject);
-    return;
-  }
-  runBatch(batch).then(
-    (runs) => batch.forEach((q, i) => (runs[i] ? q.resolve(runs[i]) : runAlone(q).then(q.resolve, q.reject))),
-    (err) => batch.forEach((q) => q.reject(err)),
-  );
-}
-
-// The driver: $1 the output dir, $2 reads at a time, $3 the evaluator, $4 the count and then the words
-// that start a command in its own pid namespace as the build user; then per read its dir, the count
-// and NAME=value words of its variables, the count and paths of its files.
-const BATCH_DRIVER = String.raw`
-out=$1; par=$2; evaluator=$3; nd=$4; shift 4; drop=("$@"); drop=("@{drop[@]:0:nd}"); shift "$nd"
-# The commands start with an empty environment: name them by path.
-for k in "@{!drop[@]}"; do case @{drop[k]} in unshare|setpriv) drop[k]=$(command -v "@{drop[k]}") ;; esac; done
-bash=$(command -v bash)
-i=0; n=0
-while [ $# -gt 0 ]; do
-  dir=$1; nv=$2; shift 2; vars=("$@"); vars=("@{vars[@]:0:nv}"); shift "$nv"
-  nf=$1; shift; files=("$@"); files=("@{files[@]:0:nf}"); shift "$nf"
+// $1 the output dir, $2 reads at a time, $3 bash's path, $4 the evaluator, then the words that start a
+// command in its own pid namespace as the build user. Each read comes on stdin as NUL-terminated fields:
+// its id, its dir, the count and NAME=value words of its variables, the count and paths of its files.
+const READER_DRIVER = String.raw`
+out=$1; par=$2; bash=$3; evaluator=$4; shift 4; drop=("$@")
+field() { IFS= read -r -d '' "$1"; }
+n=0
+while field id; do
+  field dir && field nv || break
+  vars=(); for ((k = 0; k < nv; k++)); do field v || break 2; vars+=("$v"); done
+  field nf || break
+  files=(); for ((k = 0; k < nf; k++)); do field f || break 2; files+=("$f"); done
   if [ "$n" -ge "$par" ]; then wait -n; n=$((n-1)); fi
+  echo "s $id"
   {
     if cd -- "$dir"; then
-      (exec -c "@{drop[@]}" "$bash" -c "$evaluator" ootmod-dkms.conf "@{vars[@]}" -- "@{files[@]}") >"$out/$i.out" 2>"$out/$i.err"
-      echo $? >"$out/$i.rc"
+      (exec -c "@{drop[@]}" "$bash" -c "$evaluator" ootmod-dkms.conf "@{vars[@]}" -- "@{files[@]}") >"$out/$id.out" 2>"$out/$id.err"
+      echo $? >"$out/$id.rc"
     fi
-  } &
-  i=$((i+1)); n=$((n+1))
+    echo "e $id"
+  } </dev/null &
+  n=$((n+1))
 done
 wait
 `.replaceAll('@{', '${');
 
-// Before the evaluator, in a batch: export the read's variables, given as NAME=value words up to "--".
+// Before the evaluator, in the reader: export the read's variables, given as NAME=value words up to "--".
 const EXPORT_ARGS = 'while [ "$1" != -- ]; do export "$1"; shift; done; shift\n';
 
-/** Runs the reads in one sandbox; a read without a result is undefined (run it alone). */
-async function runBatch(batch: ConfRequest[]): Promise<(ConfRun | undefined)[]> {
-  const sandbox = (await confineDriver(batch[0]!.module))!;
-  const { confine, outDir, drop } = sandbox;
-  try {
-    const args = [outDir, String(availableParallelism()), EXPORT_ARGS + EVALUATOR, String(drop.length), ...drop];
-    for (const q of batch) {
-      const vars = Object.entries({ ...q.env, ...confinedEnv(confine) }).map(([k, v]) => `${k}=${v}`);
-      args.push(path.dirname(q.files[0]!), String(vars.length), ...vars, String(q.files.length), ...q.files);
-    }
-    await run('bash', ['-c', BATCH_DRIVER, 'ootmod-dkms.conf', ...args], {
+type ReadResult = ConfRun | undefined;
+
+class ConfReader {
+  private next = 0;
+  private readonly waiting = new Map<number, { resolve: (r: ReadResult) => void; timeoutMs: number; timer?: NodeJS.Timeout }>();
+  private readonly stop = new AbortController();
+  private stdin?: NodeJS.WritableStream;
+  private queued: string[] = [];
+  private closed = false;
+  private idle?: NodeJS.Timeout;
+  private line = '';
+  private reading: Promise<unknown>[] = [];
+  /** Settles when the driver has ended and every read is answered. */
+  readonly ended: Promise<void>;
+
+  constructor(
+    private readonly sandbox: NonNullable<Awaited<ReturnType<typeof confineDriver>>>,
+    private readonly idleClose: boolean,
+  ) {
+    const { confine, outDir, drop } = sandbox;
+    const bash = findOnPath('bash') ?? 'bash';
+    this.ended = run('bash', ['-c', READER_DRIVER, 'ootmod-dkms.conf', outDir, String(availableParallelism()), bash, EXPORT_ARGS + EVALUATOR, ...drop], {
       cwd: confine.tmpDir,
-      env: { PATH: batch[0]!.env.PATH!, LANG: 'C.UTF-8' },
+      env: { PATH: process.env.PATH ?? HOST_TOOLS.defaultPath, LANG: 'C.UTF-8' },
       cleanEnv: true,
-      timeoutMs: Math.max(...batch.map((q) => q.timeoutMs)),
       allowFailure: true,
       confine,
-    });
-    // The output dir is root's alone (0700): no read can have put a link or a fifo there.
-    const readOutput = (file: string) => readFile(file, 'utf8').catch(() => undefined);
-    return await Promise.all(
-      batch.map(async (_, i): Promise<ConfRun | undefined> => {
-        const rc = Number((await readOutput(path.join(outDir, `${i}.rc`)))?.trim() || NaN);
-        const stdout = await readOutput(path.join(outDir, `${i}.out`));
-        const stderr = await readOutput(path.join(outDir, `${i}.err`));
-        if (!Number.isInteger(rc) || stdout === undefined || stderr === undefined) return undefined;
-        return { res: { stdout, stderr, exitCode: rc, timedOut: false }, confined: true };
-      }),
-    );
-  } finally {
-    await Promise.all([confine.tmpDir, outDir].map((d) => rm(d, { recursive: true, force: true })));
+      signal: this.stop.signal,
+      feed: (stdin) => {
+        this.stdin = stdin;
+        for (const q of this.queued) stdin.write(q);
+        this.queued = [];
+        if (this.closed) stdin.end();
+      },
+      onStdout: (chunk) => this.onStdout(chunk),
+    })
+      .catch(() => undefined)
+      .then(async () => {
+        this.close();
+        await Promise.all(this.reading);
+        for (const id of [...this.waiting.keys()]) this.answer(id, undefined);
+      })
+      .finally(() => Promise.all([confine.tmpDir, outDir].map((d) => rm(d, { recursive: true, force: true }))).then(() => undefined));
   }
+
+  /** A read's result, or undefined when it must be done alone. */
+  read(req: ConfRequest): Promise<ReadResult> {
+    if (this.closed) return Promise.resolve(undefined);
+    const id = this.next++;
+    const { confine } = this.sandbox;
+    const vars = Object.entries({ ...req.env, ...confinedEnv(confine) }).map(([k, v]) => `${k}=${v}`);
+    const fields = [String(id), path.dirname(req.files[0]!), String(vars.length), ...vars, String(req.files.length), ...req.files];
+    const record = fields.map((f) => `${f}\0`).join('');
+    const answer = new Promise<ReadResult>((resolve) => this.waiting.set(id, { resolve, timeoutMs: req.timeoutMs }));
+    if (this.stdin) this.stdin.write(record);
+    else this.queued.push(record);
+    if (this.idleClose) {
+      clearTimeout(this.idle);
+      this.idle = setTimeout(() => this.close(), IDLE_CLOSE_MS);
+    }
+    return answer;
+  }
+
+  /** Called once no more reads can be sent to it. */
+  onClosed?: () => void;
+
+  /** No more reads: the driver ends when the ones asked for have. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.onClosed?.();
+    clearTimeout(this.idle);
+    this.stdin?.end();
+  }
+
+  private onStdout(chunk: Buffer): void {
+    this.line += chunk.toString('utf8');
+    const lines = this.line.split('\n');
+    this.line = lines.pop()!;
+    for (const l of lines) {
+      const [what, n] = l.split(' ');
+      const id = Number(n);
+      const w = this.waiting.get(id);
+      if (!w) continue;
+      if (what === 's') w.timer = setTimeout(() => this.hung(id), w.timeoutMs);
+      else if (what === 'e') this.reading.push(this.collect(id));
+    }
+  }
+
+  /** A read that outlived its timeout: reported as timed out; the driver ends, and the others are done alone. */
+  private hung(id: number): void {
+    this.answer(id, { res: { stdout: '', stderr: '', exitCode: 124, timedOut: true }, confined: true });
+    this.close();
+    this.stop.abort();
+  }
+
+  /** The output dir is root's alone (0700): no read can have put a link or a fifo there. */
+  private async collect(id: number): Promise<void> {
+    const file = (ext: string) => readFile(path.join(this.sandbox.outDir, `${id}.${ext}`), 'utf8').catch(() => undefined);
+    const [rc, stdout, stderr] = await Promise.all([file('rc'), file('out'), file('err')]);
+    const code = Number(rc?.trim() || NaN);
+    this.answer(id, !Number.isInteger(code) || stdout === undefined || stderr === undefined ? undefined : { res: { stdout, stderr, exitCode: code, timedOut: false }, confined: true });
+  }
+
+  private answer(id: number, r: ReadResult): void {
+    const w = this.waiting.get(id);
+    if (!w) return;
+    clearTimeout(w.timer);
+    this.waiting.delete(id);
+    w.resolve(r);
+  }
+}
+
+/** The reader reads are sent to: the one open now (undefined once it is closed). */
+let reader: Promise<ConfReader | undefined> | undefined;
+
+function openReader(idleClose: boolean): Promise<ConfReader | undefined> {
+  const opened: Promise<ConfReader | undefined> = confineDriver('dkms.conf')
+    .then((sandbox) => (sandbox ? new ConfReader(sandbox, idleClose) : undefined))
+    // A reader that could not be set up: every read is done alone.
+    .catch(() => undefined)
+    .then((r) => {
+      if (r) {
+        r.onClosed = () => {
+          if (reader === opened) reader = undefined;
+        };
+      } else if (reader === opened) reader = undefined;
+      return r;
+    });
+  reader = opened;
+  return opened;
+}
+
+/** Opens the reader now (while the caller goes on), when reads of dkms.conf would be confined. */
+export function openConfReader(): void {
+  if (sandboxPolicy().enabled && !reader) void openReader(false);
+}
+
+/** Closes the reader opened by openConfReader; resolves when its driver has ended. */
+export async function closeConfReader(): Promise<void> {
+  const r = await reader;
+  r?.close();
+  await r?.ended;
+}
+
+async function confinedRead(req: ConfRequest): Promise<ConfRun> {
+  const r = await (reader ?? openReader(true));
+  return (await r?.read(req)) ?? runAlone(req);
 }
 
 /** The directives an evaluation printed, or the one-line error it deserves. */

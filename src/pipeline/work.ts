@@ -12,6 +12,7 @@ import { Jobserver, makeFifoSupport } from '../execute/jobserver.js';
 import { missingBuildUser } from '../system/sandbox.js';
 import { jobRunner } from '../execute/steps.js';
 import { listKernels, readKernel, type KernelTarget } from '../kernel/inventory.js';
+import { closeConfReader, openConfReader } from '../modules/dkmsconf.js';
 import { dkmsIsInstalled } from '../modules/names.js';
 import { loadSpec, splitNameVersion, type SourceDir } from '../modules/sources.js';
 import type { ModuleSpec } from '../modules/spec.js';
@@ -103,15 +104,32 @@ async function moduleInputs(ctx: PipelineContext, store: StateStore, kernels: Ke
   return { facts, compose: { modules, headersDir } };
 }
 
-/** The jobserver's question to make (which form it takes) is asked while planning runs, not after. */
-function askMakeEarly(ctx: PipelineContext): void {
+/**
+ * Started when planning starts, so they overlap it: the jobserver's question to make (which form it
+ * takes), and the sandbox that reads dkms.conf (closed when the plan is made: `planning`).
+ */
+function startEarly(ctx: PipelineContext): void {
   if (!ctx.opts.dryRun) void makeFifoSupport();
+  openConfReader();
+}
+
+/** Runs a planning function with the work started early, and ends what it started. */
+async function planning<T>(ctx: PipelineContext, plan: () => Promise<T>): Promise<T> {
+  startEarly(ctx);
+  try {
+    return await plan();
+  } finally {
+    await closeConfReader();
+  }
 }
 
 /** build, install, autoinstall. */
 export async function planModuleWork(ctx: PipelineContext, req: ModuleWorkRequest): Promise<Planned> {
   requireKernels(ctx);
-  askMakeEarly(ctx);
+  return planning(ctx, () => planModuleWorkNow(ctx, req));
+}
+
+async function planModuleWorkNow(ctx: PipelineContext, req: ModuleWorkRequest): Promise<Planned> {
   const store = StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun });
   const kernels = await listKernels(ctx.layout, ctx.opts.kernels.length ? ctx.opts.kernels : undefined);
   const rust = await readRust(ctx, kernels);
@@ -185,7 +203,10 @@ async function dkmsTakeover(ctx: PipelineContext, store: StateStore, gone: strin
  * for a new initramfs where modules changed. With DKMS replaced, DKMS's copies of what ootmod installs go.
  */
 export async function planTrigger(ctx: PipelineContext, opts: { inDpkg: boolean; label: string }): Promise<Planned> {
-  askMakeEarly(ctx);
+  return planning(ctx, () => planTriggerWork(ctx, opts));
+}
+
+async function planTriggerWork(ctx: PipelineContext, opts: { inDpkg: boolean; label: string }): Promise<Planned> {
   const store = StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun });
   const kernels = await listKernels(ctx.layout);
   const present = new Map(kernels.map((k) => [k.release, k]));

@@ -29,6 +29,12 @@ export interface RunOptions {
   jobserver?: { makeflags: string; fds: number[] };
   /** Run it confined (src/system/sandbox.ts): as the build user, no network, only these dirs writable. */
   confine?: Confinement;
+  /** Keeps stdin open and hands it over (a long-lived command fed requests); ignored with `input`. */
+  feed?: (stdin: NodeJS.WritableStream) => void;
+  /** Sees stdout as it comes (it is still collected). */
+  onStdout?: (chunk: Buffer) => void;
+  /** Ends the command like a timeout does (SIGTERM to its group, then SIGKILL). */
+  signal?: AbortSignal;
 }
 
 export interface RunResult {
@@ -151,7 +157,7 @@ export async function run(file: string, args: readonly string[], opts: RunOption
     const child = spawn(spawned.file, spawned.args, {
       cwd: opts.cwd,
       env: mergedEnv(opts),
-      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe', ...(opts.jobserver?.fds ?? [])],
+      stdio: [opts.input === undefined && !opts.feed ? 'ignore' : 'pipe', 'pipe', 'pipe', ...(opts.jobserver?.fds ?? [])],
       detached: true,
     });
     endChildrenOnSignal();
@@ -163,8 +169,14 @@ export async function run(file: string, args: readonly string[], opts: RunOption
       all.push(chunk);
     };
     child.stdout!.on('data', collect(out));
+    if (opts.onStdout) child.stdout!.on('data', opts.onStdout);
     child.stderr!.on('data', collect(err));
     if (opts.input !== undefined) child.stdin!.end(opts.input);
+    else if (opts.feed) {
+      // A command that ends early makes writes to its stdin fail (EPIPE): its exit says what happened.
+      child.stdin!.on('error', () => undefined);
+      opts.feed(child.stdin!);
+    }
     const signalGroup = (signal: NodeJS.Signals) => {
       try {
         if (child.pid) process.kill(-child.pid, signal);
@@ -172,15 +184,17 @@ export async function run(file: string, args: readonly string[], opts: RunOption
         // Already gone.
       }
     };
-    if (opts.timeoutMs) {
-      timer = setTimeout(() => {
-        timedOut = true;
-        signalGroup('SIGTERM');
-        killer = setTimeout(() => signalGroup('SIGKILL'), 5000);
-      }, opts.timeoutMs);
-    }
+    const end = () => {
+      timedOut = true;
+      signalGroup('SIGTERM');
+      killer = setTimeout(() => signalGroup('SIGKILL'), 5000);
+    };
+    if (opts.timeoutMs) timer = setTimeout(end, opts.timeoutMs);
+    if (opts.signal?.aborted) end();
+    else opts.signal?.addEventListener('abort', end, { once: true });
     const finish = (code: number, spawnError?: NodeJS.ErrnoException) => {
       if (child.pid) liveGroups.delete(child.pid);
+      opts.signal?.removeEventListener('abort', end);
       clearTimeout(timer);
       clearTimeout(killer);
       const text = (b: Buffer[]) => Buffer.concat(b).toString('utf8');

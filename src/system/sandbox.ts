@@ -7,6 +7,7 @@ import os from 'node:os';
 import { chown, lchown, lstat, mkdir, readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
+import { findOnPath } from '../kernel/toolchain.js';
 import { HOST_PASSWD as PASSWD } from './layout.js';
 
 export const SANDBOX_USER = '_ootmod';
@@ -175,7 +176,8 @@ export async function confineDriver(name: string): Promise<{ confine: Confinemen
   return {
     confine: { ...base, driver: { rootDirs: [await realpath(outDir)] } },
     outDir,
-    drop: ['unshare', '--pid', '--fork', '--kill-child', '--', ...dropTo(u)],
+    // By path: the driver starts each command with an empty environment.
+    drop: ['unshare', '--pid', '--fork', '--kill-child', '--', ...dropTo(u)].map((w) => (w === 'unshare' || w === 'setpriv' ? findOnPath(w) ?? w : w)),
   };
 }
 

@@ -1,7 +1,7 @@
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { evaluateConf, type ConfContext } from '../../src/modules/dkmsconf.js';
+import { closeConfReader, evaluateConf, openConfReader, type ConfContext } from '../../src/modules/dkmsconf.js';
 import { resolveSpec } from '../../src/modules/spec.js';
 import { SANDBOX_USER, setSandboxPolicy } from '../../src/system/sandbox.js';
 import { makeRoot } from '../support/roots.js';
@@ -157,6 +157,54 @@ describe.skipIf(!isRoot)('confined reads asked for together (root: the build use
       const got = (await Promise.all(reads)).map((c) => c.directives.get('MAKE')?.get(0));
       // All three read in the one sandbox (none had to be read again alone).
       expect(got.every((m) => m === got[0] && /^make T=\/\S+$/.test(m ?? ''))).toBe(true);
+    } finally {
+      setSandboxPolicy({ enabled: false, unconfined: [] });
+    }
+  });
+
+  const source = (root: string, name: string, body: string) => {
+    const dir = path.join(root, `usr/src/${name}-1.0`);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, 'dkms.conf'), `${body}PACKAGE_NAME=${name}\nPACKAGE_VERSION=1.0\nMAKE[0]="make T=$TMPDIR"\n`);
+    return path.join(dir, 'dkms.conf');
+  };
+
+  it('a read that hangs times out on its own clock; the reads beside it keep their results', async () => {
+    setSandboxPolicy({ enabled: true, unconfined: [] });
+    try {
+      const root = makeRoot();
+      const started = Date.now();
+      const hung = evaluateConf([source(root, 'hangs', 'sleep 30\n')], { ...ctx, module: 'hangs' }, 1500).then(
+        () => 'read',
+        (err: Error) => err.message,
+      );
+      const fine = ['a', 'b', 'c'].map((n) => evaluateConf([source(root, n, '')], { ...ctx, module: n }).then((c) => c.directives.get('MAKE')?.get(0)));
+      expect(await hung).toMatch(/hangs-1\.0\/dkms\.conf: evaluating dkms\.conf took longer than 1\.5s$/);
+      for (const m of await Promise.all(fine)) expect(m).toMatch(/^make T=\/\S+$/);
+      // Not 30 s (the sleep) nor twice the timeout (read again alone).
+      expect(Date.now() - started).toBeLessThan(2900);
+    } finally {
+      setSandboxPolicy({ enabled: false, unconfined: [] });
+    }
+  });
+
+  it('the reader a pipeline opens serves reads asked for apart until it is closed, then leaves nothing behind', async () => {
+    setSandboxPolicy({ enabled: true, unconfined: [] });
+    try {
+      const root = makeRoot();
+      openConfReader();
+      const first = await evaluateConf([source(root, 'early', '')], { ...ctx, module: 'early' });
+      await new Promise((r) => setTimeout(r, 100));
+      const later = await evaluateConf([source(root, 'late', '')], { ...ctx, module: 'late' });
+      const scratch = first.directives.get('MAKE')!.get(0)!.replace(/^make T=/, '');
+      // One sandbox for both, 100 ms apart (a reader of its own closes 3 ms after its last read).
+      expect(later.directives.get('MAKE')!.get(0)).toBe(`make T=${scratch}`);
+      await closeConfReader();
+      expect(existsSync(scratch)).toBe(false);
+      expect(existsSync(`${scratch}.out`)).toBe(false);
+      // Closed: the next read opens a reader of its own.
+      const after = await evaluateConf([source(root, 'after', '')], { ...ctx, module: 'after' });
+      expect(after.directives.get('MAKE')!.get(0)).not.toBe(`make T=${scratch}`);
     } finally {
       setSandboxPolicy({ enabled: false, unconfined: [] });
     }
