@@ -117,17 +117,36 @@ function mergedEnv(opts: RunOptions): NodeJS.ProcessEnv {
 const liveGroups = new Set<number>();
 let handlersInstalled = false;
 
+/** How long children get to end on SIGTERM before ootmod, interrupted, kills what is left. */
+const INTERRUPT_GRACE_MS = 300;
+
+function signalGroups(signal: NodeJS.Signals): number {
+  let alive = 0;
+  for (const pid of liveGroups) {
+    try {
+      process.kill(-pid, signal);
+      alive++;
+    } catch {
+      // Already gone.
+    }
+  }
+  return alive;
+}
+
+/**
+ * Interrupted (SIGINT, SIGTERM, SIGHUP): the children's groups get SIGTERM, then SIGKILL, and ootmod
+ * exits. SIGTERM alone is not enough: a confined make is the init of its pid namespace, which survives
+ * its own re-raised SIGTERM (the kernel ignores it), and unshare, its parent, ignores SIGTERM.
+ */
 function endChildrenOnSignal(): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
   for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
     process.once(signal, () => {
-      for (const pid of liveGroups) {
-        try {
-          process.kill(-pid, 'SIGTERM');
-        } catch {
-          // Already gone.
-        }
+      if (signalGroups('SIGTERM')) {
+        // A synchronous wait: nothing else of ootmod runs (no new job starts) while children end.
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, INTERRUPT_GRACE_MS);
+        signalGroups('SIGKILL');
       }
       process.exit(code);
     });
