@@ -106,7 +106,7 @@ function busyFigures(run: SampledRun, jobs: number): BusyFigures {
   // The first reading, taken as ootmod is spawned, is the baseline of the CPU windows, not a sample of
   // the run: nothing of ootmod has run yet, so no build can be runnable. The samples are 1 s, 2 s, ...
   const eligibleTicks = run.ticks.slice(1).filter((t) => pendingAt(run, t.t) >= jobs);
-  const ws = windows(run.ticks, 1).filter((w) => pendingAt(run, w.t + 1) >= jobs);
+  const ws = windows(run.ticks, 1).filter((w) => pendingAt(run, w.t + w.length) >= jobs);
   const last = run.ticks[run.ticks.length - 1];
   return {
     eligible: eligibleTicks.length,

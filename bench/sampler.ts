@@ -142,6 +142,8 @@ export function sampleTree(root: number, intervalMs: number, limit = Infinity): 
 export interface Window {
   /** Start of the window, seconds since the sampler started. */
   t: number;
+  /** Its length in seconds (the readings' spacing: close to the one asked for). */
+  length: number;
   /** Cores the tree kept busy during the window (CPU seconds / window length). */
   cores: number;
   /** Cores left idle during the window (the whole machine's idle + iowait / window length). */
@@ -160,11 +162,13 @@ export function windows(ticks: readonly Tick[], seconds = 1): Window[] {
   for (let i = 1; i < ticks.length; i++) {
     const a = ticks[start]!;
     const b = ticks[i]!;
-    if (b.t - a.t < seconds - 1e-6 && i < ticks.length - 1) continue;
+    // Timers wake a few ms early or late: readings 0.9x the length apart or more close a window.
+    if (b.t - a.t < seconds * 0.9 && i < ticks.length - 1) continue;
     const inside = ticks.slice(start, i + 1);
     // cpu can step down when a member exits before its parent reaps it (its time is briefly nowhere): clamp.
     out.push({
       t: a.t,
+      length: b.t - a.t,
       cores: Math.max(0, (b.cpu - a.cpu) / (b.t - a.t)),
       idleCores: a.idle === undefined || b.idle === undefined ? undefined : Math.max(0, (b.idle - a.idle) / (b.t - a.t)),
       maxCompilers: Math.max(...inside.map((x) => x.compilers)),
