@@ -8,7 +8,10 @@
 // 4.3) get the pipe form (--jobserver-auth=R,W), with the fifo opened again as fds 3 and 4 of the child.
 import { closeSync, constants as fsc, openSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { dir as tmpDir, type DirectoryResult } from 'tmp-promise';
+import { dir as tmpDir, setGracefulCleanup, type DirectoryResult } from 'tmp-promise';
+
+// The fifo's dir goes at exit too, also when ootmod exits on a signal (see run.ts) before close().
+setGracefulCleanup();
 import { run } from '../system/run.js';
 
 /** What a child make needs to join the jobserver. */
