@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { machineCpu } from './sampler';
 
 export const REPO = path.resolve(__dirname, '..');
 /** The bundle measured: dist/ootmod, or OOTMOD_BENCH_BIN (e.g. an older build, for a "before" figure). */
@@ -252,9 +253,10 @@ interface CpuSnapshot {
 }
 
 function cpuSnapshot(): CpuSnapshot | undefined {
+  const cpu = machineCpu();
+  if (!cpu) return undefined;
   try {
-    const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-    // user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait.
+    // Busy: all but idle and iowait.
     const busy = cpu.reduce((a, b) => a + b, 0) - (cpu[3] ?? 0) - (cpu[4] ?? 0);
     const stat = readFileSync('/proc/self/stat', 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);

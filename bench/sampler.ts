@@ -111,14 +111,19 @@ export interface TreeSampler {
   stop(): Tick[];
 }
 
-/** Idle + iowait seconds of all cores since boot (/proc/stat's first line; its unit is USER_HZ too). */
-export function machineIdle(): number | undefined {
+/** The machine's CPU time counters since boot, all cores (/proc/stat's first line, in USER_HZ): user nice system idle iowait irq softirq steal ... */
+export function machineCpu(): number[] | undefined {
   try {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/);
-    return (Number(f[4]) + Number(f[5])) / HZ;
+    return readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
   } catch {
     return undefined;
   }
+}
+
+/** Idle + iowait seconds of all cores since boot. */
+export function machineIdle(): number | undefined {
+  const cpu = machineCpu();
+  return cpu ? ((cpu[3] ?? 0) + (cpu[4] ?? 0)) / HZ : undefined;
 }
 
 /** Samples the tree under `root` every `intervalMs` until stopped (the first reading is immediate). */

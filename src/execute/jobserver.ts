@@ -9,10 +9,10 @@
 import { closeSync, constants as fsc, openSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { dir as tmpDir, setGracefulCleanup, type DirectoryResult } from 'tmp-promise';
+import { run } from '../system/run.js';
 
 // The fifo's dir goes at exit too, also when ootmod exits on a signal (see run.ts) before close().
 setGracefulCleanup();
-import { run } from '../system/run.js';
 
 /** What a child make needs to join the jobserver. */
 export interface JobserverClient {

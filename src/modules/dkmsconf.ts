@@ -243,6 +243,8 @@ class ConfReader {
   constructor(
     private readonly sandbox: NonNullable<Awaited<ReturnType<typeof confineDriver>>>,
     private readonly idleClose: boolean,
+    /** Called once no more reads can be sent to it. */
+    private readonly onClosed: () => void,
   ) {
     const { confine, outDir, drop } = sandbox;
     const bash = findOnPath('bash') ?? 'bash';
@@ -288,14 +290,11 @@ class ConfReader {
     return answer;
   }
 
-  /** Called once no more reads can be sent to it. */
-  onClosed?: () => void;
-
   /** No more reads: the driver ends when the ones asked for have. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.onClosed?.();
+    this.onClosed();
     clearTimeout(this.idle);
     this.stdin?.end();
   }
@@ -342,19 +341,15 @@ class ConfReader {
 let reader: Promise<ConfReader | undefined> | undefined;
 
 function openReader(idleClose: boolean): Promise<ConfReader | undefined> {
+  const forget = () => {
+    if (reader === opened) reader = undefined;
+  };
   const opened: Promise<ConfReader | undefined> = confineDriver('dkms.conf')
-    .then((sandbox) => (sandbox ? new ConfReader(sandbox, idleClose) : undefined))
+    .then((sandbox) => (sandbox ? new ConfReader(sandbox, idleClose, forget) : undefined))
     // A reader that could not be set up: every read is done alone.
-    .catch(() => undefined)
-    .then((r) => {
-      if (r) {
-        r.onClosed = () => {
-          if (reader === opened) reader = undefined;
-        };
-      } else if (reader === opened) reader = undefined;
-      return r;
-    });
+    .catch(() => undefined);
   reader = opened;
+  void opened.then((r) => r ?? forget());
   return opened;
 }
 

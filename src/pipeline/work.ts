@@ -105,17 +105,12 @@ async function moduleInputs(ctx: PipelineContext, store: StateStore, kernels: Ke
 }
 
 /**
- * Started when planning starts, so they overlap it: the jobserver's question to make (which form it
- * takes), and the sandbox that reads dkms.conf (closed when the plan is made: `planning`).
+ * Runs a planning function with what overlaps it started first: the jobserver's question to make
+ * (which form it takes), and the sandbox that reads dkms.conf, closed when the plan is made.
  */
-function startEarly(ctx: PipelineContext): void {
+async function planning<T>(ctx: PipelineContext, plan: () => Promise<T>): Promise<T> {
   if (!ctx.opts.dryRun) void makeFifoSupport();
   openConfReader();
-}
-
-/** Runs a planning function with the work started early, and ends what it started. */
-async function planning<T>(ctx: PipelineContext, plan: () => Promise<T>): Promise<T> {
-  startEarly(ctx);
   try {
     return await plan();
   } finally {

@@ -1,6 +1,6 @@
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { closeConfReader, evaluateConf, openConfReader, type ConfContext } from '../../src/modules/dkmsconf.js';
 import { resolveSpec } from '../../src/modules/spec.js';
 import { SANDBOX_USER, setSandboxPolicy } from '../../src/system/sandbox.js';
@@ -112,54 +112,47 @@ BUILD_EXCLUSIVE_CONFIG[1]="CONFIG_B"
 // own source dir, and one whose dir the build user cannot enter is read alone and gets the usual error.
 const isRoot = process.getuid?.() === 0;
 describe.skipIf(!isRoot)('confined reads asked for together (root: the build user exists or is created)', () => {
+  beforeEach(() => setSandboxPolicy({ enabled: true, unconfined: [] }));
+  afterEach(() => setSandboxPolicy({ enabled: false, unconfined: [] }));
+
   it('give each read its own variables, dir and result, as reads of their own do', async () => {
-    setSandboxPolicy({ enabled: true, unconfined: [] });
-    try {
-      const root = makeRoot();
-      const dirs = ['alpha', 'beta', 'gamma', 'delta'].map((name) => {
-        const dir = path.join(root, `usr/src/${name}-1.0`);
-        mkdirSync(dir, { recursive: true });
-        writeFileSync(path.join(dir, 'dkms.conf'), `PACKAGE_NAME="$module"\nPACKAGE_VERSION=1.0\nMAKE[0]="make K=$kernelver D=$(basename "$PWD") U=$(id -un) T=$TMPDIR"\n`);
-        chmodSync(path.join(root, 'usr/src'), 0o755);
-        return dir;
-      });
-      // One the build user cannot enter: read alone, it fails with the one-line error about that.
-      chmodSync(dirs[3]!, 0o700);
-      const reads = dirs.map((dir, i) =>
-        evaluateConf([path.join(dir, 'dkms.conf')], { ...ctx, module: path.basename(dir).replace(/-1\.0$/, ''), kernelver: `${i}.0.0-test` }).then(
-          (c) => c.directives.get('MAKE')?.get(0),
-          (err: Error) => `error: ${err.message}`,
-        ),
-      );
-      const got = await Promise.all(reads);
-      for (const [i, name] of ['alpha', 'beta', 'gamma'].entries()) {
-        expect(got[i]).toMatch(new RegExp(`^make K=${i}\\.0\\.0-test D=${name}-1\\.0 U=${SANDBOX_USER} T=/\\S+$`));
-      }
-      // One sandbox: the three share its scratch dir.
-      expect(new Set(got.slice(0, 3).map((m) => m?.replace(/^.* T=/, ''))).size).toBe(1);
-      expect(got[3]).toMatch(/delta-1\.0\/dkms\.conf: the build user _ootmod cannot read it/);
-    } finally {
-      setSandboxPolicy({ enabled: false, unconfined: [] });
+    const root = makeRoot();
+    const dirs = ['alpha', 'beta', 'gamma', 'delta'].map((name) => {
+      const dir = path.join(root, `usr/src/${name}-1.0`);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path.join(dir, 'dkms.conf'), `PACKAGE_NAME="$module"\nPACKAGE_VERSION=1.0\nMAKE[0]="make K=$kernelver D=$(basename "$PWD") U=$(id -un) T=$TMPDIR"\n`);
+      chmodSync(path.join(root, 'usr/src'), 0o755);
+      return dir;
+    });
+    // One the build user cannot enter: read alone, it fails with the one-line error about that.
+    chmodSync(dirs[3]!, 0o700);
+    const reads = dirs.map((dir, i) =>
+      evaluateConf([path.join(dir, 'dkms.conf')], { ...ctx, module: path.basename(dir).replace(/-1\.0$/, ''), kernelver: `${i}.0.0-test` }).then(
+        (c) => c.directives.get('MAKE')?.get(0),
+        (err: Error) => `error: ${err.message}`,
+      ),
+    );
+    const got = await Promise.all(reads);
+    for (const [i, name] of ['alpha', 'beta', 'gamma'].entries()) {
+      expect(got[i]).toMatch(new RegExp(`^make K=${i}\\.0\\.0-test D=${name}-1\\.0 U=${SANDBOX_USER} T=/\\S+$`));
     }
+    // One sandbox: the three share its scratch dir.
+    expect(new Set(got.slice(0, 3).map((m) => m?.replace(/^.* T=/, ''))).size).toBe(1);
+    expect(got[3]).toMatch(/delta-1\.0\/dkms\.conf: the build user _ootmod cannot read it/);
   });
 
   it('cannot signal each other: a read that kills every process it can reach leaves the others whole', async () => {
-    setSandboxPolicy({ enabled: true, unconfined: [] });
-    try {
-      const root = makeRoot();
-      const reads = ['one', 'two', 'three'].map((name, i) => {
-        const dir = path.join(root, `usr/src/${name}-1.0`);
-        mkdirSync(dir, { recursive: true });
-        const hostile = i === 0 ? 'kill -KILL -1 2>/dev/null; sleep 0.3; kill -KILL -1 2>/dev/null\n' : 'sleep 0.5\n';
-        writeFileSync(path.join(dir, 'dkms.conf'), `${hostile}PACKAGE_NAME=${name}\nPACKAGE_VERSION=1.0\nMAKE[0]="make T=$TMPDIR"\n`);
-        return evaluateConf([path.join(dir, 'dkms.conf')], { ...ctx, module: name });
-      });
-      const got = (await Promise.all(reads)).map((c) => c.directives.get('MAKE')?.get(0));
-      // All three read in the one sandbox (none had to be read again alone).
-      expect(got.every((m) => m === got[0] && /^make T=\/\S+$/.test(m ?? ''))).toBe(true);
-    } finally {
-      setSandboxPolicy({ enabled: false, unconfined: [] });
-    }
+    const root = makeRoot();
+    const reads = ['one', 'two', 'three'].map((name, i) => {
+      const dir = path.join(root, `usr/src/${name}-1.0`);
+      mkdirSync(dir, { recursive: true });
+      const hostile = i === 0 ? 'kill -KILL -1 2>/dev/null; sleep 0.3; kill -KILL -1 2>/dev/null\n' : 'sleep 0.5\n';
+      writeFileSync(path.join(dir, 'dkms.conf'), `${hostile}PACKAGE_NAME=${name}\nPACKAGE_VERSION=1.0\nMAKE[0]="make T=$TMPDIR"\n`);
+      return evaluateConf([path.join(dir, 'dkms.conf')], { ...ctx, module: name });
+    });
+    const got = (await Promise.all(reads)).map((c) => c.directives.get('MAKE')?.get(0));
+    // All three read in the one sandbox (none had to be read again alone).
+    expect(got.every((m) => m === got[0] && /^make T=\/\S+$/.test(m ?? ''))).toBe(true);
   });
 
   const source = (root: string, name: string, body: string) => {
@@ -170,43 +163,33 @@ describe.skipIf(!isRoot)('confined reads asked for together (root: the build use
   };
 
   it('a read that hangs times out on its own clock; the reads beside it keep their results', async () => {
-    setSandboxPolicy({ enabled: true, unconfined: [] });
-    try {
-      const root = makeRoot();
-      const started = Date.now();
-      const hung = evaluateConf([source(root, 'hangs', 'sleep 30\n')], { ...ctx, module: 'hangs' }, 1500).then(
-        () => 'read',
-        (err: Error) => err.message,
-      );
-      const fine = ['a', 'b', 'c'].map((n) => evaluateConf([source(root, n, '')], { ...ctx, module: n }).then((c) => c.directives.get('MAKE')?.get(0)));
-      expect(await hung).toMatch(/hangs-1\.0\/dkms\.conf: evaluating dkms\.conf took longer than 1\.5s$/);
-      for (const m of await Promise.all(fine)) expect(m).toMatch(/^make T=\/\S+$/);
-      // Not 30 s (the sleep) nor twice the timeout (read again alone).
-      expect(Date.now() - started).toBeLessThan(2900);
-    } finally {
-      setSandboxPolicy({ enabled: false, unconfined: [] });
-    }
+    const root = makeRoot();
+    const started = Date.now();
+    const hung = evaluateConf([source(root, 'hangs', 'sleep 30\n')], { ...ctx, module: 'hangs' }, 1500).then(
+      () => 'read',
+      (err: Error) => err.message,
+    );
+    const fine = ['a', 'b', 'c'].map((n) => evaluateConf([source(root, n, '')], { ...ctx, module: n }).then((c) => c.directives.get('MAKE')?.get(0)));
+    expect(await hung).toMatch(/hangs-1\.0\/dkms\.conf: evaluating dkms\.conf took longer than 1\.5s$/);
+    for (const m of await Promise.all(fine)) expect(m).toMatch(/^make T=\/\S+$/);
+    // Not 30 s (the sleep) nor twice the timeout (read again alone).
+    expect(Date.now() - started).toBeLessThan(2900);
   });
 
   it('the reader a pipeline opens serves reads asked for apart until it is closed, then leaves nothing behind', async () => {
-    setSandboxPolicy({ enabled: true, unconfined: [] });
-    try {
-      const root = makeRoot();
-      openConfReader();
-      const first = await evaluateConf([source(root, 'early', '')], { ...ctx, module: 'early' });
-      await new Promise((r) => setTimeout(r, 100));
-      const later = await evaluateConf([source(root, 'late', '')], { ...ctx, module: 'late' });
-      const scratch = first.directives.get('MAKE')!.get(0)!.replace(/^make T=/, '');
-      // One sandbox for both, 100 ms apart (a reader of its own closes 3 ms after its last read).
-      expect(later.directives.get('MAKE')!.get(0)).toBe(`make T=${scratch}`);
-      await closeConfReader();
-      expect(existsSync(scratch)).toBe(false);
-      expect(existsSync(`${scratch}.out`)).toBe(false);
-      // Closed: the next read opens a reader of its own.
-      const after = await evaluateConf([source(root, 'after', '')], { ...ctx, module: 'after' });
-      expect(after.directives.get('MAKE')!.get(0)).not.toBe(`make T=${scratch}`);
-    } finally {
-      setSandboxPolicy({ enabled: false, unconfined: [] });
-    }
+    const root = makeRoot();
+    openConfReader();
+    const first = await evaluateConf([source(root, 'early', '')], { ...ctx, module: 'early' });
+    await new Promise((r) => setTimeout(r, 100));
+    const later = await evaluateConf([source(root, 'late', '')], { ...ctx, module: 'late' });
+    const scratch = first.directives.get('MAKE')!.get(0)!.replace(/^make T=/, '');
+    // One sandbox for both, 100 ms apart (a reader of its own closes 3 ms after its last read).
+    expect(later.directives.get('MAKE')!.get(0)).toBe(`make T=${scratch}`);
+    await closeConfReader();
+    expect(existsSync(scratch)).toBe(false);
+    expect(existsSync(`${scratch}.out`)).toBe(false);
+    // Closed: the next read opens a reader of its own.
+    const after = await evaluateConf([source(root, 'after', '')], { ...ctx, module: 'after' });
+    expect(after.directives.get('MAKE')!.get(0)).not.toBe(`make T=${scratch}`);
   });
 });
