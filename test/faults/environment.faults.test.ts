@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { FIXTURES, hostKernel, placeSource } from '../support/host.js';
 import { tempDir } from '../support/roots.js';
 import { QUICK, recordRow } from './lib/table.js';
-import { installedProblems, ootmodRun, startOotmod, stateProblem, type Run } from './lib/system.js';
+import { guardedTimer, installedProblems, ootmodRun, startOotmod, stateProblem, type Run } from './lib/system.js';
 
 const IS_ROOT = process.getuid?.() === 0;
 const MODULES = ['ootmod_hello', 'pair_alpha', 'ootmod_pair_beta', 'ootmod_patched'];
@@ -116,15 +116,35 @@ describe.skipIf(!IS_ROOT)('faults of the machine', () => {
     if (aside.length !== 1 || readFileSync(path.join(path.dirname(stateFile), aside[0]!), 'utf8') !== '{"format": 1, "records": {"trunc') corruptProblems.push(`corrupt file not kept aside: ${aside.join(', ')}`);
     note('corrupt state file', corruptProblems, corrupt);
 
-    // The build dir removed while the build runs.
+    // The build dir removed while the build runs, as an admin's `rm -rf` would race with make: retried
+    // on every tick until the tree is gone once (make may create a file between rm's reads of a dir,
+    // which fails that one attempt with ENOTEMPTY), every error kept for the case.
     const { done } = startOotmod(root, ['autoinstall', '--force']);
     const tree = path.join(root, 'var/lib/ootmod/tree');
-    const watcher = setInterval(() => {
-      if (existsSync(path.join(tree, release, 'ootmod-hello/1.0/build/Makefile'))) rmSync(tree, { recursive: true, force: true });
-    }, 20);
+    let started = false;
+    let removedAt: number | undefined;
+    const watcher = guardedTimer(() => {
+      if (removedAt !== undefined) return;
+      started ||= existsSync(path.join(tree, release, 'ootmod-hello/1.0/build/Makefile'));
+      if (!started) return;
+      try {
+        rmSync(tree, { recursive: true, force: true });
+      } finally {
+        if (!existsSync(tree)) removedAt = performance.now();
+      }
+    }, 20, true);
     const gone = await done;
-    clearInterval(watcher);
-    note('build dir removed mid-run', await afterFault(gone, gone.code === 0 ? undefined : /^ootmod: .* was removed while ootmod worked in it: .*run the command again/), gone);
+    const endedAt = performance.now();
+    const rmErrors = watcher.stop();
+    const goneProblems: string[] = [];
+    if (removedAt === undefined || removedAt > endedAt) goneProblems.push(`the build dir was not removed while the run went on (${started ? `removal failed: ${rmErrors.slice(-1).join('')}` : 'its Makefile never appeared'})`);
+    goneProblems.push(...(await afterFault(gone, gone.code === 0 ? undefined : /^ootmod: .* was removed while ootmod worked in it: .*run the command again/)));
+    const retried = rmErrors.length ? `; rm -rf retried after ${rmErrors.length} race(s) with make` : '';
+    results.push({
+      fault: 'build dir removed mid-run',
+      held: goneProblems.length === 0,
+      detail: goneProblems.join('; ') || `removed ${((endedAt - removedAt!) / 1000).toFixed(1)} s before the run ended${retried}; exit ${gone.code}${gone.code === 5 ? ' with one line' : ''}; modules and state whole; the next run completed`,
+    });
 
     for (const r of results) recordRow({ fault: r.fault, tried: 1, held: r.held ? 1 : 0, detail: r.detail });
     expect(results.filter((r) => !r.held)).toEqual([]);

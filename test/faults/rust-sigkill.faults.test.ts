@@ -11,7 +11,7 @@ import { currentKernel, ensureChroot, installRustKernel, type Chroot } from '../
 import { FIXTURES, OOTMOD, placeSource } from '../support/host.js';
 import { seededRandom } from './lib/random.js';
 import { QUICK, recordRow } from './lib/table.js';
-import { killAll, startOotmodIn } from './lib/system.js';
+import { guardedTimer, killAll, startOotmodIn } from './lib/system.js';
 
 const IS_ROOT = process.getuid?.() === 0;
 const TRIALS = QUICK ? 0 : 4;
@@ -108,11 +108,11 @@ async function trials(chroot: Chroot, kver: string): Promise<void> {
     widest = Math.max(widest, at);
     const t0 = Date.now();
     const { child, done } = start(['rust', 'prepare', '--force', '-k', kver]);
-    const timer = setTimeout(() => killAll(child.pid!), at);
+    const timer = guardedTimer(() => killAll(child.pid!), at, false);
     const killed = await done;
-    clearTimeout(timer);
+    const timerErrors = timer.stop();
     if (killed.signal === null) fullMs = Math.min(fullMs, Date.now() - t0);
-    const problems: string[] = [];
+    const problems: string[] = timerErrors.map((e) => `the kill failed: ${e}`);
     // Killed, or it had finished (a new complete tree is then the one in use).
     const finished = killed.signal === null;
     if (finished && killed.code !== 0) problems.push(`exited ${killed.code} before the kill: ${killed.stderr.trim().split('\n').pop()}`);

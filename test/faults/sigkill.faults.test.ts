@@ -7,7 +7,7 @@ import { FIXTURES, hostKernel, linkHostKernel, placeSource } from '../support/ho
 import { makeRoot } from '../support/roots.js';
 import { seededRandom } from './lib/random.js';
 import { QUICK, recordRow } from './lib/table.js';
-import { installedProblems, killAll, ootmodRun, startOotmod, stateProblem } from './lib/system.js';
+import { guardedTimer, installedProblems, killAll, ootmodRun, startOotmod, stateProblem } from './lib/system.js';
 
 const IS_ROOT = process.getuid?.() === 0;
 const TRIALS = QUICK ? 4 : 20;
@@ -28,10 +28,10 @@ describe.skipIf(!IS_ROOT)('SIGKILL during autoinstall --force', () => {
     for (let i = 0; i < TRIALS; i++) {
       const at = Math.round(100 + rnd.next() * fullMs * 1.1);
       const { child, done } = startOotmod(root, ['autoinstall', '--force']);
-      const timer = setTimeout(() => killAll(child.pid!), at);
+      const timer = guardedTimer(() => killAll(child.pid!), at, false);
       const killed = await done;
-      clearTimeout(timer);
-      const problems: string[] = [];
+      const timerErrors = timer.stop();
+      const problems: string[] = timerErrors.map((e) => `the kill failed: ${e}`);
       if (killed.code === 70) problems.push(`internal error: ${killed.stderr}`);
       problems.push(...installedProblems(root, release).problems);
       const st = stateProblem(root);

@@ -8,7 +8,14 @@ const made: string[] = [];
 // Temporary roots go when the test process ends (set OOTMOD_KEEP_ROOTS=1 to look at them).
 process.on('exit', () => {
   if (process.env.OOTMOD_KEEP_ROOTS) return;
-  for (const dir of made) rmSync(dir, { recursive: true, force: true });
+  for (const dir of made) {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch (e) {
+      // An exit handler must not throw (it would replace the run's own result): say it and go on.
+      process.stderr.write(`test clean-up: ${dir} not removed: ${e instanceof Error ? e.message : String(e)}\n`);
+    }
+  }
 });
 
 /** A temporary dir removed when the test process ends. */

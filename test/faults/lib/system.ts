@@ -33,6 +33,30 @@ export interface Run {
   stderr: string;
 }
 
+/**
+ * A timer whose callback can never throw outside the test: every error it raises is kept and handed
+ * to the test by stop(), which the test asserts on. (An exception thrown in a bare timer callback is
+ * "uncaught" to vitest and fails the whole run, whatever the test itself found.)
+ */
+export function guardedTimer(fn: () => void, ms: number, repeat: boolean): { stop(): string[] } {
+  const errors: string[] = [];
+  const tick = () => {
+    try {
+      fn();
+    } catch (e) {
+      errors.push(e instanceof Error ? e.message : String(e));
+    }
+  };
+  const timer = repeat ? setInterval(tick, ms) : setTimeout(tick, ms);
+  return {
+    stop() {
+      clearInterval(timer);
+      clearTimeout(timer);
+      return errors;
+    },
+  };
+}
+
 /** Starts ootmod in its own process group (so it and everything it started can be killed together). */
 export function startOotmod(root: string, args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<Run> } {
   return startDetached(OOTMOD, ['--root', root, ...args], { ...process.env, LANG: 'C.UTF-8', ...env });
