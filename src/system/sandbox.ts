@@ -54,7 +54,7 @@ export function sandboxPolicy(): SandboxPolicy {
   return policy;
 }
 
-function lookupUser(name = SANDBOX_USER): SandboxUser | undefined {
+export function lookupUser(name = SANDBOX_USER): SandboxUser | undefined {
   let text = '';
   try {
     text = readFileSync(policy.passwd ?? PASSWD, 'utf8');

@@ -1,9 +1,10 @@
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { closeConfReader, evaluateConf, openConfReader, type ConfContext } from '../../src/modules/dkmsconf.js';
 import { resolveSpec } from '../../src/modules/spec.js';
-import { SANDBOX_USER, setSandboxPolicy } from '../../src/system/sandbox.js';
+import { SANDBOX_USER, USERADD_ARGS, createBuildUser, lookupUser, setSandboxPolicy } from '../../src/system/sandbox.js';
 import { makeRoot } from '../support/roots.js';
 
 const ctx: ConfContext = {
@@ -112,6 +113,10 @@ BUILD_EXCLUSIVE_CONFIG[1]="CONFIG_B"
 // own source dir, and one whose dir the build user cannot enter is read alone and gets the usual error.
 const isRoot = process.getuid?.() === 0;
 describe.skipIf(!isRoot)('confined reads asked for together (root: the build user exists or is created)', () => {
+  // On a fresh machine nothing has created the build user yet (until it exists, reads run as nobody).
+  beforeAll(async () => {
+    if (!lookupUser()) await createBuildUser(async () => void execFileSync('useradd', USERADD_ARGS));
+  });
   beforeEach(() => setSandboxPolicy({ enabled: true, unconfined: [] }));
   afterEach(() => setSandboxPolicy({ enabled: false, unconfined: [] }));
 
