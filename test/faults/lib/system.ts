@@ -73,7 +73,11 @@ function startDetached(file: string, args: string[], env: NodeJS.ProcessEnv): { 
   let stderr = '';
   child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
   child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
-  const done = new Promise<Run>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  const done = new Promise<Run>((resolve) => {
+    // A spawn that fails ('error' with no 'close') is the case's result, not an uncaught exception.
+    child.on('error', (e) => resolve({ code: 127, signal: null, stdout, stderr: `${stderr}spawn ${file} failed: ${e.message}\n` }));
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
   return { child, done };
 }
 

@@ -21,7 +21,10 @@ export default function setup(): () => void {
     process.stdout.write(`${line(head)}\n| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |\n`);
     for (const c of cells) process.stdout.write(`${line(c)}\n`);
     const bad = rows.filter((r) => r.held !== r.tried);
-    process.stdout.write(bad.length ? `NOT HELD: ${bad.map((r) => r.fault).join(', ')}\n` : `all ${rows.reduce((n, r) => n + r.tried, 0)} cases held\n`);
+    const tried = rows.reduce((n, r) => n + r.tried, 0);
+    const held = rows.reduce((n, r) => n + r.held, 0);
+    if (!tried) process.stdout.write('no fault case ran (every fault test was skipped: the suite needs root)\n');
+    else process.stdout.write(bad.length ? `${held} of ${tried} cases held; NOT HELD: ${bad.map((r) => `${r.fault} (${r.tried - r.held} of ${r.tried})`).join(', ')}\n` : `all ${tried} cases held\n`);
     rmSync(dir, { recursive: true, force: true });
   };
 }
