@@ -14,7 +14,7 @@ export async function rustPrepare(s: Session): Promise<ExitCode> {
   return withLock(s, async () => {
     const planned = await planRustPrepare(s);
     const { plan } = planned;
-    if (!plan.rustCurrent.length && !plan.rustUnavailable.length && !plan.jobs.length) {
+    if (!plan.rustCurrent.length && !plan.rustUnavailable.length && !plan.jobs.length && !s.opts.json) {
       s.out('no installed kernel with headers is built with CONFIG_RUST: nothing to prepare');
       return ExitCode.Ok;
     }
