@@ -86,7 +86,11 @@ export class StateStore {
    * with no inputs key, so the planner rebuilds them and the owner of each file is known.
    */
   adopt(records: BuildRecord[]): void {
-    for (const r of records) this.data.records[recordKey(r.module, r.version, r.kernel)] ??= r;
+    for (const r of records) {
+      const key = recordKey(r.module, r.version, r.kernel);
+      this.data.records[key] ??= r;
+      this.adopted.set(key, r);
+    }
   }
 
   /** All records, ordered by module, version, kernel (plain code-point order: no ICU collation to load). */
@@ -114,16 +118,46 @@ export class StateStore {
   }
 
   async put(record: BuildRecord): Promise<void> {
-    this.data.records[recordKey(record.module, record.version, record.kernel)] = record;
+    const key = recordKey(record.module, record.version, record.kernel);
+    this.data.records[key] = record;
+    this.changes.set(key, record);
     await this.save();
   }
 
   async delete(module: string, version: string, kernel: string): Promise<void> {
-    delete this.data.records[recordKey(module, version, kernel)];
+    const key = recordKey(module, version, kernel);
+    delete this.data.records[key];
+    this.changes.set(key, null);
     await this.save();
   }
 
   private saving: Promise<void> = Promise.resolve();
+  /** What this store changed (null: deleted), applied on top of the file as it is at each save. */
+  private readonly changes = new Map<string, BuildRecord | null>();
+  /** Records adopted from the installed files, written where the file has none for them. */
+  private readonly adopted = new Map<string, BuildRecord>();
+
+  /**
+   * The records to write: the file's current ones (another store of this run may have written since
+   * this one loaded) with this store's adoptions and changes on top; the store's own file when the
+   * file does not parse (it is then kept aside).
+   */
+  private merged(): Record<string, BuildRecord> {
+    let base: Record<string, BuildRecord> | undefined;
+    try {
+      const onDisk = JSON.parse(readFileSync(this.file, 'utf8')) as StateData;
+      if (onDisk.format === 1 && typeof onDisk.records === 'object') base = onDisk.records;
+    } catch {
+      // Missing or corrupt: this store's own view.
+    }
+    if (!base) return this.data.records;
+    for (const [key, r] of this.adopted) base[key] ??= r;
+    for (const [key, r] of this.changes) {
+      if (r) base[key] = r;
+      else delete base[key];
+    }
+    return base;
+  }
 
   private async keepCorruptAside(): Promise<void> {
     if (!this.recoveredTo || existsSync(this.recoveredTo)) return;
@@ -143,7 +177,10 @@ export class StateStore {
     this.saving = this.saving
       .catch(() => undefined)
       .then(() => this.keepCorruptAside())
-      .then(() => writeFileAtomic(this.file, `${JSON.stringify(this.data, null, 1)}\n`, 0o600));
+      .then(() => {
+        this.data = { format: 1, records: this.merged() };
+        return writeFileAtomic(this.file, `${JSON.stringify(this.data, null, 1)}\n`, 0o600);
+      });
     return this.saving;
   }
 }

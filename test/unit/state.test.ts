@@ -49,7 +49,22 @@ describe('StateStore', () => {
     await first.put(rec('c'));
     await second.put(rec('d'));
     expect(readdirSync(dir).filter((f) => f.includes('corrupt'))).toHaveLength(2);
-    expect(StateStore.load(file).records().length).toBeGreaterThan(0);
+    // Neither write is lost: each store writes its change on top of the file as it is.
+    expect(StateStore.load(file).records().map((r) => r.module)).toEqual(['c', 'd']);
+  });
+
+  it('keeps the writes of two stores loaded at the same time, deletions included', async () => {
+    const file = path.join(makeRoot(), 'state.json');
+    const seed = StateStore.load(file);
+    await seed.put(rec('a'));
+    await seed.put(rec('b'));
+    const one = StateStore.load(file);
+    const two = StateStore.load(file);
+    await Promise.all([one.put(rec('c')), two.put(rec('d')), two.delete('a', '1', 'k1')]);
+    await one.put(rec('e'));
+    expect(StateStore.load(file).records().map((r) => r.module)).toEqual(['b', 'c', 'd', 'e']);
+    // Each store also sees what the other wrote once it saves.
+    expect(one.records().map((r) => r.module)).toEqual(['b', 'c', 'd', 'e']);
   });
 });
 
