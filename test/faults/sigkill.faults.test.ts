@@ -25,13 +25,16 @@ describe.skipIf(!IS_ROOT)('SIGKILL during autoinstall --force', () => {
     const fullMs = performance.now() - t0;
     const rnd = seededRandom();
     const failures: string[] = [];
+    let midRun = 0;
     for (let i = 0; i < TRIALS; i++) {
-      const at = Math.round(100 + rnd.next() * fullMs * 1.1);
+      // Inside the run (its first build took fullMs): a kill after the run ended would test nothing.
+      const at = Math.round(100 + rnd.next() * fullMs * 0.9);
       const { child, done } = startOotmod(root, ['autoinstall', '--force']);
       const timer = guardedTimer(() => killAll(child.pid!), at, false);
       const killed = await done;
       const timerErrors = timer.stop();
       const problems: string[] = timerErrors.map((e) => `the kill failed: ${e}`);
+      if (killed.signal === 'SIGKILL') midRun++;
       if (killed.code === 70) problems.push(`internal error: ${killed.stderr}`);
       problems.push(...installedProblems(root, release).problems);
       const st = stateProblem(root);
@@ -49,7 +52,9 @@ describe.skipIf(!IS_ROOT)('SIGKILL during autoinstall --force', () => {
       for (const r of status.modules) if (r.status !== 'installed') problems.push(`status of ${r.module}: ${r.status}`);
       if (problems.length) failures.push(`trial ${i} (kill at ${at} ms, seed ${rnd.seed}): ${problems.join('; ')}`);
     }
-    recordRow({ fault: 'SIGKILL in autoinstall --force', tried: TRIALS, held: TRIALS - failures.length, detail: `3 fixture sources, kills in 0.1-${(fullMs * 1.1 / 1000).toFixed(1)} s, seed ${rnd.seed}` });
+    // Most kills must land while the run goes on (a forced run can be quicker than the first one).
+    if (midRun < Math.ceil(TRIALS / 2)) failures.push(`only ${midRun} of ${TRIALS} kills landed while the run went on`);
+    recordRow({ fault: 'SIGKILL in autoinstall --force', tried: TRIALS, held: TRIALS - failures.length, detail: `3 fixture sources, kills in 0.1-${(fullMs * 0.9 / 1000).toFixed(1)} s, ${midRun} of ${TRIALS} mid-run, seed ${rnd.seed}` });
     expect(failures).toEqual([]);
   });
 });
