@@ -12,18 +12,18 @@ import type { Session } from '../session.js';
 
 /**
  * The package's Maintainer, as Debian's tools take it: DEBFULLNAME and DEBEMAIL ("Name <a@b>" in
- * DEBEMAIL works too), else ootmod at this machine's fully qualified name.
+ * DEBEMAIL works too), else ootmod at this machine's fully qualified name, else (a host name that is
+ * not a mail domain) ootmod at `<host>.invalid` (RFC 2606: never a real address; lintian accepts it),
+ * with a note that says how to name oneself.
  */
-export function maintainerOf(env: NodeJS.ProcessEnv, hostname = os.hostname()): string {
+export function maintainerOf(env: NodeJS.ProcessEnv, hostname = os.hostname()): { maintainer: string; note?: string } {
   const email = env.DEBEMAIL?.trim();
-  if (email && /<[^>]+@[^>]+>/.test(email)) return email;
-  if (email && /^[^\s@<>]+@[^\s@<>]+\.[^\s@<>]+$/.test(email)) return `${env.DEBFULLNAME?.trim() || 'ootmod'} <${email}>`;
-  if (/\./.test(hostname) && !/localhost|localdomain/.test(hostname)) return `ootmod <ootmod@${hostname}>`;
-  throw new OotmodError(
-    `mkdeb needs a maintainer address for the package and this machine's name '${hostname}' is not a mail domain`,
-    'set DEBEMAIL=you@your.domain (and DEBFULLNAME)',
-    ExitCode.Usage,
-  );
+  if (email && /<[^>]+@[^>]+>/.test(email)) return { maintainer: email };
+  if (email && /^[^\s@<>]+@[^\s@<>]+\.[^\s@<>]+$/.test(email)) return { maintainer: `${env.DEBFULLNAME?.trim() || 'ootmod'} <${email}>` };
+  if (/\./.test(hostname) && !/localhost|localdomain/.test(hostname)) return { maintainer: `ootmod <ootmod@${hostname}>` };
+  const host = hostname.replace(/[^A-Za-z0-9-]/g, '-').replace(/^-+|-+$/g, '') || 'localhost';
+  const maintainer = `ootmod mkdeb on ${host} <ootmod@${host}.invalid>`;
+  return { maintainer, note: `ootmod: mkdeb: Maintainer is '${maintainer}' (this machine's name is not a mail domain): set DEBEMAIL=you@your.domain and DEBFULLNAME to name yourself` };
 }
 
 export async function mkdebCommand(s: Session, args: string[]): Promise<ExitCode> {
@@ -31,7 +31,8 @@ export async function mkdebCommand(s: Session, args: string[]): Promise<ExitCode
   if (s.opts.kernels.length !== 1) throw new OotmodError('mkdeb wants exactly one kernel', 'ootmod mkdeb NAME[/VERSION] -k KVER -o DIR', ExitCode.Usage);
   if (!s.opts.output) throw new OotmodError('mkdeb wants an output directory', 'ootmod mkdeb NAME[/VERSION] -k KVER -o DIR', ExitCode.Usage);
   const ref = parseModuleRef(args[0]!);
-  const maintainer = maintainerOf(process.env);
+  const { maintainer, note } = maintainerOf(process.env);
+  if (note) s.err(note);
   const kver = s.opts.kernels[0]!;
   const records = StateStore.load(s.layout.stateFile)
     .find({ module: ref.name, version: ref.version, kernel: kver })
