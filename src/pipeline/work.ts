@@ -90,6 +90,8 @@ export interface ModuleWorkRequest {
   refs?: ModuleRef[];
   /** Only these source dirs. */
   sources?: SourceDir[];
+  /** Modules whose failed build is retried though nothing changed (see PlanRequest.retry). */
+  retry?: ReadonlySet<string>;
   label: string;
 }
 
@@ -98,7 +100,7 @@ async function moduleInputs(ctx: PipelineContext, store: StateStore, kernels: Ke
   const facts = await readFacts({ layout: ctx.layout, store, kernels, sources: req.sources, jobs: ctx.opts.jobs, checkOwnership: ctx.isRoot, rust, placed });
   const modules = planModules({
     kernels: facts.kernels, candidates: facts.candidates, records: facts.records,
-    request: { action: req.action, modules: req.refs, force: ctx.opts.force }, rustUnavailable: unavailableRust(rust),
+    request: { action: req.action, modules: req.refs, force: ctx.opts.force, retry: req.retry }, rustUnavailable: unavailableRust(rust),
   });
   const headersDir = new Map(kernels.flatMap((k) => (k.headersDir ? [[k.release, k.headersDir] as const] : [])));
   return { facts, compose: { modules, headersDir } };
@@ -197,11 +199,18 @@ async function dkmsTakeover(ctx: PipelineContext, store: StateStore, gone: strin
  * kernels whose headers are gone, then bring every kernel up to date (Rust trees, autoinstall) and ask
  * for a new initramfs where modules changed. With DKMS replaced, DKMS's copies of what ootmod installs go.
  */
-export async function planTrigger(ctx: PipelineContext, opts: { inDpkg: boolean; label: string }): Promise<Planned> {
+export interface TriggerPlanOptions {
+  inDpkg: boolean;
+  label: string;
+  /** Modules asked for explicitly (queued `dkms build|install`, a package's postinst): a failed build is retried. */
+  retry?: ReadonlySet<string>;
+}
+
+export async function planTrigger(ctx: PipelineContext, opts: TriggerPlanOptions): Promise<Planned> {
   return planning(ctx, () => planTriggerWork(ctx, opts));
 }
 
-async function planTriggerWork(ctx: PipelineContext, opts: { inDpkg: boolean; label: string }): Promise<Planned> {
+async function planTriggerWork(ctx: PipelineContext, opts: TriggerPlanOptions): Promise<Planned> {
   const store = StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun });
   const kernels = await listKernels(ctx.layout);
   const present = new Map(kernels.map((k) => [k.release, k]));
@@ -218,7 +227,7 @@ async function planTriggerWork(ctx: PipelineContext, opts: { inDpkg: boolean; la
     rustClean.push({ kernel: entry.name, reason: 'its headers are gone' });
   }
   const rust = await readRust(ctx, kernels);
-  const { compose } = await moduleInputs(ctx, store, kernels, rust, { action: 'install', label: opts.label });
+  const { compose } = await moduleInputs(ctx, store, kernels, rust, { action: 'install', label: opts.label, retry: opts.retry });
   const initramfs = initramfsKernels(ctx.layout, kernels.map((k) => k.release));
   const plan = composePlan({
     ...compose, rust, rustWanted: 'all', removals, forgetKernels: gone, rustClean,
