@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { readDkmsInstalls } from '../dkms/handover.js';
+import { isRegistered } from '../dkms/registry.js';
 import { ExitCode, OotmodError } from '../errors.js';
 import { executePlan, type JobResult, type ProgressReporter } from '../execute/executor.js';
 import { initramfsKernels } from '../execute/initramfs.js';
@@ -78,6 +79,29 @@ function depmodKernels(ctx: PipelineContext, kernels: KernelTarget[]): Set<strin
   return new Set(kernels.filter((k) => existsSync(ctx.layout.kernelDir(k.release))).map((k) => k.release));
 }
 
+/**
+ * With ootmod-dkms (no DKMS of its own on the machine), the builds of sources registered in DKMS's
+ * registry are kept in DKMS's tree too (/var/lib/dkms/<m>/<v>/<kver>/<arch>), where DKMS's readers look.
+ * Other sources are not: a dir there without its `source` link is what DKMS calls broken.
+ */
+function dkmsTreeOf(ctx: PipelineContext, kernels: KernelTarget[]): ComposeInput['dkmsTree'] {
+  if (dkmsIsInstalled(ctx.layout)) return undefined;
+  const arch = new Map(kernels.map((k) => [k.release, k.arch.machine]));
+  return (name, version, kernel) => (arch.has(kernel) && isRegistered(ctx.layout.dkmsRegistry, { name, version }) ? ctx.layout.dkmsBuildDir(name, version, kernel, arch.get(kernel)!) : undefined);
+}
+
+/** A current module's build dir in DKMS's tree is missing (for the dkms-tree job). */
+function dkmsTreeMissing(ctx: PipelineContext, kernels: KernelTarget[]): ComposeInput['dkmsTreeMissing'] {
+  const arch = new Map(kernels.map((k) => [k.release, k.arch.machine]));
+  return (name, version, kernel) => !existsSync(path.join(ctx.layout.dkmsBuildDir(name, version, kernel, arch.get(kernel) ?? ''), 'module'));
+}
+
+/** A removal of a record, with its build dir in DKMS's tree if ootmod-dkms wrote one. */
+function removal(ctx: PipelineContext, record: BuildRecord, forget: boolean, reason: string, spec?: ModuleSpec): RemovalRequest {
+  const dkmsTree = ctx.layout.dkmsBuildDir(record.module, record.version, record.kernel, record.arch);
+  return { record, forget, spec, reason, ...(forget && record.arch && existsSync(dkmsTree) ? { dkmsTree } : {}) };
+}
+
 function unavailableRust(rust: RustTreeFact[]): Map<string, string> {
   return new Map(rust.flatMap((r) => (r.state === 'unavailable' ? [[r.kernel, r.error] as const] : [])));
 }
@@ -147,7 +171,7 @@ async function planModuleWorkNow(ctx: PipelineContext, req: ModuleWorkRequest): 
     if (req.refs) throw new OotmodError(line, fix, ExitCode.NotFound);
     notes.push(`ootmod: ${line}: ${fix}`);
   }
-  const plan = composePlan({ ...compose, adds: req.adds, rust, rustWanted: req.refs ? 'needed' : 'all', depmodKernels: depmodKernels(ctx, kernels), buildUser: missingBuildUser() });
+  const plan = composePlan({ ...compose, adds: req.adds, rust, rustWanted: req.refs ? 'needed' : 'all', depmodKernels: depmodKernels(ctx, kernels), buildUser: missingBuildUser(), dkmsTree: dkmsTreeOf(ctx, kernels), dkmsTreeMissing: dkmsTreeMissing(ctx, kernels) });
   return { plan, kernels, store, label: req.label, named: Boolean(req.refs), notes };
 }
 
@@ -167,7 +191,7 @@ export async function planRemoval(ctx: PipelineContext, ref: ModuleRef, forget: 
   if (!records.length) throw new OotmodError(`${what} is not built for ${ctx.opts.kernels.join(', ') || 'any kernel'}`, 'see ootmod status', ExitCode.NotFound);
   const kernels = await listKernels(ctx.layout);
   const removals: RemovalRequest[] = [];
-  for (const r of records) removals.push({ record: r, forget, spec: await specOf(ctx, r, kernels.find((k) => k.release === r.kernel)), reason: forget ? 'ootmod remove' : 'ootmod uninstall' });
+  for (const r of records) removals.push(removal(ctx, r, forget, forget ? 'ootmod remove' : 'ootmod uninstall', await specOf(ctx, r, kernels.find((k) => k.release === r.kernel))));
   const plan = composePlan({ removals, depmodKernels: depmodKernels(ctx, kernels) });
   return { plan, kernels, store, label: forget ? 'remove' : 'uninstall', named: true, notes: [] };
 }
@@ -175,7 +199,7 @@ export async function planRemoval(ctx: PipelineContext, ref: ModuleRef, forget: 
 /** Before a kernel's files go (its prerm hook): what ootmod built and installed for it, and its Rust tree. */
 export async function planKernelRemoval(ctx: PipelineContext, kver: string): Promise<Planned> {
   const store = StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun });
-  const removals = store.find({ kernel: kver }).map((record): RemovalRequest => ({ record, forget: true, reason: `kernel ${kver} is removed` }));
+  const removals = store.find({ kernel: kver }).map((record) => removal(ctx, record, true, `kernel ${kver} is removed`));
   const plan = composePlan({
     removals, forgetKernels: [kver], depmodKernels: new Set(),
     rustClean: existsSync(ctx.layout.rustKernelDir(kver)) ? [{ kernel: kver, reason: `kernel ${kver} is removed` }] : [],
@@ -215,10 +239,10 @@ async function planTriggerWork(ctx: PipelineContext, opts: TriggerPlanOptions): 
   const kernels = await listKernels(ctx.layout);
   const present = new Map(kernels.map((k) => [k.release, k]));
   const gone = [...new Set(store.records().map((r) => r.kernel))].filter((k) => !present.has(k) || !existsSync(ctx.layout.kernelDir(k)));
-  const removals: RemovalRequest[] = store.records().filter((r) => gone.includes(r.kernel)).map((record) => ({ record, forget: true, reason: `kernel ${record.kernel} is removed` }));
+  const removals: RemovalRequest[] = store.records().filter((r) => gone.includes(r.kernel)).map((record) => removal(ctx, record, true, `kernel ${record.kernel} is removed`));
   for (const r of store.records()) {
     if (gone.includes(r.kernel) || existsSync(ctx.layout.moduleSource(r.module, r.version))) continue;
-    removals.push({ record: r, forget: true, reason: 'its source is gone' });
+    removals.push(removal(ctx, r, true, 'its source is gone'));
   }
   const rustClean: { kernel: string; reason: string }[] = gone.filter((k) => existsSync(ctx.layout.rustKernelDir(k))).map((kernel) => ({ kernel, reason: 'its kernel is removed' }));
   for (const entry of await readdir(path.join(ctx.layout.stateDir, 'rust'), { withFileTypes: true }).catch(() => [])) {
@@ -231,7 +255,7 @@ async function planTriggerWork(ctx: PipelineContext, opts: TriggerPlanOptions): 
   const initramfs = initramfsKernels(ctx.layout, kernels.map((k) => k.release));
   const plan = composePlan({
     ...compose, rust, rustWanted: 'all', removals, forgetKernels: gone, rustClean,
-    depmodKernels: depmodKernels(ctx, kernels), buildUser: missingBuildUser(), initramfs: { ...initramfs, inDpkg: opts.inDpkg },
+    depmodKernels: depmodKernels(ctx, kernels), buildUser: missingBuildUser(), initramfs: { ...initramfs, inDpkg: opts.inDpkg }, dkmsTree: dkmsTreeOf(ctx, kernels), dkmsTreeMissing: dkmsTreeMissing(ctx, kernels),
     dkmsTakeover: await dkmsTakeover(ctx, store, gone),
   });
   return { plan, kernels, store, label: opts.label, named: false, notes: [] };
