@@ -46,6 +46,13 @@ async function linkOrCopy(from: string, to: string): Promise<void> {
   });
 }
 
+/** A real dir at `dir`: whatever else the build left under that name (a link to /etc) goes first. */
+async function ownDir(dir: string): Promise<void> {
+  const st = await lstat(dir).catch(() => undefined);
+  if (st && !st.isDirectory()) await rm(dir, { force: true });
+  await mkdir(dir, { recursive: true });
+}
+
 /**
  * After a successful build (and again at install): what the build wrote is taken back by root, the
  * previous build's dir goes, and DKMS's module/ (the built files, the build's Module.symvers) and
@@ -55,7 +62,7 @@ export async function keepPerBuildDir(dir: string, result: { built: string[]; lo
   await mkdir(dir, { recursive: true });
   await chownTree(dir, process.getuid?.() ?? 0, process.getgid?.() ?? 0);
   await rm(aside(dir), { recursive: true, force: true });
-  await mkdir(path.join(dir, 'module'), { recursive: true });
+  await ownDir(path.join(dir, 'module'));
   for (const f of result.built) await linkOrCopy(f, path.join(dir, 'module', path.basename(f)));
   // A copy: the build dir's file is the build user's.
   if (result.symvers) {
@@ -63,7 +70,7 @@ export async function keepPerBuildDir(dir: string, result: { built: string[]; lo
     await copyFile(result.symvers, path.join(dir, 'module', 'Module.symvers'), constants.COPYFILE_EXCL);
   }
   if (result.log) {
-    await mkdir(path.join(dir, 'log'), { recursive: true });
+    await ownDir(path.join(dir, 'log'));
     await linkOrCopy(result.log, path.join(dir, 'log', 'make.log'));
   }
 }

@@ -44,6 +44,22 @@ describe('the per-build dir', () => {
     expect(statSync(path.join(dir, 'module/Module.symvers')).ino).not.toBe(statSync(path.join(built, 'Module.symvers')).ino);
     expect(readFileSync(path.join(dir, 'log/make.log'), 'utf8')).toBe('make.log');
   });
+
+  it('never writes through a link the build left where module/ or log/ go', async () => {
+    const base = tempDir('ootmod-perbuild-');
+    const elsewhere = path.join(base, 'etc');
+    mkdirSync(elsewhere);
+    const dir = path.join(base, 'tree/x86_64');
+    mkdirSync(dir, { recursive: true });
+    symlinkSync(elsewhere, path.join(dir, 'module'));
+    symlinkSync(elsewhere, path.join(dir, 'log'));
+    writeFileSync(path.join(base, 'zfs.ko'), 'ko');
+    writeFileSync(path.join(base, 'make.log'), 'log');
+    await keepPerBuildDir(dir, { built: [path.join(base, 'zfs.ko')], log: path.join(base, 'make.log') });
+    expect(readdirSync(elsewhere)).toEqual([]);
+    expect(lstatSync(path.join(dir, 'module')).isDirectory()).toBe(true);
+    expect(readdirSync(path.join(dir, 'module'))).toEqual(['zfs.ko']);
+  });
 });
 
 describe("DKMS's tree", () => {
