@@ -3,14 +3,15 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../../errors.js';
 import { confFiles, evaluateConf } from '../../modules/dkmsconf.js';
-import { confContext, loadSpec, splitNameVersion, type SourceDir } from '../../modules/sources.js';
+import { sourceDirName } from '../../modules/names.js';
+import { confContext, loadSpec, type SourceDir } from '../../modules/sources.js';
 import { planAdd, type AddRequest } from '../../pipeline/work.js';
 import { isSourcePath, parseModuleRef, sourcePathOf } from '../modargs.js';
 import type { Session } from '../session.js';
 import { runPlanned, withLock } from './jobs.js';
 
-function sourceDirOf(dir: string): SourceDir {
-  const { name, version } = splitNameVersion(path.basename(dir));
+function sourceDirOf(s: Session, dir: string): SourceDir {
+  const { name, version } = sourceDirName(s.layout, dir);
   return { dir, guessedName: name, guessedVersion: version };
 }
 
@@ -18,7 +19,7 @@ function sourceDirOf(dir: string): SourceDir {
 export async function addRequest(s: Session, from: string): Promise<AddRequest> {
   const ctx = { layout: s.layout, jobs: s.opts.jobs, checkOwnership: false };
   // Read name and version from the tree where it is; the copy is validated fully by the build's read.
-  const first = await loadSpec(sourceDirOf(from), ctx).catch((err) => {
+  const first = await loadSpec(sourceDirOf(s, from), ctx).catch((err) => {
     // A tree outside /usr/src need not be named <name>-<version> yet.
     if (err instanceof OotmodError && /the source dir must be named/.test(err.message)) return undefined;
     throw err;
@@ -33,7 +34,7 @@ export async function addRequest(s: Session, from: string): Promise<AddRequest> 
 }
 
 async function loadNamesOnly(from: string, s: Session) {
-  const src = sourceDirOf(from);
+  const src = sourceDirOf(s, from);
   const cctx = confContext(src, { layout: s.layout, jobs: s.opts.jobs, checkOwnership: false });
   const conf = await evaluateConf(confFiles(path.join(from, 'dkms.conf'), s.layout.dkmsEtcDir, cctx), cctx);
   const name = conf.directives.get('PACKAGE_NAME')?.get(0);
@@ -60,7 +61,7 @@ export async function addCommand(s: Session, args: string[]): Promise<ExitCode> 
     const failed = [...outcome.results.values()].find((r) => r.status === 'failed');
     if (failed) throw new OotmodError(`adding ${add.module}/${add.version} failed: ${failed.detail}`, undefined, ExitCode.Failed);
     // The placed copy is root's: validate it as every build will.
-    await loadSpec(sourceDirOf(add.dest), { layout: s.layout, jobs: s.opts.jobs, checkOwnership: s.isRoot });
+    await loadSpec(sourceDirOf(s, add.dest), { layout: s.layout, jobs: s.opts.jobs, checkOwnership: s.isRoot });
     if (!s.opts.json) s.out(`added ${add.module}/${add.version} at ${add.dest}`);
     return ExitCode.Ok;
   });

@@ -10,7 +10,7 @@ import { queueEntry } from '../../dkms/requests.js';
 import { dkmsStatusLines } from '../../dkms/status.js';
 import { DKMS_INTERFACE_VERSION } from '../../dkms/version.js';
 import { ExitCode, OotmodError, errorLine } from '../../errors.js';
-import { removedMarker } from '../../modules/names.js';
+import { removedMarker, sourceDirName } from '../../modules/names.js';
 import { listSourceDirs } from '../../modules/sources.js';
 import { planAdd, planDefer } from '../../pipeline/work.js';
 import type { Layout } from '../../system/layout.js';
@@ -104,9 +104,7 @@ async function target(s: Session, req: DkmsRequest, action: string): Promise<Tar
       if (failed) throw new OotmodError(`adding ${add.module}/${add.version} failed: ${failed.detail}`, undefined, ExitCode.Failed);
       return { name: add.module, version: add.version };
     }
-    const base = path.basename(dir);
-    const i = base.lastIndexOf('-');
-    return { name: base.slice(0, i), version: base.slice(i + 1) };
+    return sourceDirName(s.layout, dir, registryDir(s.layout, req.dkmsTree));
   }
   if (!req.module) throw new OotmodError(`${action} needs a module`, `dkms ${action} -m NAME -v VERSION (or NAME/VERSION)`, ExitCode.Usage);
   if (req.version) return { name: req.module, version: req.version };

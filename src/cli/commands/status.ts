@@ -2,7 +2,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode } from '../../errors.js';
-import { registeredWithDkms, splitNameVersion } from '../../modules/names.js';
+import { registeredWithDkms, sourceDirName } from '../../modules/names.js';
 import { StateStore } from '../../state/store.js';
 import { json, table } from '../format.js';
 import type { Session } from '../session.js';
@@ -52,7 +52,7 @@ export function statusRows(s: Session, filter: { module?: string; version?: stri
   // Sources that were never built for any kernel: DKMS's "added".
   for (const entry of existsSync(s.layout.srcDir) ? readdirSync(s.layout.srcDir, { withFileTypes: true }) : []) {
     if (!entry.isDirectory() || seen.has(entry.name) || !existsSync(path.join(s.layout.srcDir, entry.name, 'dkms.conf'))) continue;
-    const { name, version } = splitNameVersion(entry.name);
+    const { name, version } = sourceDirName(s.layout, path.join(s.layout.srcDir, entry.name));
     if (filter.module && name !== filter.module) continue;
     if (filter.version && version !== filter.version) continue;
     const dkms = registeredWithDkms(s.layout, name, version);
