@@ -15,8 +15,11 @@ function sourceDirOf(s: Session, dir: string): SourceDir {
   return { dir, guessedName: name, guessedVersion: version };
 }
 
-/** Reads a source dir: the add job that places it at /usr/src/<name>-<version>. Changes nothing. */
-export async function addRequest(s: Session, from: string): Promise<AddRequest> {
+/**
+ * Reads a source dir: the add job that places it at /usr/src/<name>-<version>. Changes nothing. An
+ * existing /usr/src/<name>-<version> is replaced only with --force or `replace` (ootmod-dkms, as DKMS).
+ */
+export async function addRequest(s: Session, from: string, opts: { replace?: boolean } = {}): Promise<AddRequest> {
   const ctx = { layout: s.layout, jobs: s.opts.jobs, checkOwnership: false };
   // Read name and version from the tree where it is; the copy is validated fully by the build's read.
   const first = await loadSpec(sourceDirOf(s, from), ctx).catch((err) => {
@@ -26,7 +29,7 @@ export async function addRequest(s: Session, from: string): Promise<AddRequest> 
   });
   const spec = first ?? (await loadNamesOnly(from, s));
   const dest = s.layout.moduleSource(spec.name, spec.version);
-  if (path.resolve(from) !== dest && existsSync(dest) && !s.opts.force) {
+  if (path.resolve(from) !== dest && existsSync(dest) && !s.opts.force && !opts.replace) {
     throw new OotmodError(`${dest} already exists`, `use --force to replace it, or ootmod remove ${spec.name}/${spec.version} first`, ExitCode.InvalidSource);
   }
   const postAdd = first?.scripts.postAdd;

@@ -23,7 +23,7 @@ export interface StatusRow {
 }
 
 export function statusRows(s: Session, filter: { module?: string; version?: string }): StatusRow[] {
-  const store = StateStore.load(s.layout.stateFile);
+  const store = StateStore.loadForStatus(s.layout.stateFile);
   const kernels = s.opts.kernels;
   const rows: StatusRow[] = [];
   const seen = new Set<string>();
@@ -64,7 +64,7 @@ export function statusRows(s: Session, filter: { module?: string; version?: stri
   return rows;
 }
 
-export function statusCommand(s: Session, args: string[]): ExitCode {
+export async function statusCommand(s: Session, args: string[]): Promise<ExitCode> {
   const [name, version] = (args[0] ?? '').split('/');
   const rows = statusRows(s, { module: name || undefined, version });
   if (s.opts.json) {
@@ -80,5 +80,7 @@ export function statusCommand(s: Session, args: string[]): ExitCode {
     rows.map((r) => [r.module, r.version, r.kernel ?? '-', r.arch ?? '-', r.status + (r.signed ? ' (signed)' : ''), r.error ?? r.detail ?? '']),
   );
   for (const line of lines) s.out(line);
+  // --verbose: the key modules are signed with, and whether the firmware trusts it (runs mokutil).
+  if (s.opts.verbose) s.out((await import('../../execute/signing.js').then((m) => m.keyLine(s.layout))).line);
   return ExitCode.Ok;
 }
