@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { existsSync, statSync } from 'node:fs';
 import { DKMS_FRONT_END_MARK } from '../../src/modules/names.js';
 import { dkmsSigningKey, ensureSigningKey, frameworkValue, signFileFor, signingKeyChoice, signingKeyIdentity } from '../../src/execute/signing.js';
-import { compressOptions, ignoredSettings, readFramework, settingFor } from '../../src/dkms/framework.js';
+import { compressOptions, frameworkJobs, ignoredSettings, readFramework, settingFor } from '../../src/dkms/framework.js';
 import { run } from '../../src/system/run.js';
 import { createLayout } from '../../src/system/layout.js';
 import { makeRoot } from '../support/roots.js';
@@ -127,6 +127,8 @@ describe('framework.conf', () => {
     const fw = readFramework(createLayout(root));
     expect(fw.get('parallel_jobs')).toBe('3');
     expect(ignoredSettings(fw)).toEqual(['autoinstall_all_kernels', 'modprobe_on_install', 'post_transaction', 'symlink_modules']);
+    expect(frameworkJobs(fw)).toBe(3);
+    expect(frameworkJobs(new Map([['parallel_jobs', '0']]))).toBeUndefined();
     expect(compressOptions(fw, 'xz')).toEqual(['-9e']);
     expect(compressOptions(fw, 'zstd')).toEqual(['-q', '--rm', '-T0']);
     expect(settingFor(new Map([['sign_file', '/x/$HOME']]), 'sign_file', '6.1')).toBeUndefined();

@@ -27,7 +27,7 @@ import { statusRows, type StatusRow } from './status.js';
 const USAGE = `Usage: dkms [action] [options] [module/module-version] [/path/to/source-tree]
 
 ootmod-dkms: DKMS's command line, run by ootmod. Actions: add, build, install, uninstall, unbuild,
-remove, status, autoinstall, kernel_postinst, kernel_prerm (and --version). Options: -m MODULE[/VERSION],
+remove, status, autoinstall, generate_mok, kernel_postinst, kernel_prerm (and --version). Options: -m MODULE[/VERSION],
 -v VERSION, -k KVER[/ARCH] (repeatable), -a ARCH, --all, --force, -j N, -q, --verbose,
 --kernelsourcedir DIR, --sourcetree DIR, --installtree DIR, --dkmstree DIR.
 Without -k, build and install act on every kernel that has headers. Inside a dpkg run, add, build,
@@ -101,8 +101,9 @@ async function target(s: Session, req: DkmsRequest, action: string): Promise<Tar
     if (path.dirname(dir) !== s.layout.srcDir) {
       // A tree elsewhere is placed at /usr/src/<name>-<version> first, as DKMS's add does: over what is
       // there (DKMS copies over it; ootmod replaces it whole), saying so only with --force, as DKMS.
-      const add = await addRequest(s, dir, { replace: true });
-      if (s.opts.force && existsSync(add.dest)) s.out(`Forcing install of ${add.module}/${add.version}`);
+      const replace = ['add', 'build', 'install'].includes(action);
+      const add = await addRequest(s, dir, { replace });
+      if (replace && s.opts.force && existsSync(add.dest)) s.out(`Forcing install of ${add.module}/${add.version}`);
       const outcome = await withLock(s, () => runPlanned(s, planAdd(s, [add]), { quietSummary: true }));
       const failed = outcome && [...outcome.results.values()].find((r) => r.status === 'failed');
       if (failed) throw new OotmodError(`adding ${add.module}/${add.version} failed: ${failed.detail}`, undefined, ExitCode.Failed);
