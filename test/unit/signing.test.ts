@@ -126,7 +126,7 @@ describe('framework.conf', () => {
     put(root, 'etc/dkms/framework.conf.d/a.conf', 'parallel_jobs=3\n');
     const fw = readFramework(createLayout(root));
     expect(fw.get('parallel_jobs')).toBe('3');
-    expect(ignoredSettings(fw)).toEqual(['autoinstall_all_kernels', 'modprobe_on_install', 'post_transaction', 'symlink_modules']);
+    expect(ignoredSettings(fw)).toEqual(['autoinstall_all_kernels', 'modprobe_on_install', 'symlink_modules']);
     expect(frameworkJobs(fw)).toBe(3);
     expect(frameworkJobs(new Map([['parallel_jobs', '0']]))).toBeUndefined();
     expect(compressOptions(fw, 'xz')).toEqual(['-9e']);

@@ -3,9 +3,10 @@
 // Inside a dpkg run, add/build/install/autoinstall record the request and leave the work to ootmod's
 // trigger, so a transaction of N module packages is built once, at its end, and never fails a package.
 import { existsSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parseDkmsArgs, type DkmsRequest } from '../../dkms/args.js';
-import { frameworkJobs, ignoredSettings, ootmodFramework } from '../../dkms/framework.js';
+import { frameworkJobs, ignoredSettings, ootmodFramework, postTransaction } from '../../dkms/framework.js';
 import { clearRemoved, isRegistered, listRegistry, markRemoved, register, registryDir, unregister } from '../../dkms/registry.js';
 import { queueEntry } from '../../dkms/requests.js';
 import { dkmsStatusLines } from '../../dkms/status.js';
@@ -320,7 +321,14 @@ export async function dkmsMain(root: string, argv: string[]): Promise<number> {
   try {
     if (first === 'common.postinst') return await commonPostinst(s, rest);
     if (req.all) s.opts.kernels = [];
-    return await act(s, req);
+    const code = await act(s, req);
+    // post_transaction after what changed modules, as DKMS; a build queued for the trigger runs it there.
+    const queued = inDpkg() && !s.config().strict;
+    if (code === 0 && ['install', 'uninstall', 'unbuild', 'remove', 'autoinstall'].includes(req.action!) && !(queued && ['install', 'autoinstall'].includes(req.action!))) {
+      const line = await postTransaction(s.layout, fw, s.opts.kernels[0] ?? os.release());
+      if (line) s.out(line);
+    }
+    return code;
   } catch (err) {
     if (!(err instanceof OotmodError)) throw err;
     s.err(`ootmod-dkms: ${err.line()}`);
