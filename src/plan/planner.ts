@@ -128,51 +128,57 @@ export function planModules(input: PlanInput): ModulePlan {
     }
 
     const planned = new Map<string, ModuleJob>();
-    for (const c of wanted) {
+    /**
+     * Plans one wanted source for this kernel, or says why it needs nothing (skipped, current, failed).
+     * `rebuild`: the reason it must be rebuilt and installed whatever its record says
+     * (BUILD_DEPENDS_REBUILD: a module it depends on is rebuilt).
+     */
+    const consider = (c: (typeof valid)[number], rebuild?: string): void => {
       const { spec } = c;
       const item = { module: spec.name, version: spec.version, kernel: kernel.release };
       if (!kernel.headersDir) {
         out.skipped.push({ ...item, reason: `no headers for ${kernel.release}: install linux-headers-${kernel.release}` });
-        continue;
+        return;
       }
       const subject = { release: kernel.release, machine: kernel.arch.machine, config: kernel.config };
       const excluded = exclusionReason(spec.exclusive, subject);
       if (excluded) {
         out.skipped.push({ ...item, reason: excluded });
-        continue;
+        return;
       }
       // Per-module BUILD_EXCLUSIVE_*[#]: a module excluded for this kernel is neither built nor installed.
       const modules = spec.modules.filter((m) => !m.exclusive || !exclusionReason(m.exclusive, subject));
       if (!modules.length) {
         out.skipped.push({ ...item, reason: `${spec.modules.map((m) => `${m.builtName}: ${exclusionReason(m.exclusive!, subject)}`).join('; ')}` });
-        continue;
+        return;
       }
       const kernelSpec = modules.length === spec.modules.length ? spec : { ...spec, modules };
       const record = records.get(`${spec.name}/${spec.version}/${kernel.release}`);
-      if (!request.force && isCurrent(record, c.inputsKey, request.action)) {
+      if (!rebuild && !request.force && isCurrent(record, c.inputsKey, request.action)) {
         out.current.push({ ...item, reason: record!.status === 'installed' ? 'installed and current' : 'built and current' });
-        continue;
+        return;
       }
-      const reuseBuilt = !request.force && request.action === 'install' && record?.status === 'built' && record.inputsKey === c.inputsKey;
+      const action: Action = rebuild ? 'install' : request.action;
+      const reuseBuilt = !rebuild && !request.force && action === 'install' && record?.status === 'built' && record.inputsKey === c.inputsKey;
       // Only a module that must be (re)built needs the kernel's compiler and a usable Rust tree; a current one stays as it is.
       const cannot = reuseBuilt ? undefined : kernel.problems[0] ?? (c.usesRust ? rustBlocker(kernel, input.rustUnavailable) : undefined);
       if (cannot) {
         out.failed.push({ ...item, reason: cannot });
-        continue;
+        return;
       }
       // A failure is retried when its inputs or tools changed, or when the module is asked for by name.
-      const retry = request.force || (request.retry ? request.retry.has(spec.name) || request.retry.has(`${spec.name}/${spec.version}`) : explicit);
+      const retry = Boolean(rebuild) || request.force || (request.retry ? request.retry.has(spec.name) || request.retry.has(`${spec.name}/${spec.version}`) : explicit);
       const sameFailure = record?.status === 'failed' && record.inputsKey === c.inputsKey && record.toolsKey === c.toolsKey;
       if (sameFailure && !retry) {
         out.failed.push({ ...item, reason: `failed before with the same inputs and tools (${record.error ?? 'see its log'}); retried when they change, or by ootmod install ${spec.name}` });
-        continue;
+        return;
       }
       const replaces = input.records
         .filter((r) => r.module === spec.name && r.kernel === kernel.release && r.version !== spec.version && r.status === 'installed')
         .map((r) => r.version);
       planned.set(spec.name, {
         id: jobId(spec.name, spec.version, kernel.release),
-        action: request.action,
+        action,
         ...item,
         spec: kernelSpec,
         inputsKey: c.inputsKey,
@@ -182,9 +188,25 @@ export function planModules(input: PlanInput): ModulePlan {
         replaces,
         usesRust: c.usesRust,
         kernelBuildDir: c.kernelBuildDir,
-        reason: !record ? 'not built yet' : record.inputsKey !== c.inputsKey ? 'inputs changed' : request.force ? 'forced'
-          : record.status === 'failed' ? (sameFailure ? 'failed before, asked for again' : 'failed before; its compiler or build tools changed') : 'files missing',
+        reason: rebuild ?? (!record ? 'not built yet' : record.inputsKey !== c.inputsKey ? 'inputs changed' : request.force ? 'forced'
+          : record.status === 'failed' ? (sameFailure ? 'failed before, asked for again' : 'failed before; its compiler or build tools changed') : 'files missing'),
       });
+    };
+    for (const c of wanted) consider(c);
+    // BUILD_DEPENDS_REBUILD=yes (DKMS 3.2): a module installed for this kernel is rebuilt and installed
+    // again when a module it BUILD_DEPENDS on is rebuilt, transitively (a filesystem on top of ZFS).
+    const rebuilt = (name: string) => planned.has(name) && !planned.get(name)!.reuseBuilt;
+    for (let grew = true; grew; ) {
+      grew = false;
+      for (const r of input.records) {
+        if (r.kernel !== kernel.release || r.status !== 'installed' || planned.has(r.module)) continue;
+        const c = valid.find((v) => v.spec.name === r.module && v.spec.version === r.version);
+        const dep = c?.spec.buildDependsRebuild ? c.spec.buildDepends.find(rebuilt) : undefined;
+        if (!c || !dep) continue;
+        out.current = out.current.filter((i) => !(i.module === r.module && i.kernel === kernel.release));
+        consider(c, `BUILD_DEPENDS_REBUILD: ${dep} is rebuilt`);
+        grew ||= planned.has(r.module);
+      }
     }
 
     // Two sources that would install the same module file for this kernel: found now, not after a build.

@@ -122,6 +122,27 @@ describe('plan', () => {
     expect(reasons.c1).toMatch(/cycle/);
   });
 
+  it('BUILD_DEPENDS_REBUILD: rebuilds an installed dependant when its dependency is rebuilt, transitively, as DKMS 3.2 does', () => {
+    const base = spec('base', '2.0');
+    const fs = spec('fs', '1.0', { buildDepends: ['base'], buildDependsRebuild: true, autoinstall: false });
+    const tool = spec('tool', '1.0', { buildDepends: ['fs'], buildDependsRebuild: true, autoinstall: false });
+    const plain = spec('plain', '1.0', { buildDepends: ['base'], autoinstall: false });
+    const records = [record(base, k7.release, { inputsKey: 'old' }), record(fs, k7.release), record(tool, k7.release), record(plain, k7.release)];
+    const candidates = [base, fs, tool, plain].map((s) => cand(s, k7.release));
+    // Only base is asked for by name, and only its inputs changed.
+    const p = plan({ kernels: [k7], candidates, records, request: { action: 'build', force: false, modules: [{ name: 'base' }] } });
+    const jobs = Object.fromEntries(p.jobs.map((j) => [j.module, j]));
+    expect(Object.keys(jobs).sort()).toEqual(['base', 'fs', 'tool']);
+    expect(jobs.fs!.reason).toBe('BUILD_DEPENDS_REBUILD: base is rebuilt');
+    expect(jobs.fs!.action).toBe('install');
+    expect(jobs.fs!.after).toEqual(['base/2.0@8.1.4+deb15-amd64']);
+    expect(jobs.tool!.reason).toBe('BUILD_DEPENDS_REBUILD: fs is rebuilt');
+    expect(jobs.tool!.after).toEqual(['fs/1.0@8.1.4+deb15-amd64']);
+    // Without the directive a dependant stays as it is; with base current nothing moves.
+    const quiet = plan({ kernels: [k7], candidates, records: [record(base, k7.release), ...records.slice(1)], request: auto });
+    expect(quiet.jobs).toEqual([]);
+  });
+
   it('restricts to named modules and versions, regardless of AUTOINSTALL', () => {
     const a1 = spec('a', '1.0', { autoinstall: false });
     const a2 = spec('a', '2.0', { autoinstall: false });
