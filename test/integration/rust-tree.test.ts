@@ -48,6 +48,7 @@ describe('a Rust tree with a corrupt manifest', () => {
       // A dry run plans, and says why the tree cannot be built.
       const dry = await ootmodEnv(root, env, 'rust', 'prepare', '--dry-run', '-k', KVER);
       expect(dry.exitCode, dry.stderr).toBe(0);
+      expect(dry.stdout).toMatch(new RegExp(`^rust\\s+no Rust tree can be built for ${KVER}: ${KVER} was built with rustc 9\\.8\\.7 .*set RUSTC to a matching binary$`, 'm'));
     });
   }
 });
