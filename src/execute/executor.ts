@@ -4,6 +4,7 @@
 // of --jobs; the other jobs (installs, removals, depmod) start as soon as they are ready.
 import { environmentFault, errorLine } from '../errors.js';
 import { jobTarget, type Job, type WorkPlan } from '../plan/jobs.js';
+import type { ReadinessView } from '../plan/readiness.js';
 import type { BuildRecord } from '../state/store.js';
 import type { Jobserver, Token } from './jobserver.js';
 
@@ -25,6 +26,8 @@ export interface JobResult {
   record?: BuildRecord;
   /** A Rust tree job: the tree's dir. */
   treeDir?: string;
+  /** A boot-notice job: the readiness it read. */
+  readiness?: ReadinessView;
   /** The job did not run because a job it needs failed. */
   blocked?: boolean;
   elapsedMs?: number;

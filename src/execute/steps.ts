@@ -14,6 +14,8 @@ import { USERADD_ARGS, createBuildUser } from '../system/sandbox.js';
 import { depmod } from './depmod.js';
 import type { JobResult, JobRunner } from './executor.js';
 import { requestInitramfs } from './initramfs.js';
+import { updateBootNotices } from './notices.js';
+import type { ReadinessView } from '../plan/readiness.js';
 import { buildModule, installModule, runScript, uninstallRecord } from './job.js';
 import { placeSourceTree } from './sources.js';
 import type { Jobserver } from './jobserver.js';
@@ -28,6 +30,8 @@ export interface StepContext {
   jobserver?: Jobserver;
   /** Where removal steps write what they did (verbose output). */
   log: CommandLog;
+  /** Reads every kernel's readiness now (for the boot-notice job, after the other jobs). */
+  readiness?: () => Promise<ReadinessView>;
 }
 
 const failed = (detail: string): JobResult => ({ status: 'failed', detail });
@@ -128,6 +132,11 @@ export function jobRunner(ctx: StepContext): JobRunner {
           await writeFile(path.join(layout.queueDir, job.entry.replaceAll('/', '_')), `${job.reason} ${new Date().toISOString()}\n`);
           const r = await run('dpkg-trigger', ['--no-await', TRIGGER_NAME], { allowFailure: true });
           return r.exitCode === 0 ? { status: 'done' } : failed(`dpkg-trigger ${TRIGGER_NAME} failed: ${r.stderr.trim().split('\n').pop() ?? r.exitCode}`);
+        }
+        case 'boot-notice': {
+          if (!ctx.readiness) return { status: 'skipped', detail: 'no readiness reader' };
+          const readiness = await ctx.readiness();
+          return { status: 'done', detail: await updateBootNotices(layout, job.files, readiness), readiness };
         }
       }
     },

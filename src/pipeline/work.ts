@@ -8,6 +8,7 @@ import { readDkmsInstalls } from '../dkms/handover.js';
 import { ExitCode, OotmodError } from '../errors.js';
 import { executePlan, type JobResult, type ProgressReporter } from '../execute/executor.js';
 import { initramfsKernels } from '../execute/initramfs.js';
+import { noticeExists, noticeFiles } from '../execute/notices.js';
 import { Jobserver, makeFifoSupport } from '../execute/jobserver.js';
 import { missingBuildUser } from '../system/sandbox.js';
 import { jobRunner } from '../execute/steps.js';
@@ -18,6 +19,7 @@ import { loadSpec, splitNameVersion, type SourceDir } from '../modules/sources.j
 import type { ModuleSpec } from '../modules/spec.js';
 import { composePlan, type ComposeInput, type RemovalRequest } from '../plan/compose.js';
 import { readFacts, type Facts } from '../plan/facts.js';
+import { readReadiness } from './readiness.js';
 import type { AddJob, Job, WorkPlan } from '../plan/jobs.js';
 import { planModules, type Action } from '../plan/planner.js';
 import { readRustFacts, rustKernels, type RustTreeFact } from '../rust/prepare.js';
@@ -197,11 +199,18 @@ async function dkmsTakeover(ctx: PipelineContext, store: StateStore, gone: strin
  * kernels whose headers are gone, then bring every kernel up to date (Rust trees, autoinstall) and ask
  * for a new initramfs where modules changed. With DKMS replaced, DKMS's copies of what ootmod installs go.
  */
-export async function planTrigger(ctx: PipelineContext, opts: { inDpkg: boolean; label: string }): Promise<Planned> {
+export interface TriggerPlanOptions {
+  inDpkg: boolean;
+  label: string;
+  /** Kernels were installed or removed (hooks ran): the next boot's readiness is checked even with nothing to build. */
+  kernelsChanged?: boolean;
+}
+
+export async function planTrigger(ctx: PipelineContext, opts: TriggerPlanOptions): Promise<Planned> {
   return planning(ctx, () => planTriggerWork(ctx, opts));
 }
 
-async function planTriggerWork(ctx: PipelineContext, opts: { inDpkg: boolean; label: string }): Promise<Planned> {
+async function planTriggerWork(ctx: PipelineContext, opts: TriggerPlanOptions): Promise<Planned> {
   const store = StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun });
   const kernels = await listKernels(ctx.layout);
   const present = new Map(kernels.map((k) => [k.release, k]));
@@ -224,6 +233,8 @@ async function planTriggerWork(ctx: PipelineContext, opts: { inDpkg: boolean; la
     ...compose, rust, rustWanted: 'all', removals, forgetKernels: gone, rustClean,
     depmodKernels: depmodKernels(ctx, kernels), buildUser: missingBuildUser(), initramfs: { ...initramfs, inDpkg: opts.inDpkg },
     dkmsTakeover: await dkmsTakeover(ctx, store, gone),
+    // The readiness notices: after any change, after a kernel event, and while one is up (to take it down).
+    bootNotice: { files: noticeFiles(ctx.layout), always: Boolean(opts.kernelsChanged) || noticeExists(ctx.layout) },
   });
   return { plan, kernels, store, label: opts.label, named: false, notes: [] };
 }
@@ -281,6 +292,7 @@ export async function executeWork(ctx: PipelineContext, planned: Planned, report
       timeoutMs: ctx.config().buildTimeout * 1000,
       jobserver,
       log: { write: async (t) => void (ctx.opts.verbose && process.stderr.write(t)) },
+      readiness: () => readReadiness(ctx, { early: true }),
     });
     results = await executePlan(plan, runner, { jobserver, reporter });
   } finally {

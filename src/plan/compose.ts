@@ -45,6 +45,8 @@ export interface ComposeInput {
    * it, those `confines` says yes to (by module name; "rust-tree" for the Rust trees).
    */
   buildUser?: { name: string; confines: (name: string) => boolean };
+  /** The notices of the next boot's readiness (these files), updated after every other job: when there are other jobs, or `always`. */
+  bootNotice?: { files: string[]; always: boolean };
 }
 
 const id = {
@@ -176,6 +178,12 @@ export function composePlan(input: ComposeInput): WorkPlan {
       const viaTrigger = input.initramfs.inDpkg && kernel === input.initramfs.newest;
       jobs.push({ kind: 'initramfs', id: `initramfs:${kernel}`, kernel, viaTrigger, reason: 'modules changed', needs: [], after: [depmodId] });
     }
+  }
+  if (input.bootNotice && (jobs.length || input.bootNotice.always)) {
+    jobs.push({
+      kind: 'boot-notice', id: 'boot-notice', files: input.bootNotice.files, needs: [], after: jobs.map((j) => j.id),
+      reason: 'written when the kernel that boots next lacks a needed module, removed when it is ready',
+    });
   }
   return plan;
 }

@@ -5,7 +5,7 @@ import type { RustSource } from '../rust/sources.js';
 import type { RustToolchain } from '../rust/toolchain.js';
 import type { RustTreeKey } from '../rust/tree.js';
 
-export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'dkms-takeover' | 'depmod' | 'initramfs' | 'defer';
+export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'dkms-takeover' | 'depmod' | 'initramfs' | 'defer' | 'boot-notice';
 
 interface JobBase {
   id: string;
@@ -123,7 +123,18 @@ export interface DeferJob extends JobBase {
   what: string;
 }
 
-export type Job = BuildUserJob | AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | DkmsTakeoverJob | DepmodJob | InitramfsJob | DeferJob;
+/**
+ * After every other job of the plan: the notices that the kernel that boots next is not ready, written
+ * when it lacks a needed module, removed when it is ready (src/execute/notices.ts). What it writes is
+ * decided when it runs, from the state the other jobs left.
+ */
+export interface BootNoticeJob extends JobBase {
+  kind: 'boot-notice';
+  /** The notice files it writes or removes. */
+  files: string[];
+}
+
+export type Job = BuildUserJob | AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | DkmsTakeoverJob | DepmodJob | InitramfsJob | DeferJob | BootNoticeJob;
 
 /** A (module, kernel) that needs no job, with the reason. */
 export interface PlanItem {
@@ -172,6 +183,8 @@ export function jobTarget(job: Job): string {
       return `${job.module}/${job.version} at ${job.dest}`;
     case 'build-user':
       return `the system user ${job.user}`;
+    case 'boot-notice':
+      return job.files.join(', ');
   }
 }
 
@@ -187,6 +200,7 @@ export function planJson(plan: WorkPlan): unknown {
       version: 'version' in j ? j.version ?? null : null,
       reason: j.reason,
       ...(j.kind === 'dkms-takeover' ? { remove: [...j.copies, j.link] } : {}),
+      ...(j.kind === 'boot-notice' ? { files: j.files } : {}),
       needs: j.needs,
       after: j.after,
     })),

@@ -35,7 +35,7 @@ export async function hookCommand(s: Session, args: string[]): Promise<ExitCode>
         // The image postinst runs hooks for configure only; kernel-install and admins pass nothing.
         if (action && action !== 'configure') return ExitCode.Ok;
         if (await deferToTrigger(s, kver, name)) return ExitCode.Ok;
-        return await triggerRun(s, { inDpkg: false, label: `ootmod ${name} ${kver}` });
+        return await triggerRun(s, { inDpkg: false, label: `ootmod ${name} ${kver}`, kernelHook: true });
       case 'prerm':
         if (action && action !== 'remove') return ExitCode.Ok;
         return await removeKernel(s, kver);

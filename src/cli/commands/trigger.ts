@@ -8,6 +8,7 @@ import { dkmsAutoinstall, dkmsRegisteredRecords } from '../../dkms/handover.js';
 import { describeQueued, parseQueued, type QueuedRequest } from '../../dkms/requests.js';
 import { ExitCode } from '../../errors.js';
 import { dkmsIsInstalled, removedMarker } from '../../modules/names.js';
+import { notReadyBlock } from '../../plan/readiness.js';
 import { planModuleWork, planRemoval, planTrigger } from '../../pipeline/work.js';
 import type { Session } from '../session.js';
 import { runPlanned, withLock } from './jobs.js';
@@ -24,6 +25,8 @@ export interface TriggerOptions {
   inDpkg: boolean;
   /** What started it, for the summary. */
   label: string;
+  /** A kernel hook started it (a kernel was installed or removed). */
+  kernelHook?: boolean;
 }
 
 /** Worst of two exit statuses (a skip is not a failure). */
@@ -48,7 +51,7 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
     const dkms = dkmsIsInstalled(s.layout);
     const back = dkms ? await handBack(s) : { exit: ExitCode.Ok, handedBack: false };
     exit = worse(exit, back.exit);
-    const planned = await planTrigger(s, opts);
+    const planned = await planTrigger(s, { ...opts, kernelsChanged: opts.kernelHook || queued.length > 0 });
     const outcome = await runPlanned(s, planned, { quietSummary: true });
     // A dry run stops at the plan. --json changes only what is printed: every follow-up below still runs,
     // each plan run printing its own JSON document (jq reads them in turn).
@@ -77,6 +80,12 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
     const initramfs = planned.plan.jobs.filter((j) => j.kind === 'initramfs' && outcome.results.get(j.id)?.status === 'done').map((j) => j.kernel);
     const asked = queued.map(describeQueued);
     if (!s.opts.json) s.out(`${outcome.summary}${queued.length ? `; queued by hooks: ${asked.join(', ')}` : ''}${initramfs.length ? `; initramfs updated for ${initramfs.join(', ')}` : ''}`);
+    // Kernels or modules changed: say it when the kernel that boots next is not ready.
+    const notice = planned.plan.jobs.find((j) => j.kind === 'boot-notice');
+    const changed = queued.length > 0 || opts.kernelHook || planned.plan.jobs.some((j) => j !== notice && outcome.results.get(j.id)?.status === 'done');
+    const readiness = notice && outcome.results.get(notice.id)?.readiness;
+    const block = changed && readiness ? notReadyBlock(readiness) : undefined;
+    for (const line of block ?? []) s.err(line);
     return exit;
   });
   // Inside dpkg a failed optional module must not fail the package, unless the admin asked for it.
