@@ -31,7 +31,7 @@ export interface StepContext {
   /** Where removal steps write what they did (verbose output). */
   log: CommandLog;
   /** Reads every kernel's readiness now (for the boot-notice job, after the other jobs). */
-  readiness?: () => Promise<ReadinessView>;
+  readiness?: (opts: { initramfsPending: string[] }) => Promise<ReadinessView>;
 }
 
 const failed = (detail: string): JobResult => ({ status: 'failed', detail });
@@ -135,7 +135,9 @@ export function jobRunner(ctx: StepContext): JobRunner {
         }
         case 'boot-notice': {
           if (!ctx.readiness) return { status: 'skipped', detail: 'no readiness reader' };
-          const readiness = await ctx.readiness();
+          // An initramfs initramfs-tools' trigger rebuilds after this run holds the old modules now: not checked.
+          const initramfsPending = job.deferredInitramfs.filter((d) => results.get(d.job)?.status === 'done').map((d) => d.kernel);
+          const readiness = await ctx.readiness({ initramfsPending });
           return { status: 'done', detail: await updateBootNotices(layout, job.files, readiness), readiness };
         }
       }

@@ -25,6 +25,8 @@ export interface ReadinessOptions {
    * filesystem (findmnt). Without it (ootmod status: no subprocess) no module counts as critical.
    */
   early: boolean;
+  /** Kernels whose initramfs is being rebuilt after this run (initramfs-tools' trigger): not read. */
+  initramfsPending?: readonly string[];
   /** Read the sources only for the missing modules of the kernel that boots next (the others are reported "not built"). */
   nextOnly?: boolean;
 }
@@ -80,6 +82,10 @@ export async function readReadiness(ctx: Ctx, opts: ReadinessOptions): Promise<R
     const critical = neededModules(input).needed.filter((n) => n.critical);
     const others = kernels.filter((k) => k.release !== first.basis.kernel && input.records.some((r) => r.kernel === k.release && critical.some((c) => c.module === r.module)));
     for (const k of others) {
+      if (opts.initramfsPending?.includes(k.release)) {
+        notes.push(`the initramfs of ${k.release} is rebuilt by initramfs-tools' trigger after this run: not checked`);
+        continue;
+      }
       const read = await initramfsModules(layout, k.release);
       if (read.modules) initramfs.set(k.release, read.modules);
     }

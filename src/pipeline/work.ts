@@ -292,7 +292,7 @@ export async function executeWork(ctx: PipelineContext, planned: Planned, report
       timeoutMs: ctx.config().buildTimeout * 1000,
       jobserver,
       log: { write: async (t) => void (ctx.opts.verbose && process.stderr.write(t)) },
-      readiness: () => readReadiness(ctx, { early: true }),
+      readiness: ({ initramfsPending }) => readReadiness(ctx, { early: true, initramfsPending }),
     });
     results = await executePlan(plan, runner, { jobserver, reporter });
   } finally {

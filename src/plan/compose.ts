@@ -180,8 +180,9 @@ export function composePlan(input: ComposeInput): WorkPlan {
     }
   }
   if (input.bootNotice && (jobs.length || input.bootNotice.always)) {
+    const deferredInitramfs = jobs.flatMap((j) => (j.kind === 'initramfs' && j.viaTrigger ? [{ job: j.id, kernel: j.kernel }] : []));
     jobs.push({
-      kind: 'boot-notice', id: 'boot-notice', files: input.bootNotice.files, needs: [], after: jobs.map((j) => j.id),
+      kind: 'boot-notice', id: 'boot-notice', files: input.bootNotice.files, deferredInitramfs, needs: [], after: jobs.map((j) => j.id),
       reason: 'written when the kernel that boots next lacks a needed module, removed when it is ready',
     });
   }

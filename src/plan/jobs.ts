@@ -132,6 +132,8 @@ export interface BootNoticeJob extends JobBase {
   kind: 'boot-notice';
   /** The notice files it writes or removes. */
   files: string[];
+  /** The plan's initramfs jobs that go through initramfs-tools' trigger: when done, that initramfs is rebuilt later and not checked now. */
+  deferredInitramfs: { job: string; kernel: string }[];
 }
 
 export type Job = BuildUserJob | AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | DkmsTakeoverJob | DepmodJob | InitramfsJob | DeferJob | BootNoticeJob;

@@ -3,7 +3,10 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { updateBootNotices, noticeFiles } from '../../src/execute/notices.js';
 import { findGrubEntry, grubNextBoot, modulesInListing, parseGrubCfg, systemdBootNextBoot, loaderEntryKernel } from '../../src/kernel/boot.js';
+import { jobRunner } from '../../src/execute/steps.js';
+import type { JobResult } from '../../src/execute/executor.js';
 import { composePlan } from '../../src/plan/compose.js';
+import type { StateStore } from '../../src/state/store.js';
 import { computeReadiness, notReadyBlock, pairKey, sourceQuestions, type ReadinessInput, type ReadinessRecord, type ReadinessView } from '../../src/plan/readiness.js';
 import { createLayout } from '../../src/system/layout.js';
 import { tempDir } from '../support/roots.js';
@@ -153,6 +156,29 @@ describe('notices and the end-of-apt block', () => {
     const notice = plan.jobs.at(-1)!;
     expect(notice.kind).toBe('boot-notice');
     expect(notice.after).toEqual(plan.jobs.slice(0, -1).map((j) => j.id));
+  });
+
+  it('does not check an initramfs that initramfs-tools\' trigger rebuilds after the run', async () => {
+    const removal = { record: { module: 'zfs', version: '1.0', kernel: NEW, arch: 'x86_64', status: 'installed' as const, inputsKey: '', built: [], installed: [], updatedAt: '' }, forget: false, reason: 'x' };
+    const plan = composePlan({
+      removals: [removal], depmodKernels: new Set([NEW]), initramfs: { kernels: new Set([NEW]), newest: NEW, inDpkg: true },
+      bootNotice: { files: [path.join(tempDir('ootmod-notice-'), 'n')], always: false },
+    });
+    const notice = plan.jobs.at(-1)!;
+    expect(notice).toMatchObject({ kind: 'boot-notice', deferredInitramfs: [{ job: `initramfs:${NEW}`, kernel: NEW }] });
+    const asked: string[][] = [];
+    const runner = jobRunner({
+      layout: createLayout(tempDir('ootmod-notice-')), kernels: new Map(), store: {} as StateStore, timeoutMs: 1000, log: { write: async () => {} },
+      readiness: async ({ initramfsPending }) => {
+        asked.push(initramfsPending);
+        const r = computeReadiness(input([]));
+        return { report: r, nextBoot: { kernel: NEW, bootloader: 'none', how: 'x' }, next: of(r, NEW), notes: [] };
+      },
+    });
+    const done = new Map<string, JobResult>([[`initramfs:${NEW}`, { status: 'done' }]]);
+    expect((await runner.run(notice, done)).status).toBe('done');
+    expect((await runner.run(notice, new Map([[`initramfs:${NEW}`, { status: 'skipped' }]]))).readiness?.next?.ready).toBe(true);
+    expect(asked).toEqual([[NEW], []]);
   });
 });
 
