@@ -15,6 +15,8 @@ import { depmod } from './depmod.js';
 import type { JobResult, JobRunner } from './executor.js';
 import { requestInitramfs } from './initramfs.js';
 import { updateBootNotices } from './notices.js';
+import { applyGuard, guardInput, readGuardState, realGrubTools, type GrubTools } from './bootguard.js';
+import { decideGuard, guardLine, type GuardDecision } from '../plan/bootguard.js';
 import type { ReadinessView } from '../plan/readiness.js';
 import { buildModule, installModule, runScript, uninstallRecord } from './job.js';
 import { placeSourceTree } from './sources.js';
@@ -30,8 +32,15 @@ export interface StepContext {
   jobserver?: Jobserver;
   /** Where removal steps write what they did (verbose output). */
   log: CommandLog;
-  /** Reads every kernel's readiness now (for the boot-notice job, after the other jobs). */
+  /** Reads every kernel's readiness now (for the boot-notice and boot-guard jobs, after the other jobs). */
   readiness?: (opts: { initramfsPending: string[] }) => Promise<ReadinessView>;
+  /** GRUB's tools for the boot guard (grub-editenv, update-grub); tests give their own. */
+  grubTools?: GrubTools;
+}
+
+/** An initramfs initramfs-tools' trigger rebuilds after this run still holds the old modules: not checked. */
+function pendingInitramfs(job: { deferredInitramfs: { job: string; kernel: string }[] }, results: ReadonlyMap<string, JobResult>): string[] {
+  return job.deferredInitramfs.filter((d) => results.get(d.job)?.status === 'done').map((d) => d.kernel);
 }
 
 const failed = (detail: string): JobResult => ({ status: 'failed', detail });
@@ -133,11 +142,24 @@ export function jobRunner(ctx: StepContext): JobRunner {
           const r = await run('dpkg-trigger', ['--no-await', TRIGGER_NAME], { allowFailure: true });
           return r.exitCode === 0 ? { status: 'done' } : failed(`dpkg-trigger ${TRIGGER_NAME} failed: ${r.stderr.trim().split('\n').pop() ?? r.exitCode}`);
         }
-        case 'boot-notice': {
+        case 'boot-guard': {
           if (!ctx.readiness) return { status: 'skipped', detail: 'no readiness reader' };
-          // An initramfs initramfs-tools' trigger rebuilds after this run holds the old modules now: not checked.
-          const initramfsPending = job.deferredInitramfs.filter((d) => results.get(d.job)?.status === 'done').map((d) => d.kernel);
-          const readiness = await ctx.readiness({ initramfsPending });
+          const view = await ctx.readiness({ initramfsPending: pendingInitramfs(job, results) });
+          const state = readGuardState(layout);
+          const decision: GuardDecision = job.release
+            ? state ? { action: 'release', why: 'ootmod boot release' } : { action: 'none', why: 'the guard holds nothing' }
+            : decideGuard(guardInput(layout, job.mode, view, view.images ?? []));
+          const after = await applyGuard(layout, decision, state, ctx.grubTools ?? realGrubTools(layout));
+          const changed = decision.action === 'engage' || decision.action === 'release';
+          const grubCfgAgain = layout.root !== '/' && ((decision.action === 'engage' && decision.savedMode === 'drop-in' && !state?.dropIn) || (decision.action === 'release' && state?.dropIn));
+          const note = grubCfgAgain ? ' (update-grub is not run under --root: run it inside the root)' : '';
+          return { status: changed ? 'done' : 'skipped', detail: `${guardLine(decision, true)}${note}`, guard: decision, readiness: { ...view, guard: after } };
+        }
+        case 'boot-notice': {
+          // The guard's job (when the plan has one) read the readiness after its change.
+          const guarded = results.get('boot-guard')?.readiness;
+          if (!guarded && !ctx.readiness) return { status: 'skipped', detail: 'no readiness reader' };
+          const readiness = guarded ?? (await ctx.readiness!({ initramfsPending: pendingInitramfs(job, results) }));
           return { status: 'done', detail: await updateBootNotices(layout, job.files, readiness), readiness };
         }
       }

@@ -214,19 +214,52 @@ function loaderDir(layout: Layout): string | undefined {
   return ['/efi/loader', '/boot/efi/loader', '/boot/loader'].map((d) => layout.at(d)).find((d) => existsSync(path.join(d, 'loader.conf')) || existsSync(path.join(d, 'entries')));
 }
 
+/** The drop-in through which ootmod's boot guard sets GRUB_DEFAULT=saved (read after every other one). */
+export const GUARD_DROP_IN = '/etc/default/grub.d/zz-ootmod-boot-guard.cfg';
+
+export interface GrubPaths {
+  etcDefault: string;
+  dropInDir: string;
+  grubenv: string;
+  grubCfg: string;
+}
+
+export function grubPaths(layout: Layout): GrubPaths {
+  const grubDir = path.join(layout.bootDir, 'grub');
+  return { etcDefault: layout.at('/etc/default/grub'), dropInDir: layout.at('/etc/default/grub.d'), grubenv: path.join(grubDir, 'grubenv'), grubCfg: path.join(grubDir, 'grub.cfg') };
+}
+
+/** GRUB is this machine's bootloader (its configuration is there). */
+export function hasGrub(layout: Layout): boolean {
+  const p = grubPaths(layout);
+  return existsSync(p.grubCfg) || existsSync(p.etcDefault);
+}
+
+/**
+ * GRUB's files as they are, or (`admin`) as the admin has them: without the boot guard's drop-in and
+ * with the saved_entry the guard replaced (null: there was none).
+ */
+export function readGrubFiles(layout: Layout, admin?: { savedEntry: string | null }): GrubFiles {
+  const p = grubPaths(layout);
+  const guardDropIn = layout.at(GUARD_DROP_IN);
+  const dropIns = existsSync(p.dropInDir)
+    ? readdirSync(p.dropInDir).filter((f) => f.endsWith('.cfg')).sort().map((f) => path.join(p.dropInDir, f)).filter((f) => !admin || f !== guardDropIn)
+    : [];
+  let grubenv = readText(p.grubenv);
+  if (admin) {
+    const lines = (grubenv ?? '').split('\n').filter((l) => !l.startsWith('saved_entry='));
+    grubenv = [...lines, ...(admin.savedEntry !== null ? [`saved_entry=${admin.savedEntry}`] : [])].join('\n');
+  }
+  return { defaults: [readText(p.etcDefault) ?? '', ...dropIns.map((f) => readText(f) ?? '')], grubenv, grubCfg: readText(p.grubCfg) };
+}
+
 /**
  * Which kernel boots next by default. GRUB (Debian's default) when its files are there, else
- * systemd-boot; with neither, the newest installed kernel, as both order their menus.
+ * systemd-boot; with neither, the newest installed kernel, as both order their menus. `grubAdmin`:
+ * GRUB's choice as the admin set it, without what the boot guard changed.
  */
-export function readNextBoot(layout: Layout, installed: readonly string[]): NextBoot {
-  const etcDefault = layout.at('/etc/default/grub');
-  const grubDir = path.join(layout.bootDir, 'grub');
-  const grubCfg = readText(path.join(grubDir, 'grub.cfg'));
-  if (grubCfg !== undefined || existsSync(etcDefault)) {
-    const dropIns = `${etcDefault}.d`;
-    const extra = existsSync(dropIns) ? readdirSync(dropIns).filter((f) => f.endsWith('.cfg')).sort().map((f) => readText(path.join(dropIns, f)) ?? '') : [];
-    return grubNextBoot({ defaults: [readText(etcDefault) ?? '', ...extra], grubenv: readText(path.join(grubDir, 'grubenv')), grubCfg }, installed);
-  }
+export function readNextBoot(layout: Layout, installed: readonly string[], grubAdmin?: { savedEntry: string | null }): NextBoot {
+  if (hasGrub(layout)) return grubNextBoot(readGrubFiles(layout, grubAdmin), installed);
   const loader = loaderDir(layout);
   if (loader) {
     const entriesDir = path.join(loader, 'entries');

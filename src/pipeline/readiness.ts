@@ -15,6 +15,8 @@ import {
   type ReadinessInput, type ReadinessView, type SourceVerdict,
 } from '../plan/readiness.js';
 import { StateStore } from '../state/store.js';
+import { guardInput, readGuardState } from '../execute/bootguard.js';
+import { decideGuard, guardLine, type GuardDecision } from '../plan/bootguard.js';
 import type { PipelineContext } from './work.js';
 
 export type { ReadinessView };
@@ -92,7 +94,8 @@ export async function readReadiness(ctx: Ctx, opts: ReadinessOptions): Promise<R
   }
   // The boot menu lists kernels with an image; a root with none (headers only) is judged by its kernels.
   const bootable = kernels.filter((k) => k.image).map((k) => k.release);
-  const nextBoot = readNextBoot(layout, bootable.length ? bootable : kernels.map((k) => k.release));
+  const guard = readGuardState(layout);
+  const nextBoot = readNextBoot(layout, bootable.length ? bootable : kernels.map((k) => k.release), guard ? { savedEntry: guard.previousSavedEntry } : undefined);
   const questions = sourceQuestions(input).filter((q) => !opts.nextOnly || q.kernel === nextBoot.kernel);
   if (questions.length) {
     const sources = await listSourceDirs(layout);
@@ -102,5 +105,18 @@ export async function readReadiness(ctx: Ctx, opts: ReadinessOptions): Promise<R
     input.sources = verdicts;
   }
   const report = computeReadiness(input);
-  return { report, nextBoot, next: report.kernels.find((k) => k.release === nextBoot.kernel), notes };
+  return { report, nextBoot, guard, next: report.kernels.find((k) => k.release === nextBoot.kernel), notes, images: bootable };
+}
+
+/** What the boot guard would do as the system is now (`release`: undo what it holds). */
+export async function guardDecisionNow(ctx: Ctx, release = false): Promise<{ decision: GuardDecision; view: ReadinessView }> {
+  const view = await readReadiness(ctx, { early: true });
+  const state = readGuardState(ctx.layout);
+  if (release) return { view, decision: state ? { action: 'release', why: 'ootmod boot release' } : { action: 'none', why: 'the guard holds nothing' } };
+  return { view, decision: decideGuard(guardInput(ctx.layout, ctx.config().boot.guard, view, view.images ?? [])) };
+}
+
+/** The one-line preview a dry run prints. */
+export async function guardPreview(ctx: Ctx, release = false): Promise<string> {
+  return guardLine((await guardDecisionNow(ctx, release)).decision);
 }

@@ -19,7 +19,9 @@ import { loadSpec, splitNameVersion, type SourceDir } from '../modules/sources.j
 import type { ModuleSpec } from '../modules/spec.js';
 import { composePlan, type ComposeInput, type RemovalRequest } from '../plan/compose.js';
 import { readFacts, type Facts } from '../plan/facts.js';
-import { readReadiness } from './readiness.js';
+import { guardPreview, readReadiness } from './readiness.js';
+import { readGuardState } from '../execute/bootguard.js';
+import { hasGrub } from '../kernel/boot.js';
 import type { AddJob, Job, WorkPlan } from '../plan/jobs.js';
 import { planModules, type Action } from '../plan/planner.js';
 import { readRustFacts, rustKernels, type RustTreeFact } from '../rust/prepare.js';
@@ -234,9 +236,26 @@ async function planTriggerWork(ctx: PipelineContext, opts: TriggerPlanOptions): 
     depmodKernels: depmodKernels(ctx, kernels), buildUser: missingBuildUser(), initramfs: { ...initramfs, inDpkg: opts.inDpkg },
     dkmsTakeover: await dkmsTakeover(ctx, store, gone),
     // The readiness notices: after any change, after a kernel event, and while one is up (to take it down).
-    bootNotice: { files: noticeFiles(ctx.layout), always: Boolean(opts.kernelsChanged) || noticeExists(ctx.layout) },
+    bootNotice: { files: noticeFiles(ctx.layout), always: Boolean(opts.kernelsChanged) || noticeExists(ctx.layout) || Boolean(readGuardState(ctx.layout)) },
+    bootGuard: await bootGuardJob(ctx),
   });
   return { plan, kernels, store, label: opts.label, named: false, notes: [] };
+}
+
+/**
+ * The boot guard's job: for the trigger with GRUB and a guard that acts, or while it holds something (to
+ * give it back); always for `ootmod boot apply|release` (`asked`), which then says why it does nothing.
+ */
+async function bootGuardJob(ctx: PipelineContext, asked = false, release = false): Promise<ComposeInput['bootGuard']> {
+  const mode = ctx.config().boot.guard;
+  if (!asked && !((mode !== 'no' && hasGrub(ctx.layout)) || readGuardState(ctx.layout))) return undefined;
+  return { mode, release, preview: ctx.opts.dryRun ? await guardPreview(ctx, release) : undefined };
+}
+
+/** ootmod boot apply|release: the boot guard now, then the notices. */
+export async function planBootGuard(ctx: PipelineContext, release: boolean): Promise<Planned> {
+  const plan = composePlan({ depmodKernels: new Set(), bootNotice: { files: noticeFiles(ctx.layout), always: true }, bootGuard: await bootGuardJob(ctx, true, release) });
+  return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label: release ? 'boot release' : 'boot apply', named: false, notes: [] };
 }
 
 /** rust prepare: the Rust trees of the CONFIG_RUST kernels (-k, or all with headers). */

@@ -5,6 +5,7 @@ import type { RustTreeFact } from '../rust/prepare.js';
 import type { BuildRecord } from '../state/store.js';
 import { emptyPlan, type AddJob, type BuildJob, type DeferJob, type InstallJob, type Job, type WorkPlan } from './jobs.js';
 import type { ModuleJob, ModulePlan } from './planner.js';
+import type { GuardMode } from '../system/config.js';
 
 export interface RemovalRequest {
   record: BuildRecord;
@@ -47,6 +48,8 @@ export interface ComposeInput {
   buildUser?: { name: string; confines: (name: string) => boolean };
   /** The notices of the next boot's readiness (these files), updated after every other job: when there are other jobs, or `always`. */
   bootNotice?: { files: string[]; always: boolean };
+  /** The boot guard, before the notices (which then tell what it did); with the notice job only. */
+  bootGuard?: { mode: GuardMode; release?: boolean; preview?: string };
 }
 
 const id = {
@@ -181,6 +184,13 @@ export function composePlan(input: ComposeInput): WorkPlan {
   }
   if (input.bootNotice && (jobs.length || input.bootNotice.always)) {
     const deferredInitramfs = jobs.flatMap((j) => (j.kind === 'initramfs' && j.viaTrigger ? [{ job: j.id, kernel: j.kernel }] : []));
+    if (input.bootGuard) {
+      const { mode, release = false, preview } = input.bootGuard;
+      jobs.push({
+        kind: 'boot-guard', id: 'boot-guard', mode, release, preview, deferredInitramfs, needs: [], after: jobs.map((j) => j.id),
+        reason: release ? 'ootmod boot release' : `guard = ${mode}: ${mode === 'yes' ? 'any needed module' : mode === 'auto' ? 'a critical module' : 'nothing'} missing on the kernel GRUB's setting boots holds it back`,
+      });
+    }
     jobs.push({
       kind: 'boot-notice', id: 'boot-notice', files: input.bootNotice.files, deferredInitramfs, needs: [], after: jobs.map((j) => j.id),
       reason: 'written when the kernel that boots next lacks a needed module, removed when it is ready',

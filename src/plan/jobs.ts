@@ -4,8 +4,9 @@ import type { ModuleSpec } from '../modules/spec.js';
 import type { RustSource } from '../rust/sources.js';
 import type { RustToolchain } from '../rust/toolchain.js';
 import type { RustTreeKey } from '../rust/tree.js';
+import type { GuardMode } from '../system/config.js';
 
-export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'dkms-takeover' | 'depmod' | 'initramfs' | 'defer' | 'boot-notice';
+export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'dkms-takeover' | 'depmod' | 'initramfs' | 'defer' | 'boot-guard' | 'boot-notice';
 
 interface JobBase {
   id: string;
@@ -136,7 +137,21 @@ export interface BootNoticeJob extends JobBase {
   deferredInitramfs: { job: string; kernel: string }[];
 }
 
-export type Job = BuildUserJob | AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | DkmsTakeoverJob | DepmodJob | InitramfsJob | DeferJob | BootNoticeJob;
+/**
+ * The boot guard (GRUB): keeps the default entry on the newest ready kernel while the kernel GRUB's
+ * setting boots lacks needed modules, gives it back when that kernel is ready (src/execute/bootguard.ts).
+ * Decided when it runs, after the other jobs; `release` undoes what the guard changed, whatever the state.
+ */
+export interface BootGuardJob extends JobBase {
+  kind: 'boot-guard';
+  mode: GuardMode;
+  release: boolean;
+  /** What it would do as the system is now (a dry run prints it). */
+  preview?: string;
+  deferredInitramfs: { job: string; kernel: string }[];
+}
+
+export type Job = BuildUserJob | AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | DkmsTakeoverJob | DepmodJob | InitramfsJob | DeferJob | BootGuardJob | BootNoticeJob;
 
 /** A (module, kernel) that needs no job, with the reason. */
 export interface PlanItem {
@@ -187,6 +202,8 @@ export function jobTarget(job: Job): string {
       return `the system user ${job.user}`;
     case 'boot-notice':
       return job.files.join(', ');
+    case 'boot-guard':
+      return "GRUB's default entry";
   }
 }
 

@@ -2,6 +2,7 @@
 // the admin's [boot] settings and what early boot needs, which kernels have every module this machine
 // needs. The reads are in src/pipeline/readiness.ts.
 import type { NextBoot } from '../kernel/boot.js';
+import type { GuardState } from './bootguard.js';
 import { compareKernelVersions } from '../kernel/version.js';
 
 export interface ReadinessKernel {
@@ -202,11 +203,16 @@ export function missingList(missing: readonly MissingModule[]): string {
 
 export interface ReadinessView {
   report: ReadinessReport;
+  /** The kernel GRUB's (or systemd-boot's) setting boots, as the admin has it: without the boot guard's changes. */
   nextBoot: NextBoot;
+  /** The boot guard holds that kernel back and keeps the default on an older, ready one. */
+  guard?: GuardState;
   /** The readiness of the kernel that boots next, when that kernel is known and installed. */
   next?: KernelReadiness;
   /** Why parts of the early-boot check could not be made (one line each). */
   notes: string[];
+  /** Kernels with an image (in the boot menu). */
+  images?: string[];
 }
 
 /**
@@ -221,6 +227,22 @@ export function notReadyBlock(view: ReadinessView): string[] | undefined {
   return [
     `ootmod: the kernel that boots next, ${next.release}, is not ready (${loader}):`,
     ...next.missing.map((m) => `  ${m.module}${m.version ? `/${m.version}` : ''}${m.critical ? ' (critical: needed in early boot)' : ''}: ${m.why}`),
-    `ootmod: a reboot now starts ${next.release} without ${next.missing.length === 1 ? 'it' : 'them'}; see ootmod kernels (and ootmod status for the build logs)`,
+    heldBack(view)
+      ? `ootmod: the boot guard keeps GRUB's default on ${view.guard!.kernel} until ${next.release} is ready (ootmod boot); see ootmod kernels (and ootmod status for the build logs)`
+      : `ootmod: a reboot now starts ${next.release} without ${next.missing.length === 1 ? 'it' : 'them'}; see ootmod kernels (and ootmod status for the build logs)`,
   ];
+}
+
+/** The kernel that boots next: the guard's when it holds the admin's back. */
+export function bootsNext(view: ReadinessView): { kernel?: string; ready: boolean | null; heldBack?: string } {
+  if (heldBack(view)) {
+    const kernel = view.guard!.kernel;
+    return { kernel, ready: view.report.kernels.find((k) => k.release === kernel)?.ready ?? null, heldBack: view.next!.release };
+  }
+  return { kernel: view.nextBoot.kernel, ready: view.next?.ready ?? null };
+}
+
+/** The boot guard holds back the kernel the admin's setting boots. */
+export function heldBack(view: ReadinessView): boolean {
+  return Boolean(view.guard && view.next && view.guard.heldBack === view.next.release);
 }

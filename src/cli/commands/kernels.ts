@@ -1,6 +1,6 @@
 import { ExitCode, errorLine } from '../../errors.js';
 import { listKernels, type KernelTarget } from '../../kernel/inventory.js';
-import { missingList } from '../../plan/readiness.js';
+import { bootsNext, heldBack, missingList } from '../../plan/readiness.js';
 import { readReadiness, type ReadinessView } from '../../pipeline/readiness.js';
 import { SANDBOX_USER, describeConfinement, sandboxPolicy } from '../../system/sandbox.js';
 import { json, table } from '../format.js';
@@ -41,10 +41,15 @@ async function readinessOrWhy(s: Session): Promise<ReadinessView | string> {
   }
 }
 
+function next(view: ReadinessView) {
+  const n = bootsNext(view);
+  return { kernel: n.kernel ?? null, ready: n.ready, heldBack: n.heldBack ?? null };
+}
+
 function readinessJson(view: ReadinessView | string) {
   if (typeof view === 'string') return { readiness: { error: view }, bootsNext: null };
   return {
-    bootsNext: { kernel: view.nextBoot.kernel ?? null, bootloader: view.nextBoot.bootloader, how: view.nextBoot.how, ready: view.next?.ready ?? null },
+    bootsNext: { ...next(view), bootloader: view.nextBoot.bootloader, how: view.nextBoot.how },
     readiness: { basis: view.report.basis, needed: view.report.needed, notes: view.notes },
   };
 }
@@ -59,7 +64,7 @@ export async function kernelsCommand(s: Session): Promise<ExitCode> {
       const r = readinessOf(k.release);
       return {
         ...kernelJson(k), ready: r?.ready ?? null, missing: r?.missing ?? [], excluded: r?.excluded ?? [],
-        bootsNext: typeof view !== 'string' && view.nextBoot.kernel === k.release,
+        bootsNext: typeof view !== 'string' && bootsNext(view).kernel === k.release,
       };
     });
     s.out(json({ kernels: withReadiness, ...readinessJson(view), builds: { confined: p.enabled, user: p.enabled ? SANDBOX_USER : null, unconfined: p.unconfined, summary: describeConfinement() } }));
@@ -100,7 +105,9 @@ function readinessLines(view: ReadinessView | string, shown: string[]): string[]
   out.push(`needed modules: ${needed.length ? needed.map((n) => `${n.module}${n.critical ? ' (critical)' : ''}`).join(', ') : 'none'} (${view.report.basis.how})`);
   const nb = view.nextBoot;
   const ready = view.next ? (view.next.ready ? 'ready' : 'NOT READY') : nb.kernel ? 'not an installed kernel' : '';
-  out.push(`boots next: ${nb.kernel ? `${nb.kernel} (${ready}; ${nb.bootloader === 'none' ? '' : `${nb.bootloader}: `}${nb.how})` : nb.how}`);
+  const setting = `${nb.bootloader === 'none' ? '' : `${nb.bootloader}: `}${nb.how}`;
+  if (heldBack(view)) out.push(`boots next: ${view.guard!.kernel} (the boot guard holds GRUB's default there while ${nb.kernel}, GRUB's own choice (${nb.how}), is NOT READY; ootmod boot)`);
+  else out.push(`boots next: ${nb.kernel ? `${nb.kernel} (${ready}; ${setting})` : nb.how}`);
   for (const n of view.notes) out.push(`note: ${n}`);
   return out;
 }

@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode } from '../../errors.js';
 import { registeredWithDkms, splitNameVersion } from '../../modules/names.js';
-import { missingList } from '../../plan/readiness.js';
+import { heldBack, missingList } from '../../plan/readiness.js';
 import { readReadiness, type ReadinessView } from '../../pipeline/readiness.js';
 import { StateStore } from '../../state/store.js';
 import { json, table } from '../format.js';
@@ -69,6 +69,7 @@ export function statusRows(s: Session, filter: { module?: string; version?: stri
 /** The one line status starts with when the kernel that boots next lacks a needed module. */
 export function notReadyLine(view: ReadinessView): string | undefined {
   if (!view.next || view.next.ready) return undefined;
+  if (heldBack(view)) return `ootmod: ${view.next.release}, which GRUB's setting boots, is not ready: ${missingList(view.next.missing)}: the boot guard keeps GRUB's default on ${view.guard!.kernel} (ootmod boot); run ootmod kernels`;
   return `ootmod: the next boot's kernel ${view.next.release} is not ready: ${missingList(view.next.missing)}: run ootmod kernels`;
 }
 
