@@ -17,6 +17,11 @@ import { run } from '../system/run.js';
 
 export const guardStateFile = (layout: Layout) => path.join(layout.stateDir, 'boot-guard.json');
 
+/** saved_entry in grubenv as it is now. */
+function savedEntryNow(layout: Layout): string | undefined {
+  return parseGrubenv(readGrubFiles(layout).grubenv ?? '').get('saved_entry') || undefined;
+}
+
 export function readGuardState(layout: Layout): GuardState | undefined {
   try {
     const s = JSON.parse(readFileSync(guardStateFile(layout), 'utf8')) as GuardState;
@@ -36,6 +41,7 @@ export function guardInput(layout: Layout, mode: GuardMode, view: ReadinessView,
       entries: parseGrubCfg(grub.grubCfg ?? ''),
       adminDefault: grubDefault(grub.defaults) ?? '0',
       nextEntry: parseGrubenv(grub.grubenv ?? '').get('next_entry') || undefined,
+      savedEntryNow: savedEntryNow(layout),
     },
   };
 }
@@ -77,7 +83,8 @@ export async function applyGuard(layout: Layout, decision: GuardDecision, state:
   if (decision.action === 'none' || decision.action === 'keep') return state;
   if (decision.action === 'release') {
     if (!state) return undefined;
-    await tools.setSavedEntry(state.previousSavedEntry);
+    // saved_entry goes back only if it is still the guard's: another value is someone's later choice.
+    if (savedEntryNow(layout) === state.entry) await tools.setSavedEntry(state.previousSavedEntry);
     if (state.dropIn) {
       await rm(layout.at(state.dropIn), { force: true });
       await tools.updateGrub();
@@ -85,7 +92,7 @@ export async function applyGuard(layout: Layout, decision: GuardDecision, state:
     await rm(file, { force: true });
     return undefined;
   }
-  const previousSavedEntry = state ? state.previousSavedEntry : parseGrubenv(readGrubFiles(layout).grubenv ?? '').get('saved_entry') ?? null;
+  const previousSavedEntry = state ? state.previousSavedEntry : savedEntryNow(layout) ?? null;
   let dropIn = state?.dropIn ?? null;
   // Record first: an interrupted engage is still undone by the next release.
   const next: GuardState = { bootloader: 'grub', entry: decision.entry, kernel: decision.kernel, heldBack: decision.heldBack, previousSavedEntry, dropIn, since: state?.since ?? new Date().toISOString() };

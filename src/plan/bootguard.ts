@@ -28,7 +28,7 @@ export interface GuardInput {
   /** The kernel the admin's setting boots (without the guard's changes). */
   intended: NextBoot;
   /** GRUB's menu and the admin's settings; undefined when GRUB is not the bootloader. */
-  grub?: { entries: GrubEntry[]; adminDefault: string; nextEntry?: string };
+  grub?: { entries: GrubEntry[]; adminDefault: string; nextEntry?: string; savedEntryNow?: string };
   /** Kernels with an image (they are in the boot menu). */
   images: readonly string[];
   state?: GuardState;
@@ -58,6 +58,8 @@ export function decideGuard(input: GuardInput): GuardDecision {
     return leave(`the boot guard acts on GRUB only, and the bootloader here is ${input.intended.bootloader === 'none' ? 'neither GRUB nor systemd-boot' : input.intended.bootloader}`);
   }
   const { grub } = input;
+  // Someone set another entry since (grub-set-default, or GRUB_SAVEDEFAULT after a pick at the menu): theirs.
+  if (state && grub.savedEntryNow !== state.entry) return { action: 'release', why: `saved_entry is ${grub.savedEntryNow ?? 'unset'} now, not the guard's: the admin's choice stays` };
   if (grub.nextEntry) return state ? { action: 'keep', why: `grub-reboot chose the next boot (next_entry=${grub.nextEntry})` } : { action: 'none', why: `grub-reboot chose the next boot (next_entry=${grub.nextEntry}): left as it is` };
   if (grub.adminDefault !== '0' && grub.adminDefault !== 'saved') return leave(`GRUB_DEFAULT=${grub.adminDefault} is the admin's choice: left as it is`);
   const intended = input.intended.kernel;

@@ -72,9 +72,13 @@ describe('the boot guard\'s decision', () => {
 
   it('releases once the held-back kernel is ready, keeps an engaged guard as it is, and finds no fallback without an older ready kernel', () => {
     const state = { bootloader: 'grub' as const, entry: OLD_ENTRY, kernel: OLD, heldBack: NEW, previousSavedEntry: null, dropIn: '/etc/default/grub.d/zz-ootmod-boot-guard.cfg', since: 'x' };
-    expect(decide('auto', view('failed'), { state })).toMatchObject({ action: 'keep' });
-    expect(decide('auto', view('installed'), { state })).toMatchObject({ action: 'release', why: expect.stringMatching(/is ready/) });
-    expect(decide('no', view('failed'), { state })).toMatchObject({ action: 'release' });
+    const held = (v: ReturnType<typeof view>) => ({ ...v, grub: { ...v.grub, savedEntryNow: OLD_ENTRY } });
+    expect(decide('auto', held(view('failed')), { state })).toMatchObject({ action: 'keep' });
+    expect(decide('auto', held(view('installed')), { state })).toMatchObject({ action: 'release', why: expect.stringMatching(/is ready/) });
+    expect(decide('no', held(view('failed')), { state })).toMatchObject({ action: 'release' });
+    // The admin picked another entry since (grub-set-default, or GRUB_SAVEDEFAULT): the guard lets go.
+    const picked = view('failed');
+    expect(decide('auto', { ...picked, grub: { ...picked.grub, savedEntryNow: '0' } }, { state })).toMatchObject({ action: 'release', why: 'saved_entry is 0 now, not the guard\'s: the admin\'s choice stays' });
     expect(decide('auto', view('failed'), { images: [NEW] })).toMatchObject({ action: 'none', why: expect.stringMatching(/no older ready kernel/) });
   });
 });
@@ -146,6 +150,19 @@ describe.skipIf(!findOnPath('grub-editenv'))('the boot guard on a GRUB tree', ()
     expect(t.updates).toBe(2);
     expect(grubContents(layout)).toEqual(before);
     expect(readGuardState(layout)).toBeUndefined();
+  });
+
+  it('leaves a saved_entry someone set after it alone when it lets go', async () => {
+    const layout = grubRoot('GRUB_DEFAULT=0');
+    const t = tools(layout);
+    const v = view('failed');
+    await applyGuard(layout, decide('auto', v), undefined, t);
+    await t.setSavedEntry(`gnulinux-advanced-UUID>gnulinux-${NEW}-advanced-UUID`);
+    const decision = decideGuard(guardInput(layout, 'auto', v.view, [NEW, OLD, OLDER]));
+    expect(decision).toMatchObject({ action: 'release', why: expect.stringMatching(/not the guard's/) });
+    await applyGuard(layout, decision, readGuardState(layout), t);
+    expect(execFileSync('grub-editenv', [path.join(layout.bootDir, 'grub/grubenv'), 'list'], { encoding: 'utf8' })).toBe(`saved_entry=gnulinux-advanced-UUID>gnulinux-${NEW}-advanced-UUID\n`);
+    expect(existsSync(layout.at('/etc/default/grub.d/zz-ootmod-boot-guard.cfg'))).toBe(false);
   });
 
   it('GRUB_DEFAULT=saved: only saved_entry changes, and gets its old value back', async () => {
