@@ -25,8 +25,10 @@ export interface ReadinessOptions {
   /**
    * Read what early boot needs: the initramfs contents (lsinitramfs/lsinitrd) and the root
    * filesystem (findmnt). Without it (ootmod status: no subprocess) no module counts as critical.
+   * `if-missing` (the trigger's jobs): only when the kernel that boots next misses a module or the
+   * boot guard holds one back, so a run where all is ready lists no initramfs.
    */
-  early: boolean;
+  early: boolean | 'if-missing';
   /** Kernels whose initramfs is being rebuilt after this run (initramfs-tools' trigger): not read. */
   initramfsPending?: readonly string[];
   /** Read the sources only for the missing modules of the kernel that boots next (the others are reported "not built"). */
@@ -54,6 +56,10 @@ async function sourceVerdict(ctx: Ctx, module: string, kernel: KernelTarget, sou
 }
 
 export async function readReadiness(ctx: Ctx, opts: ReadinessOptions): Promise<ReadinessView> {
+  if (opts.early === 'if-missing') {
+    const quick = await readReadiness(ctx, { ...opts, early: false });
+    return (quick.next && !quick.next.ready) || quick.guard ? readReadiness(ctx, { ...opts, early: true }) : quick;
+  }
   const { layout } = ctx;
   const kernels = await listKernels(layout);
   const store = StateStore.load(layout.stateFile);
@@ -75,14 +81,15 @@ export async function readReadiness(ctx: Ctx, opts: ReadinessOptions): Promise<R
     const initramfs = new Map<string, ReadonlySet<string>>();
     input.initramfs = initramfs;
     const first = neededModules(input);
-    if (first.basis.kernel && first.needed.length) {
-      const read = await initramfsModules(layout, first.basis.kernel);
-      if (read.modules) initramfs.set(first.basis.kernel, read.modules);
-      else notes.push(`the initramfs of ${first.basis.kernel} was not read: ${read.why}`);
+    const earlyBoot = first.basis.earlyBoot;
+    if (earlyBoot && first.needed.length) {
+      const read = await initramfsModules(layout, earlyBoot);
+      if (read.modules) initramfs.set(earlyBoot, read.modules);
+      else notes.push(`the initramfs of ${earlyBoot} was not read: ${read.why}`);
     }
     // A critical module installed for another kernel must be in that kernel's initramfs too.
     const critical = neededModules(input).needed.filter((n) => n.critical);
-    const others = kernels.filter((k) => k.release !== first.basis.kernel && input.records.some((r) => r.kernel === k.release && critical.some((c) => c.module === r.module)));
+    const others = kernels.filter((k) => k.release !== earlyBoot && input.records.some((r) => r.kernel === k.release && critical.some((c) => c.module === r.module)));
     for (const k of others) {
       if (opts.initramfsPending?.includes(k.release)) {
         notes.push(`the initramfs of ${k.release} is rebuilt by initramfs-tools' trigger after this run: not checked`);

@@ -78,7 +78,7 @@ export interface KernelReadiness {
 
 export interface ReadinessReport {
   /** The kernel whose installed modules make the needed set, and how it was chosen. */
-  basis: { kernel?: string; how: string };
+  basis: { kernel?: string; how: string; earlyBoot?: string };
   needed: NeededModule[];
   /** In the order of input.kernels. */
   kernels: KernelReadiness[];
@@ -113,7 +113,10 @@ function chooseBasis(input: ReadinessInput, sorted: ReadinessKernel[]): { kernel
 /** The needed set, with each module's criticality. */
 export function neededModules(input: ReadinessInput): { basis: ReadinessReport['basis']; needed: NeededModule[] } {
   const sorted = sortedKernels(input.kernels);
-  const basis = chooseBasis(input, sorted);
+  const chosen = chooseBasis(input, sorted);
+  // Whose initramfs tells what early boot needs: that kernel's, else the newest with a module installed.
+  const earlyBoot = chosen.kernel ?? sorted.find((k) => input.records.some((r) => r.kernel === k.release && present(r)))?.release;
+  const basis = { ...chosen, earlyBoot };
   const installedOn = (r: ReadinessRecord) => present(r) && (basis.kernel ? r.kernel === basis.kernel : true);
   const found = new Map<string, { version?: string; because: string }>();
   for (const r of input.records.filter(installedOn)) {
@@ -126,7 +129,7 @@ export function neededModules(input: ReadinessInput): { basis: ReadinessReport['
   }
   for (const o of input.declared.optional) for (const m of [...found.keys()]) if (names(o, m, input.records)) found.delete(m);
 
-  const early = basis.kernel ? input.initramfs?.get(basis.kernel) : undefined;
+  const early = earlyBoot ? input.initramfs?.get(earlyBoot) : undefined;
   const rootFs = input.rootFsType ? norm(input.rootFsType) : undefined;
   const needed: NeededModule[] = [];
   for (const [module, { version, because }] of [...found].sort(([a], [b]) => cmp(a, b))) {
@@ -134,7 +137,7 @@ export function neededModules(input: ReadinessInput): { basis: ReadinessReport['
     const inInitramfs = early && [...koNames].some((n) => early.has(n));
     const providesRoot = rootFs !== undefined && koNames.has(rootFs);
     const critical = Boolean(inInitramfs || providesRoot);
-    const why = [because, ...(inInitramfs ? [`in the initramfs of ${basis.kernel}`] : []), ...(providesRoot ? [`provides the root filesystem (${input.rootFsType})`] : [])];
+    const why = [because, ...(inInitramfs ? [`in the initramfs of ${earlyBoot}`] : []), ...(providesRoot ? [`provides the root filesystem (${input.rootFsType})`] : [])];
     needed.push({ module, version, critical, because: why.join('; ') });
   }
   return { basis, needed };

@@ -1,6 +1,6 @@
 // Kernel-upgrade readiness against real headers, in a sandbox root: the fixture modules built for the
 // host's kernel, a newer kernel installed without headers, GRUB's default entry, [boot] needed.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ootmod, ootmodEnv } from '../support/cli.js';
@@ -95,5 +95,25 @@ describe('kernel-upgrade readiness', () => {
     expect(host.excluded).toEqual([{ module: 'ootmod-exclusive', why: expect.stringMatching(/^BUILD_EXCLUSIVE_CONFIG: CONFIG_OOTMOD_TEST_NEVER_SET is not set/) }]);
     const status = await ootmod(root, 'status');
     expect(status.stderr.split('\n')[0]).toMatch(new RegExp(`^ootmod: the next boot's kernel ${kernel.release.replaceAll('.', '\\.')} is not ready: ootmod-broken \\(failed: make exited with 2 .*\\): run ootmod kernels$`));
+  });
+
+  it('reads the initramfs for what early boot needs: in ootmod kernels always, in the trigger only when something is missing', async () => {
+    writeFileSync(path.join(root, 'etc/ootmod/ootmod.conf'), '');
+    writeFileSync(path.join(root, 'boot', `initrd.img-${kernel.release}`), '');
+    // A stand-in for initramfs-tools' lsinitramfs that logs its calls and lists the hello module.
+    const bin = path.join(root, 'fake-bin');
+    mkdirSync(bin, { recursive: true });
+    const calls = path.join(root, 'lsinitramfs.calls');
+    writeFileSync(path.join(bin, 'lsinitramfs'), `#!/bin/sh\necho "$1" >> ${calls}\necho usr/lib/modules/${kernel.release}/updates/ootmod/ootmod_hello.ko\n`, { mode: 0o755 });
+    const env = { PATH: `${bin}:${process.env.PATH}` };
+    const j = JSON.parse((await ootmodEnv(root, env, 'kernels', '--json')).stdout) as KernelsJson;
+    expect(j.readiness.needed).toEqual([expect.objectContaining({ module: 'ootmod-hello', critical: true })]);
+    expect(readFileSync(calls, 'utf8')).toBe(`${path.join(root, 'boot', `initrd.img-${kernel.release}`)}\n`);
+    // The kernel that boots next is ready: the trigger's jobs list no initramfs.
+    rmSync(calls);
+    const r = await ootmodEnv(root, env, 'hook', 'postinst', kernel.release);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/is not ready/);
+    expect(existsSync(calls)).toBe(false);
   });
 });

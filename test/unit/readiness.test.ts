@@ -106,6 +106,15 @@ describe('kernel readiness', () => {
     expect(computeReadiness(input(records, { kernels, running: undefined })).basis.kernel).toBe(NEW);
   });
 
+  it('with no kernel that has all its modules, every installed module is needed, and the newest such kernel\'s initramfs tells the critical ones', () => {
+    const records = [rec('zfs', NEW), rec('broken', NEW, 'failed', { error: 'boom' }), rec('v4l2loopback', OLD), rec('broken', OLD, 'failed', { error: 'boom' })];
+    const r = computeReadiness(input(records, { running: undefined, initramfs: new Map([[NEW, new Set(['zfs'])]]) }));
+    expect(r.basis.kernel).toBeUndefined();
+    expect(r.basis).toMatchObject({ earlyBoot: NEW, how: expect.stringMatching(/no kernel has all its modules/) });
+    expect(r.needed.map((n) => [n.module, n.critical])).toEqual([['v4l2loopback', false], ['zfs', true]]);
+    expect(of(r, OLD).missing).toEqual([expect.objectContaining({ module: 'zfs', critical: true, why: 'not built' })]);
+  });
+
   it('adds the modules the admin declares needed and drops those declared optional', () => {
     const records = [rec('zfs', OLD), rec('v4l2loopback', OLD), rec('ootmod-broken', NEW, 'failed', { error: 'boom' })];
     const r = computeReadiness(input(records, { declared: { needed: ['ootmod-broken', 'wifi'], optional: ['v4l2loopback'] } }));
