@@ -1,8 +1,10 @@
 // Kernel-upgrade readiness against real headers, in a sandbox root: the fixture modules built for the
 // host's kernel, a newer kernel installed without headers, GRUB's default entry, [boot] needed.
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { findOnPath } from '../../src/kernel/toolchain.js';
 import { ootmod, ootmodEnv } from '../support/cli.js';
 import { FIXTURES, hostKernel, linkHostKernel, placeSource } from '../support/host.js';
 import { makeRoot } from '../support/roots.js';
@@ -115,5 +117,40 @@ describe('kernel-upgrade readiness', () => {
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stderr).not.toMatch(/is not ready/);
     expect(existsSync(calls)).toBe(false);
+  });
+
+  it.skipIf(!findOnPath('grub-editenv'))('the boot guard holds GRUB\'s default on the ready kernel, and lets go when the kernel it held back is removed', async () => {
+    const id = (k: string) => `gnulinux-${k}-advanced-UUID`;
+    const entry = (k: string) => `\tmenuentry 'Debian GNU/Linux, with Linux ${k}' $menuentry_id_option '${id(k)}' {\n\t\tlinux /boot/vmlinuz-${k} root=UUID=x ro\n\t}\n`;
+    // grub.cfg as update-grub writes it: the newest kernel first, then the submenu with every kernel.
+    const grubCfg = (kernels: string[]) => `menuentry 'Debian GNU/Linux' $menuentry_id_option 'gnulinux-simple-UUID' {\n\tlinux /boot/vmlinuz-${kernels[0]} root=UUID=x ro\n}\n` +
+      `submenu 'Advanced options' $menuentry_id_option 'gnulinux-advanced-UUID' {\n${kernels.map(entry).join('')}}\n`;
+    const grubenv = path.join(root, 'boot/grub/grubenv');
+    const env = () => execFileSync('grub-editenv', [grubenv, 'list'], { encoding: 'utf8' });
+    writeFileSync(path.join(root, 'etc/ootmod/ootmod.conf'), '[boot]\nguard = yes\n');
+    writeFileSync(path.join(root, 'etc/default/grub'), 'GRUB_DEFAULT=0\n');
+    writeFileSync(path.join(root, 'boot/grub/grub.cfg'), grubCfg([newer, kernel.release]));
+    rmSync(grubenv);
+    execFileSync('grub-editenv', [grubenv, 'create']);
+    rmSync(path.join(root, 'boot', `initrd.img-${kernel.release}`));
+
+    const apply = await ootmod(root, 'boot', 'apply');
+    expect(apply.exitCode, apply.stderr).toBe(0);
+    expect(env()).toBe(`saved_entry=gnulinux-advanced-UUID>${id(kernel.release)}\n`);
+    expect(readFileSync(path.join(root, 'etc/default/grub.d/zz-ootmod-boot-guard.cfg'), 'utf8')).toMatch(/^GRUB_DEFAULT=saved$/m);
+    expect((await kernels()).bootsNext).toMatchObject({ kernel: kernel.release, heldBack: newer, ready: true });
+    expect(readFileSync(notice, 'utf8')).toMatch(new RegExp(`the boot guard keeps GRUB's default on ${kernel.release.replaceAll('.', '\\.')} until ${newer.replaceAll('.', '\\.')} is ready`));
+
+    // The newer kernel goes (its package's postrm: files removed, update-grub), then ootmod's postrm hook.
+    rmSync(path.join(root, 'usr/lib/modules', newer), { recursive: true });
+    rmSync(path.join(root, 'boot', `vmlinuz-${newer}`));
+    writeFileSync(path.join(root, 'boot/grub/grub.cfg'), grubCfg([kernel.release]));
+    const r = await ootmodEnv(root, { DEB_MAINT_PARAMS: 'remove' }, 'hook', 'postrm', newer, `/boot/vmlinuz-${newer}`);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^boot guard: gave GRUB's default back .*: [^ ]+, which GRUB's setting boots, is ready/m);
+    expect(env()).toBe('');
+    expect(existsSync(path.join(root, 'etc/default/grub.d/zz-ootmod-boot-guard.cfg'))).toBe(false);
+    expect(existsSync(path.join(root, 'var/lib/ootmod/boot-guard.json'))).toBe(false);
+    expect(existsSync(notice)).toBe(false);
   });
 });
