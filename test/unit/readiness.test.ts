@@ -142,6 +142,24 @@ describe('notices and the end-of-apt block', () => {
     expect(notReadyBlock(view(true))).toBeUndefined();
   });
 
+  it('the end-of-apt block for the four cases: all ready, a failed module, an excluded one, a critical one missing from the initramfs', () => {
+    const block = (i: ReadinessInput) => {
+      const r = computeReadiness(i);
+      return notReadyBlock({ report: r, nextBoot: { kernel: NEW, bootloader: 'none', how: 'the newest kernel' }, next: of(r, NEW), notes: [] });
+    };
+    expect(block(input([rec('zfs', OLD), rec('zfs', NEW)]))).toBeUndefined();
+    expect(block(input([rec('zfs', OLD), rec('zfs', NEW, 'failed', { error: 'make exited with 2 (a.c:1: error: b)' })]))![1]).toBe('  zfs/1.0: failed: make exited with 2 (a.c:1: error: b)');
+    const excluded = input([rec('zfs', OLD)]);
+    excluded.sources = new Map([[pairKey('zfs', NEW), { excluded: 'BUILD_EXCLUSIVE_KERNEL_MAX' }]]);
+    expect(block(excluded)).toBeUndefined();
+    const initramfs = new Map([[OLD, new Set(['zfs'])], [NEW, new Set<string>()]]);
+    expect(block(input([rec('zfs', OLD), rec('zfs', NEW)], { initramfs }))).toEqual([
+      `ootmod: the kernel that boots next, ${NEW}, is not ready (the newest kernel):`,
+      `  zfs/1.0 (critical: needed in early boot): not in the initramfs of ${NEW} (update-initramfs -u -k ${NEW})`,
+      `ootmod: a reboot now starts ${NEW} without it; see ootmod kernels (and ootmod status for the build logs)`,
+    ]);
+  });
+
   it('writes the notices when the next kernel is not ready and removes them when it is', async () => {
     const root = tempDir('ootmod-notice-');
     mkdirSync(path.join(root, 'var/lib/update-notifier/user.d'), { recursive: true });
