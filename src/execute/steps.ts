@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { takeOverFromDkms } from '../dkms/handover.js';
 import type { KernelTarget } from '../kernel/inventory.js';
-import { jobTarget, type Job } from '../plan/jobs.js';
+import { jobTarget, type InitramfsRef, type Job } from '../plan/jobs.js';
 import { buildRustTree, cleanRustTrees } from '../rust/tree.js';
 import type { BuildRecord, StateStore } from '../state/store.js';
 import type { Layout } from '../system/layout.js';
@@ -33,14 +33,22 @@ export interface StepContext {
   /** Where removal steps write what they did (verbose output). */
   log: CommandLog;
   /** Reads every kernel's readiness now (for the boot-notice and boot-guard jobs, after the other jobs). */
-  readiness?: (opts: { initramfsPending: string[] }) => Promise<ReadinessView>;
+  readiness?: (opts: InitramfsNews) => Promise<ReadinessView>;
   /** GRUB's tools for the boot guard (grub-editenv, update-grub); tests give their own. */
   grubTools?: GrubTools;
 }
 
-/** An initramfs initramfs-tools' trigger rebuilds after this run still holds the old modules: not checked. */
-function pendingInitramfs(job: { deferredInitramfs: { job: string; kernel: string }[] }, results: ReadonlyMap<string, JobResult>): string[] {
-  return job.deferredInitramfs.filter((d) => results.get(d.job)?.status === 'done').map((d) => d.kernel);
+/** What this run's initramfs jobs did, for the readiness the boot jobs read. */
+export interface InitramfsNews {
+  /** Rebuilt later by initramfs-tools' trigger: still the old modules now, not checked. */
+  initramfsPending: string[];
+  /** Rebuilt by this run: checked for the critical modules. */
+  initramfsRebuilt: string[];
+}
+
+function initramfsNews(job: { initramfsJobs: InitramfsRef[] }, results: ReadonlyMap<string, JobResult>): InitramfsNews {
+  const done = job.initramfsJobs.filter((d) => results.get(d.job)?.status === 'done');
+  return { initramfsPending: done.filter((d) => d.viaTrigger).map((d) => d.kernel), initramfsRebuilt: done.filter((d) => !d.viaTrigger).map((d) => d.kernel) };
 }
 
 const failed = (detail: string): JobResult => ({ status: 'failed', detail });
@@ -144,7 +152,7 @@ export function jobRunner(ctx: StepContext): JobRunner {
         }
         case 'boot-guard': {
           if (!ctx.readiness) return { status: 'skipped', detail: 'no readiness reader' };
-          const view = await ctx.readiness({ initramfsPending: pendingInitramfs(job, results) });
+          const view = await ctx.readiness(initramfsNews(job, results));
           const state = readGuardState(layout);
           const decision: GuardDecision = job.release
             ? state ? { action: 'release', why: 'ootmod boot release' } : { action: 'none', why: 'the guard holds nothing' }
@@ -159,7 +167,7 @@ export function jobRunner(ctx: StepContext): JobRunner {
           // The guard's job (when the plan has one) read the readiness after its change.
           const guarded = results.get('boot-guard')?.readiness;
           if (!guarded && !ctx.readiness) return { status: 'skipped', detail: 'no readiness reader' };
-          const readiness = guarded ?? (await ctx.readiness!({ initramfsPending: pendingInitramfs(job, results) }));
+          const readiness = guarded ?? (await ctx.readiness!(initramfsNews(job, results)));
           return { status: 'done', detail: await updateBootNotices(layout, job.files, readiness), readiness };
         }
       }

@@ -25,12 +25,15 @@ export interface ReadinessOptions {
   /**
    * Read what early boot needs: the initramfs contents (lsinitramfs/lsinitrd) and the root
    * filesystem (findmnt). Without it (ootmod status: no subprocess) no module counts as critical.
-   * `if-missing` (the trigger's jobs): only when the kernel that boots next misses a module or the
-   * boot guard holds one back, so a run where all is ready lists no initramfs.
+   * `if-missing` (the trigger's jobs): only when the kernel that boots next misses a module, the boot
+   * guard holds one back, or this run rebuilt an initramfs (so a run where all is ready and no
+   * initramfs changed lists none).
    */
   early: boolean | 'if-missing';
   /** Kernels whose initramfs is being rebuilt after this run (initramfs-tools' trigger): not read. */
   initramfsPending?: readonly string[];
+  /** Kernels whose initramfs this run rebuilt: with `if-missing`, early boot is checked for them too. */
+  initramfsRebuilt?: readonly string[];
   /** Read the sources only for the missing modules of the kernel that boots next (the others are reported "not built"). */
   nextOnly?: boolean;
 }
@@ -58,7 +61,8 @@ async function sourceVerdict(ctx: Ctx, module: string, kernel: KernelTarget, sou
 export async function readReadiness(ctx: Ctx, opts: ReadinessOptions): Promise<ReadinessView> {
   if (opts.early === 'if-missing') {
     const quick = await readReadiness(ctx, { ...opts, early: false });
-    return (quick.next && !quick.next.ready) || quick.guard ? readReadiness(ctx, { ...opts, early: true }) : quick;
+    const check = (quick.next && !quick.next.ready) || quick.guard || Boolean(opts.initramfsRebuilt?.length);
+    return check ? readReadiness(ctx, { ...opts, early: true }) : quick;
   }
   const { layout } = ctx;
   const kernels = await listKernels(layout);

@@ -311,7 +311,7 @@ export async function executeWork(ctx: PipelineContext, planned: Planned, report
       timeoutMs: ctx.config().buildTimeout * 1000,
       jobserver,
       log: { write: async (t) => void (ctx.opts.verbose && process.stderr.write(t)) },
-      readiness: ({ initramfsPending }) => readReadiness(ctx, { early: 'if-missing', initramfsPending }),
+      readiness: (news) => readReadiness(ctx, { early: 'if-missing', ...news }),
     });
     results = await executePlan(plan, runner, { jobserver, reporter });
   } finally {

@@ -183,16 +183,16 @@ export function composePlan(input: ComposeInput): WorkPlan {
     }
   }
   if (input.bootNotice && (jobs.length || input.bootNotice.always)) {
-    const deferredInitramfs = jobs.flatMap((j) => (j.kind === 'initramfs' && j.viaTrigger ? [{ job: j.id, kernel: j.kernel }] : []));
+    const initramfsJobs = jobs.flatMap((j) => (j.kind === 'initramfs' ? [{ job: j.id, kernel: j.kernel, viaTrigger: j.viaTrigger }] : []));
     if (input.bootGuard) {
       const { mode, release = false, preview } = input.bootGuard;
       jobs.push({
-        kind: 'boot-guard', id: 'boot-guard', mode, release, preview, deferredInitramfs, needs: [], after: jobs.map((j) => j.id),
+        kind: 'boot-guard', id: 'boot-guard', mode, release, preview, initramfsJobs, needs: [], after: jobs.map((j) => j.id),
         reason: release ? 'ootmod boot release' : `guard = ${mode}: ${mode === 'yes' ? 'any needed module' : mode === 'auto' ? 'a critical module' : 'nothing'} missing on the kernel GRUB's setting boots holds it back`,
       });
     }
     jobs.push({
-      kind: 'boot-notice', id: 'boot-notice', files: input.bootNotice.files, deferredInitramfs, needs: [], after: jobs.map((j) => j.id),
+      kind: 'boot-notice', id: 'boot-notice', files: input.bootNotice.files, initramfsJobs, needs: [], after: jobs.map((j) => j.id),
       reason: 'written when the kernel that boots next lacks a needed module, removed when it is ready',
     });
   }

@@ -133,8 +133,14 @@ export interface BootNoticeJob extends JobBase {
   kind: 'boot-notice';
   /** The notice files it writes or removes. */
   files: string[];
-  /** The plan's initramfs jobs that go through initramfs-tools' trigger: when done, that initramfs is rebuilt later and not checked now. */
-  deferredInitramfs: { job: string; kernel: string }[];
+  /** The plan's initramfs jobs: once done, a kernel's initramfs is checked (rebuilt now) or not (`viaTrigger`: rebuilt later). */
+  initramfsJobs: InitramfsRef[];
+}
+
+export interface InitramfsRef {
+  job: string;
+  kernel: string;
+  viaTrigger: boolean;
 }
 
 /**
@@ -148,7 +154,7 @@ export interface BootGuardJob extends JobBase {
   release: boolean;
   /** What it would do as the system is now (a dry run prints it). */
   preview?: string;
-  deferredInitramfs: { job: string; kernel: string }[];
+  initramfsJobs: InitramfsRef[];
 }
 
 export type Job = BuildUserJob | AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | DkmsTakeoverJob | DepmodJob | InitramfsJob | DeferJob | BootGuardJob | BootNoticeJob;

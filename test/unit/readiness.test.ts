@@ -185,19 +185,20 @@ describe('notices and the end-of-apt block', () => {
     expect(notice.after).toEqual(plan.jobs.slice(0, -1).map((j) => j.id));
   });
 
-  it('does not check an initramfs that initramfs-tools\' trigger rebuilds after the run', async () => {
+  it('does not check an initramfs that initramfs-tools\' trigger rebuilds after the run, and checks one the run rebuilt', async () => {
     const removal = { record: { module: 'zfs', version: '1.0', kernel: NEW, arch: 'x86_64', status: 'installed' as const, inputsKey: '', built: [], installed: [], updatedAt: '' }, forget: false, reason: 'x' };
     const plan = composePlan({
       removals: [removal], depmodKernels: new Set([NEW]), initramfs: { kernels: new Set([NEW]), newest: NEW, inDpkg: true },
       bootNotice: { files: [path.join(tempDir('ootmod-notice-'), 'n')], always: false },
     });
     const notice = plan.jobs.at(-1)!;
-    expect(notice).toMatchObject({ kind: 'boot-notice', deferredInitramfs: [{ job: `initramfs:${NEW}`, kernel: NEW }] });
+    expect(notice).toMatchObject({ kind: 'boot-notice', initramfsJobs: [{ job: `initramfs:${NEW}`, kernel: NEW, viaTrigger: true }] });
     const asked: string[][] = [];
     const runner = jobRunner({
       layout: createLayout(tempDir('ootmod-notice-')), kernels: new Map(), store: {} as StateStore, timeoutMs: 1000, log: { write: async () => {} },
-      readiness: async ({ initramfsPending }) => {
+      readiness: async ({ initramfsPending, initramfsRebuilt }) => {
         asked.push(initramfsPending);
+        expect(initramfsRebuilt).toEqual([]);
         const r = computeReadiness(input([]));
         return { report: r, nextBoot: { kernel: NEW, bootloader: 'none', how: 'x' }, next: of(r, NEW), notes: [] };
       },
@@ -206,6 +207,22 @@ describe('notices and the end-of-apt block', () => {
     expect((await runner.run(notice, done)).status).toBe('done');
     expect((await runner.run(notice, new Map([[`initramfs:${NEW}`, { status: 'skipped' }]]))).readiness?.next?.ready).toBe(true);
     expect(asked).toEqual([[NEW], []]);
+    // Outside dpkg the initramfs is rebuilt by the run itself: the reader is told, to check it.
+    const outside = composePlan({
+      removals: [removal], depmodKernels: new Set([NEW]), initramfs: { kernels: new Set([NEW]), newest: NEW, inDpkg: false },
+      bootNotice: { files: [path.join(tempDir('ootmod-notice-'), 'n')], always: false },
+    }).jobs.at(-1)!;
+    const rebuilt: string[][] = [];
+    const runner2 = jobRunner({
+      layout: createLayout(tempDir('ootmod-notice-')), kernels: new Map(), store: {} as StateStore, timeoutMs: 1000, log: { write: async () => {} },
+      readiness: async ({ initramfsPending, initramfsRebuilt }) => {
+        rebuilt.push([...initramfsPending, '|', ...initramfsRebuilt]);
+        const r = computeReadiness(input([]));
+        return { report: r, nextBoot: { kernel: NEW, bootloader: 'none', how: 'x' }, next: of(r, NEW), notes: [] };
+      },
+    });
+    await runner2.run(outside, done);
+    expect(rebuilt).toEqual([['|', NEW]]);
   });
 });
 
