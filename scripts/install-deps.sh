@@ -9,6 +9,9 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends \
   bash ca-certificates gcc make binutils patch openssl xz-utils zstd gzip kmod \
   dpkg-dev "linux-headers-$arch" git
+# GRUB's grub-editenv, which the boot guard uses (its tests edit a grubenv in a temporary root; the
+# package installs no bootloader and touches no boot configuration).
+apt-get install -y -q --no-install-recommends grub-common
 # node >= 18.19 and npm: keep a suitable node that is already there, else take Debian's.
 if ! command -v node >/dev/null 2>&1 || ! node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>18||(a===18&&b>=19)?0:1)'; then
   apt-get install -y -q --no-install-recommends nodejs npm

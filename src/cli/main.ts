@@ -11,7 +11,9 @@ for every installed kernel that has headers.
 
 Commands:
   status [NAME[/VERSION]]      what is added, built, installed or failed, per kernel (--json)
-  kernels                      installed kernels, their headers, compiler, signing, compression, Rust
+  kernels                      installed kernels, their headers, compiler, signing, compression, Rust,
+                               READY (every needed out-of-tree module installed), which boots next
+  boot [status|apply|release]  the boot guard (GRUB): its state; run it now; give GRUB's default back
   add DIR                      copy a module source to /usr/src/<name>-<version> and run POST_ADD
   build NAME[/VERSION]|DIR...  build for the given (-k) or all kernels, without installing
   install NAME[/VERSION]|DIR...  build if needed and install
@@ -117,6 +119,8 @@ async function dispatch(s: Session, command: string, args: string[]): Promise<Ex
       return (await import('./commands/rust.js')).rustCommand(s, args);
     case 'mkdeb':
       return (await import('./commands/mkdeb.js')).mkdebCommand(s, args);
+    case 'boot':
+      return (await import('./commands/boot.js')).bootCommand(s, args);
     case 'uninstall':
     case 'remove':
       return (await import('./commands/remove.js')).removeCommand(s, command, args);

@@ -37,6 +37,11 @@ function plannedLine(job: Job): string {
       return `would queue ${job.what} and activate ootmod's dpkg trigger (${job.reason})`;
     case 'build-user':
       return `would create the system user ${job.user} with useradd --system (${job.reason})`;
+    case 'boot-guard':
+      if (job.release) return `would give GRUB's default entry back as the admin had it (${job.preview ?? job.reason})`;
+      return `would run the boot guard after the other jobs (${job.reason})${job.preview ? `; as things are now it would ${job.preview}` : ''}`;
+    case 'boot-notice':
+      return `would update the notices of the next boot's readiness after the other jobs: ${job.files.join(', ')} (${job.reason})`;
   }
 }
 
@@ -102,6 +107,12 @@ function endLine(job: Job, r: JobResult, verbose: boolean): string | undefined {
     case 'dkms-takeover':
       if (r.status === 'failed') return `failed   to take over ${jobTarget(job)} from DKMS: ${r.detail}`;
       return r.status === 'done' ? `took over ${jobTarget(job)} from DKMS (removed its copy from updates/dkms)` : undefined;
+    case 'boot-guard':
+      if (r.status === 'failed') return `failed   boot guard: ${r.detail}`;
+      return r.status === 'done' || verbose ? `boot guard: ${r.detail}` : undefined;
+    case 'boot-notice':
+      if (r.status === 'failed') return `failed   to update the notices of the next boot's readiness: ${r.detail}`;
+      return verbose && r.detail ? `notice   ${r.detail}` : undefined;
     case 'depmod':
     case 'initramfs':
       if (r.status === 'failed') return `${job.kind} failed for ${job.kernel}: ${r.detail}`;

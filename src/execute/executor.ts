@@ -4,6 +4,8 @@
 // of --jobs; the other jobs (installs, removals, depmod) start as soon as they are ready.
 import { environmentFault, errorLine } from '../errors.js';
 import { jobTarget, type Job, type WorkPlan } from '../plan/jobs.js';
+import type { ReadinessView } from '../plan/readiness.js';
+import type { GuardDecision } from '../plan/bootguard.js';
 import type { BuildRecord } from '../state/store.js';
 import type { Jobserver, Token } from './jobserver.js';
 
@@ -25,6 +27,10 @@ export interface JobResult {
   record?: BuildRecord;
   /** A Rust tree job: the tree's dir. */
   treeDir?: string;
+  /** A boot-notice or boot-guard job: the readiness it read (after the guard's change). */
+  readiness?: ReadinessView;
+  /** A boot-guard job: what it decided. */
+  guard?: GuardDecision;
   /** The job did not run because a job it needs failed. */
   blocked?: boolean;
   elapsedMs?: number;

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { takeOverFromDkms } from '../dkms/handover.js';
 import type { KernelTarget } from '../kernel/inventory.js';
-import { jobTarget, type Job } from '../plan/jobs.js';
+import { jobTarget, type InitramfsRef, type Job } from '../plan/jobs.js';
 import { buildRustTree, cleanRustTrees } from '../rust/tree.js';
 import type { BuildRecord, StateStore } from '../state/store.js';
 import type { Layout } from '../system/layout.js';
@@ -15,6 +15,10 @@ import { depmod } from './depmod.js';
 import { keepPerBuildDir, removeDkmsTree, writeDkmsTree } from './dkmstree.js';
 import type { JobResult, JobRunner } from './executor.js';
 import { requestInitramfs } from './initramfs.js';
+import { updateBootNotices } from './notices.js';
+import { applyGuard, guardInput, readGuardState, realGrubTools, type GrubTools } from './bootguard.js';
+import { decideGuard, guardLine, type GuardDecision } from '../plan/bootguard.js';
+import type { ReadinessView } from '../plan/readiness.js';
 import { buildModule, installModule, runScript, uninstallRecord } from './job.js';
 import { placeSourceTree } from './sources.js';
 import type { Jobserver } from './jobserver.js';
@@ -29,6 +33,23 @@ export interface StepContext {
   jobserver?: Jobserver;
   /** Where removal steps write what they did (verbose output). */
   log: CommandLog;
+  /** Reads every kernel's readiness now (for the boot-notice and boot-guard jobs, after the other jobs). */
+  readiness?: (opts: InitramfsNews) => Promise<ReadinessView>;
+  /** GRUB's tools for the boot guard (grub-editenv, update-grub); tests give their own. */
+  grubTools?: GrubTools;
+}
+
+/** What this run's initramfs jobs did, for the readiness the boot jobs read. */
+export interface InitramfsNews {
+  /** Rebuilt later by initramfs-tools' trigger: still the old modules now, not checked. */
+  initramfsPending: string[];
+  /** Rebuilt by this run: checked for the critical modules. */
+  initramfsRebuilt: string[];
+}
+
+function initramfsNews(job: { initramfsJobs: InitramfsRef[] }, results: ReadonlyMap<string, JobResult>): InitramfsNews {
+  const done = job.initramfsJobs.filter((d) => results.get(d.job)?.status === 'done');
+  return { initramfsPending: done.filter((d) => d.viaTrigger).map((d) => d.kernel), initramfsRebuilt: done.filter((d) => !d.viaTrigger).map((d) => d.kernel) };
 }
 
 const failed = (detail: string): JobResult => ({ status: 'failed', detail });
@@ -138,6 +159,26 @@ export function jobRunner(ctx: StepContext): JobRunner {
           await writeFile(path.join(layout.queueDir, job.entry.replaceAll('/', '_')), `${job.reason} ${new Date().toISOString()}\n`);
           const r = await run('dpkg-trigger', ['--no-await', TRIGGER_NAME], { allowFailure: true });
           return r.exitCode === 0 ? { status: 'done' } : failed(`dpkg-trigger ${TRIGGER_NAME} failed: ${r.stderr.trim().split('\n').pop() ?? r.exitCode}`);
+        }
+        case 'boot-guard': {
+          if (!ctx.readiness) return { status: 'skipped', detail: 'no readiness reader' };
+          const view = await ctx.readiness(initramfsNews(job, results));
+          const state = readGuardState(layout);
+          const decision: GuardDecision = job.release
+            ? state ? { action: 'release', why: 'ootmod boot release' } : { action: 'none', why: 'the guard holds nothing' }
+            : decideGuard(guardInput(layout, job.mode, view, view.images ?? []));
+          const after = await applyGuard(layout, decision, state, ctx.grubTools ?? realGrubTools(layout));
+          const changed = decision.action === 'engage' || decision.action === 'release';
+          const grubCfgAgain = layout.root !== '/' && ((decision.action === 'engage' && decision.savedMode === 'drop-in' && !state?.dropIn) || (decision.action === 'release' && state?.dropIn));
+          const note = grubCfgAgain ? ' (update-grub is not run under --root: run it inside the root)' : '';
+          return { status: changed ? 'done' : 'skipped', detail: `${guardLine(decision, true)}${note}`, guard: decision, readiness: { ...view, guard: after } };
+        }
+        case 'boot-notice': {
+          // The guard's job (when the plan has one) read the readiness after its change.
+          const guarded = results.get('boot-guard')?.readiness;
+          if (!guarded && !ctx.readiness) return { status: 'skipped', detail: 'no readiness reader' };
+          const readiness = guarded ?? (await ctx.readiness!(initramfsNews(job, results)));
+          return { status: 'done', detail: await updateBootNotices(layout, job.files, readiness), readiness };
         }
       }
     },

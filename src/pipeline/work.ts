@@ -9,6 +9,7 @@ import { isRegistered } from '../dkms/registry.js';
 import { ExitCode, OotmodError } from '../errors.js';
 import { executePlan, type JobResult, type ProgressReporter } from '../execute/executor.js';
 import { initramfsKernels } from '../execute/initramfs.js';
+import { noticeExists, noticeFiles } from '../execute/notices.js';
 import { Jobserver, makeFifoSupport } from '../execute/jobserver.js';
 import { missingBuildUser } from '../system/sandbox.js';
 import { jobRunner } from '../execute/steps.js';
@@ -19,6 +20,9 @@ import { loadSpec, type SourceDir } from '../modules/sources.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import { composePlan, type ComposeInput, type RemovalRequest } from '../plan/compose.js';
 import { readFacts, type Facts } from '../plan/facts.js';
+import { guardPreview, readReadiness } from './readiness.js';
+import { readGuardState } from '../execute/bootguard.js';
+import { hasGrub } from '../kernel/boot.js';
 import type { AddJob, Job, WorkPlan } from '../plan/jobs.js';
 import { planModules, type Action } from '../plan/planner.js';
 import { readRustFacts, rustKernels, type RustTreeFact } from '../rust/prepare.js';
@@ -227,6 +231,8 @@ export interface TriggerPlanOptions {
   label: string;
   /** Modules asked for explicitly (queued `dkms build|install`, a package's postinst): a failed build is retried. */
   retry?: ReadonlySet<string>;
+  /** Kernels were installed or removed (hooks ran): the next boot's readiness is checked even with nothing to build. */
+  kernelsChanged?: boolean;
 }
 
 export async function planTrigger(ctx: PipelineContext, opts: TriggerPlanOptions): Promise<Planned> {
@@ -256,8 +262,27 @@ async function planTriggerWork(ctx: PipelineContext, opts: TriggerPlanOptions): 
     ...compose, rust, rustWanted: 'all', removals, forgetKernels: gone, rustClean,
     depmodKernels: depmodKernels(ctx, kernels), buildUser: missingBuildUser(), initramfs: { ...initramfs, inDpkg: opts.inDpkg }, dkmsTree: dkmsTreeOf(ctx, kernels), dkmsTreeMissing: dkmsTreeMissing(ctx, kernels),
     dkmsTakeover: await dkmsTakeover(ctx, store, gone),
+    // The readiness notices: after any change, after a kernel event, and while one is up (to take it down).
+    bootNotice: { files: noticeFiles(ctx.layout), always: Boolean(opts.kernelsChanged) || noticeExists(ctx.layout) || Boolean(readGuardState(ctx.layout)) },
+    bootGuard: await bootGuardJob(ctx),
   });
   return { plan, kernels, store, label: opts.label, named: false, notes: [] };
+}
+
+/**
+ * The boot guard's job: for the trigger with GRUB and a guard that acts, or while it holds something (to
+ * give it back); always for `ootmod boot apply|release` (`asked`), which then says why it does nothing.
+ */
+async function bootGuardJob(ctx: PipelineContext, asked = false, release = false): Promise<ComposeInput['bootGuard']> {
+  const mode = ctx.config().boot.guard;
+  if (!asked && !((mode !== 'no' && hasGrub(ctx.layout)) || readGuardState(ctx.layout))) return undefined;
+  return { mode, release, preview: ctx.opts.dryRun ? await guardPreview(ctx, release) : undefined };
+}
+
+/** ootmod boot apply|release: the boot guard now, then the notices. */
+export async function planBootGuard(ctx: PipelineContext, release: boolean): Promise<Planned> {
+  const plan = composePlan({ depmodKernels: new Set(), bootNotice: { files: noticeFiles(ctx.layout), always: true }, bootGuard: await bootGuardJob(ctx, true, release) });
+  return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label: release ? 'boot release' : 'boot apply', named: false, notes: [] };
 }
 
 /** rust prepare: the Rust trees of the CONFIG_RUST kernels (-k, or all with headers). */
@@ -313,6 +338,7 @@ export async function executeWork(ctx: PipelineContext, planned: Planned, report
       timeoutMs: ctx.config().buildTimeout * 1000,
       jobserver,
       log: { write: async (t) => void (ctx.opts.verbose && process.stderr.write(t)) },
+      readiness: (news) => readReadiness(ctx, { early: 'if-missing', ...news }),
     });
     results = await executePlan(plan, runner, { jobserver, reporter });
   } finally {

@@ -5,6 +5,7 @@ import type { RustTreeFact } from '../rust/prepare.js';
 import type { BuildRecord } from '../state/store.js';
 import { emptyPlan, type AddJob, type BuildJob, type DeferJob, type InstallJob, type Job, type WorkPlan } from './jobs.js';
 import type { ModuleJob, ModulePlan } from './planner.js';
+import type { GuardMode } from '../system/config.js';
 
 export interface RemovalRequest {
   record: BuildRecord;
@@ -51,6 +52,10 @@ export interface ComposeInput {
   dkmsTree?: (module: string, version: string, kernel: string) => string | undefined;
   /** Current modules whose build dir in DKMS's tree is missing: a dkms-tree job writes it. */
   dkmsTreeMissing?: (module: string, version: string, kernel: string) => boolean;
+  /** The notices of the next boot's readiness (these files), updated after every other job: when there are other jobs, or `always`. */
+  bootNotice?: { files: string[]; always: boolean };
+  /** The boot guard, before the notices (which then tell what it did); with the notice job only. */
+  bootGuard?: { mode: GuardMode; release?: boolean; preview?: string };
 }
 
 const id = {
@@ -193,6 +198,20 @@ export function composePlan(input: ComposeInput): WorkPlan {
       const viaTrigger = input.initramfs.inDpkg && kernel === input.initramfs.newest;
       jobs.push({ kind: 'initramfs', id: `initramfs:${kernel}`, kernel, viaTrigger, reason: 'modules changed', needs: [], after: [depmodId] });
     }
+  }
+  if (input.bootNotice && (jobs.length || input.bootNotice.always)) {
+    const initramfsJobs = jobs.flatMap((j) => (j.kind === 'initramfs' ? [{ job: j.id, kernel: j.kernel, viaTrigger: j.viaTrigger }] : []));
+    if (input.bootGuard) {
+      const { mode, release = false, preview } = input.bootGuard;
+      jobs.push({
+        kind: 'boot-guard', id: 'boot-guard', mode, release, preview, initramfsJobs, needs: [], after: jobs.map((j) => j.id),
+        reason: release ? 'ootmod boot release' : `guard = ${mode}: ${mode === 'yes' ? 'any needed module' : mode === 'auto' ? 'a critical module' : 'nothing'} missing on the kernel GRUB's setting boots holds it back`,
+      });
+    }
+    jobs.push({
+      kind: 'boot-notice', id: 'boot-notice', files: input.bootNotice.files, initramfsJobs, needs: [], after: jobs.map((j) => j.id),
+      reason: 'written when the kernel that boots next lacks a needed module, removed when it is ready',
+    });
   }
   return plan;
 }

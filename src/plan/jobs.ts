@@ -4,8 +4,9 @@ import type { ModuleSpec } from '../modules/spec.js';
 import type { RustSource } from '../rust/sources.js';
 import type { RustToolchain } from '../rust/toolchain.js';
 import type { RustTreeKey } from '../rust/tree.js';
+import type { GuardMode } from '../system/config.js';
 
-export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'dkms-takeover' | 'dkms-tree' | 'depmod' | 'initramfs' | 'defer';
+export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'dkms-takeover' | 'dkms-tree' | 'depmod' | 'initramfs' | 'defer' | 'boot-guard' | 'boot-notice';
 
 interface JobBase {
   id: string;
@@ -141,7 +142,40 @@ export interface DeferJob extends JobBase {
   what: string;
 }
 
-export type Job = BuildUserJob | AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | DkmsTakeoverJob | DkmsTreeJob | DepmodJob | InitramfsJob | DeferJob;
+/**
+ * After every other job of the plan: the notices that the kernel that boots next is not ready, written
+ * when it lacks a needed module, removed when it is ready (src/execute/notices.ts). What it writes is
+ * decided when it runs, from the state the other jobs left.
+ */
+export interface BootNoticeJob extends JobBase {
+  kind: 'boot-notice';
+  /** The notice files it writes or removes. */
+  files: string[];
+  /** The plan's initramfs jobs: once done, a kernel's initramfs is checked (rebuilt now) or not (`viaTrigger`: rebuilt later). */
+  initramfsJobs: InitramfsRef[];
+}
+
+export interface InitramfsRef {
+  job: string;
+  kernel: string;
+  viaTrigger: boolean;
+}
+
+/**
+ * The boot guard (GRUB): keeps the default entry on the newest ready kernel while the kernel GRUB's
+ * setting boots lacks needed modules, gives it back when that kernel is ready (src/execute/bootguard.ts).
+ * Decided when it runs, after the other jobs; `release` undoes what the guard changed, whatever the state.
+ */
+export interface BootGuardJob extends JobBase {
+  kind: 'boot-guard';
+  mode: GuardMode;
+  release: boolean;
+  /** What it would do as the system is now (a dry run prints it). */
+  preview?: string;
+  initramfsJobs: InitramfsRef[];
+}
+
+export type Job = BuildUserJob | AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | DkmsTakeoverJob | DkmsTreeJob | DepmodJob | InitramfsJob | DeferJob | BootGuardJob | BootNoticeJob;
 
 /** A (module, kernel) that needs no job, with the reason. */
 export interface PlanItem {
@@ -191,6 +225,10 @@ export function jobTarget(job: Job): string {
       return `${job.module}/${job.version} at ${job.dest}`;
     case 'build-user':
       return `the system user ${job.user}`;
+    case 'boot-notice':
+      return job.files.join(', ');
+    case 'boot-guard':
+      return "GRUB's default entry";
   }
 }
 
@@ -207,6 +245,7 @@ export function planJson(plan: WorkPlan): unknown {
       reason: j.reason,
       ...(j.kind === 'dkms-takeover' ? { remove: [...j.copies, j.link] } : {}),
       ...('dkmsTree' in j && j.dkmsTree ? { dkmsTree: j.dkmsTree } : {}),
+      ...(j.kind === 'boot-notice' ? { files: j.files } : {}),
       needs: j.needs,
       after: j.after,
     })),

@@ -17,9 +17,22 @@ export interface OotmodConfig {
   bindgen?: string;
   /** Modules (or `rust-tree`) whose build may run as root with network: the admin trusts them. */
   unconfined: string[];
+  /** [boot]: what the next boot's kernel must have (src/plan/readiness.ts). */
+  boot: BootConfig;
 }
 
-export const DEFAULT_CONFIG: OotmodConfig = { strict: false, jobs: 0, buildTimeout: 3600, rust: true, unconfined: [] };
+export type GuardMode = 'auto' | 'yes' | 'no';
+
+export interface BootConfig {
+  /** Modules (PACKAGE_NAME or module name) every kernel needs, on top of those installed for the running kernel. */
+  needed: string[];
+  /** Modules never needed: their absence does not make a kernel not ready. */
+  optional: string[];
+  /** The boot guard's mode: auto (act for critical modules), yes (for any needed module), no (report only). */
+  guard: GuardMode;
+}
+
+export const DEFAULT_CONFIG: OotmodConfig = { strict: false, jobs: 0, buildTimeout: 3600, rust: true, unconfined: [], boot: { needed: [], optional: [], guard: 'auto' } };
 
 function bool(value: unknown, key: string, file: string): boolean | undefined {
   if (value === undefined || value === '') return undefined;
@@ -46,7 +59,11 @@ export function loadConfig(file: string): OotmodConfig {
   const build = raw.build ?? {};
   const rust = raw.rust ?? {};
   const trigger = raw.trigger ?? {};
+  const boot = raw.boot ?? {};
   const str = (v: unknown) => (typeof v === 'string' && v.trim() ? v.trim() : undefined);
+  const list = (v: unknown) => (str(v) ?? '').split(/[\s,]+/).filter(Boolean);
+  const guard = str(boot.guard) ?? DEFAULT_CONFIG.boot.guard;
+  if (!/^(auto|yes|no)$/.test(guard)) throw new OotmodError(`${file}: guard = ${guard} is not auto, yes or no`, `fix guard under [boot] in ${file}`, ExitCode.Environment);
   return {
     strict: bool(trigger.strict, 'strict', file) ?? DEFAULT_CONFIG.strict,
     jobs: int(build.jobs, 'jobs', file) ?? DEFAULT_CONFIG.jobs,
@@ -55,6 +72,7 @@ export function loadConfig(file: string): OotmodConfig {
     kernelSource: str(rust.kernel_source),
     rustc: str(rust.rustc),
     bindgen: str(rust.bindgen),
-    unconfined: (str(build.unconfined) ?? '').split(/[\s,]+/).filter(Boolean),
+    unconfined: list(build.unconfined),
+    boot: { needed: list(boot.needed), optional: list(boot.optional), guard: guard as GuardMode },
   };
 }

@@ -105,8 +105,17 @@ describe('ootmod.conf', () => {
   it('has defaults when missing and reads the sections', () => {
     expect(loadConfig(path.join(dir, 'none.conf'))).toMatchObject({ strict: false, jobs: 0, rust: true, buildTimeout: 3600 });
     const file = path.join(dir, 'ootmod.conf');
-    writeFileSync(file, '; comment\n[build]\njobs = 3\ntimeout = 60\nunconfined = foo-dkms, bar\n[rust]\nenabled = no\nrustc = /opt/rustc\n[trigger]\nstrict = yes\n');
-    expect(loadConfig(file)).toEqual({ strict: true, jobs: 3, buildTimeout: 60, rust: false, rustc: '/opt/rustc', kernelSource: undefined, bindgen: undefined, unconfined: ['foo-dkms', 'bar'] });
+    writeFileSync(file, '; comment\n[build]\njobs = 3\ntimeout = 60\nunconfined = foo-dkms, bar\n[rust]\nenabled = no\nrustc = /opt/rustc\n[trigger]\nstrict = yes\n[boot]\nneeded = zfs, nvidia-current\noptional = v4l2loopback\nguard = yes\n');
+    expect(loadConfig(file)).toEqual({
+      strict: true, jobs: 3, buildTimeout: 60, rust: false, rustc: '/opt/rustc', kernelSource: undefined, bindgen: undefined, unconfined: ['foo-dkms', 'bar'],
+      boot: { needed: ['zfs', 'nvidia-current'], optional: ['v4l2loopback'], guard: 'yes' },
+    });
+    expect(loadConfig(path.join(dir, 'none.conf')).boot).toEqual({ needed: [], optional: [], guard: 'auto' });
+  });
+  it('refuses a guard mode it does not know, in one line', () => {
+    const file = path.join(dir, 'guard.conf');
+    writeFileSync(file, '[boot]\nguard = maybe\n');
+    expect(() => loadConfig(file)).toThrow(/guard = maybe is not auto, yes or no/);
   });
   it('refuses a bad value in one line', () => {
     const file = path.join(dir, 'bad.conf');

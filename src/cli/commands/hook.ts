@@ -35,12 +35,16 @@ export async function hookCommand(s: Session, args: string[]): Promise<ExitCode>
         // The image postinst runs hooks for configure only; kernel-install and admins pass nothing.
         if (action && action !== 'configure') return ExitCode.Ok;
         if (await deferToTrigger(s, kver, name)) return ExitCode.Ok;
-        return await triggerRun(s, { inDpkg: false, label: `ootmod ${name} ${kver}` });
+        return await triggerRun(s, { inDpkg: false, label: `ootmod ${name} ${kver}`, kernelHook: true });
       case 'prerm':
         if (action && action !== 'remove') return ExitCode.Ok;
         return await removeKernel(s, kver);
       case 'postrm':
-        return ExitCode.Ok;
+        // The kernel is gone (prerm removed ootmod's builds for it): the next boot is checked again
+        // (readiness notices, the boot guard, which may have held GRUB's default on that kernel).
+        if (action && action !== 'remove' && action !== 'purge') return ExitCode.Ok;
+        if (await deferToTrigger(s, kver, name)) return ExitCode.Ok;
+        return await triggerRun(s, { inDpkg: false, label: `ootmod ${name} ${kver}`, kernelHook: true });
       default:
         throw new OotmodError(`unknown hook '${name}'`, 'use header_postinst, postinst, prerm or postrm', ExitCode.Usage);
     }

@@ -3,6 +3,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode } from '../../errors.js';
 import { registeredWithDkms, sourceDirName } from '../../modules/names.js';
+import { heldBack, missingList } from '../../plan/readiness.js';
+import { readReadiness, type ReadinessView } from '../../pipeline/readiness.js';
 import { StateStore } from '../../state/store.js';
 import { json, table } from '../format.js';
 import type { Session } from '../session.js';
@@ -64,13 +66,25 @@ export function statusRows(s: Session, filter: { module?: string; version?: stri
   return rows;
 }
 
+/** The one line status starts with when the kernel that boots next lacks a needed module. */
+export function notReadyLine(view: ReadinessView): string | undefined {
+  if (!view.next || view.next.ready) return undefined;
+  if (heldBack(view)) return `ootmod: ${view.next.release}, which GRUB's setting boots, is not ready: ${missingList(view.next.missing)}: the boot guard keeps GRUB's default on ${view.guard!.kernel} (ootmod boot); run ootmod kernels`;
+  return `ootmod: the next boot's kernel ${view.next.release} is not ready: ${missingList(view.next.missing)}: run ootmod kernels`;
+}
+
 export async function statusCommand(s: Session, args: string[]): Promise<ExitCode> {
   const [name, version] = (args[0] ?? '').split('/');
   const rows = statusRows(s, { module: name || undefined, version });
+  // Files only (no initramfs listing, no findmnt): dkms.conf is read only for a module the next kernel lacks with no record.
+  const view = await readReadiness(s, { early: false, nextOnly: true });
   if (s.opts.json) {
-    s.out(json({ modules: rows }));
+    const next = view.next ? { kernel: view.next.release, ready: view.next.ready, missing: view.next.missing } : { kernel: view.nextBoot.kernel ?? null, ready: null, missing: [] };
+    s.out(json({ nextBoot: { ...next, bootloader: view.nextBoot.bootloader, how: view.nextBoot.how }, modules: rows }));
     return ExitCode.Ok;
   }
+  const warning = notReadyLine(view);
+  if (warning) s.err(warning);
   if (!rows.length) {
     s.out('no modules: put a source with dkms.conf under /usr/src/<name>-<version> (ootmod add <dir>)');
     return ExitCode.Ok;

@@ -9,6 +9,7 @@ import { dkmsAutoinstall, dkmsRegisteredRecords } from '../../dkms/handover.js';
 import { describeQueued, parseQueued, type QueuedRequest } from '../../dkms/requests.js';
 import { ExitCode } from '../../errors.js';
 import { dkmsIsInstalled, removedMarker } from '../../modules/names.js';
+import { notReadyBlock } from '../../plan/readiness.js';
 import { planModuleWork, planRemoval, planTrigger } from '../../pipeline/work.js';
 import type { Session } from '../session.js';
 import { runPlanned, withLock } from './jobs.js';
@@ -25,6 +26,8 @@ export interface TriggerOptions {
   inDpkg: boolean;
   /** What started it, for the summary. */
   label: string;
+  /** A kernel hook started it (a kernel was installed or removed). */
+  kernelHook?: boolean;
 }
 
 /** Worst of two exit statuses (a skip is not a failure). */
@@ -52,7 +55,7 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
     // A module asked for explicitly inside dpkg (dkms build|install, a package's postinst: installed,
     // reinstalled, reconfigured) is built even if it failed before from the same inputs.
     const requests = queued.map(parseQueued).filter((r): r is QueuedRequest => r !== undefined);
-    const planned = await planTrigger(s, { ...opts, retry: new Set(requests.map((r) => `${r.module}/${r.version}`)) });
+    const planned = await planTrigger(s, { ...opts, retry: new Set(requests.map((r) => `${r.module}/${r.version}`)), kernelsChanged: opts.kernelHook || queued.length > 0 });
     const outcome = await runPlanned(s, planned, { quietSummary: true });
     // A dry run stops at the plan. --json changes only what is printed: every follow-up below still runs,
     // each plan run printing its own JSON document (jq reads them in turn).
@@ -81,14 +84,20 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
     }
 
     // With ootmod-dkms, framework.conf's post_transaction ends a run that installed or removed modules, as DKMS's.
-    const changed = planned.plan.jobs.some((j) => ['install', 'uninstall'].includes(j.kind) && outcome.results.get(j.id)?.status === 'done');
-    if (changed && exit === ExitCode.Ok) {
+    const modulesChanged = planned.plan.jobs.some((j) => ['install', 'uninstall'].includes(j.kind) && outcome.results.get(j.id)?.status === 'done');
+    if (modulesChanged && exit === ExitCode.Ok) {
       const line = await postTransaction(s.layout, ootmodFramework(s.layout), planned.kernels[0]?.release);
       if (line) s.out(line);
     }
     const initramfs = planned.plan.jobs.filter((j) => j.kind === 'initramfs' && outcome.results.get(j.id)?.status === 'done').map((j) => j.kernel);
     const asked = queued.map(describeQueued);
     if (!s.opts.json) s.out(`${outcome.summary}${queued.length ? `; queued by hooks: ${asked.join(', ')}` : ''}${initramfs.length ? `; initramfs updated for ${initramfs.join(', ')}` : ''}`);
+    // Kernels or modules changed: say it when the kernel that boots next is not ready.
+    const notice = planned.plan.jobs.find((j) => j.kind === 'boot-notice');
+    const changed = queued.length > 0 || opts.kernelHook || planned.plan.jobs.some((j) => j !== notice && outcome.results.get(j.id)?.status === 'done');
+    const readiness = notice && outcome.results.get(notice.id)?.readiness;
+    const block = changed && readiness ? notReadyBlock(readiness) : undefined;
+    for (const line of block ?? []) s.err(line);
     return exit;
   });
   // Inside dpkg a failed optional module must not fail the package, unless the admin asked for it.

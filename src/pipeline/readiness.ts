@@ -1,0 +1,133 @@
+// Reading what kernel-upgrade readiness needs (src/plan/readiness.ts computes it): the state, the
+// installed kernels, the [boot] settings, the running kernel, what early boot needs (initramfs contents,
+// the root filesystem), what the sources say about modules missing on a kernel, and which kernel boots
+// next. Reading only: nothing changes.
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import { errorLine } from '../errors.js';
+import { initramfsModules, readNextBoot, rootFsType } from '../kernel/boot.js';
+import { listKernels, type KernelTarget } from '../kernel/inventory.js';
+import { compareModuleVersions } from '../kernel/version.js';
+import { exclusionReason } from '../modules/exclusive.js';
+import { listSourceDirs, loadSpec } from '../modules/sources.js';
+import {
+  computeReadiness, neededModules, pairKey, sourceQuestions,
+  type ReadinessInput, type ReadinessView, type SourceVerdict,
+} from '../plan/readiness.js';
+import { StateStore } from '../state/store.js';
+import { guardInput, readGuardState } from '../execute/bootguard.js';
+import { decideGuard, guardLine, type GuardDecision } from '../plan/bootguard.js';
+import type { PipelineContext } from './work.js';
+
+export type { ReadinessView };
+
+export interface ReadinessOptions {
+  /**
+   * Read what early boot needs: the initramfs contents (lsinitramfs/lsinitrd) and the root
+   * filesystem (findmnt). Without it (ootmod status: no subprocess) no module counts as critical.
+   * `if-missing` (the trigger's jobs): only when the kernel that boots next misses a module, the boot
+   * guard holds one back, or this run rebuilt an initramfs (so a run where all is ready and no
+   * initramfs changed lists none).
+   */
+  early: boolean | 'if-missing';
+  /** Kernels whose initramfs is being rebuilt after this run (initramfs-tools' trigger): not read. */
+  initramfsPending?: readonly string[];
+  /** Kernels whose initramfs this run rebuilt: with `if-missing`, early boot is checked for them too. */
+  initramfsRebuilt?: readonly string[];
+  /** Read the sources only for the missing modules of the kernel that boots next (the others are reported "not built"). */
+  nextOnly?: boolean;
+}
+
+type Ctx = Pick<PipelineContext, 'layout' | 'config' | 'isRoot'> & { opts: { jobs: number } };
+
+/** What the newest source of `module` says about `kernel`. */
+async function sourceVerdict(ctx: Ctx, module: string, kernel: KernelTarget, sources: Awaited<ReturnType<typeof listSourceDirs>>): Promise<SourceVerdict> {
+  const candidates = sources.filter((s) => s.guessedName === module).sort((a, b) => compareModuleVersions(b.guessedVersion, a.guessedVersion));
+  const src = candidates[0];
+  if (!src) return { noSource: true };
+  try {
+    const spec = await loadSpec(src, { layout: ctx.layout, kernel, jobs: ctx.opts.jobs, checkOwnership: ctx.isRoot });
+    const subject = { release: kernel.release, machine: kernel.arch.machine, config: kernel.config };
+    const excluded = exclusionReason(spec.exclusive, subject);
+    if (excluded) return { excluded };
+    const perModule = spec.modules.map((m) => (m.exclusive ? exclusionReason(m.exclusive, subject) : undefined));
+    if (perModule.every(Boolean)) return { excluded: perModule.join('; ') };
+    return { notAutoinstall: !spec.autoinstall };
+  } catch (err) {
+    return { invalid: errorLine(err) };
+  }
+}
+
+export async function readReadiness(ctx: Ctx, opts: ReadinessOptions): Promise<ReadinessView> {
+  if (opts.early === 'if-missing') {
+    const quick = await readReadiness(ctx, { ...opts, early: false });
+    const check = (quick.next && !quick.next.ready) || quick.guard || Boolean(opts.initramfsRebuilt?.length);
+    return check ? readReadiness(ctx, { ...opts, early: true }) : quick;
+  }
+  const { layout } = ctx;
+  const kernels = await listKernels(layout);
+  const store = StateStore.load(layout.stateFile);
+  const boot = ctx.config().boot;
+  const input: ReadinessInput = {
+    kernels: kernels.map((k) => ({ release: k.release, headers: Boolean(k.headersDir), problem: k.problems[0] })),
+    // Under --root the running kernel belongs to another system.
+    running: layout.root === '/' ? os.release() : undefined,
+    records: store.records().map((r) => ({
+      module: r.module, version: r.version, kernel: r.kernel, status: r.status, error: r.error,
+      installedModules: r.installed.map((f) => f.module),
+      filesPresent: r.installed.length > 0 && r.installed.every((f) => existsSync(f.path)),
+    })),
+    declared: { needed: boot.needed, optional: boot.optional },
+  };
+  const notes: string[] = [];
+  if (opts.early) {
+    input.rootFsType = await rootFsType(layout);
+    const initramfs = new Map<string, ReadonlySet<string>>();
+    input.initramfs = initramfs;
+    const first = neededModules(input);
+    const earlyBoot = first.basis.earlyBoot;
+    if (earlyBoot && first.needed.length) {
+      const read = await initramfsModules(layout, earlyBoot);
+      if (read.modules) initramfs.set(earlyBoot, read.modules);
+      else notes.push(`the initramfs of ${earlyBoot} was not read: ${read.why}`);
+    }
+    // A critical module installed for another kernel must be in that kernel's initramfs too.
+    const critical = neededModules(input).needed.filter((n) => n.critical);
+    const others = kernels.filter((k) => k.release !== earlyBoot && input.records.some((r) => r.kernel === k.release && critical.some((c) => c.module === r.module)));
+    for (const k of others) {
+      if (opts.initramfsPending?.includes(k.release)) {
+        notes.push(`the initramfs of ${k.release} is rebuilt by initramfs-tools' trigger after this run: not checked`);
+        continue;
+      }
+      const read = await initramfsModules(layout, k.release);
+      if (read.modules) initramfs.set(k.release, read.modules);
+    }
+  }
+  // The boot menu lists kernels with an image; a root with none (headers only) is judged by its kernels.
+  const bootable = kernels.filter((k) => k.image).map((k) => k.release);
+  const guard = readGuardState(layout);
+  const nextBoot = readNextBoot(layout, bootable.length ? bootable : kernels.map((k) => k.release), guard ? { savedEntry: guard.previousSavedEntry } : undefined);
+  const questions = sourceQuestions(input).filter((q) => !opts.nextOnly || q.kernel === nextBoot.kernel);
+  if (questions.length) {
+    const sources = await listSourceDirs(layout);
+    const byRelease = new Map(kernels.map((k) => [k.release, k]));
+    const verdicts = new Map<string, SourceVerdict>();
+    for (const q of questions) verdicts.set(pairKey(q.module, q.kernel), await sourceVerdict(ctx, q.module, byRelease.get(q.kernel)!, sources));
+    input.sources = verdicts;
+  }
+  const report = computeReadiness(input);
+  return { report, nextBoot, guard, next: report.kernels.find((k) => k.release === nextBoot.kernel), notes, images: bootable };
+}
+
+/** What the boot guard would do as the system is now (`release`: undo what it holds). */
+export async function guardDecisionNow(ctx: Ctx, release = false): Promise<{ decision: GuardDecision; view: ReadinessView }> {
+  const view = await readReadiness(ctx, { early: true });
+  const state = readGuardState(ctx.layout);
+  if (release) return { view, decision: state ? { action: 'release', why: 'ootmod boot release' } : { action: 'none', why: 'the guard holds nothing' } };
+  return { view, decision: decideGuard(guardInput(ctx.layout, ctx.config().boot.guard, view, view.images ?? [])) };
+}
+
+/** The one-line preview a dry run prints. */
+export async function guardPreview(ctx: Ctx, release = false): Promise<string> {
+  return guardLine((await guardDecisionNow(ctx, release)).decision);
+}
