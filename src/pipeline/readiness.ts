@@ -66,7 +66,8 @@ export async function readReadiness(ctx: Ctx, opts: ReadinessOptions): Promise<R
   }
   const { layout } = ctx;
   const kernels = await listKernels(layout);
-  const store = StateStore.load(layout.stateFile);
+  // A user other than root reads the world-readable status.json (what status shows), as status does.
+  const store = StateStore.loadForStatus(layout.stateFile);
   const boot = ctx.config().boot;
   const input: ReadinessInput = {
     kernels: kernels.map((k) => ({ release: k.release, headers: Boolean(k.headersDir), problem: k.problems[0] })),

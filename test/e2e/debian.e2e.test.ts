@@ -1,7 +1,8 @@
 // ootmod as Debian packages, for real: the .debs dpkg-buildpackage makes from this tree, installed in a
 // fresh sid chroot, driven only by dpkg and apt (kernel hooks, file triggers, ootmod's named trigger).
 // Every scenario checks the files, `ootmod status --json` and that dpkg is left clean.
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKernel, freshChroot, kernelGccPackage, kernelRustToolchain, parseKernelConfig, type Chroot, type KernelInfo } from './lib/chroot.js';
@@ -35,6 +36,7 @@ describe('Debian packages in a fresh sid chroot', () => {
   let chroot: Chroot;
   let kernel: KernelInfo;
   let debs: OotmodDebs;
+  const work = mkdtempSync(path.join(os.tmpdir(), 'ootmod-e2e-debian-'));
   const fixtureDebs: Record<string, string> = {};
   /** Why the Rust assertions cannot run (no rustc in the archive matching the kernel), if so. */
   let rustSkip: string | undefined;
@@ -74,7 +76,8 @@ describe('Debian packages in a fresh sid chroot', () => {
 
   beforeAll(async () => {
     debs = await buildOotmodDebs(log);
-    const fixtures = path.join(debs.dir, 'fixtures');
+    // The test's own packages go to a dir of its own (ootmod's .debs are a shared cache: read only).
+    const fixtures = path.join(work, 'fixtures');
     for (const f of ['ootmod-hello-1.0', 'ootmod-rust-hello-1.0', 'ootmod-pair-2.1', 'ootmod-broken-1.0']) fixtureDebs[f] = await fixtureDeb(f, fixtures);
     chroot = await freshChroot('sid', 'sid-debian');
     kernel = await currentKernel(chroot);
@@ -85,7 +88,8 @@ describe('Debian packages in a fresh sid chroot', () => {
   });
 
   afterAll(() => {
-    if (debs) rmSync(debs.dir, { recursive: true, force: true });
+    if (debs && !debs.prebuilt) rmSync(debs.dir, { recursive: true, force: true });
+    rmSync(work, { recursive: true, force: true });
   });
 
   it('builds lintian-clean packages', async () => {
@@ -286,7 +290,7 @@ describe('Debian packages in a fresh sid chroot', () => {
             postrm: `#!/bin/sh\nset -e\nif [ "$1" = remove ] || [ "$1" = abort-install ] || [ "$1" = disappear ]; then ${divert} --remove /usr/bin/rustc; fi\n`,
           },
         },
-        path.join(debs.dir, 'toolchain'),
+        path.join(work, 'toolchain'),
       );
       writeFileSync(chroot.path(`${DEBS}/${path.basename(deb)}`), readFileSync(deb));
       change = `install ${DEBS}/${path.basename(deb)}`;

@@ -543,19 +543,17 @@ async function readMarker(root: string): Promise<Marker | undefined> {
   }
 }
 
-/** Debootstraps into <root>.tmp and renames it into place once it is complete. Caller holds the lock. */
+/**
+ * Makes a chroot at <root> (through <root>.tmp, renamed into place once complete) as a copy of the
+ * suite's pristine debootstrap. Caller holds the chroot's lock.
+ */
 async function buildChroot(suite: Suite, root: string, mirror: string, log: Log, arch?: string): Promise<void> {
-  await ensureHostPackages(['debootstrap'], log);
   const tmp = `${root}.tmp`;
   await removeTree(tmp); // left by an interrupted build
-  log(`${suite}: debootstrap --variant=minbase from ${mirror} (takes a few minutes)`);
   const t0 = Date.now();
   try {
-    await exec('debootstrap', [...(arch ? [`--arch=${arch}`] : []), '--variant=minbase', '--include=make', suite, tmp, mirror], {
-      stdin: 'ignore',
-      stdout: VERBOSE ? ['pipe', 'inherit'] : 'pipe',
-      stderr: VERBOSE ? ['pipe', 'inherit'] : 'pipe',
-    });
+    const pristine = await pristineChroot(suite, path.dirname(root), mirror, log, arch);
+    await exec('cp', ['-a', '--reflink=auto', pristine, tmp]);
     // Keep services from starting when packages are installed in the chroot.
     await fs.writeFile(path.join(tmp, 'usr/sbin/policy-rc.d'), '#!/bin/sh\nexit 101\n', { mode: 0o755 });
     const marker: Marker = { created: new Date().toISOString(), mirror };
@@ -567,6 +565,46 @@ async function buildChroot(suite: Suite, root: string, mirror: string, log: Log,
     throw e;
   }
   log(`${suite}: chroot ready in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+}
+
+/** A pristine debootstrap older than this is made anew (sid moves every day). */
+const PRISTINE_MAX_AGE_MS = 86_400_000;
+
+/**
+ * One debootstrap of a suite (and architecture) that every chroot of that suite starts as a copy of,
+ * never used itself: <chroots>/.pristine/<suite>-<arch>, made again when older than a day or from
+ * another mirror. Chroots made at the same time wait for it on its lock.
+ */
+async function pristineChroot(suite: Suite, chrootsDir: string, mirror: string, log: Log, arch?: string): Promise<string> {
+  const dir = path.join(chrootsDir, '.pristine', `${suite}-${arch ?? 'host'}`);
+  await fs.mkdir(path.dirname(dir), { recursive: true });
+  const lock = lockFor(dir);
+  await lock.acquire(log);
+  try {
+    const marker = await readMarker(dir);
+    if (marker && marker.mirror === mirror && Date.now() - Date.parse(marker.created) < PRISTINE_MAX_AGE_MS) return dir;
+    await ensureHostPackages(['debootstrap'], log);
+    const tmp = `${dir}.tmp`;
+    await removeTree(tmp);
+    log(`${suite}: debootstrap --variant=minbase${arch ? ` --arch=${arch}` : ''} from ${mirror} (takes a few minutes; once a day, then copied)`);
+    try {
+      await exec('debootstrap', [...(arch ? [`--arch=${arch}`] : []), '--variant=minbase', '--include=make', suite, tmp, mirror], {
+        stdin: 'ignore',
+        stdout: VERBOSE ? ['pipe', 'inherit'] : 'pipe',
+        stderr: VERBOSE ? ['pipe', 'inherit'] : 'pipe',
+      });
+      const made: Marker = { created: new Date().toISOString(), mirror };
+      await fs.writeFile(path.join(tmp, COMPLETE_MARKER), `${JSON.stringify(made)}\n`);
+      await removeTree(dir);
+      await fs.rename(tmp, dir);
+    } catch (e) {
+      await removeTree(tmp);
+      throw e;
+    }
+    return dir;
+  } finally {
+    await lock.release();
+  }
 }
 
 async function configureApt(root: string, suite: Suite, mirror: string): Promise<void> {

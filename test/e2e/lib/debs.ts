@@ -3,12 +3,15 @@
  * (dpkg-buildpackage, as a user of the repository would run it), and small packages made with
  * dpkg-deb that ship a module source in /usr/src, or stand in for another package.
  *
- * Everything is built into a fresh temporary directory on every call: nothing stale is reused.
+ * ootmod's .debs are built once per source tree: kept under CACHE_ROOT/ootmod-debs/<hash of the tree>,
+ * so the e2e files of one run (and runs on an unchanged tree) share one dpkg-buildpackage. A changed
+ * file changes the hash: nothing stale is reused. The small packages are built anew on every call.
  */
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ensureHostPackages, exec, type Log } from './chroot.js';
+import { CACHE_ROOT, ensureHostPackages, exec, type Log } from './chroot.js';
 
 export const REPO = path.resolve(__dirname, '../../..');
 
@@ -23,7 +26,7 @@ export interface OotmodDebs {
   ootmodDkms: string;
   /** The version in debian/changelog. */
   version: string;
-  /** Taken from OOTMOD_E2E_DEBS: not to be removed. */
+  /** Taken from OOTMOD_E2E_DEBS or the shared cache: not to be removed, nor written into. */
   prebuilt?: boolean;
   /** dpkg-buildpackage's output. */
   log: string;
@@ -55,28 +58,23 @@ async function buildDebs(log: Log, withStatic: boolean): Promise<OotmodIndepDebs
   const prebuilt = process.env.OOTMOD_E2E_DEBS;
   if (prebuilt) {
     log(`host: using the .debs in ${prebuilt} (OOTMOD_E2E_DEBS), not building`);
-    const pick = (re: RegExp) => {
-      const f = readdirSync(prebuilt).find((n) => re.test(n));
-      if (!f) throw new Error(`OOTMOD_E2E_DEBS=${prebuilt} has no ${re}`);
-      return path.join(prebuilt, f);
-    };
-    const version = /^ootmod_(.+)_all\.deb$/.exec(path.basename(pick(/^ootmod_.*_all\.deb$/)))![1]!;
-    return {
-      dir: prebuilt, prebuilt: true, ootmod: pick(/^ootmod_.*_all\.deb$/), ootmodDkms: pick(/^ootmod-dkms_.*_all\.deb$/), version, log: '',
-      ...(withStatic ? { ootmodStatic: pick(/^ootmod-static_.*_amd64\.deb$/) } : {}),
-    };
+    return debsIn(prebuilt, withStatic, '', true);
   }
   await ensureHostPackages(['dpkg-dev', 'debhelper', 'lintian', 'binutils'], log);
   if (!existsSync(path.join(REPO, 'node_modules/.bin/esbuild'))) throw new Error('node_modules is missing: run npm ci first');
+  // A full build (-b) serves an arch-independent request too.
+  const key = sourceTreeHash();
+  const store = path.join(CACHE_ROOT, 'ootmod-debs');
+  for (const kind of withStatic ? ['full'] : ['indep', 'full']) {
+    const cached = path.join(store, `${key}-${kind}`);
+    if (existsSync(path.join(cached, 'build.log'))) {
+      log(`host: the .debs of this tree are built already (${cached})`);
+      return debsIn(cached, withStatic, readFileSync(path.join(cached, 'build.log'), 'utf8'), true);
+    }
+  }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ootmod-e2e-debs-'));
   const src = path.join(dir, 'ootmod');
-  cpSync(REPO, src, {
-    recursive: true,
-    filter: (from) => {
-      const rel = path.relative(REPO, from);
-      return !NOT_SOURCE.has(rel) && !rel.startsWith('debian/.debhelper') && !/^debian\/[^/]+\.(substvars|log)$/.test(rel);
-    },
-  });
+  cpSync(REPO, src, { recursive: true, filter: (from) => isSource(path.relative(REPO, from)) });
   symlinkSync(path.join(REPO, 'node_modules'), path.join(src, 'node_modules'));
   const args = ['-us', '-uc', withStatic ? '-b' : '-A'];
   log(`host: dpkg-buildpackage ${args.join(' ')} in ${src}`);
@@ -85,14 +83,58 @@ async function buildDebs(log: Log, withStatic: boolean): Promise<OotmodIndepDebs
   const output = `${r.stdout}\n${r.stderr}`;
   if (r.exitCode !== 0) throw new Error(`dpkg-buildpackage failed (${r.exitCode}):\n${output.split('\n').slice(-60).join('\n')}`);
   log(`host: .debs built in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-  const version = (await exec('dpkg-parsechangelog', ['-S', 'Version'], { cwd: src })).stdout.trim();
+  rmSync(src, { recursive: true, force: true });
+  writeFileSync(path.join(dir, 'build.log'), output);
+  // Into the cache, whole (renamed when complete); another process of this run may have been first.
+  const target = path.join(store, `${key}-${withStatic ? 'full' : 'indep'}`);
+  mkdirSync(store, { recursive: true });
+  try {
+    renameSync(dir, target);
+  } catch {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  pruneDebCache(store, 4);
+  return debsIn(target, withStatic, output, true);
+}
+
+/** Repository entries that are part of the source tree dpkg-buildpackage builds from. */
+function isSource(rel: string): boolean {
+  return !NOT_SOURCE.has(rel) && !rel.startsWith('debian/.debhelper') && !/^debian\/[^/]+\.(substvars|log)$/.test(rel);
+}
+
+/** A hash of every file of the source tree (paths, modes, contents, link targets) and of node_modules' lock. */
+function sourceTreeHash(): string {
+  const h = createHash('sha256');
+  const walk = (rel: string) => {
+    const abs = path.join(REPO, rel);
+    const st = lstatSync(abs);
+    h.update(`${rel}\0${st.mode}\0`);
+    if (st.isSymbolicLink()) h.update(readlinkSync(abs));
+    else if (st.isDirectory()) for (const e of readdirSync(abs).sort()) walk(rel ? `${rel}/${e}` : e);
+    else h.update(readFileSync(abs));
+  };
+  for (const e of readdirSync(REPO).sort()) if (e !== 'node_modules' && isSource(e)) walk(e);
+  const lock = path.join(REPO, 'node_modules/.package-lock.json');
+  if (existsSync(lock)) h.update(readFileSync(lock));
+  return h.digest('hex').slice(0, 16);
+}
+
+/** Keeps the newest `keep` cached builds. */
+function pruneDebCache(store: string, keep: number): void {
+  const entries = readdirSync(store).map((e) => ({ e, t: statSync(path.join(store, e)).mtimeMs })).sort((a, b) => b.t - a.t);
+  for (const { e } of entries.slice(keep)) rmSync(path.join(store, e), { recursive: true, force: true });
+}
+
+function debsIn(dir: string, withStatic: boolean, log: string, prebuilt: boolean): OotmodIndepDebs & { ootmodStatic?: string } {
   const find = (re: RegExp) => {
     const f = readdirSync(dir).find((n) => re.test(n));
     if (!f) throw new Error(`dpkg-buildpackage made no ${re} in ${dir}: ${readdirSync(dir).join(' ')}`);
     return path.join(dir, f);
   };
+  const ootmod = find(/^ootmod_.*_all\.deb$/);
+  const version = /^ootmod_(.+)_all\.deb$/.exec(path.basename(ootmod))![1]!;
   return {
-    dir, ootmod: find(/^ootmod_.*_all\.deb$/), ootmodDkms: find(/^ootmod-dkms_.*_all\.deb$/), version, log: output,
+    dir, prebuilt, ootmod, ootmodDkms: find(/^ootmod-dkms_.*_all\.deb$/), version, log,
     ...(withStatic ? { ootmodStatic: find(/^ootmod-static_.*_amd64\.deb$/) } : {}),
   };
 }
