@@ -181,6 +181,7 @@ describe.each(TARGETS)('$what', ({ suite }) => {
 
   it('detects a deleted .rmeta and rebuilds the tree', async (ctx) => {
     if (skipReason) ctx.skip(skipReason);
+    if (suite !== 'sid') ctx.skip('how a damaged tree is found and rebuilt does not depend on the suite: checked on sid only, to save a tree build');
     rmSync(chroot.path(`${treeDir()}/rust/libkernel.rmeta`));
     expect((await sh('ootmod rust status')).out).toMatch(/damaged\s.*rust\/libkernel\.rmeta is missing/);
     const r = await sh('ootmod rust prepare');
