@@ -116,7 +116,10 @@ describe.skipIf(!IS_ROOT)('hostile dkms.conf', () => {
     const failures: string[] = [];
     const kinds = new Map<string, number>();
     let invalid = 0;
+    // Cases run in batches (one autoinstall each): a batch with a problem counts all its cases as not held.
+    let notHeld = 0;
     for (let start = 0; start < CASES; start += BATCH) {
+      const failuresBefore = failures.length;
       const root = makeRoot('ootmod-faults-fuzz-');
       addFakeKernel(root);
       mkdirSync(path.join(root, 'usr/src'), { recursive: true });
@@ -142,14 +145,15 @@ describe.skipIf(!IS_ROOT)('hostile dkms.conf', () => {
       if (srcChanged.length) failures.push(`${where}: module sources changed: ${srcChanged.slice(0, 5).join(', ')}`);
       const leaked = markersOnHost();
       if (leaked.length) failures.push(`${where}: injected commands wrote ${leaked.join(', ')}`);
+      if (failures.length > failuresBefore) notHeld += count;
       rmSync(root, { recursive: true, force: true });
     }
     for (const m of markersOnHost()) rmSync(m, { force: true });
     recordRow({
       fault: 'hostile dkms.conf (fuzzer)',
       tried: CASES,
-      held: failures.length ? 0 : CASES,
-      detail: `${bases.length} real files; ${invalid} refused as invalid in one line; ${[...kinds].map(([k, n]) => `${k} ${n}`).join(', ')}; seed ${rnd.seed}`,
+      held: CASES - notHeld,
+      detail: `${bases.length} real files, judged in batches of ${BATCH}; ${invalid} refused as invalid in one line; ${[...kinds].map(([k, n]) => `${k} ${n}`).join(', ')}; seed ${rnd.seed}`,
     });
     expect(failures).toEqual([]);
   });
