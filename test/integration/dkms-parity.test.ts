@@ -52,7 +52,10 @@ function recorded(log: string, paths: Record<string, string>): string[] {
 
 function findFile(dir: string, name: string): string[] {
   if (!existsSync(dir)) return [];
-  return readdirSync(dir, { withFileTypes: true, recursive: true }).filter((e) => e.isFile() && e.name === name).map((e) => path.join(e.parentPath, e.name));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = path.join(dir, e.name);
+    return e.isDirectory() ? findFile(p, name) : e.isFile() && e.name === name ? [p] : [];
+  });
 }
 
 describe.skipIf(skipped)(`DKMS 3.2.2 and ootmod run zfs-dkms's build lines alike${skipped ? ` (skipped: ${skipped})` : ''}`, () => {
