@@ -6,6 +6,7 @@ import path from 'node:path';
 import { ExitCode, OotmodError, environmentFault } from '../errors.js';
 import { crossOf, type Compression, type KernelTarget } from '../kernel/inventory.js';
 import { kernelToolEnv } from '../kernel/toolchain.js';
+import { dkmsKernelSourceDir } from '../modules/sources.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import type { BuildJob, InstallJob } from '../plan/jobs.js';
 import type { JobserverClient } from './jobserver.js';
@@ -49,7 +50,7 @@ function scriptEnv(job: BuildJob | InstallJob, ctx: { layout: Layout; kernel: Ke
     arch: ctx.kernel.arch.machine,
     module: job.module,
     module_version: job.version,
-    kernel_source_dir: kernelBuildDir,
+    kernel_source_dir: dkmsKernelSourceDir(ctx.layout, job.kernel, kernelBuildDir),
     dkms_tree: ctx.layout.buildTree(job.kernel),
     source_tree: ctx.layout.srcDir,
     install_tree: ctx.layout.modulesDir,
@@ -101,7 +102,7 @@ async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, l
   const env = scriptEnv(job, ctx, ctx.kernelBuildDir);
   // DKMS's $dkms_tree/$module/$module_version/$kernelver/$arch: where the built modules are (module/)
   // when POST_BUILD runs; zfs's POST_BUILD copies its zfs_config.h and Module.symvers there.
-  const baseDir = path.join(path.dirname(path.dirname(buildDir)), job.kernel, ctx.kernel.arch.machine);
+  const baseDir = path.join(path.dirname(buildDir), job.kernel, ctx.kernel.arch.machine);
   await rm(buildDir, { recursive: true, force: true });
   await rm(path.dirname(baseDir), { recursive: true, force: true });
   await mkdir(path.dirname(buildDir), { recursive: true });

@@ -3,7 +3,7 @@
 // dir of the built modules, and zfs.ko and spl.ko come out for this kernel. Opt-in (OOTMOD_TEST_ZFS=1):
 // ZFS takes about 10 minutes to build on 2 cores. The .deb is the current one of the host's mirror,
 // cached under /var/cache/ootmod-test/debs/sid (OOTMOD_REFRESH_DEBS=1 looks for a newer one).
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, realpathSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ootmod, type CliResult } from '../support/cli.js';
@@ -26,6 +26,10 @@ describe.skipIf(skipped)(`zfs-dkms from sid contrib${skipped ? ` (skipped: ${ski
     kernel = hostKernel();
     root = makeRoot('ootmod-zfs-');
     linkHostKernel(root, kernel.release, kernel.headers);
+    // Debian's headers packages also link the kernel's full source (linux-headers-<kver>-common) as
+    // `source`, which zfs's PRE_BUILD gives configure as --with-linux.
+    const source = path.join('/usr/lib/modules', kernel.release, 'source');
+    if (existsSync(source)) symlinkSync(realpathSync(source), path.join(root, 'usr/lib/modules', kernel.release, 'source'));
     const deb = await fetchDeb('zfs-dkms', ['sid'], (m) => process.stderr.write(`zfs test: ${m}\n`), ['contrib']);
     const [src] = extractDkmsSources(deb.file, tempDir('ootmod-zfs-deb-'));
     if (!src) throw new Error(`${deb.file} has no /usr/src/zfs-<version> with a dkms.conf`);
