@@ -5,12 +5,14 @@ import { access, constants, cp, lstat, mkdir, readdir, realpath, rename, rm } fr
 import path from 'node:path';
 import { ExitCode, OotmodError, environmentFault } from '../errors.js';
 import { crossOf, type Compression, type KernelTarget } from '../kernel/inventory.js';
+import { kernelToolEnv } from '../kernel/toolchain.js';
+import { dkmsKernelSourceDir } from '../modules/sources.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import type { BuildJob, InstallJob } from '../plan/jobs.js';
 import type { JobserverClient } from './jobserver.js';
 import { copyFileAtomic } from '../system/files.js';
 import type { Layout } from '../system/layout.js';
-import { fileLog, run, runShell, type CommandLog } from '../system/run.js';
+import { fileLog, quoteArg, run, runShell, type CommandLog } from '../system/run.js';
 import { confineTo, type Confinement } from '../system/sandbox.js';
 import type { BuildRecord, InstalledFile } from '../state/store.js';
 import { freshPerBuildDir, keepPerBuildDir, restorePerBuildDir, writeDkmsTree } from './dkmstree.js';
@@ -50,23 +52,32 @@ function scriptEnv(job: BuildJob | InstallJob, ctx: { layout: Layout; kernel: Ke
     arch: ctx.kernel.arch.machine,
     module: job.module,
     module_version: job.version,
-    kernel_source_dir: kernelBuildDir,
+    kernel_source_dir: dkmsKernelSourceDir(ctx.layout, job.kernel, kernelBuildDir),
     dkms_tree: ctx.layout.buildTree(job.kernel),
     source_tree: ctx.layout.srcDir,
     install_tree: ctx.layout.modulesDir,
   };
 }
 
-/** Runs a PRE_BUILD-style directive: a script path relative to `dir`, with optional arguments. */
-export async function runScript(directive: string, script: string, dir: string, env: Record<string, string>, log: CommandLog, timeoutMs: number, jobserver?: JobserverClient, confine?: Confinement): Promise<void> {
-  const [file, ...args] = script.split(/\s+/).filter(Boolean);
-  const full = path.join(dir, file!);
+/**
+ * A PRE_BUILD-style directive as DKMS runs it (run_build_script): `<dir>/<value>` is one bash command
+ * line, evaluated (invoke_command's eval), so the value's words, quotes, `;` and `&&` are bash's.
+ * `file` is what must be executable: `<dir>/<value>` up to its first space, as DKMS checks it.
+ */
+export function scriptCommand(script: string, dir: string): { file: string; command: string } {
+  const run = `${dir}/${script}`;
+  return { file: run.split(' ')[0]!, command: `${quoteArg(dir)}/${script}` };
+}
+
+/** Runs a PRE_BUILD-style directive (a script path relative to `dir`, with optional arguments) from `dir`. */
+export async function runScript(directive: string, script: string, dir: string, env: Record<string, string | undefined>, log: CommandLog, timeoutMs: number, jobserver?: JobserverClient, confine?: Confinement): Promise<void> {
+  const { file, command } = scriptCommand(script, dir);
   try {
-    await access(full, constants.X_OK);
+    await access(file, constants.X_OK);
   } catch {
-    throw new OotmodError(`${directive} script ${full} is missing or not executable`, `chmod +x it in the module source`);
+    throw new OotmodError(`${directive} script ${file} is missing or not executable`, `chmod +x it in the module source`);
   }
-  await run(full, args, { cwd: dir, env, log, timeoutMs, step: directive, jobserver, confine });
+  await runShell(command, { cwd: dir, env, log, timeoutMs, step: directive, jobserver, confine });
 }
 
 /** A built .ko, read by root out of a dir the build user owns: only a regular file inside that dir. */
@@ -101,11 +112,16 @@ async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, l
   const { spec } = job;
   const buildDir = ctx.layout.buildDir(job.kernel, spec.name, spec.version);
   const env = scriptEnv(job, ctx, ctx.kernelBuildDir);
+  // DKMS's $dkms_tree/$module/$module_version/$kernelver/$arch: where the built modules are (module/)
+  // when POST_BUILD runs; zfs's POST_BUILD copies its zfs_config.h and Module.symvers there. Made anew
+  // below (the previous build's is kept aside until this one succeeds).
+  const baseDir = perBuildDirOf(job, ctx);
   await rm(buildDir, { recursive: true, force: true });
   await mkdir(path.dirname(buildDir), { recursive: true });
   await log.write(`# copying ${spec.sourceDir} to ${buildDir}\n`);
   await cp(spec.sourceDir, buildDir, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
-  // The source's code runs as the build user, offline, with only the build dir (and a scratch dir) writable.
+  // The source's code runs as the build user, offline, with only the build dir, DKMS's dir of the built
+  // modules (for POST_BUILD) and a scratch dir writable.
   const scratch = path.join(path.dirname(buildDir), 'tmp');
   await rm(scratch, { recursive: true, force: true });
   // POST_BUILD scripts (ZFS's) write into $dkms_tree/$module/$module_version/$kernelver/$arch: writable too.
@@ -117,7 +133,10 @@ async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, l
       cwd: buildDir, log, step: `PATCH ${patch}`, timeoutMs: ctx.timeoutMs, confine,
     });
   }
-  if (spec.scripts.preBuild) await runScript('PRE_BUILD', spec.scripts.preBuild, buildDir, env, log, ctx.timeoutMs, ctx.jobserver, confine);
+  // PRE_BUILD, MAKE and POST_BUILD see what DKMS exports before PRE_BUILD (the kernel's CC, KERNEL_CC, and
+  // LD, KERNEL_LD for an lld-linked kernel), and no user compiler flags leaking into kbuild.
+  const buildEnv = { ...env, ...kernelToolEnv(ctx.kernel), CXX: undefined, CFLAGS: undefined, CXXFLAGS: undefined, LDFLAGS: undefined, MAKEFLAGS: undefined, MFLAGS: undefined };
+  if (spec.scripts.preBuild) await runScript('PRE_BUILD', spec.scripts.preBuild, buildDir, buildEnv, log, ctx.timeoutMs, ctx.jobserver, confine);
 
   const commandLine = makeCommandLine(spec.make, {
     kernelver: job.kernel,
@@ -126,19 +145,7 @@ async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, l
     llvm: ctx.kernel.compiler.clang,
     cross: crossOf(ctx.kernel),
   });
-  const compiler = ctx.kernel.compiler.command;
-  await runShell(commandLine, {
-    cwd: buildDir,
-    log,
-    step: 'make',
-    timeoutMs: ctx.timeoutMs,
-    jobserver: ctx.jobserver,
-    confine,
-    // As DKMS: the kernel's own compiler, and no user compiler flags leaking into kbuild.
-    env: { ...env, CC: compiler, KERNEL_CC: compiler, CXX: undefined, CFLAGS: undefined, CXXFLAGS: undefined, LDFLAGS: undefined, MAKEFLAGS: undefined, MFLAGS: undefined },
-  });
-  if (spec.scripts.postBuild) await runScript('POST_BUILD', spec.scripts.postBuild, buildDir, env, log, ctx.timeoutMs, ctx.jobserver, confine);
-  await rm(scratch, { recursive: true, force: true });
+  await runShell(commandLine, { cwd: buildDir, log, step: 'make', timeoutMs: ctx.timeoutMs, jobserver: ctx.jobserver, confine, env: buildEnv });
 
   const files: string[] = [];
   for (const m of spec.modules) {
@@ -157,6 +164,19 @@ async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, l
     }
     files.push(out);
   }
+  // As DKMS: POST_BUILD runs once the modules are collected, with them in $dkms_tree/.../$arch/module/
+  // (here stripped; ootmod signs and compresses them afterwards) and the build's Module.symvers.
+  if (spec.scripts.postBuild) {
+    // The build user could write there: whatever it left at module/ (a link, say) goes, and root makes it anew.
+    const moduleDir = path.join(baseDir, 'module');
+    await rm(moduleDir, { recursive: true, force: true });
+    await mkdir(moduleDir);
+    for (const f of files) await cp(f, path.join(moduleDir, path.basename(f)));
+    const symvers = path.join(buildDir, 'Module.symvers');
+    if ((await lstat(symvers).catch(() => undefined))?.isFile()) await cp(symvers, path.join(moduleDir, 'Module.symvers'));
+    await runScript('POST_BUILD', spec.scripts.postBuild, buildDir, buildEnv, log, ctx.timeoutMs, ctx.jobserver, confine);
+  }
+  await rm(scratch, { recursive: true, force: true });
   return files;
 }
 

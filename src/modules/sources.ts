@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { KernelTarget } from '../kernel/inventory.js';
+import { crossOf, type KernelTarget } from '../kernel/inventory.js';
 import { ExitCode, OotmodError } from '../errors.js';
 import type { Layout } from '../system/layout.js';
 import { confFiles, evaluateConf, type ConfContext } from './dkmsconf.js';
@@ -144,15 +144,26 @@ function scriptDirective(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
 }
 
+/**
+ * DKMS's kernel_source_dir: $install_tree/$kernelver/build, the link itself, when it leads to the
+ * headers the build uses (zfs's dkms.conf finds the kernel's full source as its sibling `source`,
+ * which Debian's headers packages link to linux-headers-<kver>-common); else that build dir.
+ */
+export function dkmsKernelSourceDir(layout: Layout, kver: string, buildDir: string): string {
+  const link = layout.kernelBuildLink(kver);
+  return kver && buildDir && layout.resolveLink(link) === buildDir ? link : buildDir;
+}
+
 export function confContext(src: SourceDir, ctx: SourceContext, name = src.guessedName, version = src.guessedVersion): ConfContext {
   const kernel = ctx.kernel;
   const headers = ctx.kernelBuildDir ?? kernel?.headersDir ?? '';
   const autoConf = headers ? path.join(headers, 'include/config/auto.conf') : '';
   const kver = kernel?.release ?? '';
+  const cross = kernel && crossOf(kernel);
   return {
     kernelver: kver,
     arch: kernel?.arch.machine ?? '',
-    kernel_source_dir: headers,
+    kernel_source_dir: dkmsKernelSourceDir(ctx.layout, kver, headers),
     kernel_config: autoConf && existsSync(autoConf) ? autoConf : kernel?.configPath ?? '',
     dkms_tree: kver ? ctx.layout.buildTree(kver) : ctx.layout.dkmsTree,
     source_tree: ctx.layout.srcDir,
@@ -160,6 +171,8 @@ export function confContext(src: SourceDir, ctx: SourceContext, name = src.guess
     module: name,
     module_version: version,
     parallel_jobs: String(ctx.jobs),
+    // DKMS reads CROSS_COMPILE and ARCH from its environment (zfs's PRE_BUILD adds --host= from it).
+    ...(cross ? { ARCH: cross.arch, CROSS_COMPILE: cross.crossCompile } : {}),
   };
 }
 
