@@ -5,12 +5,13 @@ import { access, constants, cp, lstat, mkdir, readdir, realpath, rename, rm } fr
 import path from 'node:path';
 import { ExitCode, OotmodError, environmentFault } from '../errors.js';
 import { crossOf, type Compression, type KernelTarget } from '../kernel/inventory.js';
+import { kernelToolEnv } from '../kernel/toolchain.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import type { BuildJob, InstallJob } from '../plan/jobs.js';
 import type { JobserverClient } from './jobserver.js';
 import { copyFileAtomic } from '../system/files.js';
 import type { Layout } from '../system/layout.js';
-import { fileLog, run, runShell, type CommandLog } from '../system/run.js';
+import { fileLog, quoteArg, run, runShell, type CommandLog } from '../system/run.js';
 import { confineTo, type Confinement } from '../system/sandbox.js';
 import type { BuildRecord, InstalledFile } from '../state/store.js';
 import { makeCommandLine } from './make.js';
@@ -55,16 +56,25 @@ function scriptEnv(job: BuildJob | InstallJob, ctx: { layout: Layout; kernel: Ke
   };
 }
 
-/** Runs a PRE_BUILD-style directive: a script path relative to `dir`, with optional arguments. */
-export async function runScript(directive: string, script: string, dir: string, env: Record<string, string>, log: CommandLog, timeoutMs: number, jobserver?: JobserverClient, confine?: Confinement): Promise<void> {
-  const [file, ...args] = script.split(/\s+/).filter(Boolean);
-  const full = path.join(dir, file!);
+/**
+ * A PRE_BUILD-style directive as DKMS runs it (run_build_script): `<dir>/<value>` is one bash command
+ * line, evaluated (invoke_command's eval), so the value's words, quotes, `;` and `&&` are bash's.
+ * `file` is what must be executable: `<dir>/<value>` up to its first space, as DKMS checks it.
+ */
+export function scriptCommand(script: string, dir: string): { file: string; command: string } {
+  const run = `${dir}/${script}`;
+  return { file: run.split(' ')[0]!, command: `${quoteArg(dir)}/${script}` };
+}
+
+/** Runs a PRE_BUILD-style directive (a script path relative to `dir`, with optional arguments) from `dir`. */
+export async function runScript(directive: string, script: string, dir: string, env: Record<string, string | undefined>, log: CommandLog, timeoutMs: number, jobserver?: JobserverClient, confine?: Confinement): Promise<void> {
+  const { file, command } = scriptCommand(script, dir);
   try {
-    await access(full, constants.X_OK);
+    await access(file, constants.X_OK);
   } catch {
-    throw new OotmodError(`${directive} script ${full} is missing or not executable`, `chmod +x it in the module source`);
+    throw new OotmodError(`${directive} script ${file} is missing or not executable`, `chmod +x it in the module source`);
   }
-  await run(full, args, { cwd: dir, env, log, timeoutMs, step: directive, jobserver, confine });
+  await runShell(command, { cwd: dir, env, log, timeoutMs, step: directive, jobserver, confine });
 }
 
 /** A built .ko, read by root out of a dir the build user owns: only a regular file inside that dir. */
@@ -103,7 +113,10 @@ async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, l
       cwd: buildDir, log, step: `PATCH ${patch}`, timeoutMs: ctx.timeoutMs, confine,
     });
   }
-  if (spec.scripts.preBuild) await runScript('PRE_BUILD', spec.scripts.preBuild, buildDir, env, log, ctx.timeoutMs, ctx.jobserver, confine);
+  // PRE_BUILD, MAKE and POST_BUILD see what DKMS exports before PRE_BUILD (the kernel's CC, KERNEL_CC, and
+  // LD, KERNEL_LD for an lld-linked kernel), and no user compiler flags leaking into kbuild.
+  const buildEnv = { ...env, ...kernelToolEnv(ctx.kernel), CXX: undefined, CFLAGS: undefined, CXXFLAGS: undefined, LDFLAGS: undefined, MAKEFLAGS: undefined, MFLAGS: undefined };
+  if (spec.scripts.preBuild) await runScript('PRE_BUILD', spec.scripts.preBuild, buildDir, buildEnv, log, ctx.timeoutMs, ctx.jobserver, confine);
 
   const commandLine = makeCommandLine(spec.make, {
     kernelver: job.kernel,
@@ -112,18 +125,8 @@ async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, l
     llvm: ctx.kernel.compiler.clang,
     cross: crossOf(ctx.kernel),
   });
-  const compiler = ctx.kernel.compiler.command;
-  await runShell(commandLine, {
-    cwd: buildDir,
-    log,
-    step: 'make',
-    timeoutMs: ctx.timeoutMs,
-    jobserver: ctx.jobserver,
-    confine,
-    // As DKMS: the kernel's own compiler, and no user compiler flags leaking into kbuild.
-    env: { ...env, CC: compiler, KERNEL_CC: compiler, CXX: undefined, CFLAGS: undefined, CXXFLAGS: undefined, LDFLAGS: undefined, MAKEFLAGS: undefined, MFLAGS: undefined },
-  });
-  if (spec.scripts.postBuild) await runScript('POST_BUILD', spec.scripts.postBuild, buildDir, env, log, ctx.timeoutMs, ctx.jobserver, confine);
+  await runShell(commandLine, { cwd: buildDir, log, step: 'make', timeoutMs: ctx.timeoutMs, jobserver: ctx.jobserver, confine, env: buildEnv });
+  if (spec.scripts.postBuild) await runScript('POST_BUILD', spec.scripts.postBuild, buildDir, buildEnv, log, ctx.timeoutMs, ctx.jobserver, confine);
   await rm(scratch, { recursive: true, force: true });
 
   const files: string[] = [];

@@ -83,6 +83,9 @@ export interface ConfContext {
   module: string;
   module_version: string;
   parallel_jobs: string;
+  /** For a kernel of another architecture: its kbuild ARCH and CROSS_COMPILE, as its build gets them. */
+  ARCH?: string;
+  CROSS_COMPILE?: string;
 }
 
 /** The files read, in DKMS's order: the source's dkms.conf, then the /etc/dkms overrides. */
@@ -106,22 +109,30 @@ done
 # Options dkms.conf may have set must not stop the read-back below.
 set +e +u +o pipefail
 __ootmod_emit() { printf '%s\0%s\0%s\0%s\0' "$1" "$2" "$3" "$4" >&3; }
-__ootmod_expand() {
-  # DKMS writes each value as VAR="value" and sources that again, expanding it a second time.
-  local __in=$1 __out
-  case $__in in *'$'*|*'@BQ@'*) eval "__out=\"$__in\"" 2>/dev/null && __in=$__out ;; esac
-  printf '%s' "$__in"
+__ootmod_second() {
+  # DKMS's safe_source writes each value out with an unquoted  echo VAR[i]=\"value\"  (so the value is
+  # split into words and joined again by single spaces) and sources what it wrote: a second expansion,
+  # in double quotes. The same line is built here (without globbing: DKMS's echo would glob in whatever
+  # dir dkms was started from) and evaluated. A line that assigns nothing (its quotes do not pair up
+  # again; DKMS then loses the value) keeps the value as it was.
+  local __w __line
+  set -f
+  __w=(__ootmod_out[0]=\"$1\")
+  set +f
+  printf -v __line '%s ' "@{__w[@]}"
+  unset __ootmod_out
+  eval "@{__line% }" 2>/dev/null
+  if [[ -v __ootmod_out[0] ]]; then __ootmod_res=@{__ootmod_out[0]}; else __ootmod_res=$1; fi
 }
 for __ootmod_v in $__OOTMOD_NAMES; do
   eval "__ootmod_idx=(\"\@{!$__ootmod_v[@]}\")"
   for __ootmod_i in "@{__ootmod_idx[@]}"; do
     eval "__ootmod_val=\@{$__ootmod_v[$__ootmod_i]}"
     __ootmod_val=@{__ootmod_val%$'\r'}
-    # A subshell only for a value that has something left to expand (most have not); the others lose
-    # their trailing newlines here, as a command substitution would take them.
+    # A value with something left to run ($, a backtick) is expanded in a subshell; the others here.
     case $__ootmod_val in
-      *'$'*|*'@BQ@'*) __ootmod_val=$(__ootmod_expand "$__ootmod_val") ;;
-      *) while [[ $__ootmod_val == *$'\n' ]]; do __ootmod_val=@{__ootmod_val%$'\n'}; done ;;
+      *'$'*|*'@BQ@'*) __ootmod_val=$(__ootmod_second "$__ootmod_val"; printf '%s.' "$__ootmod_res"); __ootmod_val=@{__ootmod_val%.} ;;
+      *) __ootmod_second "$__ootmod_val"; __ootmod_val=$__ootmod_res ;;
     esac
     __ootmod_emit V "$__ootmod_v" "$__ootmod_i" "$__ootmod_val"
     case $__ootmod_v in

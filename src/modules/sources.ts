@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { KernelTarget } from '../kernel/inventory.js';
+import { crossOf, type KernelTarget } from '../kernel/inventory.js';
 import { ExitCode, OotmodError } from '../errors.js';
 import type { Layout } from '../system/layout.js';
 import { confFiles, evaluateConf, type ConfContext } from './dkmsconf.js';
@@ -151,6 +151,7 @@ export function confContext(src: SourceDir, ctx: SourceContext, name = src.guess
   const headers = ctx.kernelBuildDir ?? kernel?.headersDir ?? '';
   const autoConf = headers ? path.join(headers, 'include/config/auto.conf') : '';
   const kver = kernel?.release ?? '';
+  const cross = kernel && crossOf(kernel);
   return {
     kernelver: kver,
     arch: kernel?.arch.machine ?? '',
@@ -162,6 +163,8 @@ export function confContext(src: SourceDir, ctx: SourceContext, name = src.guess
     module: name,
     module_version: version,
     parallel_jobs: String(ctx.jobs),
+    // DKMS reads CROSS_COMPILE and ARCH from its environment (zfs's PRE_BUILD adds --host= from it).
+    ...(cross ? { ARCH: cross.arch, CROSS_COMPILE: cross.crossCompile } : {}),
   };
 }
 

@@ -1,4 +1,5 @@
 // The typed module spec read back from an evaluated dkms.conf, and its validation. Pure.
+import path from 'node:path';
 import type { DirectiveArray, EvaluatedConf } from './dkmsconf.js';
 
 export interface ExclusiveRule {
@@ -200,7 +201,11 @@ export function resolveSpec(conf: EvaluatedConf, sourceDir: string): SpecResult 
     if (!DEST_ROOTS.test(destLocation)) {
       errors.push(`DEST_MODULE_LOCATION[${index}] '${destLocation}' must start with /kernel, /updates or /extra`);
     }
-    if (hasDotDot(destLocation)) errors.push(`DEST_MODULE_LOCATION[${index}] '${destLocation}' must not contain '..'`);
+    // As DKMS: judged by where it leads (mstflint's '/kernel/../misc/' stays in the kernel's module dir).
+    const resolved = path.posix.normalize(`.${destLocation}`);
+    if (resolved === '..' || resolved.startsWith('../')) {
+      errors.push(`DEST_MODULE_LOCATION[${index}] '${destLocation}' leads outside the kernel's module dir: use a dir under /kernel, /updates or /extra`);
+    }
     const stripValue = d('STRIP')?.get(index) ?? d('STRIP')?.get(0);
     const strip = yesNo(stripValue, true);
     if (strip === undefined) errors.push(`STRIP[${index}] '${stripValue}' must be yes or no`);

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { KernelConfig } from '../../src/kernel/config.js';
 import { compareKernelVersions } from '../../src/kernel/version.js';
 import { compilerFromKernelVariables, compressionOf, kernelArch, parseKernelVariables, toolPackage } from '../../src/kernel/inventory.js';
+import { kernelToolEnv } from '../../src/kernel/toolchain.js';
 import { archFromDebian, archFromTriplet, dpkgTables, type ArchInfo } from '../../src/kernel/dpkgarch.js';
 
 const SAMPLE = `
@@ -83,6 +84,38 @@ describe.skipIf(!tables)('architectures from dpkg tables', () => {
     expect(toolPackage('gcc-16', 'aarch64-linux-gnu', amd64)).toBe('gcc-16-aarch64-linux-gnu');
     expect(toolPackage('gcc-16', 'x86_64-linux-gnu', amd64)).toBe('gcc-16');
     expect(toolPackage('clang-19', 'aarch64-linux-gnu', amd64)).toBe('clang-19');
+  });
+});
+
+describe('kernelToolEnv: what DKMS 3.2.2 exports before PRE_BUILD', () => {
+  const native = { machine: 'x86_64', foreign: false };
+  const installed = (...cmds: string[]) => (c: string) => (cmds.includes(c) ? `/usr/bin/${c}` : undefined);
+  const config = (text: string) => KernelConfig.parse(text);
+
+  it("gives a gcc kernel's compiler as CC and KERNEL_CC, and no LD", () => {
+    const k = { arch: native, compiler: { command: 'gcc-12', versionText: 'gcc-12 (Debian 12.2.0-14) 12.2.0', clang: false }, config: config('') };
+    expect(kernelToolEnv(k, installed('gcc-12'))).toEqual({ CC: 'gcc-12', KERNEL_CC: 'gcc-12' });
+  });
+
+  it('takes CONFIG_CC_VERSION_TEXT\'s first word only when it is installed, as DKMS does (else only CC, from .kernelvariables)', () => {
+    const k = { arch: native, compiler: { command: 'gcc-12', versionText: 'x86_64-linux-gnu-gcc-12 (Ubuntu) 12.3.0', clang: false }, config: config('') };
+    expect(kernelToolEnv(k, installed('x86_64-linux-gnu-gcc-12'))).toEqual({ CC: 'x86_64-linux-gnu-gcc-12', KERNEL_CC: 'x86_64-linux-gnu-gcc-12' });
+    expect(kernelToolEnv(k, installed())).toEqual({ CC: 'gcc-12', KERNEL_CC: undefined });
+  });
+
+  it('gives clang, and ld.lld as LD and KERNEL_LD, for an LLVM kernel when they are installed', () => {
+    const k = { arch: native, compiler: { command: 'clang-19', versionText: 'Debian clang version 19.1.7 (3)', clang: true }, config: config('CONFIG_CC_IS_CLANG=y\nCONFIG_LD_IS_LLD=y\n') };
+    expect(kernelToolEnv(k, installed('clang', 'ld.lld'))).toEqual({ CC: 'clang', KERNEL_CC: 'clang', LD: 'ld.lld', KERNEL_LD: 'ld.lld' });
+    expect(kernelToolEnv(k, installed())).toEqual({ CC: 'clang-19', KERNEL_CC: undefined });
+  });
+
+  it('gives a foreign kernel its cross compiler, ARCH and CROSS_COMPILE (DKMS has no cross builds)', () => {
+    const k = {
+      arch: { machine: 'aarch64', foreign: true, srcArch: 'arm64', crossCompile: 'aarch64-linux-gnu-' },
+      compiler: { command: 'aarch64-linux-gnu-gcc-12', versionText: 'gcc-12 (Debian 12.2.0-14) 12.2.0', clang: false },
+      config: config(''),
+    };
+    expect(kernelToolEnv(k, installed('gcc-12', 'aarch64-linux-gnu-gcc-12'))).toEqual({ CC: 'aarch64-linux-gnu-gcc-12', KERNEL_CC: 'aarch64-linux-gnu-gcc-12', ARCH: 'arm64', CROSS_COMPILE: 'aarch64-linux-gnu-' });
   });
 });
 

@@ -54,11 +54,22 @@ UNRELATED=1
     expect(conf.directives.get('MAKE')?.get(0)).toBe('make KVER=7.4.1+deb14-amd64');
   });
 
-  it('drops a value\'s trailing newlines whether or not it has something left to expand', async () => {
-    const { conf } = await evalText(`PACKAGE_NAME=demo\nPACKAGE_VERSION=1.0\nMAKE[0]=$'make plain\\n\\n'\nMAKE[1]='make K=$kernelver\n'\nCLEAN=$'a\\nb\\n'\n`);
-    expect(conf.directives.get('MAKE')?.get(0)).toBe('make plain');
-    expect(conf.directives.get('MAKE')?.get(1)).toBe('make K=7.4.1+deb14-amd64');
-    expect(conf.directives.get('CLEAN')?.get(0)).toBe('a\nb');
+  it("joins a value's words and lines with single spaces and expands it again, as DKMS's safe_source does", async () => {
+    // DKMS writes each value with an unquoted echo VAR[i]=\"value\" and sources that: split, joined by
+    // one space (so a trailing newline leaves one space), and quotes inside the value paired again.
+    const { conf } = await evalText(`PACKAGE_NAME=demo\nPACKAGE_VERSION=1.0\nMAKE[0]=$'make plain\\n\\n'\nMAKE[1]='make K=$kernelver\n'\nCLEAN=$'a\\n  b'
+PRE_BUILD="fix.sh --a=\\"\\" --b=\\"x\\"\ty"
+POST_BUILD='after.sh "one two"'
+PRE_INSTALL="x.sh /e*"
+`);
+    expect(conf.directives.get('MAKE')?.get(0)).toBe('make plain ');
+    expect(conf.directives.get('MAKE')?.get(1)).toBe('make K=7.4.1+deb14-amd64 ');
+    expect(conf.directives.get('CLEAN')?.get(0)).toBe('a b');
+    expect(conf.directives.get('PRE_BUILD')?.get(0)).toBe('fix.sh --a= --b=x y');
+    // The quotes do not pair up again ("after.sh "one two""): DKMS loses such a value; ootmod keeps it as written.
+    expect(conf.directives.get('POST_BUILD')?.get(0)).toBe('after.sh "one two"');
+    // Not globbed while read (DKMS's echo would glob in the dir dkms was started from).
+    expect(conf.directives.get('PRE_INSTALL')?.get(0)).toBe('x.sh /e*');
   });
 
   it('supports X=() and X+=() arrays and strips CR', async () => {
