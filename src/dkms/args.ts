@@ -4,7 +4,7 @@ import { ExitCode, OotmodError } from '../errors.js';
 /** The actions ootmod implements. */
 export const DKMS_ACTIONS = [
   'add', 'build', 'install', 'uninstall', 'unbuild', 'remove', 'status', 'autoinstall',
-  'kernel_preinst', 'kernel_postinst', 'kernel_prerm',
+  'kernel_preinst', 'kernel_postinst', 'kernel_prerm', 'generate_mok',
 ] as const;
 export type DkmsAction = (typeof DKMS_ACTIONS)[number];
 
@@ -13,7 +13,6 @@ export const UNSUPPORTED_ACTIONS: Record<string, string> = {
   mktarball: 'ootmod keeps no binary tarballs: copy /usr/src/<name>-<version> to move a source, and rebuild with ootmod install',
   ldtarball: 'unpack the source to /usr/src/<name>-<version> and run ootmod install <name>/<version>',
   match: 'ootmod autoinstall -k KVER builds every AUTOINSTALL=yes module for a kernel',
-  generate_mok: 'ootmod generates its key on the first signed build (see man ootmod, "Secure Boot")',
 };
 
 export interface KernelArg {
@@ -69,15 +68,21 @@ function fail(message: string, remedy = 'see man dkms, or ootmod dkms --help'): 
   throw new OotmodError(message, remedy, ExitCode.Usage);
 }
 
+/** -m NAME[/VERSION] or NAME/VERSION, split at the first '/' as DKMS does; empty parts name nothing. */
 function setModule(req: DkmsRequest, value: string): void {
-  const [name, version, ...rest] = value.split('/');
-  if (!name || rest.length || version === '') fail(`'${value}' is not a module: write NAME or NAME/VERSION`);
+  // `-m ""` (an unset variable in a package's script) names no module, as under DKMS: status lists all.
+  if (value === '') return;
+  const slash = value.indexOf('/');
+  const name = slash < 0 ? value : value.slice(0, slash);
+  const version = slash < 0 ? '' : value.slice(slash + 1);
+  if (!name || version.includes('/')) fail(`'${value}' is not a module: write NAME or NAME/VERSION`);
   if (req.module && req.module !== name) fail(`two modules given ('${req.module}' and '${name}'): DKMS acts on one module at a time`);
   req.module = name;
-  if (version !== undefined) setVersion(req, version);
+  setVersion(req, version);
 }
 
 function setVersion(req: DkmsRequest, value: string): void {
+  if (value === '') return;
   if (req.version && req.version !== value) fail(`two versions given ('${req.version}' and '${value}')`);
   req.version = value;
 }

@@ -1,7 +1,7 @@
 // DKMS's registry of module sources (/var/lib/dkms/<name>/<version>/source -> /usr/src/<name>-<version>),
 // kept by ootmod-dkms so that DKMS finds the machine as it left it if it comes back, and the sources
 // an admin removed with `dkms remove` (which ootmod then leaves alone until `dkms add`).
-import { lstatSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync } from 'node:fs';
 import { mkdir, readdir, readlink, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { removedMarker } from '../modules/names.js';
@@ -62,4 +62,39 @@ export async function markRemoved(layout: Layout, r: Registration): Promise<void
 /** `dkms add`: the source is ootmod's to build again. */
 export async function clearRemoved(layout: Layout, r: Registration): Promise<void> {
   await rm(removedMarker(layout, `${r.name}-${r.version}`), { force: true });
+}
+
+/** A module/version in DKMS's registry, as DKMS's status lists it: added, or broken (source or link gone). */
+export interface RegistryEntry extends Registration {
+  broken: boolean;
+}
+
+/**
+ * What DKMS's `status` lists: every <dir>/<name>/<version> with a source link to a dir (added), or
+ * whose link or source is gone (broken: the link dangles, or there is no link while /usr/src has the
+ * source); other dirs (DKMS's kernel-<kver>-<arch> links, original_module) are not module versions.
+ */
+export function listRegistry(layout: Layout, dir: string, filter: { name?: string; version?: string } = {}): RegistryEntry[] {
+  const out: RegistryEntry[] = [];
+  const dirs = (p: string) => {
+    try {
+      return readdirSync(p, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+    } catch {
+      return [];
+    }
+  };
+  for (const name of dirs(dir)) {
+    if (filter.name && name !== filter.name) continue;
+    for (const version of dirs(path.join(dir, name))) {
+      if (filter.version && version !== filter.version) continue;
+      const link = path.join(dir, name, version, 'source');
+      if (isRegistered(dir, { name, version })) {
+        const target = layout.resolveLink(link);
+        out.push({ name, version, broken: !target || !existsSync(target) });
+      } else if (existsSync(layout.moduleSource(name, version))) {
+        out.push({ name, version, broken: true });
+      }
+    }
+  }
+  return out;
 }

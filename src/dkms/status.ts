@@ -15,9 +15,10 @@ const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
  * DKMS's lines: `name/version, kver, arch: built|installed[ (extra)]` per kernel with a build, else
  * `name/version: added`. DKMS knows no "failed": a module whose build failed stays `added`, as under
  * DKMS, and the failure goes to stderr. ootmod's `broken` (installed files gone) is DKMS's `installed
- * (Built modules are missing in the kernel modules folder)`.
+ * (Built modules are missing in the kernel modules folder)`. A registration whose source or link is gone
+ * (`broken`, from the registry) is DKMS's `name/version: broken`, with its error on stderr.
  */
-export function dkmsStatusLines(rows: readonly StatusRow[], kernels: readonly string[] = []): DkmsStatusOutput {
+export function dkmsStatusLines(rows: readonly StatusRow[], kernels: readonly string[] = [], broken: readonly string[] = []): DkmsStatusOutput {
   const byModule = new Map<string, StatusRow[]>();
   for (const r of rows) {
     const key = `${r.module}/${r.version}`;
@@ -25,7 +26,14 @@ export function dkmsStatusLines(rows: readonly StatusRow[], kernels: readonly st
   }
   const lines: string[] = [];
   const warnings: string[] = [];
+  for (const key of broken) byModule.set(key, []);
   for (const key of [...byModule.keys()].sort(cmp)) {
+    if (broken.includes(key)) {
+      // DKMS's words for a registration whose source or link is gone.
+      lines.push(`${key}: broken`);
+      warnings.push(`Error! ${key}: Missing the module source directory or the symbolic link pointing to it.`, 'Manual intervention is required!');
+      continue;
+    }
     const perKernel = byModule
       .get(key)!
       .filter((r) => r.kernel !== null && (!kernels.length || kernels.includes(r.kernel)))

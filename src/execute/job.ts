@@ -15,7 +15,8 @@ import { fileLog, quoteArg, run, runShell, type CommandLog } from '../system/run
 import { confineTo, type Confinement } from '../system/sandbox.js';
 import type { BuildRecord, InstalledFile } from '../state/store.js';
 import { makeCommandLine } from './make.js';
-import { ensureSigningKey, signModule } from './signing.js';
+import { compressOptions, ootmodFramework } from '../dkms/framework.js';
+import { ensureSigningKey, signFileFor, signModule } from './signing.js';
 
 export interface BuildContext {
   layout: Layout;
@@ -151,13 +152,15 @@ async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, l
 
 async function signAndCompress(files: string[], ctx: { layout: Layout; kernel: KernelTarget }, log: CommandLog, warnings: string[]): Promise<{ files: string[]; signed: boolean }> {
   const { signing, compression } = ctx.kernel;
+  const signFile = signFileFor(ctx.layout, ctx.kernel);
+  const fw = ootmodFramework(ctx.layout);
   let signed = false;
   if (signing.enabled) {
     if (!signing.hash) warnings.push('CONFIG_MODULE_SIG is set but CONFIG_MODULE_SIG_HASH is not: modules left unsigned');
-    else if (!signing.signFile) warnings.push(`sign-file is missing from ${ctx.kernel.kbuildDir}: modules left unsigned`);
+    else if (!signFile) warnings.push(`sign-file is missing from ${ctx.kernel.kbuildDir}: modules left unsigned`);
     else {
-      const key = await ensureSigningKey(ctx.layout);
-      for (const f of files) await signModule(signing.signFile, signing.hash, key, f, log);
+      const key = await ensureSigningKey(ctx.layout, ctx.kernel.release);
+      for (const f of files) await signModule(signFile, signing.hash, key, f, log);
       signed = true;
     }
     if (!signed && signing.forced) {
@@ -166,9 +169,8 @@ async function signAndCompress(files: string[], ctx: { layout: Layout; kernel: K
   }
   const compressed: string[] = [];
   for (const f of files) {
-    if (compression === 'xz') await run('xz', ['-f', '--check=crc32', '--lzma2=dict=1MiB', f], { log, step: 'xz' });
-    else if (compression === 'zstd') await run('zstd', ['-q', '-f', '--rm', '-T0', f], { log, step: 'zstd' });
-    else if (compression === 'gzip') await run('gzip', ['-9', '-n', '-f', f], { log, step: 'gzip' });
+    // framework.conf's compress_<tool>_opts with ootmod-dkms, as DKMS runs them; else ootmod's.
+    if (compression !== 'none') await run(compression, [...compressOptions(fw, compression), '-f', f], { log, step: compression });
     compressed.push(f + SUFFIX[compression]);
   }
   return { files: compressed, signed };

@@ -6,7 +6,7 @@ import { crossOf, type KernelTarget } from '../kernel/inventory.js';
 import { ExitCode, OotmodError } from '../errors.js';
 import type { Layout } from '../system/layout.js';
 import { confFiles, evaluateConf, type ConfContext } from './dkmsconf.js';
-import { registeredWithDkms, removedMarker, splitNameVersion } from './names.js';
+import { registeredWithDkms, removedMarker, sourceDirName, splitNameVersion } from './names.js';
 import { PACKAGE_WORD, resolveSpec, type ModuleSpec } from './spec.js';
 
 export { registeredWithDkms, splitNameVersion };
@@ -30,7 +30,7 @@ export async function listSourceDirs(layout: Layout, opts: { includeDkms?: boole
     if (!entry.isDirectory()) continue;
     const dir = path.join(layout.srcDir, entry.name);
     if (!existsSync(path.join(dir, 'dkms.conf'))) continue;
-    const { name, version } = splitNameVersion(entry.name);
+    const { name, version } = sourceDirName(layout, dir);
     if (!opts.includeDkms && registeredWithDkms(layout, name, version)) continue;
     if (existsSync(removedMarker(layout, entry.name))) continue;
     found.push({ dir, guessedName: name, guessedVersion: version });
@@ -73,17 +73,15 @@ async function checkNotWritableByOthers(file: string, label: string): Promise<st
 
 /**
  * The name and version of a source. Under /usr/src they come from the dir, as DKMS takes them from
- * `-m NAME -v VERSION` and /usr/src/NAME-VERSION: PACKAGE_NAME when the dir starts with it, else the
- * dir split before its last '-<digit>'. Elsewhere (a tree to add) from PACKAGE_NAME and PACKAGE_VERSION.
+ * `-m NAME -v VERSION` and /usr/src/NAME-VERSION (splitNameVersion: after PACKAGE_NAME when the dir
+ * starts with it, else before the first '-<digit>'). Elsewhere (a tree to add) from PACKAGE_NAME and PACKAGE_VERSION.
  */
 export function sourceIdentity(confName: string, confVersion: string, dir: string, underSrc: boolean): { name: string; version: string; note?: string } | { error: string } {
   const base = path.basename(dir);
   const valid = (w: string) => PACKAGE_WORD.test(w);
   if (base === `${confName}-${confVersion}` && valid(confName) && valid(confVersion)) return { name: confName, version: confVersion };
   if (underSrc) {
-    const fromDir = valid(confName) && base.startsWith(`${confName}-`) && base.length > confName.length + 1
-      ? { name: confName, version: base.slice(confName.length + 1) }
-      : splitNameVersion(base);
+    const fromDir = splitNameVersion(base, valid(confName) ? confName : undefined);
     if (fromDir.name && fromDir.version && valid(fromDir.name) && valid(fromDir.version)) {
       return { ...fromDir, note: `dkms.conf says ${confName}/${confVersion}; using ${fromDir.name}/${fromDir.version} from the dir name, as DKMS does` };
     }

@@ -14,7 +14,7 @@ import { jobRunner } from '../execute/steps.js';
 import { listKernels, readKernel, type KernelTarget } from '../kernel/inventory.js';
 import { closeConfReader, openConfReader } from '../modules/dkmsconf.js';
 import { dkmsIsInstalled } from '../modules/names.js';
-import { loadSpec, splitNameVersion, type SourceDir } from '../modules/sources.js';
+import { loadSpec, type SourceDir } from '../modules/sources.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import { composePlan, type ComposeInput, type RemovalRequest } from '../plan/compose.js';
 import { readFacts, type Facts } from '../plan/facts.js';
@@ -152,9 +152,8 @@ async function planModuleWorkNow(ctx: PipelineContext, req: ModuleWorkRequest): 
 async function specOf(ctx: PipelineContext, r: BuildRecord, kernel?: KernelTarget): Promise<ModuleSpec | undefined> {
   const dir = ctx.layout.moduleSource(r.module, r.version);
   if (!existsSync(dir)) return undefined;
-  const { name, version } = splitNameVersion(path.basename(dir));
   const k = kernel ?? (await readKernel(ctx.layout, r.kernel).catch(() => undefined));
-  return loadSpec({ dir, guessedName: name, guessedVersion: version }, { layout: ctx.layout, kernel: k, jobs: ctx.opts.jobs, checkOwnership: ctx.isRoot }).catch(() => undefined);
+  return loadSpec({ dir, guessedName: r.module, guessedVersion: r.version }, { layout: ctx.layout, kernel: k, jobs: ctx.opts.jobs, checkOwnership: ctx.isRoot }).catch(() => undefined);
 }
 
 /** uninstall and remove of a module (all kernels, or -k). */

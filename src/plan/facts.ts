@@ -8,6 +8,7 @@ import { hashParts, hashTree } from '../modules/identity.js';
 import { listSourceDirs, loadSpec, type SourceDir } from '../modules/sources.js';
 import type { RustTreeFact } from '../rust/prepare.js';
 import { buildArch } from '../rust/tree.js';
+import { compressionIdentity, ootmodFramework } from '../dkms/framework.js';
 import { signingKeyIdentity } from '../execute/signing.js';
 import type { Layout } from '../system/layout.js';
 import { VERSION } from '../version.js';
@@ -75,6 +76,7 @@ export async function readFacts(req: FactsRequest): Promise<Facts> {
   const identities = new Map(await Promise.all(kernels.map(async (k) => [k.release, await kernelIdentity(k)] as const)));
   // A module signed with another key than the one in use now is rebuilt (e.g. DKMS's, at a take-over).
   const signingKey = kernels.some((k) => k.signing.enabled) ? signingKeyIdentity(req.layout) : undefined;
+  const framework = ootmodFramework(req.layout);
   const candidates = await mapLimit(pairs, 8, async ({ kernel, source }): Promise<ModuleCandidate> => {
     if (!kernel) {
       try {
@@ -101,7 +103,7 @@ export async function readFacts(req: FactsRequest): Promise<Facts> {
         trees.get(source.dir)?.hash,
         identities.get(kernel.release),
         rustTree ? `rust:${rustTree.key}` : 'headers',
-        kernel.compression,
+        compressionIdentity(framework, kernel.compression),
         kernel.signing.enabled ? signingKey : false,
       ]);
       return { sourceDir: source.dir, kernel: kernel.release, spec, inputsKey, usesRust: hasRust, kernelBuildDir };

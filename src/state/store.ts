@@ -2,6 +2,7 @@
 // Written atomically after every change, so `status` never runs a build and never sees half a file.
 import { existsSync, readFileSync } from 'node:fs';
 import { rename } from 'node:fs/promises';
+import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
 import { writeFileAtomic } from '../system/files.js';
 
@@ -45,6 +46,18 @@ export function recordKey(module: string, version: string, kernel: string): stri
   return `${module}/${version}/${kernel}`;
 }
 
+/**
+ * What `status` shows, for every user (status.json, mode 0644, written with state.json): no error
+ * text, log path or inputs hash, which stay in the root-only state.json. The same facts as
+ * /usr/lib/modules and DKMS's world-readable /var/lib/dkms show any user.
+ */
+const PUBLIC_FIELDS = ['module', 'version', 'kernel', 'arch', 'status', 'installed', 'signed', 'updatedAt'] as const;
+
+/** The world-readable status file beside the state file. */
+export function publicStatusFile(stateFile: string): string {
+  return path.join(path.dirname(stateFile), 'status.json');
+}
+
 export interface LoadOptions {
   /**
    * For commands that write: a corrupt file is not an error but kept aside (renamed at the first save,
@@ -78,6 +91,26 @@ export class StateStore {
       for (let n = 1; existsSync(aside); n++) aside = aside.replace(/(-\d+)?$/, `-${n}`);
       store.recoveredTo = aside;
       return store;
+    }
+  }
+
+  /**
+   * For readers that need not be root (status): the state file, or, when only root may read it, the
+   * world-readable status file (records without errors, logs or inputs).
+   */
+  static loadForStatus(file: string): StateStore {
+    try {
+      return StateStore.load(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
+      let data: StateData;
+      try {
+        data = JSON.parse(readFileSync(publicStatusFile(file), 'utf8')) as StateData;
+      } catch {
+        throw new OotmodError(`${file} is readable by root only, and ${publicStatusFile(file)} is not there yet`, 'run it as root (the public status file is written at the next build or removal)', ExitCode.Environment);
+      }
+      for (const r of Object.values(data.records)) Object.assign(r, { inputsKey: '', built: [] });
+      return new StateStore(file, data);
     }
   }
 
@@ -131,6 +164,11 @@ export class StateStore {
     await this.save();
   }
 
+  private publicData(): StateData {
+    const records = Object.fromEntries(Object.entries(this.data.records).map(([k, r]) => [k, Object.fromEntries(PUBLIC_FIELDS.map((f) => [f, r[f]]))]));
+    return { format: 1, records: records as unknown as StateData['records'] };
+  }
+
   private saving: Promise<void> = Promise.resolve();
   /** What this store changed (null: deleted), applied on top of the file as it is at each save. */
   private readonly changes = new Map<string, BuildRecord | null>();
@@ -180,7 +218,8 @@ export class StateStore {
       .then(() => {
         this.data = { format: 1, records: this.merged() };
         return writeFileAtomic(this.file, `${JSON.stringify(this.data, null, 1)}\n`, 0o600);
-      });
+      })
+      .then(() => writeFileAtomic(publicStatusFile(this.file), `${JSON.stringify(this.publicData(), null, 1)}\n`, 0o644));
     return this.saving;
   }
 }

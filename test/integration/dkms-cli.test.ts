@@ -2,19 +2,25 @@
 // real Debian headers, in a sandbox root: DKMS's registry, status lines and exit codes, and the request
 // queued for the trigger inside dpkg.
 import { execa } from 'execa';
-import { existsSync, lstatSync, readdirSync, readlinkSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { FIXTURES, OOTMOD, hostKernel, linkHostKernel, placeSource } from '../support/host.js';
+import { FIXTURES, OOTMOD, hostKernel, linkHostKernel, modinfo, placeSource } from '../support/host.js';
+import { DKMS_FRONT_END_MARK } from '../../src/modules/names.js';
 import { makeRoot } from '../support/roots.js';
 
 describe('ootmod dkms against real Debian headers', () => {
   const kernel = hostKernel();
   const root = makeRoot('ootmod-dkms-');
-  const dkms = async (args: string[], env: Record<string, string | undefined> = {}) => {
-    const r = await execa(OOTMOD, ['--root', root, 'dkms', ...args], { reject: false, env: { LANG: 'C.UTF-8', DPKG_MAINTSCRIPT_PACKAGE: undefined, ...env } });
+  const ootmod = async (args: string[], env: Record<string, string | undefined> = {}, as?: string) => {
+    const argv = ['--root', root, ...args];
+    // `as`: another user, as a script or admin without root runs it.
+    const r = as
+      ? await execa('setpriv', [`--reuid=${as}`, `--regid=${as === 'nobody' ? 'nogroup' : as}`, '--clear-groups', OOTMOD, ...argv], { reject: false, env: { LANG: 'C.UTF-8', DPKG_MAINTSCRIPT_PACKAGE: undefined, ...env } })
+      : await execa(OOTMOD, argv, { reject: false, env: { LANG: 'C.UTF-8', DPKG_MAINTSCRIPT_PACKAGE: undefined, ...env } });
     return { code: r.exitCode ?? -1, out: String(r.stdout), err: String(r.stderr) };
   };
+  const dkms = (args: string[], env: Record<string, string | undefined> = {}, as?: string) => ootmod(['dkms', ...args], env, as);
 
   beforeAll(() => {
     linkHostKernel(root, kernel.release, kernel.headers);
@@ -73,5 +79,91 @@ describe('ootmod dkms against real Debian headers', () => {
       expect(r.err.trim().split('\n'), args.join(' ')).toHaveLength(1);
     }
     expect((await dkms(['--version'])).out.trim()).toMatch(/^dkms-\d+\.\d+\.\d+$/);
+  });
+  // A source no `dkms add` registered (an ootmod-native one), with a version that holds '-<digit>'.
+  const solo = () => {
+    const dir = placeSource(root, path.join(FIXTURES, 'ootmod-hello-1.0'), 'ootmod-solo-1.2-3');
+    writeFileSync(path.join(dir, 'dkms.conf'), readFileSync(path.join(dir, 'dkms.conf'), 'utf8').replace('"ootmod-hello"', '"ootmod-solo"').replace('"1.0"', '"1.2-3"'));
+    return dir;
+  };
+
+  it('status lists only what dkms add registered, as DKMS; -m "" lists all; a version holding -<digit> splits as DKMS', async () => {
+    solo();
+    const built = await ootmod(['install', 'ootmod-solo/1.2-3', '-k', kernel.release]);
+    expect(built.code, built.err).toBe(0);
+    // ootmod's own status shows it; DKMS's would not: it is not in DKMS's registry.
+    expect((await ootmod(['status', 'ootmod-solo'])).out).toMatch(/ootmod-solo\s+1\.2-3\s+\S+\s+\S+\s+installed/);
+    const all = await dkms(['status']);
+    expect(all.code).toBe(0);
+    expect(all.out).not.toContain('ootmod-solo');
+    expect(all.out.split('\n')).toContain('ootmod-broken/1.0: added');
+    // What a package's postinst checks before `dkms add`, and an unset variable under set -e.
+    expect((await dkms(['status', 'ootmod-solo'])).out.trim()).toBe('');
+    const unset = await dkms(['status', '-m', '']);
+    expect(unset.code, unset.err).toBe(0);
+    expect(unset.out).toBe(all.out);
+    const added = await dkms(['add', path.join(root, 'usr/src/ootmod-solo-1.2-3')]);
+    expect(added.code, added.err).toBe(0);
+    expect(readlinkSync(path.join(root, 'var/lib/dkms/ootmod-solo/1.2-3/source'))).toBe('/usr/src/ootmod-solo-1.2-3');
+    expect((await dkms(['status', '-m', 'ootmod-solo/1.2-3'])).out.trim()).toBe(`ootmod-solo/1.2-3, ${kernel.release}, x86_64: installed`);
+  });
+
+  it('install /path and add /path copy over an existing /usr/src/NAME-VERSION, as DKMS', async () => {
+    // A vendor installer's case: the old copy stays in /usr/src after dkms remove, the new one comes from elsewhere.
+    expect((await dkms(['remove', 'ootmod-solo/1.2-3', '--all'])).code).toBe(0);
+    const fresh = placeSource(root, solo(), '../vendor-module');
+    writeFileSync(path.join(fresh, 'NEW'), 'from the vendor\n');
+    const r = await dkms(['install', fresh, '-k', kernel.release]);
+    expect(r.code, r.err).toBe(0);
+    expect(readFileSync(path.join(root, 'usr/src/ootmod-solo-1.2-3/NEW'), 'utf8')).toBe('from the vendor\n');
+    expect((await dkms(['status', 'ootmod-solo'])).out.trim()).toBe(`ootmod-solo/1.2-3, ${kernel.release}, x86_64: installed`);
+    // add of a module already added: copied over, then DKMS's exit 3.
+    writeFileSync(path.join(fresh, 'NEW'), 'again\n');
+    const again = await dkms(['add', fresh]);
+    expect(again.code).toBe(3);
+    expect(again.err).toContain('DKMS tree already contains: ootmod-solo/1.2-3');
+    expect(readFileSync(path.join(root, 'usr/src/ootmod-solo-1.2-3/NEW'), 'utf8')).toBe('again\n');
+  });
+
+  it('status works for a user who is not root (the state file stays root-only)', async () => {
+    const asRoot = await dkms(['status']);
+    const asNobody = await dkms(['status'], {}, 'nobody');
+    expect(asNobody.code, asNobody.err).toBe(0);
+    expect(asNobody.out).toBe(asRoot.out);
+    expect(statSync(path.join(root, 'var/lib/ootmod/state.json')).mode & 0o777).toBe(0o600);
+    expect((await ootmod(['status', 'ootmod-solo'], {}, 'nobody')).out).toMatch(/ootmod-solo\s+1\.2-3\s+\S+\s+\S+\s+installed/);
+  });
+
+  it("with ootmod-dkms installed: signs with DKMS's /var/lib/dkms/mok.key made on first need, honours framework.conf, names what it ignores once", async () => {
+    mkdirSync(path.join(root, 'usr/sbin'), { recursive: true });
+    writeFileSync(path.join(root, 'usr/sbin/dkms'), `#!/bin/sh\n# ${DKMS_FRONT_END_MARK}\nexec ootmod dkms "$@"\n`);
+    chmodSync(path.join(root, 'usr/sbin/dkms'), 0o755);
+    mkdirSync(path.join(root, 'etc/dkms'), { recursive: true });
+    writeFileSync(path.join(root, 'etc/dkms/framework.conf'), 'parallel_jobs=1\nsymlink_modules="yes"\npost_transaction="/bin/true"\n');
+    const r = await dkms(['install', 'ootmod-solo/1.2-3', '-k', kernel.release, '--force']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err.split('\n').filter((l) => l.includes('framework.conf'))).toEqual(['ootmod-dkms: ignoring post_transaction, symlink_modules from /etc/dkms/framework.conf (see README, "ootmod-dkms")']);
+    expect(statSync(path.join(root, 'var/lib/dkms/mok.key')).mode & 0o777).toBe(0o600);
+    const ko = readdirSync(path.join(root, 'usr/lib/modules', kernel.release, 'updates/ootmod')).find((f) => f.startsWith('ootmod_hello.ko'))!;
+    expect(modinfo('signer', path.join(root, 'usr/lib/modules', kernel.release, 'updates/ootmod', ko))).toBe('DKMS module signing key');
+    expect((await dkms(['status'])).err).not.toContain('framework.conf');
+    // The key in use and whether the firmware has it, by mokutil when there is one.
+    const fake = path.join(root, 'tmp/bin');
+    mkdirSync(fake, { recursive: true });
+    writeFileSync(path.join(fake, 'mokutil'), '#!/bin/sh\necho "$2 is already enrolled"\nexit 1\n', { mode: 0o755 });
+    const k = await ootmod(['kernels'], { PATH: `${fake}:${process.env.PATH}` });
+    expect(k.out).toContain("signing key: /var/lib/dkms/mok.key, certificate /var/lib/dkms/mok.pub (DKMS's key); enrolled: yes");
+    const v = await ootmod(['status', '--verbose'], { PATH: '/usr/bin:/bin' });
+    expect(v.out).toMatch(/signing key: \/var\/lib\/dkms\/mok\.key, .*enrolled: unknown \(no mokutil\)/);
+  });
+
+  it('generate_mok makes DKMS\'s pair and prints what DKMS prints', async () => {
+    const other = makeRoot('ootmod-dkms-mok-');
+    const r = await execa(OOTMOD, ['--root', other, 'dkms', 'generate_mok'], { reject: false });
+    expect(r.exitCode, String(r.stderr)).toBe(0);
+    expect(String(r.stdout).split('\n')).toEqual(['Signing key: /var/lib/dkms/mok.key', 'Public certificate (MOK): /var/lib/dkms/mok.pub', 'Certificate or key are missing, generating self signed certificate for MOK...']);
+    expect(statSync(path.join(other, 'var/lib/dkms/mok.key')).mode & 0o777).toBe(0o600);
+    const again = await execa(OOTMOD, ['--root', other, 'dkms', 'generate_mok'], { reject: false });
+    expect(String(again.stdout).split('\n')).toHaveLength(2);
   });
 });

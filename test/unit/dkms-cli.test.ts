@@ -59,7 +59,23 @@ describe('parseDkmsArgs', () => {
   it('names the ootmod way for DKMS actions it does not implement', () => {
     expect(usage(['mktarball', 'foo/1']).line()).toMatch(/^dkms mktarball is not implemented by ootmod-dkms: .*ootmod install/);
     expect(usage(['match', '--templatekernel', '6.1', '-k', '7.0']).line()).toMatch(/not supported|ootmod autoinstall -k KVER/);
-    expect(usage(['generate_mok']).line()).toContain('ootmod generates its key');
+  });
+
+  it("takes an empty -m/-v (an unset variable in a package's script) as no module, as DKMS does", () => {
+    const mv = (argv: string[]) => {
+      const r = parseDkmsArgs(argv);
+      return [r.action, r.module, r.version];
+    };
+    expect(mv(['status', '-m', ''])).toEqual(['status', undefined, undefined]);
+    expect(mv(['status', '-m', '', '-v', ''])).toEqual(['status', undefined, undefined]);
+    expect(mv(['status', '--module=', ''])).toEqual(['status', undefined, undefined]);
+    expect(mv(['status', 'foo/'])).toEqual(['status', 'foo', undefined]);
+    // DKMS splits NAME/VERSION at the first '/'; a version holds '-<digit>' as it is.
+    expect(parseDkmsArgs(['add', '-m', 'foo/1.2-3'])).toMatchObject({ module: 'foo', version: '1.2-3' });
+  });
+
+  it('knows generate_mok', () => {
+    expect(parseDkmsArgs(['generate_mok']).action).toBe('generate_mok');
   });
 });
 

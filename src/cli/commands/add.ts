@@ -3,29 +3,33 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../../errors.js';
 import { confFiles, evaluateConf } from '../../modules/dkmsconf.js';
-import { confContext, loadSpec, splitNameVersion, type SourceDir } from '../../modules/sources.js';
+import { sourceDirName } from '../../modules/names.js';
+import { confContext, loadSpec, type SourceDir } from '../../modules/sources.js';
 import { planAdd, type AddRequest } from '../../pipeline/work.js';
 import { isSourcePath, parseModuleRef, sourcePathOf } from '../modargs.js';
 import type { Session } from '../session.js';
 import { runPlanned, withLock } from './jobs.js';
 
-function sourceDirOf(dir: string): SourceDir {
-  const { name, version } = splitNameVersion(path.basename(dir));
+function sourceDirOf(s: Session, dir: string): SourceDir {
+  const { name, version } = sourceDirName(s.layout, dir);
   return { dir, guessedName: name, guessedVersion: version };
 }
 
-/** Reads a source dir: the add job that places it at /usr/src/<name>-<version>. Changes nothing. */
-export async function addRequest(s: Session, from: string): Promise<AddRequest> {
+/**
+ * Reads a source dir: the add job that places it at /usr/src/<name>-<version>. Changes nothing. An
+ * existing /usr/src/<name>-<version> is replaced only with --force or `replace` (ootmod-dkms, as DKMS).
+ */
+export async function addRequest(s: Session, from: string, opts: { replace?: boolean } = {}): Promise<AddRequest> {
   const ctx = { layout: s.layout, jobs: s.opts.jobs, checkOwnership: false };
   // Read name and version from the tree where it is; the copy is validated fully by the build's read.
-  const first = await loadSpec(sourceDirOf(from), ctx).catch((err) => {
+  const first = await loadSpec(sourceDirOf(s, from), ctx).catch((err) => {
     // A tree outside /usr/src need not be named <name>-<version> yet.
     if (err instanceof OotmodError && /the source dir must be named/.test(err.message)) return undefined;
     throw err;
   });
   const spec = first ?? (await loadNamesOnly(from, s));
   const dest = s.layout.moduleSource(spec.name, spec.version);
-  if (path.resolve(from) !== dest && existsSync(dest) && !s.opts.force) {
+  if (path.resolve(from) !== dest && existsSync(dest) && !s.opts.force && !opts.replace) {
     throw new OotmodError(`${dest} already exists`, `use --force to replace it, or ootmod remove ${spec.name}/${spec.version} first`, ExitCode.InvalidSource);
   }
   const postAdd = first?.scripts.postAdd;
@@ -33,7 +37,7 @@ export async function addRequest(s: Session, from: string): Promise<AddRequest> 
 }
 
 async function loadNamesOnly(from: string, s: Session) {
-  const src = sourceDirOf(from);
+  const src = sourceDirOf(s, from);
   const cctx = confContext(src, { layout: s.layout, jobs: s.opts.jobs, checkOwnership: false });
   const conf = await evaluateConf(confFiles(path.join(from, 'dkms.conf'), s.layout.dkmsEtcDir, cctx), cctx);
   const name = conf.directives.get('PACKAGE_NAME')?.get(0);
@@ -60,7 +64,7 @@ export async function addCommand(s: Session, args: string[]): Promise<ExitCode> 
     const failed = [...outcome.results.values()].find((r) => r.status === 'failed');
     if (failed) throw new OotmodError(`adding ${add.module}/${add.version} failed: ${failed.detail}`, undefined, ExitCode.Failed);
     // The placed copy is root's: validate it as every build will.
-    await loadSpec(sourceDirOf(add.dest), { layout: s.layout, jobs: s.opts.jobs, checkOwnership: s.isRoot });
+    await loadSpec(sourceDirOf(s, add.dest), { layout: s.layout, jobs: s.opts.jobs, checkOwnership: s.isRoot });
     if (!s.opts.json) s.out(`added ${add.module}/${add.version} at ${add.dest}`);
     return ExitCode.Ok;
   });

@@ -5,12 +5,14 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseDkmsArgs, type DkmsRequest } from '../../dkms/args.js';
-import { clearRemoved, isRegistered, markRemoved, register, registryDir, unregister } from '../../dkms/registry.js';
+import { frameworkJobs, ignoredSettings, ootmodFramework } from '../../dkms/framework.js';
+import { clearRemoved, isRegistered, listRegistry, markRemoved, register, registryDir, unregister } from '../../dkms/registry.js';
 import { queueEntry } from '../../dkms/requests.js';
 import { dkmsStatusLines } from '../../dkms/status.js';
 import { DKMS_INTERFACE_VERSION } from '../../dkms/version.js';
+import { dkmsKeyChoice, ensurePair } from '../../execute/signing.js';
 import { ExitCode, OotmodError, errorLine } from '../../errors.js';
-import { removedMarker } from '../../modules/names.js';
+import { removedMarker, sourceDirName } from '../../modules/names.js';
 import { listSourceDirs } from '../../modules/sources.js';
 import { planAdd, planDefer } from '../../pipeline/work.js';
 import type { Layout } from '../../system/layout.js';
@@ -20,7 +22,7 @@ import { addCommand, addRequest } from './add.js';
 import { hookCommand } from './hook.js';
 import { jobsCommand, runPlanned, withLock } from './jobs.js';
 import { removeCommand } from './remove.js';
-import { statusRows } from './status.js';
+import { statusRows, type StatusRow } from './status.js';
 
 const USAGE = `Usage: dkms [action] [options] [module/module-version] [/path/to/source-tree]
 
@@ -97,16 +99,16 @@ async function target(s: Session, req: DkmsRequest, action: string): Promise<Tar
   if (req.path) {
     const dir = sourcePathOf(req.path);
     if (path.dirname(dir) !== s.layout.srcDir) {
-      // A tree elsewhere is placed at /usr/src/<name>-<version> first, as DKMS's add does.
-      const add = await addRequest(s, dir);
+      // A tree elsewhere is placed at /usr/src/<name>-<version> first, as DKMS's add does: over what is
+      // there (DKMS copies over it; ootmod replaces it whole), saying so only with --force, as DKMS.
+      const add = await addRequest(s, dir, { replace: true });
+      if (s.opts.force && existsSync(add.dest)) s.out(`Forcing install of ${add.module}/${add.version}`);
       const outcome = await withLock(s, () => runPlanned(s, planAdd(s, [add]), { quietSummary: true }));
       const failed = outcome && [...outcome.results.values()].find((r) => r.status === 'failed');
       if (failed) throw new OotmodError(`adding ${add.module}/${add.version} failed: ${failed.detail}`, undefined, ExitCode.Failed);
       return { name: add.module, version: add.version };
     }
-    const base = path.basename(dir);
-    const i = base.lastIndexOf('-');
-    return { name: base.slice(0, i), version: base.slice(i + 1) };
+    return sourceDirName(s.layout, dir, registryDir(s.layout, req.dkmsTree));
   }
   if (!req.module) throw new OotmodError(`${action} needs a module`, `dkms ${action} -m NAME -v VERSION (or NAME/VERSION)`, ExitCode.Usage);
   if (req.version) return { name: req.module, version: req.version };
@@ -159,13 +161,32 @@ async function removeModule(s: Session, command: 'uninstall' | 'remove', t: Targ
   }
 }
 
-function statusCommandDkms(s: Session, req: DkmsRequest): number {
-  const rows = statusRows(s, { module: req.module, version: req.version }).filter(
-    (r) => r.status !== 'dkms' && !existsSync(removedMarker(s.layout, `${r.module}-${r.version}`)),
-  );
-  const out = dkmsStatusLines(rows, s.opts.kernels);
+/**
+ * DKMS's status: the module versions in DKMS's registry only (what `dkms add` registered), each with
+ * what ootmod built and installed for it; a source no `dkms add` registered is ootmod's alone (ootmod
+ * status shows it) and not listed, as DKMS would not list it.
+ */
+function statusCommandDkms(s: Session, req: DkmsRequest, registry: string): number {
+  const entries = listRegistry(s.layout, registry, { name: req.module, version: req.version });
+  const registered = new Set(entries.filter((e) => !e.broken).map((e) => `${e.name}/${e.version}`));
+  const rows = statusRows(s, { module: req.module, version: req.version }).filter((r) => r.kernel !== null && registered.has(`${r.module}/${r.version}`));
+  const added = entries.filter((e) => !e.broken).map((e): StatusRow => ({ module: e.name, version: e.version, kernel: null, arch: null, status: 'added', detail: null, signed: null, files: [], log: null, error: null, updatedAt: null }));
+  const out = dkmsStatusLines([...rows, ...added], s.opts.kernels, entries.filter((e) => e.broken).map((e) => `${e.name}/${e.version}`));
   for (const l of out.lines) s.out(l);
   for (const w of out.warnings) s.err(w);
+  return 0;
+}
+
+/** `dkms generate_mok`: DKMS's key pair (its rules, see signing.ts), created when missing, as DKMS prints it. */
+async function generateMok(s: Session): Promise<number> {
+  const choice = dkmsKeyChoice(s.layout);
+  const shown = (p: string) => (s.layout.root === '/' || p.startsWith('pkcs11:') ? p : path.join('/', path.relative(s.layout.root, p)));
+  s.out(`Signing key: ${shown(choice.key)}`);
+  s.out(`Public certificate (MOK): ${shown(choice.cert)}`);
+  if (!choice.key.startsWith('pkcs11:') && !(existsSync(choice.key) && existsSync(choice.cert))) {
+    s.out('Certificate or key are missing, generating self signed certificate for MOK...');
+  }
+  await ensurePair(choice);
   return 0;
 }
 
@@ -180,7 +201,9 @@ async function act(s: Session, req: DkmsRequest): Promise<number> {
       process.stdout.write(USAGE);
       return 0;
     case 'status':
-      return statusCommandDkms(s, req);
+      return statusCommandDkms(s, req, registry);
+    case 'generate_mok':
+      return generateMok(s);
     case 'add':
       return addModule(s, await target(s, req, action), registry);
     case 'build':
@@ -279,6 +302,19 @@ export async function dkmsMain(root: string, argv: string[]): Promise<number> {
     // DKMS's -q sends everything to /dev/null.
     process.stdout.write = () => true;
     process.stderr.write = () => true;
+  }
+  // With ootmod-dkms installed, DKMS's framework.conf is ootmod's: parallel_jobs (when no -j) and verbose
+  // here, the key, sign_file and compress_*_opts where modules are signed and compressed; the settings
+  // ootmod does not follow are named once, for the commands they would change.
+  const fw = ootmodFramework(s.layout);
+  if (fw) {
+    if (req.jobs === undefined && frameworkJobs(fw)) s.opts.jobs = frameworkJobs(fw)!;
+    if (fw.get('verbose')) s.opts.verbose = true;
+    const ignored = ignoredSettings(fw);
+    const action = first === 'common.postinst' ? 'install' : req.action;
+    if (ignored.length && action && !['status', 'version', 'help', 'generate_mok'].includes(action)) {
+      s.err(`ootmod-dkms: ignoring ${ignored.join(', ')} from /etc/dkms/framework.conf (see README, "ootmod-dkms")`);
+    }
   }
   try {
     if (first === 'common.postinst') return await commonPostinst(s, rest);

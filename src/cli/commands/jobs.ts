@@ -1,6 +1,7 @@
 // build, install and autoinstall: parse, call the pipeline, render.
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../../errors.js';
+import { sourceDirName } from '../../modules/names.js';
 import { listSourceDirs, type SourceDir } from '../../modules/sources.js';
 import type { Action } from '../../plan/planner.js';
 import { executeWork, planAdd, planModuleWork, type AddRequest, type Planned, type WorkOutcome } from '../../pipeline/work.js';
@@ -31,8 +32,8 @@ async function resolveTargets(s: Session, args: string[]): Promise<Targets> {
     if (isSourcePath(arg)) {
       const dir = sourcePathOf(arg);
       if (path.dirname(dir) === s.layout.srcDir) {
-        const m = /^(.*)-([^-]+)$/.exec(path.basename(dir));
-        refs.push({ name: m?.[1] ?? path.basename(dir), version: m?.[2] });
+        const { name, version } = sourceDirName(s.layout, dir);
+        refs.push({ name, version: version || undefined });
         continue;
       }
       // A tree outside /usr/src is added first, as DKMS's implicit add does.

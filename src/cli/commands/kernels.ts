@@ -1,10 +1,12 @@
 import { ExitCode } from '../../errors.js';
+import { keyLine, signFileFor } from '../../execute/signing.js';
 import { listKernels, type KernelTarget } from '../../kernel/inventory.js';
+import type { Layout } from '../../system/layout.js';
 import { SANDBOX_USER, describeConfinement, sandboxPolicy } from '../../system/sandbox.js';
 import { json, table } from '../format.js';
 import type { Session } from '../session.js';
 
-export function kernelJson(k: KernelTarget) {
+export function kernelJson(k: KernelTarget, layout?: Layout) {
   return {
     release: k.release,
     headers: k.headersDir ?? null,
@@ -24,7 +26,7 @@ export function kernelJson(k: KernelTarget) {
       clang: k.compiler.clang,
     },
     compression: k.compression,
-    signing: { enabled: k.signing.enabled, forced: k.signing.forced, hash: k.signing.hash ?? null, signFile: k.signing.signFile ?? null },
+    signing: { enabled: k.signing.enabled, forced: k.signing.forced, hash: k.signing.hash ?? null, signFile: (layout ? signFileFor(layout, k) : k.signing.signFile) ?? null },
     rust: { enabled: k.rust.enabled, rustcVersionText: k.rust.rustcVersionText ?? null, bindgenVersionText: k.rust.bindgenVersionText ?? null },
     problems: k.problems,
   };
@@ -34,7 +36,8 @@ export async function kernelsCommand(s: Session): Promise<ExitCode> {
   const kernels = await listKernels(s.layout, s.opts.kernels.length ? s.opts.kernels : undefined);
   if (s.opts.json) {
     const p = sandboxPolicy();
-    s.out(json({ kernels: kernels.map(kernelJson), builds: { confined: p.enabled, user: p.enabled ? SANDBOX_USER : null, unconfined: p.unconfined, summary: describeConfinement() } }));
+    const key = kernels.some((k) => k.signing.enabled) ? await keyLine(s.layout) : undefined;
+    s.out(json({ kernels: kernels.map((k) => kernelJson(k, s.layout)), signingKey: key ? { key: key.key, cert: key.cert, source: key.source, enrolled: key.enrolled } : null, builds: { confined: p.enabled, user: p.enabled ? SANDBOX_USER : null, unconfined: p.unconfined, summary: describeConfinement() } }));
     return ExitCode.Ok;
   }
   if (!kernels.length) {
@@ -54,6 +57,7 @@ export async function kernelsCommand(s: Session): Promise<ExitCode> {
   ]);
   for (const line of table(['KERNEL', 'HEADERS', 'IMAGE', 'ARCH', 'BUILD ARCH', 'COMPILER', 'COMPRESS', 'SIGN', 'RUST'], rows)) s.out(line);
   for (const k of kernels) for (const p of k.problems) s.out(`  ${k.release}: ${p}`);
+  if (kernels.some((k) => k.signing.enabled)) s.out((await keyLine(s.layout)).line);
   s.out(describeConfinement());
   return ExitCode.Ok;
 }

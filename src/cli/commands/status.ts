@@ -2,7 +2,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode } from '../../errors.js';
-import { registeredWithDkms, splitNameVersion } from '../../modules/names.js';
+import { registeredWithDkms, sourceDirName } from '../../modules/names.js';
 import { StateStore } from '../../state/store.js';
 import { json, table } from '../format.js';
 import type { Session } from '../session.js';
@@ -23,7 +23,7 @@ export interface StatusRow {
 }
 
 export function statusRows(s: Session, filter: { module?: string; version?: string }): StatusRow[] {
-  const store = StateStore.load(s.layout.stateFile);
+  const store = StateStore.loadForStatus(s.layout.stateFile);
   const kernels = s.opts.kernels;
   const rows: StatusRow[] = [];
   const seen = new Set<string>();
@@ -52,7 +52,7 @@ export function statusRows(s: Session, filter: { module?: string; version?: stri
   // Sources that were never built for any kernel: DKMS's "added".
   for (const entry of existsSync(s.layout.srcDir) ? readdirSync(s.layout.srcDir, { withFileTypes: true }) : []) {
     if (!entry.isDirectory() || seen.has(entry.name) || !existsSync(path.join(s.layout.srcDir, entry.name, 'dkms.conf'))) continue;
-    const { name, version } = splitNameVersion(entry.name);
+    const { name, version } = sourceDirName(s.layout, path.join(s.layout.srcDir, entry.name));
     if (filter.module && name !== filter.module) continue;
     if (filter.version && version !== filter.version) continue;
     const dkms = registeredWithDkms(s.layout, name, version);
@@ -64,7 +64,7 @@ export function statusRows(s: Session, filter: { module?: string; version?: stri
   return rows;
 }
 
-export function statusCommand(s: Session, args: string[]): ExitCode {
+export async function statusCommand(s: Session, args: string[]): Promise<ExitCode> {
   const [name, version] = (args[0] ?? '').split('/');
   const rows = statusRows(s, { module: name || undefined, version });
   if (s.opts.json) {
@@ -80,5 +80,7 @@ export function statusCommand(s: Session, args: string[]): ExitCode {
     rows.map((r) => [r.module, r.version, r.kernel ?? '-', r.arch ?? '-', r.status + (r.signed ? ' (signed)' : ''), r.error ?? r.detail ?? '']),
   );
   for (const line of lines) s.out(line);
+  // --verbose: the key modules are signed with, and whether the firmware trusts it (runs mokutil).
+  if (s.opts.verbose) s.out((await import('../../execute/signing.js').then((m) => m.keyLine(s.layout))).line);
   return ExitCode.Ok;
 }
