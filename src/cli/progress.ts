@@ -31,6 +31,8 @@ function plannedLine(job: Job): string {
       return `would add ${job.module}/${job.version}: copy ${job.from} to ${job.dest}${job.postAdd ? ' and run its POST_ADD' : ''}`;
     case 'dkms-takeover':
       return `would take over ${jobTarget(job)} from DKMS: remove ${[...job.copies, job.link].join(', ')} (${job.reason}${job.after.length ? ', after its install' : ''})`;
+    case 'dkms-tree':
+      return `would write ${job.dkmsTree} (${job.reason})`;
     case 'defer':
       return `would queue ${job.what} and activate ootmod's dpkg trigger (${job.reason})`;
     case 'build-user':

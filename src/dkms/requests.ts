@@ -2,6 +2,11 @@
 // ootmod's queue (a defer job of a plan) for its trigger, which builds the whole transaction once, in
 // parallel, at the end of the dpkg run. The queue entry's name says what was asked.
 
+/**
+ * A queued module request is explicit: a maintainer script asked for this module (its package was
+ * installed, upgraded, reinstalled or reconfigured, or it ran dkms build|install). The trigger builds it
+ * even if it failed before from the same inputs; a queued autoinstall or kernel retries no failure.
+ */
 export interface QueuedRequest {
   action: 'build' | 'install';
   module: string;

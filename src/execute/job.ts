@@ -14,6 +14,7 @@ import type { Layout } from '../system/layout.js';
 import { fileLog, quoteArg, run, runShell, type CommandLog } from '../system/run.js';
 import { confineTo, type Confinement } from '../system/sandbox.js';
 import type { BuildRecord, InstalledFile } from '../state/store.js';
+import { freshPerBuildDir, keepPerBuildDir, restorePerBuildDir, writeDkmsTree } from './dkmstree.js';
 import { makeCommandLine } from './make.js';
 import { compressOptions, ootmodFramework } from '../dkms/framework.js';
 import { ensureSigningKey, signFileFor, signModule } from './signing.js';
@@ -96,6 +97,16 @@ export function stripCommand(kernel: KernelTarget): string {
   return cross ? `${cross.crossCompile}strip` : 'strip';
 }
 
+function perBuildDirOf(job: BuildJob | InstallJob, ctx: { layout: Layout; kernel: KernelTarget }): string {
+  return ctx.layout.perBuildDir(job.kernel, job.module, job.version, ctx.kernel.arch.machine);
+}
+
+/** The per-build dir kept with the build's files, and for a DKMS-registered source copied into DKMS's tree. */
+async function keepBuildResult(job: BuildJob | InstallJob, ctx: { layout: Layout; kernel: KernelTarget }, result: { built: string[]; log?: string; symvers?: string }): Promise<void> {
+  await keepPerBuildDir(perBuildDirOf(job, ctx), result);
+  if (job.dkmsTree) await writeDkmsTree(perBuildDirOf(job, ctx), job.dkmsTree);
+}
+
 async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, log: CommandLog): Promise<string[]> {
   const { spec } = job;
   const buildDir = ctx.layout.buildDir(job.kernel, spec.name, spec.version);
@@ -107,7 +118,9 @@ async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, l
   // The source's code runs as the build user, offline, with only the build dir (and a scratch dir) writable.
   const scratch = path.join(path.dirname(buildDir), 'tmp');
   await rm(scratch, { recursive: true, force: true });
-  const confine = await confineTo([buildDir], scratch, spec.name);
+  // POST_BUILD scripts (ZFS's) write into $dkms_tree/$module/$module_version/$kernelver/$arch: writable too.
+  await freshPerBuildDir(perBuildDirOf(job, ctx));
+  const confine = await confineTo([buildDir, perBuildDirOf(job, ctx)], scratch, spec.name);
 
   for (const patch of spec.patches) {
     await run('patch', ['-p1', '--batch', '--forward', '-i', path.join(spec.sourceDir, 'patches', patch)], {
@@ -246,7 +259,7 @@ export async function buildModule(job: BuildJob, ctx: BuildContext): Promise<Bui
   const warnings: string[] = [...spec.warnings];
   const base = {
     module: spec.name, version: spec.version, kernel: job.kernel, arch: ctx.kernel.arch.machine,
-    inputsKey: job.inputsKey, log: path.join(builtDir, 'make.log'),
+    inputsKey: job.inputsKey, toolsKey: job.toolsKey, log: path.join(builtDir, 'make.log'),
   };
   const installed = ctx.previous?.installed ?? [];
   try {
@@ -263,10 +276,14 @@ export async function buildModule(job: BuildJob, ctx: BuildContext): Promise<Bui
       await rename(staging, builtDir);
     }
     const stillInstalled = ctx.previous?.status === 'installed' && ctx.previous.inputsKey === job.inputsKey;
+    const built = processed.files.map((f) => path.join(builtDir, path.basename(f)));
+    const buildDir = ctx.layout.buildDir(job.kernel, spec.name, spec.version);
+    const symvers = await builtModule(buildDir, path.join(buildDir, 'Module.symvers')).catch(() => undefined);
+    await keepBuildResult(job, ctx, { built, log: base.log, symvers });
     return {
       ...base,
       status: stillInstalled ? 'installed' : 'built',
-      built: processed.files.map((f) => path.join(builtDir, path.basename(f))),
+      built,
       installed,
       signed: processed.signed,
       warnings: warnings.length ? warnings : undefined,
@@ -274,6 +291,7 @@ export async function buildModule(job: BuildJob, ctx: BuildContext): Promise<Bui
       durationMs: Math.round(performance.now() - started),
     };
   } catch (err) {
+    await restorePerBuildDir(perBuildDirOf(job, ctx)).catch(() => undefined);
     return failedRecord(base, err, installed, warnings, started, [ctx.layout.buildDir(job.kernel, spec.name, spec.version)]);
   }
 }
@@ -297,6 +315,7 @@ export async function installModule(job: InstallJob, ctx: InstallContext): Promi
     const log = fileLog(path.join(builtDir, 'make.log'));
     touched = true;
     const installed = await installFiles(job, ctx, previous.built, log);
+    await keepBuildResult(job, ctx, { built: previous.built, log: previous.log });
     return {
       record: { ...previous, ...base, status: 'installed', installed, error: undefined, updatedAt: new Date().toISOString(), durationMs: (previous.durationMs ?? 0) + Math.round(performance.now() - started) },
       touched,

@@ -12,6 +12,7 @@ import type { Layout } from '../system/layout.js';
 import { run, type CommandLog } from '../system/run.js';
 import { USERADD_ARGS, createBuildUser } from '../system/sandbox.js';
 import { depmod } from './depmod.js';
+import { keepPerBuildDir, removeDkmsTree, writeDkmsTree } from './dkmstree.js';
 import type { JobResult, JobRunner } from './executor.js';
 import { requestInitramfs } from './initramfs.js';
 import { buildModule, installModule, runScript, uninstallRecord } from './job.js';
@@ -94,6 +95,7 @@ export function jobRunner(ctx: StepContext): JobRunner {
           if (job.module && job.version) {
             await rm(layout.builtDir(job.kernel, job.module, job.version), { recursive: true, force: true });
             await rm(path.dirname(layout.buildDir(job.kernel, job.module, job.version)), { recursive: true, force: true });
+            if (job.dkmsTree) await removeDkmsTree(job.dkmsTree);
             await store.delete(job.module, job.version, job.kernel);
             return { status: 'done' };
           }
@@ -109,6 +111,14 @@ export function jobRunner(ctx: StepContext): JobRunner {
           const ours = store.find({ module: job.module, kernel: job.kernel }).some((r) => r.installed.length > 0 && r.installed.every((f) => existsSync(f.path)));
           if (!ours) return { status: 'skipped', detail: 'ootmod has not installed it' };
           return { status: 'done', touched: await takeOverFromDkms(job) };
+        }
+        case 'dkms-tree': {
+          const record = store.get(job.module, job.version, job.kernel);
+          if (!record?.built.length) return { status: 'skipped', detail: 'no kept build' };
+          const perBuild = layout.perBuildDir(job.kernel, job.module, job.version, record.arch);
+          await keepPerBuildDir(perBuild, { built: record.built, log: record.log });
+          await writeDkmsTree(perBuild, job.dkmsTree);
+          return { status: 'done' };
         }
         case 'rust-clean':
           return { status: (await cleanRustTrees(layout, job.kernel)) ? 'done' : 'skipped' };

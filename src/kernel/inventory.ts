@@ -232,3 +232,24 @@ export async function kernelIdentity(kernel: KernelTarget): Promise<string> {
   );
   return [kernel.release, kernel.headersPackage?.version ?? '', ...parts].join('|');
 }
+
+/** The programs a module build for this kernel runs: its compiler, linker and strip (cross or LLVM ones), make. */
+export function buildTools(kernel: KernelTarget): string[] {
+  const prefix = crossOf(kernel)?.crossCompile ?? '';
+  const llvm = kernel.compiler.clang;
+  return [kernel.compiler.command ?? (llvm ? 'clang' : `${prefix}gcc`), llvm ? 'ld.lld' : `${prefix}ld`, llvm ? 'llvm-strip' : `${prefix}strip`, 'make'];
+}
+
+/**
+ * Cheap identity of programs found on PATH: the file each resolves to, its size and mtime, or "missing".
+ * Installing, upgrading or removing one (a gcc-N, a cross compiler, clang) changes it.
+ */
+export async function toolsIdentity(commands: readonly string[]): Promise<string> {
+  const parts = await Promise.all(commands.map(async (command) => {
+    const found = findOnPath(command);
+    const real = found && (await realpath(found).catch(() => undefined));
+    const s = real && (await stat(real).catch(() => undefined));
+    return s ? `${command}=${real}:${s.size}:${Math.trunc(s.mtimeMs)}` : `${command}=missing`;
+  }));
+  return parts.join('|');
+}

@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { readDkmsInstalls } from '../dkms/handover.js';
+import { isRegistered } from '../dkms/registry.js';
 import { ExitCode, OotmodError } from '../errors.js';
 import { executePlan, type JobResult, type ProgressReporter } from '../execute/executor.js';
 import { initramfsKernels } from '../execute/initramfs.js';
@@ -78,6 +79,29 @@ function depmodKernels(ctx: PipelineContext, kernels: KernelTarget[]): Set<strin
   return new Set(kernels.filter((k) => existsSync(ctx.layout.kernelDir(k.release))).map((k) => k.release));
 }
 
+/**
+ * With ootmod-dkms (no DKMS of its own on the machine), the builds of sources registered in DKMS's
+ * registry are kept in DKMS's tree too (/var/lib/dkms/<m>/<v>/<kver>/<arch>), where DKMS's readers look.
+ * Other sources are not: a dir there without its `source` link is what DKMS calls broken.
+ */
+function dkmsTreeOf(ctx: PipelineContext, kernels: KernelTarget[]): ComposeInput['dkmsTree'] {
+  if (dkmsIsInstalled(ctx.layout)) return undefined;
+  const arch = new Map(kernels.map((k) => [k.release, k.arch.machine]));
+  return (name, version, kernel) => (arch.has(kernel) && isRegistered(ctx.layout.dkmsRegistry, { name, version }) ? ctx.layout.dkmsBuildDir(name, version, kernel, arch.get(kernel)!) : undefined);
+}
+
+/** A current module's build dir in DKMS's tree is missing (for the dkms-tree job). */
+function dkmsTreeMissing(ctx: PipelineContext, kernels: KernelTarget[]): ComposeInput['dkmsTreeMissing'] {
+  const arch = new Map(kernels.map((k) => [k.release, k.arch.machine]));
+  return (name, version, kernel) => !existsSync(path.join(ctx.layout.dkmsBuildDir(name, version, kernel, arch.get(kernel) ?? ''), 'module'));
+}
+
+/** A removal of a record, with its build dir in DKMS's tree if ootmod-dkms wrote one. */
+function removal(ctx: PipelineContext, record: BuildRecord, forget: boolean, reason: string, spec?: ModuleSpec): RemovalRequest {
+  const dkmsTree = ctx.layout.dkmsBuildDir(record.module, record.version, record.kernel, record.arch);
+  return { record, forget, spec, reason, ...(forget && record.arch && existsSync(dkmsTree) ? { dkmsTree } : {}) };
+}
+
 function unavailableRust(rust: RustTreeFact[]): Map<string, string> {
   return new Map(rust.flatMap((r) => (r.state === 'unavailable' ? [[r.kernel, r.error] as const] : [])));
 }
@@ -90,6 +114,8 @@ export interface ModuleWorkRequest {
   refs?: ModuleRef[];
   /** Only these source dirs. */
   sources?: SourceDir[];
+  /** Modules whose failed build is retried though nothing changed (see PlanRequest.retry). */
+  retry?: ReadonlySet<string>;
   label: string;
 }
 
@@ -98,7 +124,7 @@ async function moduleInputs(ctx: PipelineContext, store: StateStore, kernels: Ke
   const facts = await readFacts({ layout: ctx.layout, store, kernels, sources: req.sources, jobs: ctx.opts.jobs, checkOwnership: ctx.isRoot, rust, placed });
   const modules = planModules({
     kernels: facts.kernels, candidates: facts.candidates, records: facts.records,
-    request: { action: req.action, modules: req.refs, force: ctx.opts.force }, rustUnavailable: unavailableRust(rust),
+    request: { action: req.action, modules: req.refs, force: ctx.opts.force, retry: req.retry }, rustUnavailable: unavailableRust(rust),
   });
   const headersDir = new Map(kernels.flatMap((k) => (k.headersDir ? [[k.release, k.headersDir] as const] : [])));
   return { facts, compose: { modules, headersDir } };
@@ -145,7 +171,7 @@ async function planModuleWorkNow(ctx: PipelineContext, req: ModuleWorkRequest): 
     if (req.refs) throw new OotmodError(line, fix, ExitCode.NotFound);
     notes.push(`ootmod: ${line}: ${fix}`);
   }
-  const plan = composePlan({ ...compose, adds: req.adds, rust, rustWanted: req.refs ? 'needed' : 'all', depmodKernels: depmodKernels(ctx, kernels), buildUser: missingBuildUser() });
+  const plan = composePlan({ ...compose, adds: req.adds, rust, rustWanted: req.refs ? 'needed' : 'all', depmodKernels: depmodKernels(ctx, kernels), buildUser: missingBuildUser(), dkmsTree: dkmsTreeOf(ctx, kernels), dkmsTreeMissing: dkmsTreeMissing(ctx, kernels) });
   return { plan, kernels, store, label: req.label, named: Boolean(req.refs), notes };
 }
 
@@ -164,7 +190,7 @@ export async function planRemoval(ctx: PipelineContext, ref: ModuleRef, forget: 
   if (!records.length) throw new OotmodError(`${what} is not built for ${ctx.opts.kernels.join(', ') || 'any kernel'}`, 'see ootmod status', ExitCode.NotFound);
   const kernels = await listKernels(ctx.layout);
   const removals: RemovalRequest[] = [];
-  for (const r of records) removals.push({ record: r, forget, spec: await specOf(ctx, r, kernels.find((k) => k.release === r.kernel)), reason: forget ? 'ootmod remove' : 'ootmod uninstall' });
+  for (const r of records) removals.push(removal(ctx, r, forget, forget ? 'ootmod remove' : 'ootmod uninstall', await specOf(ctx, r, kernels.find((k) => k.release === r.kernel))));
   const plan = composePlan({ removals, depmodKernels: depmodKernels(ctx, kernels) });
   return { plan, kernels, store, label: forget ? 'remove' : 'uninstall', named: true, notes: [] };
 }
@@ -172,7 +198,7 @@ export async function planRemoval(ctx: PipelineContext, ref: ModuleRef, forget: 
 /** Before a kernel's files go (its prerm hook): what ootmod built and installed for it, and its Rust tree. */
 export async function planKernelRemoval(ctx: PipelineContext, kver: string): Promise<Planned> {
   const store = StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun });
-  const removals = store.find({ kernel: kver }).map((record): RemovalRequest => ({ record, forget: true, reason: `kernel ${kver} is removed` }));
+  const removals = store.find({ kernel: kver }).map((record) => removal(ctx, record, true, `kernel ${kver} is removed`));
   const plan = composePlan({
     removals, forgetKernels: [kver], depmodKernels: new Set(),
     rustClean: existsSync(ctx.layout.rustKernelDir(kver)) ? [{ kernel: kver, reason: `kernel ${kver} is removed` }] : [],
@@ -196,19 +222,26 @@ async function dkmsTakeover(ctx: PipelineContext, store: StateStore, gone: strin
  * kernels whose headers are gone, then bring every kernel up to date (Rust trees, autoinstall) and ask
  * for a new initramfs where modules changed. With DKMS replaced, DKMS's copies of what ootmod installs go.
  */
-export async function planTrigger(ctx: PipelineContext, opts: { inDpkg: boolean; label: string }): Promise<Planned> {
+export interface TriggerPlanOptions {
+  inDpkg: boolean;
+  label: string;
+  /** Modules asked for explicitly (queued `dkms build|install`, a package's postinst): a failed build is retried. */
+  retry?: ReadonlySet<string>;
+}
+
+export async function planTrigger(ctx: PipelineContext, opts: TriggerPlanOptions): Promise<Planned> {
   return planning(ctx, () => planTriggerWork(ctx, opts));
 }
 
-async function planTriggerWork(ctx: PipelineContext, opts: { inDpkg: boolean; label: string }): Promise<Planned> {
+async function planTriggerWork(ctx: PipelineContext, opts: TriggerPlanOptions): Promise<Planned> {
   const store = StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun });
   const kernels = await listKernels(ctx.layout);
   const present = new Map(kernels.map((k) => [k.release, k]));
   const gone = [...new Set(store.records().map((r) => r.kernel))].filter((k) => !present.has(k) || !existsSync(ctx.layout.kernelDir(k)));
-  const removals: RemovalRequest[] = store.records().filter((r) => gone.includes(r.kernel)).map((record) => ({ record, forget: true, reason: `kernel ${record.kernel} is removed` }));
+  const removals: RemovalRequest[] = store.records().filter((r) => gone.includes(r.kernel)).map((record) => removal(ctx, record, true, `kernel ${record.kernel} is removed`));
   for (const r of store.records()) {
     if (gone.includes(r.kernel) || existsSync(ctx.layout.moduleSource(r.module, r.version))) continue;
-    removals.push({ record: r, forget: true, reason: 'its source is gone' });
+    removals.push(removal(ctx, r, true, 'its source is gone'));
   }
   const rustClean: { kernel: string; reason: string }[] = gone.filter((k) => existsSync(ctx.layout.rustKernelDir(k))).map((kernel) => ({ kernel, reason: 'its kernel is removed' }));
   for (const entry of await readdir(path.join(ctx.layout.stateDir, 'rust'), { withFileTypes: true }).catch(() => [])) {
@@ -217,11 +250,11 @@ async function planTriggerWork(ctx: PipelineContext, opts: { inDpkg: boolean; la
     rustClean.push({ kernel: entry.name, reason: 'its headers are gone' });
   }
   const rust = await readRust(ctx, kernels);
-  const { compose } = await moduleInputs(ctx, store, kernels, rust, { action: 'install', label: opts.label });
+  const { compose } = await moduleInputs(ctx, store, kernels, rust, { action: 'install', label: opts.label, retry: opts.retry });
   const initramfs = initramfsKernels(ctx.layout, kernels.map((k) => k.release));
   const plan = composePlan({
     ...compose, rust, rustWanted: 'all', removals, forgetKernels: gone, rustClean,
-    depmodKernels: depmodKernels(ctx, kernels), buildUser: missingBuildUser(), initramfs: { ...initramfs, inDpkg: opts.inDpkg },
+    depmodKernels: depmodKernels(ctx, kernels), buildUser: missingBuildUser(), initramfs: { ...initramfs, inDpkg: opts.inDpkg }, dkmsTree: dkmsTreeOf(ctx, kernels), dkmsTreeMissing: dkmsTreeMissing(ctx, kernels),
     dkmsTakeover: await dkmsTakeover(ctx, store, gone),
   });
   return { plan, kernels, store, label: opts.label, named: false, notes: [] };

@@ -12,6 +12,8 @@ export interface RemovalRequest {
   forget: boolean;
   spec?: ModuleSpec;
   reason: string;
+  /** Its build dir in DKMS's tree (ootmod-dkms wrote it), removed with the build. */
+  dkmsTree?: string;
 }
 
 export interface ComposeInput {
@@ -45,6 +47,10 @@ export interface ComposeInput {
    * it, those `confines` says yes to (by module name; "rust-tree" for the Rust trees).
    */
   buildUser?: { name: string; confines: (name: string) => boolean };
+  /** With ootmod-dkms: a DKMS-registered source's build dir in DKMS's tree, which its build and install write. */
+  dkmsTree?: (module: string, version: string, kernel: string) => string | undefined;
+  /** Current modules whose build dir in DKMS's tree is missing: a dkms-tree job writes it. */
+  dkmsTreeMissing?: (module: string, version: string, kernel: string) => boolean;
 }
 
 const id = {
@@ -77,7 +83,7 @@ export function composePlan(input: ComposeInput): WorkPlan {
     changes(kernel, uninstallId);
     removalsOn.set(kernel, [...(removalsOn.get(kernel) ?? []), uninstallId]);
     if (r.forget) {
-      jobs.push({ kind: 'forget', id: `forget:${target}`, kernel, module, version, reason: r.reason, needs: [uninstallId], after: [] });
+      jobs.push({ kind: 'forget', id: `forget:${target}`, kernel, module, version, dkmsTree: r.dkmsTree, reason: r.reason, needs: [uninstallId], after: [] });
       removalsOn.get(kernel)!.push(`forget:${target}`);
     }
   }
@@ -114,14 +120,15 @@ export function composePlan(input: ComposeInput): WorkPlan {
     const byId = new Map(modulePlan.jobs.map((j) => [j.id, j]));
     for (const j of modulePlan.jobs) {
       const deps = j.after.map((d) => byId.get(d)).filter((d): d is ModuleJob => Boolean(d));
-      const base = { module: j.module, version: j.version, kernel: j.kernel, spec: j.spec, inputsKey: j.inputsKey, reason: j.reason };
+      const dkmsTree = input.dkmsTree?.(j.module, j.version, j.kernel);
+      const base = { module: j.module, version: j.version, kernel: j.kernel, spec: j.spec, inputsKey: j.inputsKey, reason: j.reason, ...(dkmsTree ? { dkmsTree } : {}) };
       const added = addOf.get(`${j.module}/${j.version}`);
       let buildId: string | undefined;
       if (!j.reuseBuilt) {
         buildId = id.build(j);
         const rustTreeJob = j.usesRust && rustJobs.has(j.kernel) ? id.rust(j.kernel) : undefined;
         const build: BuildJob = {
-          ...base, kind: 'build', id: buildId,
+          ...base, kind: 'build', id: buildId, toolsKey: j.toolsKey,
           kernelBuildDir: j.kernelBuildDir ?? input.headersDir?.get(j.kernel) ?? '',
           rustTreeJob,
           // BUILD_DEPENDS: the dependency is installed first (its Module.symvers is part of this build).
@@ -142,6 +149,16 @@ export function composePlan(input: ComposeInput): WorkPlan {
         changes(j.kernel, install.id);
       }
     }
+  }
+
+  // DKMS's tree of current modules that lack it.
+  for (const c of input.modules?.current ?? []) {
+    const dkmsTree = c.version && c.kernel ? input.dkmsTree?.(c.module, c.version, c.kernel) : undefined;
+    if (!dkmsTree || !input.dkmsTreeMissing?.(c.module, c.version!, c.kernel!)) continue;
+    jobs.push({
+      kind: 'dkms-tree', id: `dkms-tree:${c.module}/${c.version}@${c.kernel}`, module: c.module, version: c.version!, kernel: c.kernel!, dkmsTree,
+      reason: 'registered with DKMS and current, but missing from its tree', needs: [], after: [],
+    });
   }
 
   // Take-over from DKMS: before the kernel's one depmod, after ootmod's install of the module.

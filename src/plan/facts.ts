@@ -3,7 +3,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { environmentFault, errorLine } from '../errors.js';
-import { kernelIdentity, type KernelTarget } from '../kernel/inventory.js';
+import { buildTools, kernelIdentity, toolsIdentity, type KernelTarget } from '../kernel/inventory.js';
 import { hashParts, hashTree } from '../modules/identity.js';
 import { listSourceDirs, loadSpec, type SourceDir } from '../modules/sources.js';
 import type { RustTreeFact } from '../rust/prepare.js';
@@ -74,6 +74,9 @@ export async function readFacts(req: FactsRequest): Promise<Facts> {
     ? kernels.flatMap((kernel) => sources.map((source) => ({ kernel: kernel as KernelTarget | undefined, source })))
     : sources.map((source) => ({ kernel: undefined, source }));
   const identities = new Map(await Promise.all(kernels.map(async (k) => [k.release, await kernelIdentity(k)] as const)));
+  // What a failed build is retried for (src/plan/planner.ts): the programs it runs, as found now.
+  const tools = new Map(await Promise.all(kernels.map(async (k) => [k.release, await toolsIdentity(buildTools(k))] as const)));
+  const rustTools = kernels.some((k) => k.rust.enabled) ? await toolsIdentity(['rustc', 'bindgen']) : '';
   // A module signed with another key than the one in use now is rebuilt (e.g. DKMS's, at a take-over).
   const signingKey = kernels.some((k) => k.signing.enabled) ? signingKeyIdentity(req.layout) : undefined;
   const framework = ootmodFramework(req.layout);
@@ -106,7 +109,8 @@ export async function readFacts(req: FactsRequest): Promise<Facts> {
         compressionIdentity(framework, kernel.compression),
         kernel.signing.enabled ? signingKey : false,
       ]);
-      return { sourceDir: source.dir, kernel: kernel.release, spec, inputsKey, usesRust: hasRust, kernelBuildDir };
+      const toolsKey = hashParts([tools.get(kernel.release), hasRust ? rustTools : '']);
+      return { sourceDir: source.dir, kernel: kernel.release, spec, inputsKey, toolsKey, usesRust: hasRust, kernelBuildDir };
     } catch (err) {
       if (environmentFault(err)) throw environmentFault(err);
       return { sourceDir: source.dir, kernel: kernel.release, error: errorLine(err) };

@@ -5,7 +5,7 @@ import type { RustSource } from '../rust/sources.js';
 import type { RustToolchain } from '../rust/toolchain.js';
 import type { RustTreeKey } from '../rust/tree.js';
 
-export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'dkms-takeover' | 'depmod' | 'initramfs' | 'defer';
+export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'dkms-takeover' | 'dkms-tree' | 'depmod' | 'initramfs' | 'defer';
 
 interface JobBase {
   id: string;
@@ -56,10 +56,14 @@ export interface BuildJob extends ModuleJobBase {
   kind: 'build';
   spec: ModuleSpec;
   inputsKey: string;
+  /** Recorded with the build: a failed build is retried when the programs it runs change. */
+  toolsKey?: string;
   /** The kernel build dir: the headers for C modules; for Rust modules the Rust tree, below. */
   kernelBuildDir: string;
   /** A Rust module: the Rust tree job it needs (its dir is known when it has run). */
   rustTreeJob?: string;
+  /** A DKMS-registered source (ootmod-dkms): its build dir in DKMS's tree, /var/lib/dkms/<m>/<v>/<kver>/<arch>, written too. */
+  dkmsTree?: string;
 }
 
 /** Installs a module's kept build under the kernel's module dir (replacing other versions). */
@@ -69,6 +73,8 @@ export interface InstallJob extends ModuleJobBase {
   inputsKey: string;
   /** Other versions of the module installed for this kernel, replaced by this one. */
   replaces: string[];
+  /** As for BuildJob: DKMS's tree is brought up to date with what is installed. */
+  dkmsTree?: string;
 }
 
 /** Removes a module's installed files (POST_REMOVE runs); keeps the build unless a forget follows. */
@@ -83,6 +89,8 @@ export interface ForgetJob extends JobBase {
   kernel: string;
   module?: string;
   version?: string;
+  /** The module's build dir in DKMS's tree, removed too. */
+  dkmsTree?: string;
 }
 
 /**
@@ -95,6 +103,16 @@ export interface DkmsTakeoverJob extends ModuleJobBase {
   link: string;
   /** DKMS's installed files, under the kernel's updates/dkms. */
   copies: string[];
+}
+
+/**
+ * With ootmod-dkms: writes DKMS's tree for a DKMS-registered module that is current but missing there
+ * (registered after ootmod built it, or built by an older ootmod). Builds and installs write it themselves.
+ */
+export interface DkmsTreeJob extends ModuleJobBase {
+  kind: 'dkms-tree';
+  /** /var/lib/dkms/<name>/<version>/<kver>/<arch> */
+  dkmsTree: string;
 }
 
 export interface RustCleanJob extends JobBase {
@@ -123,7 +141,7 @@ export interface DeferJob extends JobBase {
   what: string;
 }
 
-export type Job = BuildUserJob | AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | DkmsTakeoverJob | DepmodJob | InitramfsJob | DeferJob;
+export type Job = BuildUserJob | AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | DkmsTakeoverJob | DkmsTreeJob | DepmodJob | InitramfsJob | DeferJob;
 
 /** A (module, kernel) that needs no job, with the reason. */
 export interface PlanItem {
@@ -157,6 +175,7 @@ export function jobTarget(job: Job): string {
     case 'install':
     case 'uninstall':
     case 'dkms-takeover':
+    case 'dkms-tree':
       return `${job.module}/${job.version} for ${job.kernel}`;
     case 'forget':
       return job.module ? `${job.module}/${job.version} for ${job.kernel}` : `the build dirs of ${job.kernel}`;
@@ -187,6 +206,7 @@ export function planJson(plan: WorkPlan): unknown {
       version: 'version' in j ? j.version ?? null : null,
       reason: j.reason,
       ...(j.kind === 'dkms-takeover' ? { remove: [...j.copies, j.link] } : {}),
+      ...('dkmsTree' in j && j.dkmsTree ? { dkmsTree: j.dkmsTree } : {}),
       needs: j.needs,
       after: j.after,
     })),

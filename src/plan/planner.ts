@@ -15,6 +15,11 @@ export interface ModuleCandidate {
   /** Why the source is invalid for this kernel (one line). */
   error?: string;
   inputsKey?: string;
+  /**
+   * The programs its build runs (compiler, linker, strip, make; rustc and bindgen for Rust), as found now:
+   * not part of what makes a build current, but a failed build is retried when they change.
+   */
+  toolsKey?: string;
   /** The source has Rust files: it needs the kernel's Rust tree. */
   usesRust?: boolean;
   /** The kernel build dir its build uses (the headers, or for Rust modules the Rust tree). */
@@ -36,6 +41,7 @@ export interface ModuleJob {
   kernel: string;
   spec: ModuleSpec;
   inputsKey: string;
+  toolsKey?: string;
   /** Ids of jobs that must finish first (BUILD_DEPENDS on the same kernel). */
   after: string[];
   /** True when a built copy with the same inputs can be installed without building again. */
@@ -53,7 +59,10 @@ export interface ModulePlan {
   jobs: ModuleJob[];
   skipped: PlanItem[];
   current: PlanItem[];
-  /** Builds that failed before from the very same inputs: not retried without --force (as akmods). */
+  /**
+   * Builds that cannot run now (the kernel's compiler missing, no Rust tree), and builds that failed
+   * before from the very same inputs and tools: not retried unless asked for by name or --force.
+   */
   failed: PlanItem[];
   invalid: PlanItem[];
 }
@@ -63,6 +72,11 @@ export interface PlanRequest {
   /** Restrict to these modules (name, optionally version); all AUTOINSTALL=yes modules when absent. */
   modules?: { name: string; version?: string }[];
   force: boolean;
+  /**
+   * Modules ("name" or "name/version") whose failed build is retried though nothing changed: asked for
+   * explicitly. Absent: the named modules (build/install NAME); autoinstall retries none.
+   */
+  retry?: ReadonlySet<string>;
 }
 
 export interface PlanInput {
@@ -121,10 +135,6 @@ export function planModules(input: PlanInput): ModulePlan {
         out.skipped.push({ ...item, reason: `no headers for ${kernel.release}: install linux-headers-${kernel.release}` });
         continue;
       }
-      if (kernel.problems.length) {
-        out.skipped.push({ ...item, reason: kernel.problems[0]! });
-        continue;
-      }
       const subject = { release: kernel.release, machine: kernel.arch.machine, config: kernel.config };
       const excluded = exclusionReason(spec.exclusive, subject);
       if (excluded) {
@@ -143,14 +153,18 @@ export function planModules(input: PlanInput): ModulePlan {
         out.current.push({ ...item, reason: record!.status === 'installed' ? 'installed and current' : 'built and current' });
         continue;
       }
-      // Only a module that must be (re)built needs a usable Rust tree; a current one stays as it is.
-      const noRust = c.usesRust ? rustBlocker(kernel, input.rustUnavailable) : undefined;
-      if (noRust) {
-        out.failed.push({ ...item, reason: noRust });
+      const reuseBuilt = !request.force && request.action === 'install' && record?.status === 'built' && record.inputsKey === c.inputsKey;
+      // Only a module that must be (re)built needs the kernel's compiler and a usable Rust tree; a current one stays as it is.
+      const cannot = reuseBuilt ? undefined : kernel.problems[0] ?? (c.usesRust ? rustBlocker(kernel, input.rustUnavailable) : undefined);
+      if (cannot) {
+        out.failed.push({ ...item, reason: cannot });
         continue;
       }
-      if (!request.force && record?.status === 'failed' && record.inputsKey === c.inputsKey) {
-        out.failed.push({ ...item, reason: `failed before with the same inputs (${record.error ?? 'see its log'}); --force retries` });
+      // A failure is retried when its inputs or tools changed, or when the module is asked for by name.
+      const retry = request.force || (request.retry ? request.retry.has(spec.name) || request.retry.has(`${spec.name}/${spec.version}`) : explicit);
+      const sameFailure = record?.status === 'failed' && record.inputsKey === c.inputsKey && record.toolsKey === c.toolsKey;
+      if (sameFailure && !retry) {
+        out.failed.push({ ...item, reason: `failed before with the same inputs and tools (${record.error ?? 'see its log'}); retried when they change, or by ootmod install ${spec.name}` });
         continue;
       }
       const replaces = input.records
@@ -162,12 +176,14 @@ export function planModules(input: PlanInput): ModulePlan {
         ...item,
         spec: kernelSpec,
         inputsKey: c.inputsKey,
+        toolsKey: c.toolsKey,
         after: [],
-        reuseBuilt: !request.force && request.action === 'install' && record?.status === 'built' && record.inputsKey === c.inputsKey,
+        reuseBuilt,
         replaces,
         usesRust: c.usesRust,
         kernelBuildDir: c.kernelBuildDir,
-        reason: !record ? 'not built yet' : record.inputsKey !== c.inputsKey ? 'inputs changed' : request.force ? 'forced' : record.status === 'failed' ? 'failed before' : 'files missing',
+        reason: !record ? 'not built yet' : record.inputsKey !== c.inputsKey ? 'inputs changed' : request.force ? 'forced'
+          : record.status === 'failed' ? (sameFailure ? 'failed before, asked for again' : 'failed before; its compiler or build tools changed') : 'files missing',
       });
     }
 

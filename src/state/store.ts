@@ -23,6 +23,8 @@ export interface BuildRecord {
   status: BuildStatus;
   /** Hash of everything the build read: source tree, spec, kernel build inputs, signing and compression. */
   inputsKey: string;
+  /** The programs the build ran (compiler, linker, ...), as found then: a failed build is retried when they change. */
+  toolsKey?: string;
   /** Built files kept under the built dir, ready to install. */
   built: string[];
   /** Files placed under the kernel's module dir. */

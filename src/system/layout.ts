@@ -36,6 +36,10 @@ export interface Layout {
   /** DKMS-compatible per-kernel tree: `$dkms_tree/$module/$module_version/build` is the build dir. */
   buildTree(kver: string): string;
   buildDir(kver: string, name: string, version: string): string;
+  /** `$dkms_tree/$module/$module_version/$kernelver/$arch`: a build's result dir, as DKMS lays it out (POST_BUILD writes there). */
+  perBuildDir(kver: string, name: string, version: string, arch: string): string;
+  /** The same dir in DKMS's own tree, /var/lib/dkms/<name>/<version>/<kver>/<arch>. */
+  dkmsBuildDir(name: string, version: string, kver: string, arch: string): string;
   /** Where built (not yet installed) .ko files and the make.log of a (module, kernel) are kept. */
   builtDir(kver: string, name: string, version: string): string;
   /** Per (kernel, build arch): trees/<key>/ built in place, and the `current` link to the one in use. */
@@ -97,6 +101,8 @@ export function createLayout(root = '/'): Layout {
     moduleSource: (name, version) => at(`/usr/src/${name}-${version}`),
     buildTree: (kver) => path.join(stateDir, 'tree', seg(kver)),
     buildDir: (kver, name, version) => path.join(stateDir, 'tree', seg(kver), name, version, 'build'),
+    perBuildDir: (kver, name, version, arch) => path.join(stateDir, 'tree', seg(kver), name, version, kver, arch),
+    dkmsBuildDir: (name, version, kver, arch) => at(`/var/lib/dkms/${name}/${version}/${kver}/${arch}`),
     builtDir: (kver, name, version) => path.join(stateDir, 'built', seg(kver), name, version),
     rustDir: (kver, buildArch) => path.join(stateDir, 'rust', seg(kver), buildArch),
     rustKernelDir: (kver) => path.join(stateDir, 'rust', seg(kver)),

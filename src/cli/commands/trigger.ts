@@ -48,7 +48,10 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
     const dkms = dkmsIsInstalled(s.layout);
     const back = dkms ? await handBack(s) : { exit: ExitCode.Ok, handedBack: false };
     exit = worse(exit, back.exit);
-    const planned = await planTrigger(s, opts);
+    // A module asked for explicitly inside dpkg (dkms build|install, a package's postinst: installed,
+    // reinstalled, reconfigured) is built even if it failed before from the same inputs.
+    const requests = queued.map(parseQueued).filter((r): r is QueuedRequest => r !== undefined);
+    const planned = await planTrigger(s, { ...opts, retry: new Set(requests.map((r) => `${r.module}/${r.version}`)) });
     const outcome = await runPlanned(s, planned, { quietSummary: true });
     // A dry run stops at the plan. --json changes only what is printed: every follow-up below still runs,
     // each plan run printing its own JSON document (jq reads them in turn).
@@ -57,11 +60,13 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
 
     // `dkms build|install NAME` from a maintainer script, for a module autoinstall does not cover
     // (AUTOINSTALL is not yes): done now; a module the trigger just built is current, a no-op.
-    const requests = queued.map(parseQueued).filter((r): r is QueuedRequest => r !== undefined);
     for (const action of ['install', 'build'] as const) {
       const refs = requests.filter((r) => r.action === action && existsSync(s.layout.moduleSource(r.module, r.version))).map((r) => ({ name: r.module, version: r.version }));
       if (!refs.length) continue;
-      const explicit = await runPlanned(s, await planModuleWork(s, { action, refs, label: `${opts.label} (dkms ${action})` }), { quietSummary: true });
+      // One attempt per run: a module the plan above just built is not built again here.
+      const tried = (r: { name: string; version: string }) => planned.plan.jobs.some((j) => j.kind === 'build' && j.module === r.name && j.version === r.version);
+      const retry = new Set(refs.filter((r) => !tried(r)).map((r) => `${r.name}/${r.version}`));
+      const explicit = await runPlanned(s, await planModuleWork(s, { action, refs, retry, label: `${opts.label} (dkms ${action})` }), { quietSummary: true });
       exit = worse(exit, explicit?.exit);
     }
     if (back.handedBack) {

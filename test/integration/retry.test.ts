@@ -1,0 +1,63 @@
+// When a failed build is tried again, with a real failing build against the host's Debian headers:
+// not by a plain autoinstall or trigger with nothing changed; yes when a program the build runs
+// changed (here: another make on PATH), when the module is asked for by name, and when a package's
+// postinst queued it inside dpkg.
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ootmod, ootmodEnv, statusJson } from '../support/cli.js';
+import { FIXTURES, hostKernel, linkHostKernel, placeSource } from '../support/host.js';
+import { makeRoot, tempDir } from '../support/roots.js';
+
+describe('retrying a failed build', () => {
+  const kernel = hostKernel();
+  const root = makeRoot('ootmod-retry-');
+  const target = `ootmod-broken/1.0 for ${kernel.release}`;
+  // A make wrapper first on PATH: to ootmod, the make its builds run has changed.
+  const bin = tempDir('ootmod-retry-bin-');
+  const otherMake = { PATH: `${bin}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}` };
+
+  beforeAll(async () => {
+    linkHostKernel(root, kernel.release, kernel.headers);
+    placeSource(root, path.join(FIXTURES, 'ootmod-broken-1.0'));
+    writeFileSync(path.join(bin, 'make'), '#!/bin/sh\nexec /usr/bin/make "$@"\n');
+    chmodSync(path.join(bin, 'make'), 0o755);
+    const first = await ootmod(root, 'autoinstall');
+    expect(first.exitCode, first.stderr).toBe(1);
+  });
+
+  it('autoinstall with nothing changed does not build it again', async () => {
+    const again = await ootmod(root, 'autoinstall');
+    expect(again.stderr).toMatch(/ootmod-broken\/1.0 .*failed before with the same inputs and tools .*retried when they change, or by ootmod install ootmod-broken/);
+    expect(again.stderr).not.toMatch(/^start/m);
+  });
+
+  it('builds it again when a program its build runs changed, then leaves it alone', async () => {
+    const dry = await ootmodEnv(root, otherMake, '--dry-run', 'autoinstall');
+    expect(dry.stdout).toContain(`would build ${target} (failed before; its compiler or build tools changed)`);
+    const run = await ootmodEnv(root, otherMake, 'autoinstall');
+    expect(run.stderr).toMatch(new RegExp(`^start +${target.replaceAll('.', '\\.').replaceAll('+', '\\+')} \\(build: failed before; its compiler or build tools changed\\)`, 'm'));
+    expect(run.exitCode).toBe(1);
+    const after = await ootmodEnv(root, otherMake, 'autoinstall');
+    expect(after.stderr).not.toMatch(/^start/m);
+  });
+
+  it('ootmod install NAME always tries again', async () => {
+    const r = await ootmodEnv(root, otherMake, 'install', 'ootmod-broken');
+    expect(r.stderr).toMatch(/^start +ootmod-broken\/1\.0 .*\(build: failed before, asked for again\)/m);
+    expect(r.exitCode).toBe(1);
+    expect((await statusJson(root)).modules.find((m) => m.module === 'ootmod-broken')?.status).toBe('failed');
+  });
+
+  it("the trigger tries again a module a package's postinst queued (reinstall, reconfigure), and only that", async () => {
+    const plain = await ootmodEnv(root, otherMake, '--dry-run', 'trigger');
+    expect(plain.stdout).not.toMatch(/would build ootmod-broken/);
+    mkdirSync(path.join(root, 'var/lib/ootmod/queue'), { recursive: true });
+    writeFileSync(path.join(root, 'var/lib/ootmod/queue', 'dkms@install@ootmod-broken@1.0'), 'asked by ootmod-broken-dkms\n');
+    const queued = await ootmodEnv(root, otherMake, 'trigger');
+    expect(queued.stderr).toMatch(/^start +ootmod-broken\/1\.0 .*\(build: failed before, asked for again\)/m);
+    // Built once in that run: the follow-up for the queued request does not build it a second time.
+    expect(queued.stderr.match(/^start +ootmod-broken/gm)).toHaveLength(1);
+    expect(queued.exitCode).toBe(0);
+  });
+});

@@ -1,0 +1,138 @@
+// When a failed build is tried again: its inputs or the programs it runs changed, or it is asked for
+// by name (ootmod build/install NAME, dkms build/install, a package's postinst queued inside dpkg).
+// Plain autoinstall and the trigger leave an unchanged failure alone.
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { KernelConfig } from '../../src/kernel/config.js';
+import { buildTools, toolsIdentity, type KernelTarget } from '../../src/kernel/inventory.js';
+import type { ModuleSpec } from '../../src/modules/spec.js';
+import { planModules as plan, type ModuleCandidate, type PlanRequest, type RecordView } from '../../src/plan/planner.js';
+import { tempDir } from '../support/roots.js';
+
+const release = '8.1.4+deb15-amd64';
+function kernel(extra: Partial<KernelTarget> = {}): KernelTarget {
+  return {
+    release,
+    moduleDir: `/usr/lib/modules/${release}`,
+    headersDir: `/usr/src/linux-headers-${release}`,
+    config: KernelConfig.parse('CONFIG_64BIT=y'),
+    arch: { machine: 'x86_64', srcArch: 'x86', dpkg: 'amd64', foreign: false },
+    compiler: { clang: false, command: 'gcc-16', path: '/usr/bin/gcc-16' },
+    compression: 'none',
+    signing: { enabled: false, forced: false },
+    rust: { enabled: false },
+    problems: [],
+    ...extra,
+  };
+}
+
+const spec: ModuleSpec = {
+  name: 'zfs', version: '2.4.4', sourceDir: '/usr/src/zfs-2.4.4', patches: [],
+  modules: [{ index: 0, builtName: 'zfs', builtLocation: 'module/', destName: 'zfs', destLocation: '/extra', strip: true }],
+  autoinstall: true, buildDepends: [], buildDependsRebuild: false, exclusive: { config: [] }, scripts: {}, warnings: [],
+};
+const cand = (toolsKey = 'gcc-16 as it is'): ModuleCandidate => ({ sourceDir: spec.sourceDir, kernel: release, spec, inputsKey: 'inputs', toolsKey });
+const failed = (extra: Partial<RecordView> = {}): RecordView => ({
+  module: 'zfs', version: '2.4.4', kernel: release, arch: 'x86_64', status: 'failed', inputsKey: 'inputs', toolsKey: 'gcc-16 as it is',
+  built: [], installed: [], error: 'make failed', updatedAt: '', filesPresent: false, ...extra,
+});
+const autoinstall: PlanRequest = { action: 'install', force: false };
+const missingGcc = `${release} was built with gcc-16, which is not installed: install gcc-16`;
+
+describe('retrying failed builds', () => {
+  it("fails, not skips, a module that must be built while the kernel's compiler is missing; a current one stays current", () => {
+    const k = kernel({ problems: [missingGcc] });
+    const p = plan({ kernels: [k], candidates: [cand()], records: [], request: autoinstall });
+    expect(p.jobs).toEqual([]);
+    expect(p.skipped).toEqual([]);
+    expect(p.failed).toEqual([{ module: 'zfs', version: '2.4.4', kernel: release, reason: missingGcc }]);
+    const installed = failed({ status: 'installed', filesPresent: true, installed: [{ module: 'zfs', path: '/x/zfs.ko' }] });
+    const q = plan({ kernels: [k], candidates: [cand()], records: [installed], request: autoinstall });
+    expect(q.failed).toEqual([]);
+    expect(q.current).toHaveLength(1);
+  });
+
+  it('plans the build again once the compiler is there', () => {
+    const p = plan({ kernels: [kernel()], candidates: [cand()], records: [], request: autoinstall });
+    expect(p.jobs.map((j) => [j.id, j.reason, j.toolsKey])).toEqual([[`zfs/2.4.4@${release}`, 'not built yet', 'gcc-16 as it is']]);
+  });
+
+  it('leaves a failure with the same inputs and tools alone on autoinstall, saying what retries it', () => {
+    const p = plan({ kernels: [kernel()], candidates: [cand()], records: [failed()], request: autoinstall });
+    expect(p.jobs).toEqual([]);
+    expect(p.failed[0]!.reason).toBe('failed before with the same inputs and tools (make failed); retried when they change, or by ootmod install zfs');
+  });
+
+  it('retries a failure when the programs its build runs changed (a compiler installed, upgraded or removed)', () => {
+    const p = plan({ kernels: [kernel()], candidates: [cand('gcc-16 upgraded')], records: [failed()], request: autoinstall });
+    expect(p.jobs.map((j) => j.reason)).toEqual(['failed before; its compiler or build tools changed']);
+    // A failure recorded before tools were kept: retried once.
+    const old = plan({ kernels: [kernel()], candidates: [cand()], records: [failed({ toolsKey: undefined })], request: autoinstall });
+    expect(old.jobs).toHaveLength(1);
+  });
+
+  it('retries a failure asked for by name, or through the retry set of the trigger, and no other', () => {
+    const named = plan({ kernels: [kernel()], candidates: [cand()], records: [failed()], request: { action: 'install', force: false, modules: [{ name: 'zfs' }] } });
+    expect(named.jobs.map((j) => j.reason)).toEqual(['failed before, asked for again']);
+    const queued = plan({ kernels: [kernel()], candidates: [cand()], records: [failed()], request: { ...autoinstall, retry: new Set(['zfs/2.4.4']) } });
+    expect(queued.jobs).toHaveLength(1);
+    const other = plan({ kernels: [kernel()], candidates: [cand()], records: [failed()], request: { ...autoinstall, retry: new Set(['spl/2.4.4']) } });
+    expect(other.jobs).toEqual([]);
+    // Named, but already tried in this run (the trigger's follow-up): an empty retry set.
+    const tried = plan({ kernels: [kernel()], candidates: [cand()], records: [failed()], request: { action: 'install', force: false, modules: [{ name: 'zfs' }], retry: new Set() } });
+    expect(tried.jobs).toEqual([]);
+  });
+});
+
+describe('the tools a failure is kept for', () => {
+  it("are the kernel's compiler, linker, strip and make; cross and LLVM ones for such kernels", () => {
+    expect(buildTools(kernel())).toEqual(['gcc-16', 'ld', 'strip', 'make']);
+    const arm = kernel({ arch: { machine: 'aarch64', srcArch: 'arm64', dpkg: 'arm64', foreign: true, crossCompile: 'aarch64-linux-gnu-' }, compiler: { clang: false, command: 'aarch64-linux-gnu-gcc-16' } });
+    expect(buildTools(arm)).toEqual(['aarch64-linux-gnu-gcc-16', 'aarch64-linux-gnu-ld', 'aarch64-linux-gnu-strip', 'make']);
+    expect(buildTools(kernel({ compiler: { clang: true, command: 'clang' } }))).toEqual(['clang', 'ld.lld', 'llvm-strip', 'make']);
+  });
+
+  it('change when a program appears on PATH or is replaced', async () => {
+    const bin = tempDir('ootmod-tools-');
+    const saved = process.env.PATH;
+    process.env.PATH = bin;
+    try {
+      const missing = await toolsIdentity(['gcc-16']);
+      expect(missing).toBe('gcc-16=missing');
+      const gcc = path.join(bin, 'gcc-16');
+      writeFileSync(gcc, '#!/bin/sh\n');
+      chmodSync(gcc, 0o755);
+      const present = await toolsIdentity(['gcc-16']);
+      expect(present).toMatch(new RegExp(`^gcc-16=${gcc}:10:\\d+$`));
+      writeFileSync(gcc, '#!/bin/sh\nexit 0\n');
+      expect(await toolsIdentity(['gcc-16'])).not.toBe(present);
+    } finally {
+      process.env.PATH = saved;
+    }
+  });
+});
+
+describe("ootmod's dpkg file triggers", () => {
+  // What Debian's compiler packages ship (gcc-N and cpp-N of bookworm and sid, a cross gcc-N, clang, lld).
+  const compilerFiles = [
+    '/usr/lib/gcc/x86_64-linux-gnu/12/cc1',
+    '/usr/lib/gcc/x86_64-linux-gnu/12/collect2',
+    '/usr/libexec/gcc/x86_64-linux-gnu/16/cc1',
+    '/usr/lib/gcc-cross/aarch64-linux-gnu/16/plugin/include/tree.h',
+    '/usr/libexec/gcc-cross/aarch64-linux-gnu/16/cc1',
+    '/usr/bin/clang',
+    '/usr/bin/ld.lld',
+  ];
+  const otherFiles = ['/usr/bin/vim.basic', '/usr/lib/x86_64-linux-gnu/libz.so.1', '/usr/share/doc/gcc-16/copyright', '/usr/bin/gcc-16', '/etc/gcc.conf'];
+
+  for (const file of ['debian/ootmod.triggers', 'debian/ootmod-static.triggers']) {
+    it(`${file} fires when a compiler is installed, and not for other packages' files`, () => {
+      const interests = readFileSync(path.join(__dirname, '../..', file), 'utf8').split('\n')
+        .map((l) => /^interest-noawait (\/\S*)$/.exec(l)?.[1]).filter((p): p is string => Boolean(p));
+      const fires = (f: string) => interests.some((i) => f === i || f.startsWith(`${i}/`));
+      expect(compilerFiles.filter((f) => !fires(f))).toEqual([]);
+      expect(otherFiles.filter(fires)).toEqual([]);
+    });
+  }
+});
