@@ -36,8 +36,9 @@ afterAll(() => {
 });
 
 /** A fresh sid system with contrib/non-free, the current kernel (image, headers, its gcc) and ootmod's .debs copied in. */
-async function kernelSystem(name: string, t: Tools): Promise<{ chroot: Chroot; kernel: KernelInfo }> {
+async function kernelSystem(name: string): Promise<{ chroot: Chroot; kernel: KernelInfo }> {
   const chroot = await freshChroot('sid', name, CHROOT_OPTS);
+  const t = tools(() => chroot);
   const kernel = await currentKernel(chroot);
   await copyDebs(chroot, debs);
   // The image too: its own modules give the reference vermagic, and QEMU boots it.
@@ -73,7 +74,7 @@ describe('zfs-dkms through ootmod-dkms (contrib), and ZFS working in the real ke
   let zfsVersion = '';
 
   beforeAll(async () => {
-    ({ chroot, kernel } = await kernelSystem('contrib-e2e', t));
+    ({ chroot, kernel } = await kernelSystem('contrib-e2e'));
     const r = await t.apt(`install ${ootmodDebArgs(debs)}`);
     expect(r.code, r.out.slice(-4000)).toBe(0);
   });
@@ -223,10 +224,10 @@ describe.runIf(CONTRIB_DKMS)("contrib/non-free module packages: ootmod-dkms besi
   let theirs: Outcome;
 
   beforeAll(async () => {
-    ootmodSide = await kernelSystem('contrib-e2e-ootmod', o);
+    ootmodSide = await kernelSystem('contrib-e2e-ootmod');
     const r = await o.apt(`install ${ootmodDebArgs(debs)}`);
     expect(r.code, r.out.slice(-4000)).toBe(0);
-    dkmsSide = await kernelSystem('contrib-e2e-dkms', d);
+    dkmsSide = await kernelSystem('contrib-e2e-dkms');
     expect(dkmsSide.kernel.kver).toBe(ootmodSide.kernel.kver);
   });
 
