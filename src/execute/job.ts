@@ -111,16 +111,20 @@ async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, l
   const { spec } = job;
   const buildDir = ctx.layout.buildDir(job.kernel, spec.name, spec.version);
   const env = scriptEnv(job, ctx, ctx.kernelBuildDir);
+  // DKMS's $dkms_tree/$module/$module_version/$kernelver/$arch (the per-build dir): where the built
+  // modules are (module/) when POST_BUILD runs; zfs's POST_BUILD copies its zfs_config.h and Module.symvers there.
+  const baseDir = perBuildDirOf(job, ctx);
   await rm(buildDir, { recursive: true, force: true });
   await mkdir(path.dirname(buildDir), { recursive: true });
   await log.write(`# copying ${spec.sourceDir} to ${buildDir}\n`);
   await cp(spec.sourceDir, buildDir, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
-  // The source's code runs as the build user, offline, with only the build dir (and a scratch dir) writable.
+  // The source's code runs as the build user, offline, with only the build dir, DKMS's dir of the built
+  // modules (for POST_BUILD) and a scratch dir writable.
   const scratch = path.join(path.dirname(buildDir), 'tmp');
   await rm(scratch, { recursive: true, force: true });
-  // POST_BUILD scripts (ZFS's) write into $dkms_tree/$module/$module_version/$kernelver/$arch: writable too.
-  await freshPerBuildDir(perBuildDirOf(job, ctx));
-  const confine = await confineTo([buildDir, perBuildDirOf(job, ctx)], scratch, spec.name);
+  // POST_BUILD scripts (ZFS's) write into it: writable too.
+  await freshPerBuildDir(baseDir);
+  const confine = await confineTo([buildDir, baseDir], scratch, spec.name);
 
   for (const patch of spec.patches) {
     await run('patch', ['-p1', '--batch', '--forward', '-i', path.join(spec.sourceDir, 'patches', patch)], {
@@ -140,8 +144,6 @@ async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, l
     cross: crossOf(ctx.kernel),
   });
   await runShell(commandLine, { cwd: buildDir, log, step: 'make', timeoutMs: ctx.timeoutMs, jobserver: ctx.jobserver, confine, env: buildEnv });
-  if (spec.scripts.postBuild) await runScript('POST_BUILD', spec.scripts.postBuild, buildDir, buildEnv, log, ctx.timeoutMs, ctx.jobserver, confine);
-  await rm(scratch, { recursive: true, force: true });
 
   const files: string[] = [];
   for (const m of spec.modules) {
@@ -160,6 +162,19 @@ async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, l
     }
     files.push(out);
   }
+  // As DKMS: POST_BUILD runs once the modules are collected, with them in $dkms_tree/.../$arch/module/
+  // (here stripped; ootmod signs and compresses them afterwards) and the build's Module.symvers.
+  if (spec.scripts.postBuild) {
+    // The build user could write there: whatever it left at module/ (a link, say) goes, and root makes it anew.
+    const moduleDir = path.join(baseDir, 'module');
+    await rm(moduleDir, { recursive: true, force: true });
+    await mkdir(moduleDir);
+    for (const f of files) await cp(f, path.join(moduleDir, path.basename(f)));
+    const symvers = path.join(buildDir, 'Module.symvers');
+    if ((await lstat(symvers).catch(() => undefined))?.isFile()) await cp(symvers, path.join(moduleDir, 'Module.symvers'));
+    await runScript('POST_BUILD', spec.scripts.postBuild, buildDir, buildEnv, log, ctx.timeoutMs, ctx.jobserver, confine);
+  }
+  await rm(scratch, { recursive: true, force: true });
   return files;
 }
 

@@ -7,12 +7,12 @@ import { CACHE_ROOT, hostDebianMirror } from '../e2e/lib/chroot.js';
 
 export const CACHE = CACHE_ROOT;
 
-function aptOptions(suite: string, mirror: string): string[] {
-  const dir = path.join(CACHE, 'apt', suite);
+function aptOptions(suite: string, mirror: string, components: string[]): string[] {
+  const dir = path.join(CACHE, 'apt', [suite, ...components.filter((c) => c !== 'main')].join('-'));
   mkdirSync(path.join(dir, 'lists/partial'), { recursive: true });
   mkdirSync(path.join(dir, 'cache/archives/partial'), { recursive: true });
   const list = path.join(dir, 'sources.list');
-  writeFileSync(list, `deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror} ${suite} main\n`);
+  writeFileSync(list, `deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror} ${suite} ${components.join(' ')}\n`);
   return [
     '-q', '-o', `Dir::Etc::SourceList=${list}`, '-o', 'Dir::Etc::SourceParts=/dev/null', '-o', `Dir::State::Lists=${dir}/lists`,
     '-o', `Dir::Cache=${dir}/cache`, '-o', 'Acquire::Check-Valid-Until=false', '-o', 'APT::Get::List-Cleanup=false',
@@ -55,10 +55,11 @@ export interface FetchedDeb {
 const updated = new Set<string>();
 
 /**
- * The .deb of `pkg` from the first of `suites` that has it: a cached one when there is one (no network;
- * OOTMOD_REFRESH_DEBS=1 looks for a newer upload), else downloaded with apt-get download.
+ * The .deb of `pkg` from the first of `suites` that has it (in `components` of the host's Debian mirror):
+ * a cached one when there is one (no network; OOTMOD_REFRESH_DEBS=1 looks for a newer upload), else
+ * downloaded with apt-get download.
  */
-export async function fetchDeb(pkg: string, suites: string[], log: (msg: string) => void = () => {}): Promise<FetchedDeb> {
+export async function fetchDeb(pkg: string, suites: string[], log: (msg: string) => void = () => {}, components = ['main']): Promise<FetchedDeb> {
   if (process.env.OOTMOD_REFRESH_DEBS !== '1' && process.env.BENCH_REFRESH_DEBS !== '1') {
     for (const suite of suites) {
       const cached = newest(cachedDebs(pkg, suite));
@@ -68,16 +69,17 @@ export async function fetchDeb(pkg: string, suites: string[], log: (msg: string)
   const mirror = await hostDebianMirror();
   const errors: string[] = [];
   for (const suite of suites) {
-    const opts = aptOptions(suite, mirror);
-    if (!updated.has(suite)) {
-      log(`apt-get update (private config, ${suite})`);
+    const opts = aptOptions(suite, mirror, components);
+    const lists = `${suite} ${components.join(' ')}`;
+    if (!updated.has(lists)) {
+      log(`apt-get update (private config, ${lists})`);
       try {
         execFileSync('apt-get', [...opts, 'update'], { stdio: 'ignore', timeout: 600_000 });
       } catch {
         errors.push(`${suite}: apt-get update failed`);
         continue;
       }
-      updated.add(suite);
+      updated.add(lists);
     }
     let version: string | undefined;
     try {
