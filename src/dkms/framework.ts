@@ -1,12 +1,15 @@
 // DKMS's settings file, /etc/dkms/framework.conf and framework.conf.d/*.conf (shell assignments, read in
 // that order, the last one set wins). With ootmod-dkms installed it is ootmod's: what has a meaning for
-// ootmod is honoured (the key, sign_file, parallel_jobs, compress_*_opts, verbose), the rest is named
-// once per command as ignored. Read as text, never run: only plain values and $kernelver are followed.
+// ootmod is honoured (the key, sign_file, parallel_jobs, compress_*_opts, verbose, post_transaction),
+// the rest is named once per command as ignored. The files are read as text, never sourced: only plain
+// values and $kernelver are followed.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Compression } from '../kernel/inventory.js';
 import { ootmodDkmsIsInstalled } from '../modules/names.js';
 import type { Layout } from '../system/layout.js';
+import { run } from '../system/run.js';
 
 /** The value of `name=` in shell assignments, the last one set; quotes removed; '' when set empty. */
 export function frameworkValue(text: string, name: string): string | undefined {
@@ -57,13 +60,13 @@ const DEFAULTS: Record<string, string> = {
 
 /** What ootmod honours (README, "ootmod-dkms"). */
 const HONOURED = new Set([
-  'mok_signing_key', 'mok_certificate', 'sign_file', 'parallel_jobs', 'verbose',
+  'mok_signing_key', 'mok_certificate', 'sign_file', 'parallel_jobs', 'verbose', 'post_transaction',
   'compress_gzip_opts', 'compress_xz_opts', 'compress_zstd_opts',
 ]);
 
 /**
  * The settings that are set, change something under DKMS, and that ootmod does not follow:
- * symlink_modules, modprobe_on_install, post_transaction, tmp_location and the trees when moved,
+ * symlink_modules, modprobe_on_install, tmp_location and the trees when moved,
  * and autoinstall_all_kernels when set empty (ootmod always builds for every kernel with headers).
  */
 export function ignoredSettings(values: Map<string, string>): string[] {
@@ -75,7 +78,7 @@ export function ignoredSettings(values: Map<string, string>): string[] {
       continue;
     }
     if (!value || DEFAULTS[name] === value.replace(/\/+$/, '')) continue;
-    if (['symlink_modules', 'modprobe_on_install', 'post_transaction', 'source_tree', 'dkms_tree', 'install_tree', 'tmp_location'].includes(name)) out.push(name);
+    if (['symlink_modules', 'modprobe_on_install', 'source_tree', 'dkms_tree', 'install_tree', 'tmp_location'].includes(name)) out.push(name);
   }
   return out.sort();
 }
@@ -102,4 +105,21 @@ export function ootmodFramework(layout: Layout): Map<string, string> | undefined
 export function compressionIdentity(values: Map<string, string> | undefined, compression: string): string {
   const set = compression === 'none' ? undefined : values?.get(`compress_${compression}_opts`);
   return set ? `${compression} ${set}` : compression;
+}
+
+/**
+ * framework.conf's post_transaction, as DKMS runs it at the end of a transaction that changed modules:
+ * by bash, as root (it is the admin's setting), with `kernelver` set, its output in
+ * /var/lib/dkms/post_transaction.log (emptied first); its failure is reported, not the command's.
+ * Returns the line to print, or undefined when none is set.
+ */
+export async function postTransaction(layout: Layout, values: Map<string, string> | undefined, kver = ''): Promise<string | undefined> {
+  const command = values?.get('post_transaction');
+  if (!command) return undefined;
+  const log = path.join(layout.dkmsRegistry, 'post_transaction.log');
+  await mkdir(layout.dkmsRegistry, { recursive: true });
+  const started = Date.now();
+  const r = await run('bash', ['-c', command], { allowFailure: true, env: { kernelver: kver }, timeoutMs: 3_600_000 }).catch((err: unknown) => ({ exitCode: 127, all: `${err instanceof Error ? err.message : String(err)}\n` }));
+  await writeFile(log, `\nExecuting post-transaction command\n# command: ${command}\n${r.all}\n# exit code: ${r.exitCode}\n# elapsed time: ${Math.round((Date.now() - started) / 1000)} s\n`);
+  return `Executing post-transaction command...${r.exitCode === 0 ? ' done.' : `(bad exit status: ${r.exitCode}) see ${log}`}`;
 }

@@ -2,7 +2,7 @@
 // real Debian headers, in a sandbox root: DKMS's registry, status lines and exit codes, and the request
 // queued for the trigger inside dpkg.
 import { execa } from 'execa';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURES, OOTMOD, hostKernel, linkHostKernel, modinfo, placeSource } from '../support/host.js';
@@ -134,15 +134,30 @@ describe('ootmod dkms against real Debian headers', () => {
     expect((await ootmod(['status', 'ootmod-solo'], {}, 'nobody')).out).toMatch(/ootmod-solo\s+1\.2-3\s+\S+\s+\S+\s+installed/);
   });
 
-  it("with ootmod-dkms installed: signs with DKMS's /var/lib/dkms/mok.key made on first need, honours framework.conf, names what it ignores once", async () => {
+  it("with ootmod-dkms installed: signs with DKMS's /var/lib/dkms/mok.key made on first need, honours framework.conf (post_transaction too), names what it ignores once", async () => {
     mkdirSync(path.join(root, 'usr/sbin'), { recursive: true });
     writeFileSync(path.join(root, 'usr/sbin/dkms'), `#!/bin/sh\n# ${DKMS_FRONT_END_MARK}\nexec ootmod dkms "$@"\n`);
     chmodSync(path.join(root, 'usr/sbin/dkms'), 0o755);
     mkdirSync(path.join(root, 'etc/dkms'), { recursive: true });
-    writeFileSync(path.join(root, 'etc/dkms/framework.conf'), 'parallel_jobs=1\nsymlink_modules="yes"\npost_transaction="/bin/true"\n');
+    writeFileSync(path.join(root, 'etc/dkms/framework.conf'), 'parallel_jobs=1\nsymlink_modules="yes"\npost_transaction="echo after $kernelver"\n');
     const r = await dkms(['install', 'ootmod-solo/1.2-3', '-k', kernel.release, '--force']);
     expect(r.code, r.err).toBe(0);
-    expect(r.err.split('\n').filter((l) => l.includes('framework.conf'))).toEqual(['ootmod-dkms: ignoring post_transaction, symlink_modules from /etc/dkms/framework.conf (see README, "ootmod-dkms")']);
+    expect(r.err.split('\n').filter((l) => l.includes('framework.conf'))).toEqual(['ootmod-dkms: ignoring symlink_modules from /etc/dkms/framework.conf (see README, "ootmod-dkms")']);
+    // post_transaction ends the transaction, as DKMS runs it, its output in DKMS's log.
+    expect(r.out).toContain('Executing post-transaction command... done.');
+    const log = path.join(root, 'var/lib/dkms/post_transaction.log');
+    expect(readFileSync(log, 'utf8')).toContain(`after ${kernel.release}`);
+    // Inside dpkg the install is queued: post_transaction runs at the end of the trigger that installs it.
+    expect((await dkms(['remove', 'ootmod-broken/1.0', '--all'])).code).toBe(0);
+    expect((await dkms(['uninstall', 'ootmod-solo/1.2-3', '-k', kernel.release])).code).toBe(0);
+    rmSync(log);
+    const queued = await dkms(['install', 'ootmod-solo/1.2-3', '-k', kernel.release], { DPKG_MAINTSCRIPT_PACKAGE: 'ootmod-solo-dkms' });
+    expect(queued.code, queued.err).toBe(0);
+    expect(existsSync(log)).toBe(false);
+    const trigger = await ootmod(['trigger']);
+    expect(trigger.code, trigger.err).toBe(0);
+    expect(trigger.out).toContain('Executing post-transaction command... done.');
+    expect(readFileSync(log, 'utf8')).toContain(`after ${kernel.release}`);
     expect(statSync(path.join(root, 'var/lib/dkms/mok.key')).mode & 0o777).toBe(0o600);
     const ko = readdirSync(path.join(root, 'usr/lib/modules', kernel.release, 'updates/ootmod')).find((f) => f.startsWith('ootmod_hello.ko'))!;
     expect(modinfo('signer', path.join(root, 'usr/lib/modules', kernel.release, 'updates/ootmod', ko))).toBe('DKMS module signing key');

@@ -3,9 +3,10 @@
 // Inside a dpkg run, add/build/install/autoinstall record the request and leave the work to ootmod's
 // trigger, so a transaction of N module packages is built once, at its end, and never fails a package.
 import { existsSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parseDkmsArgs, type DkmsRequest } from '../../dkms/args.js';
-import { frameworkJobs, ignoredSettings, ootmodFramework } from '../../dkms/framework.js';
+import { frameworkJobs, ignoredSettings, ootmodFramework, postTransaction } from '../../dkms/framework.js';
 import { clearRemoved, isRegistered, listRegistry, markRemoved, register, registryDir, unregister } from '../../dkms/registry.js';
 import { queueEntry } from '../../dkms/requests.js';
 import { dkmsStatusLines } from '../../dkms/status.js';
@@ -27,7 +28,7 @@ import { statusRows, type StatusRow } from './status.js';
 const USAGE = `Usage: dkms [action] [options] [module/module-version] [/path/to/source-tree]
 
 ootmod-dkms: DKMS's command line, run by ootmod. Actions: add, build, install, uninstall, unbuild,
-remove, status, autoinstall, kernel_postinst, kernel_prerm (and --version). Options: -m MODULE[/VERSION],
+remove, status, autoinstall, generate_mok, kernel_postinst, kernel_prerm (and --version). Options: -m MODULE[/VERSION],
 -v VERSION, -k KVER[/ARCH] (repeatable), -a ARCH, --all, --force, -j N, -q, --verbose,
 --kernelsourcedir DIR, --sourcetree DIR, --installtree DIR, --dkmstree DIR.
 Without -k, build and install act on every kernel that has headers. Inside a dpkg run, add, build,
@@ -101,8 +102,9 @@ async function target(s: Session, req: DkmsRequest, action: string): Promise<Tar
     if (path.dirname(dir) !== s.layout.srcDir) {
       // A tree elsewhere is placed at /usr/src/<name>-<version> first, as DKMS's add does: over what is
       // there (DKMS copies over it; ootmod replaces it whole), saying so only with --force, as DKMS.
-      const add = await addRequest(s, dir, { replace: true });
-      if (s.opts.force && existsSync(add.dest)) s.out(`Forcing install of ${add.module}/${add.version}`);
+      const replace = ['add', 'build', 'install'].includes(action);
+      const add = await addRequest(s, dir, { replace });
+      if (replace && s.opts.force && existsSync(add.dest)) s.out(`Forcing install of ${add.module}/${add.version}`);
       const outcome = await withLock(s, () => runPlanned(s, planAdd(s, [add]), { quietSummary: true }));
       const failed = outcome && [...outcome.results.values()].find((r) => r.status === 'failed');
       if (failed) throw new OotmodError(`adding ${add.module}/${add.version} failed: ${failed.detail}`, undefined, ExitCode.Failed);
@@ -319,7 +321,14 @@ export async function dkmsMain(root: string, argv: string[]): Promise<number> {
   try {
     if (first === 'common.postinst') return await commonPostinst(s, rest);
     if (req.all) s.opts.kernels = [];
-    return await act(s, req);
+    const code = await act(s, req);
+    // post_transaction after what changed modules, as DKMS; a build queued for the trigger runs it there.
+    const queued = inDpkg() && !s.config().strict;
+    if (code === 0 && ['install', 'uninstall', 'unbuild', 'remove', 'autoinstall'].includes(req.action!) && !(queued && ['install', 'autoinstall'].includes(req.action!))) {
+      const line = await postTransaction(s.layout, fw, s.opts.kernels[0] ?? os.release());
+      if (line) s.out(line);
+    }
+    return code;
   } catch (err) {
     if (!(err instanceof OotmodError)) throw err;
     s.err(`ootmod-dkms: ${err.line()}`);

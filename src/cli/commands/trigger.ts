@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { ootmodFramework, postTransaction } from '../../dkms/framework.js';
 import { dkmsAutoinstall, dkmsRegisteredRecords } from '../../dkms/handover.js';
 import { describeQueued, parseQueued, type QueuedRequest } from '../../dkms/requests.js';
 import { ExitCode } from '../../errors.js';
@@ -79,6 +80,12 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
       if (!existsSync(path.join(s.layout.srcDir, name))) await rm(path.join(removedDir, name), { force: true });
     }
 
+    // With ootmod-dkms, framework.conf's post_transaction ends a run that installed or removed modules, as DKMS's.
+    const changed = planned.plan.jobs.some((j) => ['install', 'uninstall'].includes(j.kind) && outcome.results.get(j.id)?.status === 'done');
+    if (changed && exit === ExitCode.Ok) {
+      const line = await postTransaction(s.layout, ootmodFramework(s.layout), planned.kernels[0]?.release);
+      if (line) s.out(line);
+    }
     const initramfs = planned.plan.jobs.filter((j) => j.kind === 'initramfs' && outcome.results.get(j.id)?.status === 'done').map((j) => j.kernel);
     const asked = queued.map(describeQueued);
     if (!s.opts.json) s.out(`${outcome.summary}${queued.length ? `; queued by hooks: ${asked.join(', ')}` : ''}${initramfs.length ? `; initramfs updated for ${initramfs.join(', ')}` : ''}`);
