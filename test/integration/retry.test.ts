@@ -2,7 +2,7 @@
 // not by a plain autoinstall or trigger with nothing changed; yes when a program the build runs
 // changed (here: another make on PATH), when the module is asked for by name, and when a package's
 // postinst queued it inside dpkg.
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ootmod, ootmodEnv, statusJson } from '../support/cli.js';
@@ -59,5 +59,42 @@ describe('retrying a failed build', () => {
     // Built once in that run: the follow-up for the queued request does not build it a second time.
     expect(queued.stderr.match(/^start +ootmod-broken/gm)).toHaveLength(1);
     expect(queued.exitCode).toBe(0);
+  });
+});
+
+describe("a build for a kernel whose compiler is missing", () => {
+  const kernel = hostKernel();
+  const root = makeRoot('ootmod-nocc-');
+  const compiler = /^(\S+)/.exec(kernel.config.string('CC_VERSION_TEXT') ?? '')?.[1] ?? 'gcc';
+  // This machine's programs, without the kernel's compiler: what ootmod sees before apt installs it.
+  const bin = tempDir('ootmod-nocc-bin-');
+  const withoutCompiler = { PATH: bin };
+
+  beforeAll(() => {
+    linkHostKernel(root, kernel.release, kernel.headers);
+    placeSource(root, path.join(FIXTURES, 'ootmod-hello-1.0'));
+    for (const dir of ['/usr/sbin', '/usr/bin']) {
+      for (const name of readdirSync(dir)) {
+        if (name === compiler || name.endsWith(`-${compiler}`)) continue;
+        try {
+          symlinkSync(path.join(dir, name), path.join(bin, name));
+        } catch {
+          // The same name in both dirs: the first wins, as on PATH.
+        }
+      }
+    }
+  });
+
+  it('fails, naming the package, then builds once the compiler is there', async () => {
+    const missing = await ootmodEnv(root, withoutCompiler, 'autoinstall');
+    expect(missing.exitCode).toBe(1);
+    expect(missing.stderr).toMatch(new RegExp(`ootmod-hello/1\\.0 for .*was built with ${compiler}, which is not installed: install ${compiler}`));
+    expect(missing.stdout).toMatch(/^autoinstall: 0 installed, 0 built, 0 current, 0 skipped, 1 failed$/m);
+    const present = await ootmod(root, 'autoinstall');
+    expect(present.exitCode, present.stderr).toBe(0);
+    expect(present.stdout).toMatch(/^autoinstall: 1 installed,/m);
+    // Installed and current: the compiler going away again changes nothing.
+    const gone = await ootmodEnv(root, withoutCompiler, 'autoinstall');
+    expect(gone.stdout).toMatch(/^autoinstall: 0 installed, 0 built, 1 current, 0 skipped, 0 failed$/m);
   });
 });
