@@ -6,6 +6,7 @@ import path from 'node:path';
 import { ExitCode, OotmodError, environmentFault } from '../errors.js';
 import { crossOf, type Compression, type KernelTarget } from '../kernel/inventory.js';
 import { kernelToolEnv } from '../kernel/toolchain.js';
+import { dkmsKernelSourceDir } from '../modules/sources.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import type { BuildJob, InstallJob } from '../plan/jobs.js';
 import type { JobserverClient } from './jobserver.js';
@@ -51,7 +52,7 @@ function scriptEnv(job: BuildJob | InstallJob, ctx: { layout: Layout; kernel: Ke
     arch: ctx.kernel.arch.machine,
     module: job.module,
     module_version: job.version,
-    kernel_source_dir: kernelBuildDir,
+    kernel_source_dir: dkmsKernelSourceDir(ctx.layout, job.kernel, kernelBuildDir),
     dkms_tree: ctx.layout.buildTree(job.kernel),
     source_tree: ctx.layout.srcDir,
     install_tree: ctx.layout.modulesDir,

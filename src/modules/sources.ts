@@ -144,6 +144,16 @@ function scriptDirective(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
 }
 
+/**
+ * DKMS's kernel_source_dir: $install_tree/$kernelver/build, the link itself, when it leads to the
+ * headers the build uses (zfs's dkms.conf finds the kernel's full source as its sibling `source`,
+ * which Debian's headers packages link to linux-headers-<kver>-common); else that build dir.
+ */
+export function dkmsKernelSourceDir(layout: Layout, kver: string, buildDir: string): string {
+  const link = layout.kernelBuildLink(kver);
+  return kver && buildDir && layout.resolveLink(link) === buildDir ? link : buildDir;
+}
+
 export function confContext(src: SourceDir, ctx: SourceContext, name = src.guessedName, version = src.guessedVersion): ConfContext {
   const kernel = ctx.kernel;
   const headers = ctx.kernelBuildDir ?? kernel?.headersDir ?? '';
@@ -153,7 +163,7 @@ export function confContext(src: SourceDir, ctx: SourceContext, name = src.guess
   return {
     kernelver: kver,
     arch: kernel?.arch.machine ?? '',
-    kernel_source_dir: headers,
+    kernel_source_dir: dkmsKernelSourceDir(ctx.layout, kver, headers),
     kernel_config: autoConf && existsSync(autoConf) ? autoConf : kernel?.configPath ?? '',
     dkms_tree: kver ? ctx.layout.buildTree(kver) : ctx.layout.dkmsTree,
     source_tree: ctx.layout.srcDir,

@@ -223,6 +223,8 @@ async function mountsUnder(dir: string): Promise<string[]> {
 /** Unmounts one mount point and everything below it, falling back to a lazy unmount. */
 async function unmountTree(point: string): Promise<void> {
   if ((await exec('umount', ['-R', point], { reject: false })).exitCode === 0) return;
+  // umount -R can fail after it unmounted the point itself (a submount busy a moment): nothing left, done.
+  if (!(await mountsUnder(point)).length) return;
   await exec('umount', ['-R', '-l', point]);
 }
 
