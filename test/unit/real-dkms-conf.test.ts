@@ -7,13 +7,15 @@
 // ICP_ROOT=/opt/qat` in the environment for the cross case. Where ootmod differs by design it is said
 // at the case: DKMS's make gets `-j$parallel_jobs`, ootmod's gets its jobserver instead (README).
 // test/integration/dkms-parity.test.ts runs the real dkms script itself on the zfs lines when it is there.
-import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { makeCommandLine } from '../../src/execute/make.js';
 import { runScript } from '../../src/execute/job.js';
 import { evaluateConf, type ConfContext } from '../../src/modules/dkmsconf.js';
+import { dkmsKernelSourceDir } from '../../src/modules/sources.js';
 import { resolveSpec } from '../../src/modules/spec.js';
+import { createLayout } from '../../src/system/layout.js';
 import { runShell, type CommandLog } from '../../src/system/run.js';
 import { FIXTURES } from '../support/host.js';
 import { makeRoot, tempDir } from '../support/roots.js';
@@ -118,5 +120,18 @@ describe('real dkms.conf lines run as DKMS 3.2.2 runs them', () => {
   it("mstflint: DEST_MODULE_LOCATION '/kernel/../misc/' is accepted, as DKMS accepts it", async () => {
     const { spec: s } = await spec('mstflint');
     expect(s.modules[0]!.destLocation).toBe('/kernel/../misc/');
+  });
+
+  it("kernel_source_dir is the kernel's build link, as DKMS's $install_tree/$kernelver/build (zfs looks for its sibling source)", () => {
+    const root = makeRoot();
+    const headers = path.join(root, 'usr/src/linux-headers-x');
+    mkdirSync(headers);
+    mkdirSync(path.join(root, 'usr/lib/modules/k1'));
+    symlinkSync('/usr/src/linux-headers-x', path.join(root, 'usr/lib/modules/k1/build'));
+    const layout = createLayout(root);
+    expect(dkmsKernelSourceDir(layout, 'k1', headers)).toBe(path.join(root, 'usr/lib/modules/k1/build'));
+    // A build dir the link does not lead to (a Rust tree, headers found under /usr/src only): that dir.
+    expect(dkmsKernelSourceDir(layout, 'k1', '/var/lib/ootmod/rust/k1')).toBe('/var/lib/ootmod/rust/k1');
+    expect(dkmsKernelSourceDir(layout, 'k2', headers)).toBe(headers);
   });
 });
