@@ -112,9 +112,8 @@ async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, l
   const { spec } = job;
   const buildDir = ctx.layout.buildDir(job.kernel, spec.name, spec.version);
   const env = scriptEnv(job, ctx, ctx.kernelBuildDir);
-  // DKMS's $dkms_tree/$module/$module_version/$kernelver/$arch: where the built modules are (module/)
-  // when POST_BUILD runs; zfs's POST_BUILD copies its zfs_config.h and Module.symvers there. Made anew
-  // below (the previous build's is kept aside until this one succeeds).
+  // DKMS's $dkms_tree/$module/$module_version/$kernelver/$arch (the per-build dir): where the built
+  // modules are (module/) when POST_BUILD runs; zfs's POST_BUILD copies its zfs_config.h and Module.symvers there.
   const baseDir = perBuildDirOf(job, ctx);
   await rm(buildDir, { recursive: true, force: true });
   await mkdir(path.dirname(buildDir), { recursive: true });
@@ -124,9 +123,9 @@ async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, l
   // modules (for POST_BUILD) and a scratch dir writable.
   const scratch = path.join(path.dirname(buildDir), 'tmp');
   await rm(scratch, { recursive: true, force: true });
-  // POST_BUILD scripts (ZFS's) write into $dkms_tree/$module/$module_version/$kernelver/$arch: writable too.
-  await freshPerBuildDir(perBuildDirOf(job, ctx));
-  const confine = await confineTo([buildDir, perBuildDirOf(job, ctx)], scratch, spec.name);
+  // POST_BUILD scripts (ZFS's) write into it: writable too.
+  await freshPerBuildDir(baseDir);
+  const confine = await confineTo([buildDir, baseDir], scratch, spec.name);
 
   for (const patch of spec.patches) {
     await run('patch', ['-p1', '--batch', '--forward', '-i', path.join(spec.sourceDir, 'patches', patch)], {

@@ -2,73 +2,21 @@
 // dh_dkms that does not build) installed with apt on sid chroots where ootmod-dkms provides dkms; and a
 // machine moved from Debian's real dkms to ootmod-dkms and back. The dkms status lines are compared with
 // what the real DKMS prints for the same modules.
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { currentKernel, freshChroot, kernelGccPackage, parseKernelConfig, type Chroot, type KernelInfo } from './lib/chroot.js';
+import { currentKernel, freshChroot, parseKernelConfig, type Chroot, type KernelInfo } from './lib/chroot.js';
 import { buildOotmodIndepDebs, lintianProblems, type OotmodIndepDebs } from './lib/debs.js';
-import { REAL_DKMS_PACKAGES, buildFailingDkmsPackage, countDepmodRuns, depmodRuns } from './lib/dkms.js';
+import { REAL_DKMS_PACKAGES, buildFailingDkmsPackage } from './lib/dkms.js';
+import { DEBS, copyDebs, installHeaders, re, tools, type Tools } from './lib/system.js';
 
 const log = (msg: string) => process.stderr.write(`[e2e] ${msg}\n`);
-const re = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-const DEBS = '/root/debs';
 const BASE = 'dkms-e2e-base';
 /** The three real module packages, and the module each installs. */
 const REAL = REAL_DKMS_PACKAGES;
 const REAL_PACKAGES = Object.keys(REAL).join(' ');
 
-interface StatusRow {
-  module: string;
-  version: string;
-  kernel: string | null;
-  status: string;
-  files: string[];
-  error: string | null;
-  updatedAt: string | null;
-}
-
-/** A shell in a chroot, with the helpers every scenario uses. */
-function tools(chroot: () => Chroot) {
-  const sh = async (script: string, timeoutMs = 1_500_000) => {
-    const r = await chroot().run(['bash', '-c', script], { reject: false, timeoutMs, env: { LC_ALL: 'C.UTF-8' } });
-    return { code: r.exitCode, out: r.stdout, err: r.stderr, all: `${r.stdout}\n${r.stderr}` };
-  };
-  return {
-    sh,
-    apt: (args: string) => sh(`apt-get -y -o Dpkg::Use-Pty=0 --no-install-recommends ${args} 2>&1`),
-    status: async (): Promise<StatusRow[]> => {
-      const r = await sh('ootmod status --json');
-      expect(r.code, r.err).toBe(0);
-      return (JSON.parse(r.out) as { modules: StatusRow[] }).modules;
-    },
-    expectDpkgClean: async () => {
-      expect((await sh('dpkg --audit')).out.trim(), 'dpkg --audit').toBe('');
-      const q = await sh("dpkg-query -W -f '${db:Status-Abbrev} ${Package}\\n'");
-      expect(q.out.split('\n').filter((l) => l.trim() && !l.startsWith('ii ') && !l.startsWith('rc ')), 'packages not in state ii').toEqual([]);
-    },
-    /** Counts depmod runs: /usr/sbin/depmod diverted to a wrapper that logs its arguments. */
-    countDepmod: () => countDepmodRuns(chroot()),
-    depmodCalls: (kver: string) => depmodRuns(chroot(), kver),
-    modulesDep: async (kver: string) => (await sh(`cat /usr/lib/modules/${kver}/modules.dep`)).out,
-    signer: async (file: string) => (await sh(`modinfo -F signer ${file}`)).out.trim(),
-  };
-}
-
-async function copyDebs(chroot: Chroot, debs: OotmodIndepDebs): Promise<void> {
-  await chroot.run(['mkdir', '-p', DEBS]);
-  for (const deb of [debs.ootmod, debs.ootmodDkms]) writeFileSync(chroot.path(`${DEBS}/${path.basename(deb)}`), readFileSync(deb));
-}
-
-/** The kernel's headers and compiler, so module packages have something to build for. */
-async function installHeaders(t: ReturnType<typeof tools>, chroot: Chroot, kernel: KernelInfo, extra = ''): Promise<void> {
-  const r = await t.apt(`install ${kernel.headersPackage}=${kernel.version} openssl ${extra}`);
-  expect(r.code, r.out.slice(-4000)).toBe(0);
-  const gcc = await kernelGccPackage(chroot, kernel.kver);
-  const g = await t.apt(`install ${gcc}`);
-  expect(g.code, g.out.slice(-4000)).toBe(0);
-}
-
-async function buildFailingPackage(t: ReturnType<typeof tools>, chroot: Chroot): Promise<string> {
+async function buildFailingPackage(t: Tools, chroot: Chroot): Promise<string> {
   const deb = await buildFailingDkmsPackage(chroot);
   const info = await t.sh(`dpkg-deb -I ${deb} postinst prerm; dpkg-deb -f ${deb} Depends; dpkg-deb -c ${deb}`);
   expect(info.out).toMatch(/\/usr\/lib\/dkms\/common\.postinst/);

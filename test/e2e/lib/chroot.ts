@@ -223,6 +223,8 @@ async function mountsUnder(dir: string): Promise<string[]> {
 /** Unmounts one mount point and everything below it, falling back to a lazy unmount. */
 async function unmountTree(point: string): Promise<void> {
   if ((await exec('umount', ['-R', point], { reject: false })).exitCode === 0) return;
+  // umount -R can fail after it unmounted the point itself (a submount busy a moment): nothing left, done.
+  if (!(await mountsUnder(point)).length) return;
   await exec('umount', ['-R', '-l', point]);
 }
 
@@ -408,6 +410,11 @@ export interface EnsureChrootOptions {
    * through qemu-user binfmt: the host needs qemu-user-static and binfmt-support.
    */
   arch?: string;
+  /**
+   * Archive areas of the chroot's apt source (default: main). contrib, non-free and
+   * non-free-firmware come from the same mirror (zfs-dkms, nvidia-kernel-dkms and their firmware).
+   */
+  components?: string[];
 }
 
 interface Marker {
@@ -440,7 +447,7 @@ export async function ensureChroot(suite: Suite, opts: EnsureChrootOptions = {})
       await buildChroot(suite, root, mirror, log, opts.arch);
     }
     // Rewritten every time (cheap), so a changed mirror or apt setting needs no rebuild.
-    await configureApt(root, suite, mirror);
+    await configureApt(root, suite, mirror, opts.components);
   } finally {
     await lock.release();
   }
@@ -607,15 +614,19 @@ async function pristineChroot(suite: Suite, chrootsDir: string, mirror: string, 
   }
 }
 
-async function configureApt(root: string, suite: Suite, mirror: string): Promise<void> {
+/** main, and for the contrib/non-free tests the other archive areas Debian has. */
+export const ALL_COMPONENTS = ['main', 'contrib', 'non-free', 'non-free-firmware'];
+
+async function configureApt(root: string, suite: Suite, mirror: string, components = ['main']): Promise<void> {
   // The host clock is ahead of the archive's Release files' Valid-Until: without this apt refuses
   // them as expired.
   await fs.writeFile(
     path.join(root, 'etc/apt/apt.conf.d/99ootmod-test'),
     'Acquire::Check-Valid-Until "false";\nAcquire::Languages "none";\nAPT::Install-Recommends "false";\n',
   );
-  const lines = [`deb ${mirror} ${suite} main`];
-  if (suite === 'trixie') lines.push(`deb ${mirror} trixie-backports main`);
+  const areas = components.join(' ');
+  const lines = [`deb ${mirror} ${suite} ${areas}`];
+  if (suite === 'trixie') lines.push(`deb ${mirror} trixie-backports ${areas}`);
   await fs.writeFile(path.join(root, 'etc/apt/sources.list'), `${lines.join('\n')}\n`);
 }
 

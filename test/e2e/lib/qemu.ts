@@ -32,6 +32,13 @@ export interface BootOptions {
   machine?: 'x86_64' | 'aarch64';
   /** Host path of the guest's static busybox (default: the host's /bin/busybox). */
   busybox?: string;
+  /**
+   * More files for the initramfs: path in the guest -> host path (symlinks followed), e.g. programs
+   * and the shared libraries they need. Directories are made; the mode is kept.
+   */
+  files?: Record<string, string>;
+  /** Guest memory in MiB (default 1024). */
+  memoryMb?: number;
 }
 
 interface Machine {
@@ -116,6 +123,13 @@ async function buildInitramfs(dir: string, names: string[], opts: BootOptions): 
       await fs.copyFile(m.path, dest);
     }
   }
+  for (const [inGuest, from] of Object.entries(opts.files ?? {})) {
+    if (!path.isAbsolute(inGuest) || inGuest.split('/').includes('..')) throw new Error(`initramfs file ${inGuest}: not an absolute path without '..'`);
+    const dest = path.join(root, inGuest);
+    await fs.mkdir(path.dirname(dest), { recursive: true });
+    await fs.copyFile(from, dest);
+    await fs.chmod(dest, (await fs.stat(from)).mode & 0o7777);
+  }
   await fs.writeFile(path.join(root, 'init'), initScript(names, opts.modules, opts.script ?? []), { mode: 0o755 });
 
   const image = path.join(dir, 'initramfs.cpio.gz');
@@ -151,7 +165,7 @@ export async function bootWithModules(opts: BootOptions): Promise<BootResult> {
       machine.qemu,
       [
         ...machine.args,
-        ...['-accel', 'tcg', '-m', '1024', '-smp', '1', '-nographic', '-no-reboot'],
+        ...['-accel', 'tcg', '-m', String(opts.memoryMb ?? 1024), '-smp', '1', '-nographic', '-no-reboot'],
         ...['-kernel', opts.vmlinuz, '-initrd', initrd],
         ...['-append', `console=${machine.console} panic=-1 loglevel=7`],
       ],
