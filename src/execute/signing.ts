@@ -29,9 +29,6 @@ export interface KeyChoice extends SigningKey {
   source: 'framework.conf' | 'shim' | 'dkms' | 'ootmod';
 }
 
-const SHIM_PAIR = { key: '/var/lib/shim-signed/mok/MOK.priv', cert: '/var/lib/shim-signed/mok/MOK.der' };
-const DKMS_PAIR = { key: '/var/lib/dkms/mok.key', cert: '/var/lib/dkms/mok.pub' };
-
 const SOURCE_TEXT: Record<KeyChoice['source'], string> = {
   'framework.conf': "named in DKMS's framework.conf",
   shim: "shim's key (update-secureboot-policy)",
@@ -57,10 +54,10 @@ const inRoot = (layout: Layout, p: string) => (p.startsWith('pkcs11:') ? p : lay
 export function dkmsKeyChoice(layout: Layout, kver?: string, fw = readFramework(layout)): KeyChoice {
   const key = settingFor(fw, 'mok_signing_key', kver);
   const cert = settingFor(fw, 'mok_certificate', kver);
-  if (!key && isUbuntu(layout) && existsSync(layout.at(SHIM_PAIR.key)) && existsSync(layout.at(SHIM_PAIR.cert))) {
-    return { key: layout.at(SHIM_PAIR.key), cert: layout.at(SHIM_PAIR.cert), source: 'shim' };
+  if (!key && isUbuntu(layout) && existsSync(layout.shimMokKey) && existsSync(layout.shimMokCert)) {
+    return { key: layout.shimMokKey, cert: layout.shimMokCert, source: 'shim' };
   }
-  return { key: inRoot(layout, key ?? DKMS_PAIR.key), cert: layout.at(cert ?? DKMS_PAIR.cert), source: key || cert ? 'framework.conf' : 'dkms' };
+  return { key: key ? inRoot(layout, key) : layout.dkmsMokKey, cert: cert ? layout.at(cert) : layout.dkmsMokCert, source: key || cert ? 'framework.conf' : 'dkms' };
 }
 
 /**
@@ -74,7 +71,7 @@ export function dkmsSigningKey(layout: Layout): KeyChoice | undefined {
   const cert = settingFor(fw, 'mok_certificate');
   const usable = (p: string | undefined) => p !== undefined && (p.startsWith('pkcs11:') || existsSync(layout.at(p)));
   if (usable(key) && usable(cert)) return { key: inRoot(layout, key!), cert: inRoot(layout, cert!), source: 'framework.conf' };
-  const pair = { key: layout.at(DKMS_PAIR.key), cert: layout.at(DKMS_PAIR.cert) };
+  const pair = { key: layout.dkmsMokKey, cert: layout.dkmsMokCert };
   return existsSync(pair.key) && existsSync(pair.cert) ? { ...pair, source: 'dkms' } : undefined;
 }
 

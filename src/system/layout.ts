@@ -17,6 +17,12 @@ export interface Layout {
   readonly lockFile: string;
   readonly mokKey: string;
   readonly mokCert: string;
+  /** DKMS's own key pair (Debian's: /var/lib/dkms/mok.key, mok.pub). */
+  readonly dkmsMokKey: string;
+  readonly dkmsMokCert: string;
+  /** shim's MOK pair on Ubuntu-style machines (/var/lib/shim-signed/mok/MOK.priv, MOK.der). */
+  readonly shimMokKey: string;
+  readonly shimMokCert: string;
   readonly configFile: string;
   readonly dpkgDir: string;
   /** Kernels the kernel hooks recorded during a dpkg run, for the trigger. */
@@ -87,6 +93,10 @@ export function createLayout(root = '/'): Layout {
     lockFile: path.join(stateDir, 'lock'),
     mokKey: path.join(stateDir, 'mok.key'),
     mokCert: path.join(stateDir, 'mok.pub'),
+    dkmsMokKey: at('/var/lib/dkms/mok.key'),
+    dkmsMokCert: at('/var/lib/dkms/mok.pub'),
+    shimMokKey: at('/var/lib/shim-signed/mok/MOK.priv'),
+    shimMokCert: at('/var/lib/shim-signed/mok/MOK.der'),
     configFile: at('/etc/ootmod/ootmod.conf'),
     dpkgDir: at('/var/lib/dpkg'),
     queueDir: path.join(stateDir, 'queue'),
