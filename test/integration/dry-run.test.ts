@@ -1,7 +1,7 @@
 // --dry-run changes nothing, for every command that changes the system, and its plan is what the real
 // run then does: each command runs dry (--json) and then for real (--json), against the host's real
 // headers in a sandbox root; the tree under the root is hashed around the dry run.
-import { chmodSync, cpSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ootmodEnv } from '../support/cli.js';
@@ -23,6 +23,17 @@ interface PlanJob {
   status?: string;
 }
 
+/**
+ * The jobs of every plan a command printed with --json: one JSON document per plan it ran (the trigger
+ * runs the queued explicit requests as plans of their own; jq reads the documents in turn). Each
+ * document starts with a `{` at the start of a line; output that does not parse fails the case.
+ */
+function planJobs(stdout: string): PlanJob[] {
+  const docs = stdout.split(/\n(?=\{)/).filter((d) => d.trim());
+  expect(docs.length, `no JSON document in ${JSON.stringify(stdout.slice(0, 200))}`).toBeGreaterThan(0);
+  return docs.flatMap((d) => (JSON.parse(d) as { plan: { jobs: PlanJob[] } }).plan.jobs);
+}
+
 describe('--dry-run', () => {
   const kernel = hostKernel();
   const root = makeRoot();
@@ -40,6 +51,12 @@ describe('--dry-run', () => {
     chmodSync(outside, 0o755);
   });
 
+  function queue(entry: string): void {
+    const dir = path.join(root, 'var/lib/ootmod/queue');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, entry), `test ${new Date().toISOString()}\n`);
+  }
+
   // In order: each real run leaves the state the next command starts from.
   // `exit`: the real run's exit code (ootmod-broken fails on purpose: 1); `jobs`: whether the plan has
   // jobs to do (a planner that planned nothing must not pass as "the same plan").
@@ -54,6 +71,9 @@ describe('--dry-run', () => {
     { name: 'trigger after a source is gone', args: ['trigger'], before: () => rmSync(path.join(root, 'usr/src/ootmod-hello-1.0'), { recursive: true }) },
     // A source put back, so the hook has a module to build (everything else is current by now).
     { name: 'hook header_postinst outside dpkg', args: ['hook', 'header_postinst', kernel.release], env: { DEB_MAINT_PARAMS: 'configure' }, before: () => placeSource(root, path.join(FIXTURES, 'ootmod-hello-1.0')) },
+    // A request queued inside dpkg (what `dkms install` in a package's postinst leaves): the dry run of
+    // the trigger keeps it queued; the real run takes it.
+    { name: 'trigger with a queued request', args: ['trigger'], before: () => queue('dkms@install@ootmod-hello@1.0') },
     { name: 'hook header_postinst inside dpkg', args: ['hook', 'header_postinst', kernel.release], env: { DEB_MAINT_PARAMS: 'configure', DPKG_MAINTSCRIPT_PACKAGE: 'linux-headers-x' }, real: false },
     // Without CONFIG_RUST (Debian 12's kernels) there is nothing to prepare: the plan is truly empty.
     { name: `rust prepare (${rust ? 'a CONFIG_RUST kernel' : 'no CONFIG_RUST kernel: an empty plan'})`, args: ['rust', 'prepare'], jobs: rust, exit: rust ? undefined : 0 },
@@ -76,12 +96,12 @@ describe('--dry-run', () => {
         return;
       }
       // --json is JSON, always: output that does not parse fails the case.
-      const planned = (JSON.parse(dry.stdout) as { plan: { jobs: PlanJob[] } }).plan.jobs;
+      const planned = planJobs(dry.stdout);
       if (step.jobs !== false) expect(planned.length, `${step.name}: the dry run planned nothing`).toBeGreaterThan(0);
       const real = await ootmodEnv(root, step.env ?? {}, '--json', ...args);
       if (step.exit !== undefined || !rust) expect(real.exitCode, real.stderr).toBe(step.exit ?? 0);
       else expect(real.exitCode, real.stderr).toBeLessThan(2);
-      const done = (JSON.parse(real.stdout) as { plan: { jobs: PlanJob[] } }).plan.jobs;
+      const done = planJobs(real.stdout);
       expect(done.map((j) => j.id).sort(), real.stderr).toEqual(planned.map((j) => j.id).sort());
       for (const j of done) expect(j.status, j.id).not.toBe('not run');
     });

@@ -57,10 +57,9 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
     const requests = queued.map(parseQueued).filter((r): r is QueuedRequest => r !== undefined);
     const planned = await planTrigger(s, { ...opts, retry: new Set(requests.map((r) => `${r.module}/${r.version}`)), kernelsChanged: opts.kernelHook || queued.length > 0 });
     const outcome = await runPlanned(s, planned, { quietSummary: true });
-    // A dry run stops at the plan. --json changes only what is printed: every follow-up below still runs,
-    // each plan run printing its own JSON document (jq reads them in turn).
-    if (!outcome) return ExitCode.Ok;
-    exit = worse(exit, outcome.exit);
+    // --json changes only what is printed: every follow-up below still runs, each plan run printing its
+    // own JSON document (jq reads them in turn). A dry run prints the explicit requests' plans too, then stops.
+    if (outcome) exit = worse(exit, outcome.exit);
 
     // `dkms build|install NAME` from a maintainer script, for a module autoinstall does not cover
     // (AUTOINSTALL is not yes): done now; a module the trigger just built is current, a no-op.
@@ -73,6 +72,7 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
       const explicit = await runPlanned(s, await planModuleWork(s, { action, refs, retry, label: `${opts.label} (dkms ${action})` }), { quietSummary: true });
       exit = worse(exit, explicit?.exit);
     }
+    if (!outcome) return ExitCode.Ok;
     if (back.handedBack) {
       // DKMS installs them again, as its own kernel hook would.
       for (const line of await dkmsAutoinstall(s.layout, planned.kernels)) s.err(`ootmod: ${line}`);
