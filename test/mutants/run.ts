@@ -78,8 +78,12 @@ function runTest(dir: string, m: Mutant): { ok: boolean; output: string } {
 /** The first line of a failing run that says what failed (an assertion, or the failing test's name). */
 function firstFailure(output: string): string {
   const lines = output.split('\n').map((l) => l.trim());
-  const line = lines.find((l) => /AssertionError|Error:|expected /.test(l)) ?? lines.find((l) => /FAIL|✗|×/.test(l)) ?? '(no failure line found)';
-  return line.length > 160 ? `${line.slice(0, 157)}...` : line;
+  const at = lines.findIndex((l) => /AssertionError|Error:|expected /.test(l));
+  let line = lines[at] ?? lines.find((l) => /FAIL|✗|×/.test(l)) ?? '(no failure line found)';
+  // A list of problems compared with []: the first problem, from the diff's received side.
+  const problem = at >= 0 ? lines.slice(at, at + 40).find((l) => /^\+\s+["'{]/.test(l)) : undefined;
+  if (problem) line = `${line} ${problem.replace(/^\+\s+/, '')}`;
+  return line.length > 240 ? `${line.slice(0, 237)}...` : line;
 }
 
 function testKey(m: Mutant): string {
