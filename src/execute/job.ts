@@ -9,16 +9,16 @@ import { kernelToolEnv } from '../kernel/toolchain.js';
 import { dkmsKernelSourceDir } from '../modules/sources.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import type { BuildJob, InstallJob } from '../plan/jobs.js';
-import type { JobserverClient } from './jobserver.js';
 import { copyFileAtomic } from '../system/files.js';
 import type { Layout } from '../system/layout.js';
-import { fileLog, quoteArg, run, runShell, type CommandLog } from '../system/run.js';
+import { fileLog, quoteArg, run, runShell, type CommandLog, type JobserverClient } from '../system/run.js';
 import { confineTo, type Confinement } from '../system/sandbox.js';
 import type { BuildRecord, InstalledFile } from '../state/store.js';
 import { freshPerBuildDir, keepPerBuildDir, restorePerBuildDir, writeDkmsTree } from './dkmstree.js';
 import { makeCommandLine } from './make.js';
 import { compressOptions, ootmodFramework } from '../dkms/framework.js';
-import { ensureSigningKey, signFileFor, signModule } from './signing.js';
+import { signFileFor } from '../dkms/mok.js';
+import { ensureSigningKey, signModule } from './signing.js';
 
 export interface BuildContext {
   layout: Layout;

@@ -9,18 +9,10 @@
 import { closeSync, constants as fsc, openSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { dir as tmpDir, setGracefulCleanup, type DirectoryResult } from 'tmp-promise';
-import { run } from '../system/run.js';
+import { run, type JobserverClient } from '../system/run.js';
 
 // The fifo's dir goes at exit too, also when ootmod exits on a signal (see run.ts) before close().
 setGracefulCleanup();
-
-/** What a child make needs to join the jobserver. */
-export interface JobserverClient {
-  /** MAKEFLAGS for the child (`-jN --jobserver-auth=…`). */
-  makeflags: string;
-  /** Fds the child must have at 3, 4, … (pipe form only). */
-  fds: number[];
-}
 
 /** A held token: give it back exactly once. */
 export interface Token {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
 import { run, type RunResult } from '../system/run.js';
 import { HOST_TOOLS } from '../system/layout.js';
-import { findOnPath } from '../kernel/toolchain.js';
+import { findOnPath } from '../system/programs.js';
 import { SANDBOX_USER, confineDriver, confineTo, confinedEnv, isConfined, sandboxDenial, sandboxPolicy } from '../system/sandbox.js';
 
 export const ARRAY_DIRECTIVES = [

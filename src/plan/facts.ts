@@ -9,7 +9,7 @@ import { listSourceDirs, loadSpec, type SourceDir } from '../modules/sources.js'
 import type { RustTreeFact } from '../rust/prepare.js';
 import { buildArch } from '../rust/tree.js';
 import { compressionIdentity, ootmodFramework } from '../dkms/framework.js';
-import { signingKeyIdentity } from '../execute/signing.js';
+import { signingKeyIdentity } from '../dkms/mok.js';
 import type { Layout } from '../system/layout.js';
 import { VERSION } from '../version.js';
 import type { BuildRecord, StateStore } from '../state/store.js';

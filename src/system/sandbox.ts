@@ -7,7 +7,7 @@ import os from 'node:os';
 import { chown, lchown, lstat, mkdir, readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
-import { findOnPath } from '../kernel/toolchain.js';
+import { findOnPath } from './programs.js';
 import { HOST_PASSWD as PASSWD } from './layout.js';
 
 export const SANDBOX_USER = '_ootmod';

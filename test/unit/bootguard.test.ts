@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { applyGuard, guardInput, readGuardState, type GrubTools } from '../../src/execute/bootguard.js';
 import type { JobResult } from '../../src/execute/executor.js';
 import { jobRunner } from '../../src/execute/steps.js';
-import { findOnPath } from '../../src/kernel/toolchain.js';
+import { findOnPath } from '../../src/system/programs.js';
 import { readNextBoot, parseGrubCfg } from '../../src/kernel/boot.js';
 import { decideGuard, type GuardInput } from '../../src/plan/bootguard.js';
 import { composePlan } from '../../src/plan/compose.js';

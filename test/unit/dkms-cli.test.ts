@@ -1,6 +1,6 @@
 // DKMS's command line and status format, as ootmod-dkms takes and prints them.
 import { describe, expect, it } from 'vitest';
-import type { StatusRow } from '../../src/cli/commands/status.js';
+import type { StatusRow } from '../../src/state/status.js';
 import { dkmsExit } from '../../src/cli/commands/dkms.js';
 import { parseDkmsArgs } from '../../src/dkms/args.js';
 import { dkmsStatusLines } from '../../src/dkms/status.js';

@@ -11,7 +11,8 @@ import { clearRemoved, isRegistered, listRegistry, markRemoved, register, regist
 import { queueEntry } from '../../dkms/requests.js';
 import { dkmsStatusLines } from '../../dkms/status.js';
 import { DKMS_INTERFACE_VERSION } from '../../dkms/version.js';
-import { dkmsKeyChoice, ensurePair } from '../../execute/signing.js';
+import { dkmsKeyChoice } from '../../dkms/mok.js';
+import { ensurePair } from '../../execute/signing.js';
 import { ExitCode, OotmodError, errorLine } from '../../errors.js';
 import { removedMarker, sourceDirName } from '../../modules/names.js';
 import { listSourceDirs } from '../../modules/sources.js';
@@ -23,7 +24,7 @@ import { addCommand, addRequest } from './add.js';
 import { hookCommand } from './hook.js';
 import { jobsCommand, runPlanned, withLock } from './jobs.js';
 import { removeCommand } from './remove.js';
-import { statusRows, type StatusRow } from './status.js';
+import { statusRows, type StatusRow } from '../../state/status.js';
 
 const USAGE = `Usage: dkms [action] [options] [module/module-version] [/path/to/source-tree]
 
@@ -171,7 +172,7 @@ async function removeModule(s: Session, command: 'uninstall' | 'remove', t: Targ
 function statusCommandDkms(s: Session, req: DkmsRequest, registry: string): number {
   const entries = listRegistry(s.layout, registry, { name: req.module, version: req.version });
   const registered = new Set(entries.filter((e) => !e.broken).map((e) => `${e.name}/${e.version}`));
-  const rows = statusRows(s, { module: req.module, version: req.version }).filter((r) => r.kernel !== null && registered.has(`${r.module}/${r.version}`));
+  const rows = statusRows(s.layout, s.opts.kernels, { module: req.module, version: req.version }).filter((r) => r.kernel !== null && registered.has(`${r.module}/${r.version}`));
   const added = entries.filter((e) => !e.broken).map((e): StatusRow => ({ module: e.name, version: e.version, kernel: null, arch: null, status: 'added', detail: null, signed: null, files: [], log: null, error: null, updatedAt: null }));
   const out = dkmsStatusLines([...rows, ...added], s.opts.kernels, entries.filter((e) => e.broken).map((e) => `${e.name}/${e.version}`));
   for (const l of out.lines) s.out(l);

@@ -1,5 +1,6 @@
 import { ExitCode, errorLine } from '../../errors.js';
-import { keyLine, signFileFor } from '../../execute/signing.js';
+import { signFileFor } from '../../dkms/mok.js';
+import { keyLine } from '../../execute/signing.js';
 import { listKernels, type KernelTarget } from '../../kernel/inventory.js';
 import { bootsNext, heldBack, missingList } from '../../plan/readiness.js';
 import { readReadiness, type ReadinessView } from '../../pipeline/readiness.js';
