@@ -10,21 +10,25 @@ import type { Layout } from '../system/layout.js';
 import { findOnPath } from '../system/programs.js';
 import { run, type CommandLog } from '../system/run.js';
 
-const pending = new Map<string, Promise<KeyChoice>>();
+/**
+ * The key pairs being created now, by key path, so that builds asking at the same time create a pair
+ * once. One per run: its run context holds it (src/pipeline/context.ts).
+ */
+export type KeyCreations = Map<string, Promise<KeyChoice>>;
 
 /** The key modules for kernel `kver` are signed with; a missing pair that ootmod may create is created. */
-export function ensureSigningKey(layout: Layout, kver?: string): Promise<KeyChoice> {
+export function ensureSigningKey(layout: Layout, kver: string | undefined, creating: KeyCreations): Promise<KeyChoice> {
   const choice = signingKeyChoice(layout, kver);
   if (choice.source === 'framework.conf' && !ootmodDkmsIsInstalled(layout)) return Promise.resolve(choice);
-  return ensurePair(choice);
+  return ensurePair(choice, creating);
 }
 
-/** Creates a missing pair once per process (DKMS's parameters and subject for DKMS's paths). */
-export function ensurePair(choice: KeyChoice): Promise<KeyChoice> {
-  let p = pending.get(choice.key);
+/** Creates a missing pair once, however many ask (DKMS's parameters and subject for DKMS's paths). */
+export function ensurePair(choice: KeyChoice, creating: KeyCreations): Promise<KeyChoice> {
+  let p = creating.get(choice.key);
   if (!p) {
-    p = generateIfMissing(choice).finally(() => pending.delete(choice.key));
-    pending.set(choice.key, p);
+    p = generateIfMissing(choice).finally(() => creating.delete(choice.key));
+    creating.set(choice.key, p);
   }
   return p;
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { crossOf, type KernelTarget } from '../kernel/inventory.js';
 import { ExitCode, OotmodError } from '../errors.js';
 import type { Layout } from '../system/layout.js';
-import { confFiles, evaluateConf, type ConfContext } from './dkmsconf.js';
+import { confFiles, type ConfContext, type ConfEvaluator } from './dkmsconf.js';
 import { registeredWithDkms, removedMarker, sourceDirName, splitNameVersion } from './names.js';
 import { PACKAGE_WORD, resolveSpec, type ModuleSpec } from './spec.js';
 
@@ -40,6 +40,8 @@ export async function listSourceDirs(layout: Layout, opts: { includeDkms?: boole
 
 export interface SourceContext {
   layout: Layout;
+  /** Evaluates dkms.conf, confined by the run's sandbox. */
+  conf: ConfEvaluator;
   kernel?: KernelTarget;
   /** The kernel build dir builds use (the headers, or the kernel's Rust tree). */
   kernelBuildDir?: string;
@@ -187,7 +189,7 @@ export async function loadSpec(src: SourceDir, ctx: SourceContext): Promise<Modu
     const cctx = confContext(src, ctx, names.name, names.version);
     let conf;
     try {
-      conf = await evaluateConf(confFiles(confPath, ctx.layout.dkmsEtcDir, cctx), cctx, ctx.evalTimeoutMs);
+      conf = await ctx.conf.evaluate(confFiles(confPath, ctx.layout.dkmsEtcDir, cctx), cctx, ctx.evalTimeoutMs);
     } catch (err) {
       // Keep the remedy: the one line is "problem: fix".
       if (err instanceof OotmodError && err.exitCode !== ExitCode.Environment) throw new InvalidSourceError(src.dir, [err.line().replace(`${confPath}: `, '')]);

@@ -38,7 +38,7 @@ export interface ReadinessOptions {
   nextOnly?: boolean;
 }
 
-type Ctx = Pick<PipelineContext, 'layout' | 'config' | 'isRoot'> & { opts: { jobs: number } };
+type Ctx = Pick<PipelineContext, 'layout' | 'config' | 'isRoot' | 'run'> & { opts: { jobs: number } };
 
 /** What the newest source of `module` says about `kernel`. */
 async function sourceVerdict(ctx: Ctx, module: string, kernel: KernelTarget, sources: Awaited<ReturnType<typeof listSourceDirs>>): Promise<SourceVerdict> {
@@ -46,7 +46,7 @@ async function sourceVerdict(ctx: Ctx, module: string, kernel: KernelTarget, sou
   const src = candidates[0];
   if (!src) return { noSource: true };
   try {
-    const spec = await loadSpec(src, { layout: ctx.layout, kernel, jobs: ctx.opts.jobs, checkOwnership: ctx.isRoot });
+    const spec = await loadSpec(src, { layout: ctx.layout, conf: ctx.run.dkmsConf, kernel, jobs: ctx.opts.jobs, checkOwnership: ctx.isRoot });
     const subject = { release: kernel.release, machine: kernel.arch.machine, config: kernel.config };
     const excluded = exclusionReason(spec.exclusive, subject);
     if (excluded) return { excluded };

@@ -92,7 +92,7 @@ describe('the key with ootmod-dkms installed (DKMS 3.2.2 prepare_mok)', () => {
     const choice = signingKeyChoice(layout);
     expect(choice).toEqual({ key: path.join(root, 'var/lib/dkms/mok.key'), cert: path.join(root, 'var/lib/dkms/mok.pub'), source: 'dkms' });
     const before = signingKeyIdentity(layout);
-    await ensureSigningKey(layout, kernel.release);
+    await ensureSigningKey(layout, kernel.release, new Map());
     expect(statSync(choice.key).mode & 0o777).toBe(0o600);
     const text = (await run('openssl', ['x509', '-inform', 'DER', '-in', choice.cert, '-noout', '-subject', '-ext', 'extendedKeyUsage'])).stdout;
     expect(text).toMatch(/CN\s*=\s*DKMS module signing key/);
@@ -116,7 +116,7 @@ describe('the key with ootmod-dkms installed (DKMS 3.2.2 prepare_mok)', () => {
     expect(signFileFor(createLayout(makeRoot()), kernel)).toBe(kernel.signing.signFile);
     const half = ootmodDkmsRoot();
     put(half, 'var/lib/dkms/mok.pub');
-    await expect(ensureSigningKey(createLayout(half))).rejects.toThrow(/half there: .*mok\.key is missing/);
+    await expect(ensureSigningKey(createLayout(half), undefined, new Map())).rejects.toThrow(/half there: .*mok\.key is missing/);
   });
 });
 

@@ -180,7 +180,7 @@ function statusCommandDkms(s: Session, req: DkmsRequest, registry: string): numb
   return 0;
 }
 
-/** `dkms generate_mok`: DKMS's key pair (its rules, see signing.ts), created when missing, as DKMS prints it. */
+/** `dkms generate_mok`: DKMS's key pair (its rules, see src/dkms/mok.ts), created when missing, as DKMS prints it. */
 async function generateMok(s: Session): Promise<number> {
   const choice = dkmsKeyChoice(s.layout);
   const shown = (p: string) => (s.layout.root === '/' || p.startsWith('pkcs11:') ? p : path.join('/', path.relative(s.layout.root, p)));
@@ -189,7 +189,7 @@ async function generateMok(s: Session): Promise<number> {
   if (!choice.key.startsWith('pkcs11:') && !(existsSync(choice.key) && existsSync(choice.cert))) {
     s.out('Certificate or key are missing, generating self signed certificate for MOK...');
   }
-  await ensurePair(choice);
+  await ensurePair(choice, s.run.signingKeys);
   return 0;
 }
 
