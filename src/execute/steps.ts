@@ -7,7 +7,7 @@ import { takeOverFromDkms } from '../dkms/handover.js';
 import type { KernelTarget } from '../kernel/inventory.js';
 import { jobTarget, type InitramfsRef, type Job } from '../plan/jobs.js';
 import { buildRustTree, cleanRustTrees } from '../rust/tree.js';
-import type { BuildRecord, StateStore } from '../state/store.js';
+import { installedFilesPresent, type BuildRecord, type StateStore } from '../state/store.js';
 import type { Layout } from '../system/layout.js';
 import { run, type CommandLog } from '../system/run.js';
 import { USERADD_ARGS, type Sandbox } from '../system/sandbox.js';
@@ -135,7 +135,7 @@ export function jobRunner(ctx: StepContext): JobRunner {
         }
         case 'dkms-takeover': {
           // Only with ootmod's own copy in place (its install may have failed): else DKMS's stays in use.
-          const ours = store.find({ module: job.module, kernel: job.kernel }).some((r) => r.installed.length > 0 && r.installed.every((f) => existsSync(f.path)));
+          const ours = store.find({ module: job.module, kernel: job.kernel }).some(installedFilesPresent);
           if (!ours) return { status: 'skipped', detail: 'ootmod has not installed it' };
           return { status: 'done', touched: await takeOverFromDkms(job) };
         }

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { crossOf, type KernelTarget } from '../kernel/inventory.js';
-import { ExitCode, OotmodError } from '../errors.js';
+import { ExitCode, OotmodError, escapeControls } from '../errors.js';
 import type { Layout } from '../system/layout.js';
 import { confFiles, type ConfContext, type ConfEvaluator } from './dkmsconf.js';
 import { registeredWithDkms, removedMarker, sourceDirName, splitNameVersion } from './names.js';
@@ -52,16 +52,12 @@ export interface SourceContext {
   evalTimeoutMs?: number;
 }
 
-/** Shows control characters (a newline in a value) escaped, so that a problem stays one line. */
-function oneLine(text: string): string {
-  return text.replace(/\p{Cc}/gu, (c) => ({ '\n': '\\n', '\r': '\\r', '\t': '\\t' })[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-}
-
 export class InvalidSourceError extends OotmodError {
   readonly problems: string[];
   constructor(readonly sourceDir: string, problems: string[]) {
-    super(oneLine(`${path.join(sourceDir, 'dkms.conf')}: ${problems[0]}`), undefined, ExitCode.InvalidSource);
-    this.problems = problems.map(oneLine);
+    // Control characters shown escaped (a newline in a value), so that each problem stays one line.
+    super(escapeControls(`${path.join(sourceDir, 'dkms.conf')}: ${problems[0]}`), undefined, ExitCode.InvalidSource);
+    this.problems = problems.map(escapeControls);
   }
 }
 

@@ -24,7 +24,7 @@ import { hasGrub } from '../kernel/boot.js';
 import type { AddJob, Job, WorkPlan } from '../plan/jobs.js';
 import { planModules, type Action } from '../plan/planner.js';
 import { readRustFacts, rustKernels, type RustTreeFact } from '../rust/prepare.js';
-import { StateStore, type BuildRecord } from '../state/store.js';
+import { StateStore, installedFilesPresent, type BuildRecord } from '../state/store.js';
 import type { OotmodConfig } from '../system/config.js';
 import type { Layout } from '../system/layout.js';
 import type { RunContext } from './context.js';
@@ -217,7 +217,7 @@ async function dkmsTakeover(ctx: PipelineContext, store: StateStore, gone: strin
   const installs = (await readDkmsInstalls(ctx.layout)).filter((d) => !gone.includes(d.kernel));
   if (!installs.length) return undefined;
   const installedByOotmod = new Set(
-    store.records().filter((r) => r.installed.length > 0 && r.installed.every((f) => existsSync(f.path))).map((r) => `${r.module}@${r.kernel}`),
+    store.records().filter(installedFilesPresent).map((r) => `${r.module}@${r.kernel}`),
   );
   return { installs, installedByOotmod };
 }

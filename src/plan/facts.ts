@@ -13,7 +13,7 @@ import { compressionIdentity, ootmodFramework } from '../dkms/framework.js';
 import { signingKeyIdentity } from '../dkms/mok.js';
 import type { Layout } from '../system/layout.js';
 import { VERSION } from '../version.js';
-import type { BuildRecord, StateStore } from '../state/store.js';
+import { installedFilesPresent, type BuildRecord, type StateStore } from '../state/store.js';
 import type { ModuleCandidate, RecordView } from './planner.js';
 
 
@@ -65,7 +65,7 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
 }
 
 export function recordViews(store: StateStore): RecordView[] {
-  return store.records().map((r) => ({ ...r, filesPresent: r.installed.length > 0 && r.installed.every((f) => existsSync(f.path)) }));
+  return store.records().map((r) => ({ ...r, filesPresent: installedFilesPresent(r) }));
 }
 
 export async function readFacts(req: FactsRequest): Promise<Facts> {
