@@ -22,6 +22,9 @@ export interface Options {
 export interface Session {
   opts: Options;
   layout: Layout;
+  /** Where out, err and progress go: the process's, unless the command silences them (ootmod-dkms -q). */
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
   out(line: string): void;
   err(line: string): void;
   isRoot: boolean;
@@ -46,13 +49,16 @@ export function createSession(opts: Options): Session {
   const session: Session = {
     opts,
     layout,
-    out: (line) => process.stdout.write(`${line}\n`),
-    err: (line) => process.stderr.write(`${line}\n`),
+    stdout: process.stdout,
+    stderr: process.stderr,
+    out: (line) => session.stdout.write(`${line}\n`),
+    err: (line) => session.stderr.write(`${line}\n`),
     isRoot,
     // proper-lockfile (and graceful-fs under it) load only for commands that change the system.
     lock: async () =>
       (await import('../system/lock.js')).acquireLock(layout.lockFile, {
         onWait: (holder) => session.err(`ootmod: waiting for another ootmod run to finish (${holder})`),
+        onLost: (line) => session.err(line),
       }),
     config: readConfig,
     // As root, a module source's code runs confined (src/system/sandbox.ts); only root can drop privileges.

@@ -42,6 +42,8 @@ export interface PipelineContext {
   isRoot: boolean;
   /** The sandbox, dkms.conf reader and caches of this run. */
   run: RunContext;
+  /** Where --verbose shows the commands removals and depmod run. */
+  stderr: NodeJS.WritableStream;
 }
 
 /** A plan with what was read to make it (the executor needs the kernels and the state). */
@@ -340,7 +342,7 @@ export async function executeWork(ctx: PipelineContext, planned: Planned, report
       jobserver,
       sandbox: ctx.run.sandbox,
       signingKeys: ctx.run.signingKeys,
-      log: { write: async (t) => void (ctx.opts.verbose && process.stderr.write(t)) },
+      log: { write: async (t) => void (ctx.opts.verbose && ctx.stderr.write(t)) },
       readiness: (news) => readReadiness(ctx, { early: 'if-missing', ...news }),
     });
     results = await executePlan(plan, runner, { jobserver, reporter });

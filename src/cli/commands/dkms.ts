@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { parseDkmsArgs, type DkmsRequest } from '../../dkms/args.js';
 import { frameworkJobs, ignoredSettings, ootmodFramework, postTransaction } from '../../dkms/framework.js';
 import { clearRemoved, isRegistered, listRegistry, markRemoved, register, registryDir, unregister } from '../../dkms/registry.js';
@@ -13,7 +14,7 @@ import { dkmsStatusLines } from '../../dkms/status.js';
 import { DKMS_INTERFACE_VERSION } from '../../dkms/version.js';
 import { dkmsKeyChoice } from '../../dkms/mok.js';
 import { ensurePair } from '../../execute/signing.js';
-import { ExitCode, OotmodError, errorLine } from '../../errors.js';
+import { ExitCode, OotmodError, environmentFault, errorLine } from '../../errors.js';
 import { removedMarker, sourceDirName } from '../../modules/names.js';
 import { listSourceDirs } from '../../modules/sources.js';
 import { planAdd, planDefer } from '../../pipeline/work.js';
@@ -201,7 +202,7 @@ async function act(s: Session, req: DkmsRequest): Promise<number> {
       s.out(`dkms-${DKMS_INTERFACE_VERSION}`);
       return 0;
     case 'help':
-      process.stdout.write(USAGE);
+      s.stdout.write(USAGE);
       return 0;
     case 'status':
       return statusCommandDkms(s, req, registry);
@@ -301,11 +302,14 @@ export async function dkmsMain(root: string, argv: string[]): Promise<number> {
   });
   s.layout = withTrees(s.layout, req);
   if (req.kernelSourceDir) s.err('ootmod-dkms: --kernelsourcedir is ignored: ootmod builds against each kernel\'s own headers (/usr/lib/modules/KVER/build)');
-  if (req.quiet) {
-    // DKMS's -q sends everything to /dev/null.
-    process.stdout.write = () => true;
-    process.stderr.write = () => true;
-  }
+  if (!req.quiet) return dkmsRun(s, req, first, rest);
+  // DKMS's -q sends everything to /dev/null: from here on nothing is printed, not even an error (whose
+  // exit code stays what ootmod's main would give).
+  s.stdout = s.stderr = new Writable({ write: (_chunk, _encoding, done) => done() });
+  return dkmsRun(s, req, first, rest).catch((err: unknown) => (err instanceof OotmodError ? err.exitCode : environmentFault(err)?.exitCode ?? ExitCode.Internal));
+}
+
+async function dkmsRun(s: Session, req: DkmsRequest, first: string | undefined, rest: string[]): Promise<number> {
   // With ootmod-dkms installed, DKMS's framework.conf is ootmod's: parallel_jobs (when no -j) and verbose
   // here, the key, sign_file and compress_*_opts where modules are signed and compressed; the settings
   // ootmod does not follow are named once, for the commands they would change.
