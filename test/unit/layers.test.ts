@@ -55,7 +55,7 @@ function sourceFiles(dir: string): string[] {
 /** The relative imports of a file: static (also `import type` and `export … from`) and dynamic. */
 export function importsOf(text: string): string[] {
   const found: string[] = [];
-  for (const m of text.matchAll(/(?:\bfrom\s+|\bimport\s*\(\s*|^\s*import\s+)'(\.[^']*)'/gm)) found.push(m[1]!);
+  for (const m of text.matchAll(/(?:\bfrom\s+|\bimport\s*\(\s*|^\s*import\s+)(['"])(\.[^'"]*)\1/gm)) found.push(m[2]!);
   return found;
 }
 
@@ -83,7 +83,7 @@ describe('layers', () => {
     expect(layerViolations(files)).toEqual([]);
   });
 
-  it('finds an upward import, a sideways one, a type-only one and a dynamic one', () => {
+  it('finds an upward import, a sideways one, a type-only one, a dynamic one and a bare one', () => {
     const at = (p: string) => path.join(SRC, p);
     const files = [
       { file: at('system/sandbox.ts'), text: "import { findOnPath } from '../kernel/toolchain.js';\n" },
@@ -91,6 +91,7 @@ describe('layers', () => {
       { file: at('dkms/status.ts'), text: "import type { StatusRow } from '../cli/commands/status.js';\n" },
       { file: at('plan/facts.ts'), text: "const m = await import('../execute/signing.js');\n" },
       { file: at('cli/main.ts'), text: "import { run } from '../system/run.js';\nexport { x } from './format.js';\n" },
+      { file: at('kernel/boot.ts'), text: 'import "../modules/names.js";\n' },
       { file: at('errors.ts'), text: "import { ExitCode } from './version.js';\n" },
     ];
     expect(layerViolations(files)).toEqual([
@@ -98,6 +99,7 @@ describe('layers', () => {
       "src/rust/tree.ts (rust) imports ../dkms/framework.js (dkms, beside it in the same layer)",
       "src/dkms/status.ts (dkms) imports ../cli/commands/status.js (cli, a higher layer)",
       "src/plan/facts.ts (plan) imports ../execute/signing.js (execute, a higher layer)",
+      "src/kernel/boot.ts (kernel) imports ../modules/names.js (modules, a higher layer)",
     ]);
   });
 });
