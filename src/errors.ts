@@ -38,9 +38,17 @@ export class OotmodError extends Error {
   }
 }
 
-/** A report stays one line: newlines (from dkms.conf values, say) are shown escaped. */
+/** A report stays one line: newlines (from dkms.conf values, say) are shown escaped (`\r\n` and `\n` as `\n`). */
 export function oneLine(text: string): string {
   return text.replace(/\r?\n/g, '\\n');
+}
+
+/**
+ * Stricter than oneLine, for a source's problems, which quote dkms.conf values whole: every control
+ * character shown escaped, `\n`, `\r`, `\t`, and the others as `\xNN`.
+ */
+export function escapeControls(text: string): string {
+  return text.replace(/\p{Cc}/gu, (c) => ({ '\n': '\\n', '\r': '\\r', '\t': '\\t' })[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 export function usageError(message: string): OotmodError {

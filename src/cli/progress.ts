@@ -183,6 +183,8 @@ export function ttyReporter(out: NodeJS.WriteStream): ProgressReporter {
   };
 }
 
-export function reporterFor(verbose: boolean): ProgressReporter {
-  return process.stderr.isTTY && !verbose ? ttyReporter(process.stderr) : lineReporter(process.stderr, verbose);
+/** Progress on `stream` (the session's stderr): redrawn lines on a terminal, else one line per job. */
+export function reporterFor(verbose: boolean, stream: NodeJS.WritableStream = process.stderr): ProgressReporter {
+  const tty = (stream as NodeJS.WriteStream).isTTY ? (stream as NodeJS.WriteStream) : undefined;
+  return tty && !verbose ? ttyReporter(tty) : lineReporter(stream, verbose);
 }

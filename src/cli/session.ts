@@ -2,7 +2,7 @@
 import os from 'node:os';
 import { createLayout, type Layout } from '../system/layout.js';
 import { loadConfig, type OotmodConfig } from '../system/config.js';
-import { setSandboxPolicy } from '../system/sandbox.js';
+import { createRunContext, type RunContext } from '../pipeline/context.js';
 
 export interface Options {
   root: string;
@@ -22,6 +22,9 @@ export interface Options {
 export interface Session {
   opts: Options;
   layout: Layout;
+  /** Where out, err and progress go: the process's, unless the command silences them (ootmod-dkms -q). */
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
   out(line: string): void;
   err(line: string): void;
   isRoot: boolean;
@@ -29,6 +32,8 @@ export interface Session {
   lock(): Promise<() => Promise<void>>;
   /** /etc/ootmod/ootmod.conf, read on first use. */
   config(): OotmodConfig;
+  /** The sandbox, dkms.conf reader and caches of this run (src/pipeline/context.ts). */
+  run: RunContext;
 }
 
 export function defaultJobs(): number {
@@ -38,21 +43,26 @@ export function defaultJobs(): number {
 export function createSession(opts: Options): Session {
   const layout = createLayout(opts.root);
   let config: OotmodConfig | undefined;
+  const readConfig = () => (config ??= loadConfig(layout.configFile));
+  const isRoot = process.getuid?.() === 0;
+  if (!opts.jobs) opts.jobs = readConfig().jobs || defaultJobs();
   const session: Session = {
     opts,
     layout,
-    out: (line) => process.stdout.write(`${line}\n`),
-    err: (line) => process.stderr.write(`${line}\n`),
-    isRoot: process.getuid?.() === 0,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    out: (line) => session.stdout.write(`${line}\n`),
+    err: (line) => session.stderr.write(`${line}\n`),
+    isRoot,
     // proper-lockfile (and graceful-fs under it) load only for commands that change the system.
     lock: async () =>
       (await import('../system/lock.js')).acquireLock(layout.lockFile, {
         onWait: (holder) => session.err(`ootmod: waiting for another ootmod run to finish (${holder})`),
+        onLost: (line) => session.err(line),
       }),
-    config: () => (config ??= loadConfig(layout.configFile)),
+    config: readConfig,
+    // As root, a module source's code runs confined (src/system/sandbox.ts); only root can drop privileges.
+    run: createRunContext({ enabled: isRoot, unconfined: readConfig().unconfined }),
   };
-  if (!opts.jobs) opts.jobs = session.config().jobs || defaultJobs();
-  // As root, a module source's code runs confined (src/system/sandbox.ts); only root can drop privileges.
-  setSandboxPolicy({ enabled: session.isRoot, unconfined: session.config().unconfined });
   return session;
 }

@@ -1,6 +1,6 @@
 // `dkms status` in DKMS's own line format, which scripts parse (dh_dkms's prerm, common.postinst, admins'
 // regexes). Pure: ootmod's status rows in, lines out.
-import type { StatusRow } from '../cli/commands/status.js';
+import type { StatusRow } from '../state/status.js';
 
 export interface DkmsStatusOutput {
   /** stdout, one line each, as DKMS prints them. */

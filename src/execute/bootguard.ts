@@ -7,7 +7,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
 import { GUARD_DROP_IN, findGrubEntry, grubDefault, grubPaths, parseGrubCfg, parseGrubenv, readGrubFiles } from '../kernel/boot.js';
-import { findOnPath } from '../kernel/toolchain.js';
+import { findOnPath } from '../system/programs.js';
 import type { GuardDecision, GuardInput, GuardState } from '../plan/bootguard.js';
 import type { ReadinessView } from '../plan/readiness.js';
 import type { GuardMode } from '../system/config.js';

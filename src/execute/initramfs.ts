@@ -1,7 +1,7 @@
 // Asking for a new initramfs for kernels whose modules changed: a module in the initramfs (storage,
 // filesystems) must be the one just installed.
 import { existsSync } from 'node:fs';
-import { findOnPath } from '../kernel/toolchain.js';
+import { findOnPath } from '../system/programs.js';
 import { compareKernelVersions } from '../kernel/version.js';
 import type { Layout } from '../system/layout.js';
 import { run } from '../system/run.js';

@@ -9,16 +9,16 @@ import { kernelToolEnv } from '../kernel/toolchain.js';
 import { dkmsKernelSourceDir } from '../modules/sources.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import type { BuildJob, InstallJob } from '../plan/jobs.js';
-import type { JobserverClient } from './jobserver.js';
 import { copyFileAtomic } from '../system/files.js';
 import type { Layout } from '../system/layout.js';
-import { fileLog, quoteArg, run, runShell, type CommandLog } from '../system/run.js';
-import { confineTo, type Confinement } from '../system/sandbox.js';
+import { fileLog, quoteArg, run, runShell, type CommandLog, type JobserverClient } from '../system/run.js';
+import type { Confinement, Sandbox } from '../system/sandbox.js';
 import type { BuildRecord, InstalledFile } from '../state/store.js';
 import { freshPerBuildDir, keepPerBuildDir, restorePerBuildDir, writeDkmsTree } from './dkmstree.js';
 import { makeCommandLine } from './make.js';
 import { compressOptions, ootmodFramework } from '../dkms/framework.js';
-import { ensureSigningKey, signFileFor, signModule } from './signing.js';
+import { signFileFor } from '../dkms/mok.js';
+import { ensureSigningKey, signModule, type KeyCreations } from './signing.js';
 
 export interface BuildContext {
   layout: Layout;
@@ -29,6 +29,10 @@ export interface BuildContext {
   /** The previous record of this (module, version, kernel), if any. */
   previous?: BuildRecord;
   jobserver?: JobserverClient;
+  /** The run's sandbox: the build's commands run confined through it. */
+  sandbox: Sandbox;
+  /** The run's signing key pairs being created. */
+  signingKeys: KeyCreations;
 }
 
 export interface InstallContext {
@@ -125,7 +129,7 @@ async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, l
   await rm(scratch, { recursive: true, force: true });
   // POST_BUILD scripts (ZFS's) write into it: writable too.
   await freshPerBuildDir(baseDir);
-  const confine = await confineTo([buildDir, baseDir], scratch, spec.name);
+  const confine = await ctx.sandbox.confineTo([buildDir, baseDir], scratch, spec.name);
 
   for (const patch of spec.patches) {
     await run('patch', ['-p1', '--batch', '--forward', '-i', path.join(spec.sourceDir, 'patches', patch)], {
@@ -179,7 +183,7 @@ async function buildModules(job: BuildJob, ctx: BuildContext, staging: string, l
   return files;
 }
 
-async function signAndCompress(files: string[], ctx: { layout: Layout; kernel: KernelTarget }, log: CommandLog, warnings: string[]): Promise<{ files: string[]; signed: boolean }> {
+async function signAndCompress(files: string[], ctx: { layout: Layout; kernel: KernelTarget; signingKeys: KeyCreations }, log: CommandLog, warnings: string[]): Promise<{ files: string[]; signed: boolean }> {
   const { signing, compression } = ctx.kernel;
   const signFile = signFileFor(ctx.layout, ctx.kernel);
   const fw = ootmodFramework(ctx.layout);
@@ -188,7 +192,7 @@ async function signAndCompress(files: string[], ctx: { layout: Layout; kernel: K
     if (!signing.hash) warnings.push('CONFIG_MODULE_SIG is set but CONFIG_MODULE_SIG_HASH is not: modules left unsigned');
     else if (!signFile) warnings.push(`sign-file is missing from ${ctx.kernel.kbuildDir}: modules left unsigned`);
     else {
-      const key = await ensureSigningKey(ctx.layout, ctx.kernel.release);
+      const key = await ensureSigningKey(ctx.layout, ctx.kernel.release, ctx.signingKeys);
       for (const f of files) await signModule(signFile, signing.hash, key, f, log);
       signed = true;
     }

@@ -9,18 +9,10 @@
 import { closeSync, constants as fsc, openSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { dir as tmpDir, setGracefulCleanup, type DirectoryResult } from 'tmp-promise';
-import { run } from '../system/run.js';
+import { run, type JobserverClient } from '../system/run.js';
 
 // The fifo's dir goes at exit too, also when ootmod exits on a signal (see run.ts) before close().
 setGracefulCleanup();
-
-/** What a child make needs to join the jobserver. */
-export interface JobserverClient {
-  /** MAKEFLAGS for the child (`-jN --jobserver-auth=…`). */
-  makeflags: string;
-  /** Fds the child must have at 3, 4, … (pipe form only). */
-  fds: number[];
-}
 
 /** A held token: give it back exactly once. */
 export interface Token {
@@ -37,12 +29,12 @@ export function makeSupportsFifo(versionOutput: string): boolean {
   return major > 4 || (major === 4 && Number(m[2]) >= 4);
 }
 
-let fifoProbe: Promise<boolean> | undefined;
-
-/** Whether this machine's make takes the fifo form. Asked once; the pipeline asks early, while it plans. */
-export function makeFifoSupport(): Promise<boolean> {
-  fifoProbe ??= run('make', ['--version'], { allowFailure: true }).then((r) => makeSupportsFifo(r.stdout), () => false);
-  return fifoProbe;
+/**
+ * Whether this machine's make takes the fifo form. The run context asks once per run, early, while the
+ * pipeline plans (src/pipeline/context.ts).
+ */
+export function probeMakeFifo(): Promise<boolean> {
+  return run('make', ['--version'], { allowFailure: true }).then((r) => makeSupportsFifo(r.stdout), () => false);
 }
 
 export class Jobserver {
@@ -63,12 +55,12 @@ export class Jobserver {
     private readonly tmp: DirectoryResult,
   ) {}
 
-  /** Creates the fifo (in a private temporary dir) with `tokens` tokens in it. */
-  static async create(tokens: number, opts: { fifoForm?: boolean } = {}): Promise<Jobserver> {
+  /** Creates the fifo (in a private temporary dir) with `tokens` tokens in it; asks make its form unless told. */
+  static async create(tokens: number, opts: { fifoForm?: boolean | Promise<boolean> } = {}): Promise<Jobserver> {
     const n = Math.max(1, Math.floor(tokens));
     const tmp = await tmpDir({ prefix: 'ootmod-jobserver-', unsafeCleanup: true, mode: 0o711 });
     const fifo = path.join(tmp.path, 'fifo');
-    const [fifoForm] = await Promise.all([opts.fifoForm ?? makeFifoSupport(), run('mkfifo', ['-m', '0666', fifo])]);
+    const [fifoForm] = await Promise.all([opts.fifoForm ?? probeMakeFifo(), run('mkfifo', ['-m', '0666', fifo])]);
     // O_RDWR: opening a fifo for read and write never blocks, and the fifo never sees EOF.
     const fd = openSync(fifo, fsc.O_RDWR | fsc.O_NONBLOCK);
     const childFd = openSync(fifo, fsc.O_RDWR);

@@ -7,10 +7,10 @@ import { takeOverFromDkms } from '../dkms/handover.js';
 import type { KernelTarget } from '../kernel/inventory.js';
 import { jobTarget, type InitramfsRef, type Job } from '../plan/jobs.js';
 import { buildRustTree, cleanRustTrees } from '../rust/tree.js';
-import type { BuildRecord, StateStore } from '../state/store.js';
+import { installedFilesPresent, type BuildRecord, type StateStore } from '../state/store.js';
 import type { Layout } from '../system/layout.js';
 import { run, type CommandLog } from '../system/run.js';
-import { USERADD_ARGS, createBuildUser } from '../system/sandbox.js';
+import { USERADD_ARGS, type Sandbox } from '../system/sandbox.js';
 import { depmod } from './depmod.js';
 import { keepPerBuildDir, removeDkmsTree, writeDkmsTree } from './dkmstree.js';
 import type { JobResult, JobRunner } from './executor.js';
@@ -22,6 +22,7 @@ import type { ReadinessView } from '../plan/readiness.js';
 import { buildModule, installModule, runScript, uninstallRecord } from './job.js';
 import { placeSourceTree } from './sources.js';
 import type { Jobserver } from './jobserver.js';
+import type { KeyCreations } from './signing.js';
 
 export const TRIGGER_NAME = 'ootmod-rebuild';
 
@@ -31,6 +32,10 @@ export interface StepContext {
   store: StateStore;
   timeoutMs: number;
   jobserver?: Jobserver;
+  /** The run's sandbox: builds and Rust trees are confined through it; the build-user job creates its user. */
+  sandbox: Sandbox;
+  /** The run's signing key pairs being created (each once). */
+  signingKeys: KeyCreations;
   /** Where removal steps write what they did (verbose output). */
   log: CommandLog;
   /** Reads every kernel's readiness now (for the boot-notice and boot-guard jobs, after the other jobs). */
@@ -65,7 +70,7 @@ export function jobRunner(ctx: StepContext): JobRunner {
     async run(job, results) {
       switch (job.kind) {
         case 'build-user': {
-          await createBuildUser(async () => void (await run('useradd', USERADD_ARGS, { log: ctx.log, step: 'useradd' })));
+          await ctx.sandbox.createBuildUser(async () => void (await run('useradd', USERADD_ARGS, { log: ctx.log, step: 'useradd' })));
           return { status: 'done' };
         }
         case 'add': {
@@ -77,7 +82,7 @@ export function jobRunner(ctx: StepContext): JobRunner {
           const kernel = kernelOf(job.kernel)!;
           const tree = await buildRustTree({
             layout, kernel, toolchain: job.toolchain, source: job.source, key: job.key, parts: job.parts, reason: job.reason,
-            timeoutMs: ctx.timeoutMs, jobserver: ctx.jobserver?.client(),
+            timeoutMs: ctx.timeoutMs, jobserver: ctx.jobserver?.client(), sandbox: ctx.sandbox,
           });
           const abi = tree.manifest.abi;
           return { status: 'done', treeDir: tree.dir, detail: `${(tree.manifest.bytes / 1e6).toFixed(0)} MB, ABI ${abi.ok ? 'ok' : 'refused'} (${abi.matched}/${abi.exported} symbols)` };
@@ -87,6 +92,7 @@ export function jobRunner(ctx: StepContext): JobRunner {
           const kernelBuildDir = job.rustTreeJob ? results.get(job.rustTreeJob)?.treeDir ?? job.kernelBuildDir : job.kernelBuildDir;
           const record = await buildModule(job, {
             layout, kernel, kernelBuildDir, timeoutMs: ctx.timeoutMs, previous: store.get(job.module, job.version, job.kernel), jobserver: ctx.jobserver?.client(),
+            sandbox: ctx.sandbox, signingKeys: ctx.signingKeys,
           });
           await store.put(record);
           return recordResult(record);
@@ -129,7 +135,7 @@ export function jobRunner(ctx: StepContext): JobRunner {
         }
         case 'dkms-takeover': {
           // Only with ootmod's own copy in place (its install may have failed): else DKMS's stays in use.
-          const ours = store.find({ module: job.module, kernel: job.kernel }).some((r) => r.installed.length > 0 && r.installed.every((f) => existsSync(f.path)));
+          const ours = store.find({ module: job.module, kernel: job.kernel }).some(installedFilesPresent);
           if (!ours) return { status: 'skipped', detail: 'ootmod has not installed it' };
           return { status: 'done', touched: await takeOverFromDkms(job) };
         }

@@ -5,7 +5,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Layout } from '../system/layout.js';
 import { run } from '../system/run.js';
-import { findOnPath } from './toolchain.js';
+import { findOnPath } from '../system/programs.js';
 import { compareKernelVersions } from './version.js';
 
 export type Bootloader = 'grub' | 'systemd-boot' | 'none';

@@ -6,7 +6,7 @@ import type { Layout } from '../system/layout.js';
 import { KernelConfig } from './config.js';
 import { KERNEL_PACKAGES, installedPackages, type InstalledPackage } from './packages.js';
 import { compareKernelVersions } from './version.js';
-import { findOnPath } from './toolchain.js';
+import { findOnPath } from '../system/programs.js';
 import { archFromDebian, archFromTriplet, buildMachineArch, dpkgTables, type ArchInfo, type DpkgTables } from './dpkgarch.js';
 import os from 'node:os';
 

@@ -7,8 +7,8 @@ import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
 import { run, type RunResult } from '../system/run.js';
 import { HOST_TOOLS } from '../system/layout.js';
-import { findOnPath } from '../kernel/toolchain.js';
-import { SANDBOX_USER, confineDriver, confineTo, confinedEnv, isConfined, sandboxDenial, sandboxPolicy } from '../system/sandbox.js';
+import { findOnPath } from '../system/programs.js';
+import { SANDBOX_USER, confinedEnv, sandboxDenial, type Sandbox } from '../system/sandbox.js';
 
 export const ARRAY_DIRECTIVES = [
   'BUILT_MODULE_NAME',
@@ -161,45 +161,15 @@ interface ConfRequest {
   module: string;
 }
 
-export async function evaluateConf(files: string[], ctx: ConfContext, timeoutMs = 30_000): Promise<EvaluatedConf> {
-  const env: Record<string, string> = {
-    PATH: process.env.PATH ?? HOST_TOOLS.defaultPath,
-    LANG: 'C.UTF-8',
-    ...ctx,
-    running_distribution: 'debian',
-    __OOTMOD_NAMES: [...SCALAR_DIRECTIVES, ...ARRAY_DIRECTIVES].join(' '),
-  };
-  const req: ConfRequest = { files, env, timeoutMs, module: ctx.module };
-  // dkms.conf is code: it runs as the build user, offline, with nothing but a scratch dir writable.
-  // Confined reads share one sandbox (see ConfReader).
-  const { res, confined } = isConfined(ctx.module) ? await confinedRead(req) : await runAlone(req);
-  return interpret(res, confined, files, timeoutMs, ctx.module);
-}
-
-/** One evaluation in its own sandbox (or unconfined, when the policy says so). */
-async function runAlone(req: ConfRequest): Promise<ConfRun> {
-  const confine = await confineTo([], undefined, req.module);
-  // Run the files from the source dir, as DKMS does, so relative `. ./x` works.
-  const res = await run('bash', ['-c', EVALUATOR, 'ootmod-dkms.conf', ...req.files], {
-    cwd: path.dirname(req.files[0]!),
-    env: req.env,
-    cleanEnv: true,
-    timeoutMs: req.timeoutMs,
-    allowFailure: true,
-    confine,
-  }).finally(() => confine && rm(confine.tmpDir, { recursive: true, force: true }));
-  return { res, confined: confine !== undefined };
-}
-
 // The reader: setting up a sandbox (namespaces, a mount per writable filesystem, dropping privileges)
 // costs several processes, more than reading a dkms.conf, and planning reads one dkms.conf per source
-// and kernel. So confined reads share one sandbox (src/system/sandbox.ts, confineDriver): a driver,
+// and kernel. So confined reads share one sandbox (src/system/sandbox.ts, Sandbox.confineDriver): a driver,
 // root inside its namespaces and read-only mounts, is fed the reads on its stdin and starts one bash
 // per read (as many at a time as there are CPUs), each in a pid namespace of its own as the build user,
 // with an empty environment but its own variables, from its source dir. Their outputs go to files only
 // root can reach, and the driver names each read on its stdout as it starts ("s ID") and ends ("e ID").
 //
-// The pipeline opens the reader when planning starts (openConfReader), so the sandbox is set up while
+// The pipeline opens the reader when planning starts (ConfEvaluator.open), so the sandbox is set up while
 // ootmod reads the kernels and lists the sources, and closes it when the plan is made. A read asked for
 // with no reader open opens one, which closes a few milliseconds after the last read was asked for.
 // A read whose result is not there (the driver failed or was ended) is done again in a sandbox of its
@@ -252,7 +222,7 @@ class ConfReader {
   readonly ended: Promise<void>;
 
   constructor(
-    private readonly sandbox: NonNullable<Awaited<ReturnType<typeof confineDriver>>>,
+    private readonly sandbox: NonNullable<Awaited<ReturnType<Sandbox['confineDriver']>>>,
     private readonly idleClose: boolean,
     /** Called once no more reads can be sent to it. */
     private readonly onClosed: () => void,
@@ -348,37 +318,75 @@ class ConfReader {
   }
 }
 
-/** The reader reads are sent to: the one open now (undefined once it is closed). */
-let reader: Promise<ConfReader | undefined> | undefined;
+/**
+ * dkms.conf evaluation for one run, confined by the run's sandbox (its run context holds one: see
+ * src/pipeline/context.ts). Confined reads share one sandbox, the reader, while one is open (see above).
+ */
+export class ConfEvaluator {
+  /** The reader reads are sent to: the one open now (undefined once it is closed). */
+  private reader: Promise<ConfReader | undefined> | undefined;
 
-function openReader(idleClose: boolean): Promise<ConfReader | undefined> {
-  const forget = () => {
-    if (reader === opened) reader = undefined;
-  };
-  const opened: Promise<ConfReader | undefined> = confineDriver('dkms.conf')
-    .then((sandbox) => (sandbox ? new ConfReader(sandbox, idleClose, forget) : undefined))
-    // A reader that could not be set up: every read is done alone.
-    .catch(() => undefined);
-  reader = opened;
-  void opened.then((r) => r ?? forget());
-  return opened;
-}
+  constructor(readonly sandbox: Sandbox) {}
 
-/** Opens the reader now (while the caller goes on), when reads of dkms.conf would be confined. */
-export function openConfReader(): void {
-  if (sandboxPolicy().enabled && !reader) void openReader(false);
-}
+  async evaluate(files: string[], ctx: ConfContext, timeoutMs = 30_000): Promise<EvaluatedConf> {
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? HOST_TOOLS.defaultPath,
+      LANG: 'C.UTF-8',
+      ...ctx,
+      running_distribution: 'debian',
+      __OOTMOD_NAMES: [...SCALAR_DIRECTIVES, ...ARRAY_DIRECTIVES].join(' '),
+    };
+    const req: ConfRequest = { files, env, timeoutMs, module: ctx.module };
+    // dkms.conf is code: it runs as the build user, offline, with nothing but a scratch dir writable.
+    // Confined reads share one sandbox (see ConfReader).
+    const { res, confined } = this.sandbox.isConfined(ctx.module) ? await this.confinedRead(req) : await this.runAlone(req);
+    return interpret(res, confined, files, timeoutMs, ctx.module);
+  }
 
-/** Closes the reader opened by openConfReader; resolves when its driver has ended. */
-export async function closeConfReader(): Promise<void> {
-  const r = await reader;
-  r?.close();
-  await r?.ended;
-}
+  /** Opens the reader now (while the caller goes on), when reads of dkms.conf would be confined. */
+  open(): void {
+    if (this.sandbox.policy.enabled && !this.reader) void this.openReader(false);
+  }
 
-async function confinedRead(req: ConfRequest): Promise<ConfRun> {
-  const r = await (reader ?? openReader(true));
-  return (await r?.read(req)) ?? runAlone(req);
+  /** Closes the reader opened by open(); resolves when its driver has ended. */
+  async close(): Promise<void> {
+    const r = await this.reader;
+    r?.close();
+    await r?.ended;
+  }
+
+  private openReader(idleClose: boolean): Promise<ConfReader | undefined> {
+    const forget = () => {
+      if (this.reader === opened) this.reader = undefined;
+    };
+    const opened: Promise<ConfReader | undefined> = this.sandbox.confineDriver('dkms.conf')
+      .then((sandbox) => (sandbox ? new ConfReader(sandbox, idleClose, forget) : undefined))
+      // A reader that could not be set up: every read is done alone.
+      .catch(() => undefined);
+    this.reader = opened;
+    void opened.then((r) => r ?? forget());
+    return opened;
+  }
+
+  private async confinedRead(req: ConfRequest): Promise<ConfRun> {
+    const r = await (this.reader ?? this.openReader(true));
+    return (await r?.read(req)) ?? this.runAlone(req);
+  }
+
+  /** One evaluation in its own sandbox (or unconfined, when the policy says so). */
+  private async runAlone(req: ConfRequest): Promise<ConfRun> {
+    const confine = await this.sandbox.confineTo([], undefined, req.module);
+    // Run the files from the source dir, as DKMS does, so relative `. ./x` works.
+    const res = await run('bash', ['-c', EVALUATOR, 'ootmod-dkms.conf', ...req.files], {
+      cwd: path.dirname(req.files[0]!),
+      env: req.env,
+      cleanEnv: true,
+      timeoutMs: req.timeoutMs,
+      allowFailure: true,
+      confine,
+    }).finally(() => confine && rm(confine.tmpDir, { recursive: true, force: true }));
+    return { res, confined: confine !== undefined };
+  }
 }
 
 /** The directives an evaluation printed, or the one-line error it deserves. */

@@ -3,9 +3,9 @@ import { existsSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { crossOf, type KernelTarget } from '../kernel/inventory.js';
-import { ExitCode, OotmodError } from '../errors.js';
+import { ExitCode, OotmodError, escapeControls } from '../errors.js';
 import type { Layout } from '../system/layout.js';
-import { confFiles, evaluateConf, type ConfContext } from './dkmsconf.js';
+import { confFiles, type ConfContext, type ConfEvaluator } from './dkmsconf.js';
 import { registeredWithDkms, removedMarker, sourceDirName, splitNameVersion } from './names.js';
 import { PACKAGE_WORD, resolveSpec, type ModuleSpec } from './spec.js';
 
@@ -40,6 +40,8 @@ export async function listSourceDirs(layout: Layout, opts: { includeDkms?: boole
 
 export interface SourceContext {
   layout: Layout;
+  /** Evaluates dkms.conf, confined by the run's sandbox. */
+  conf: ConfEvaluator;
   kernel?: KernelTarget;
   /** The kernel build dir builds use (the headers, or the kernel's Rust tree). */
   kernelBuildDir?: string;
@@ -50,16 +52,12 @@ export interface SourceContext {
   evalTimeoutMs?: number;
 }
 
-/** Shows control characters (a newline in a value) escaped, so that a problem stays one line. */
-function oneLine(text: string): string {
-  return text.replace(/\p{Cc}/gu, (c) => ({ '\n': '\\n', '\r': '\\r', '\t': '\\t' })[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-}
-
 export class InvalidSourceError extends OotmodError {
   readonly problems: string[];
   constructor(readonly sourceDir: string, problems: string[]) {
-    super(oneLine(`${path.join(sourceDir, 'dkms.conf')}: ${problems[0]}`), undefined, ExitCode.InvalidSource);
-    this.problems = problems.map(oneLine);
+    // Control characters shown escaped (a newline in a value), so that each problem stays one line.
+    super(escapeControls(`${path.join(sourceDir, 'dkms.conf')}: ${problems[0]}`), undefined, ExitCode.InvalidSource);
+    this.problems = problems.map(escapeControls);
   }
 }
 
@@ -187,7 +185,7 @@ export async function loadSpec(src: SourceDir, ctx: SourceContext): Promise<Modu
     const cctx = confContext(src, ctx, names.name, names.version);
     let conf;
     try {
-      conf = await evaluateConf(confFiles(confPath, ctx.layout.dkmsEtcDir, cctx), cctx, ctx.evalTimeoutMs);
+      conf = await ctx.conf.evaluate(confFiles(confPath, ctx.layout.dkmsEtcDir, cctx), cctx, ctx.evalTimeoutMs);
     } catch (err) {
       // Keep the remedy: the one line is "problem: fix".
       if (err instanceof OotmodError && err.exitCode !== ExitCode.Environment) throw new InvalidSourceError(src.dir, [err.line().replace(`${confPath}: `, '')]);

@@ -2,7 +2,6 @@
 // installed kernels, the [boot] settings, the running kernel, what early boot needs (initramfs contents,
 // the root filesystem), what the sources say about modules missing on a kernel, and which kernel boots
 // next. Reading only: nothing changes.
-import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { errorLine } from '../errors.js';
 import { initramfsModules, readNextBoot, rootFsType } from '../kernel/boot.js';
@@ -14,7 +13,7 @@ import {
   computeReadiness, neededModules, pairKey, sourceQuestions,
   type ReadinessInput, type ReadinessView, type SourceVerdict,
 } from '../plan/readiness.js';
-import { StateStore } from '../state/store.js';
+import { StateStore, installedFilesPresent } from '../state/store.js';
 import { guardInput, readGuardState } from '../execute/bootguard.js';
 import { decideGuard, guardLine, type GuardDecision } from '../plan/bootguard.js';
 import type { PipelineContext } from './work.js';
@@ -38,7 +37,7 @@ export interface ReadinessOptions {
   nextOnly?: boolean;
 }
 
-type Ctx = Pick<PipelineContext, 'layout' | 'config' | 'isRoot'> & { opts: { jobs: number } };
+type Ctx = Pick<PipelineContext, 'layout' | 'config' | 'isRoot' | 'run'> & { opts: { jobs: number } };
 
 /** What the newest source of `module` says about `kernel`. */
 async function sourceVerdict(ctx: Ctx, module: string, kernel: KernelTarget, sources: Awaited<ReturnType<typeof listSourceDirs>>): Promise<SourceVerdict> {
@@ -46,7 +45,7 @@ async function sourceVerdict(ctx: Ctx, module: string, kernel: KernelTarget, sou
   const src = candidates[0];
   if (!src) return { noSource: true };
   try {
-    const spec = await loadSpec(src, { layout: ctx.layout, kernel, jobs: ctx.opts.jobs, checkOwnership: ctx.isRoot });
+    const spec = await loadSpec(src, { layout: ctx.layout, conf: ctx.run.dkmsConf, kernel, jobs: ctx.opts.jobs, checkOwnership: ctx.isRoot });
     const subject = { release: kernel.release, machine: kernel.arch.machine, config: kernel.config };
     const excluded = exclusionReason(spec.exclusive, subject);
     if (excluded) return { excluded };
@@ -76,7 +75,7 @@ export async function readReadiness(ctx: Ctx, opts: ReadinessOptions): Promise<R
     records: store.records().map((r) => ({
       module: r.module, version: r.version, kernel: r.kernel, status: r.status, error: r.error,
       installedModules: r.installed.map((f) => f.module),
-      filesPresent: r.installed.length > 0 && r.installed.every((f) => existsSync(f.path)),
+      filesPresent: installedFilesPresent(r),
     })),
     declared: { needed: boot.needed, optional: boot.optional },
   };

@@ -10,11 +10,9 @@ import { ExitCode, OotmodError } from '../errors.js';
 import { executePlan, type JobResult, type ProgressReporter } from '../execute/executor.js';
 import { initramfsKernels } from '../execute/initramfs.js';
 import { noticeExists, noticeFiles } from '../execute/notices.js';
-import { Jobserver, makeFifoSupport } from '../execute/jobserver.js';
-import { missingBuildUser } from '../system/sandbox.js';
+import { Jobserver } from '../execute/jobserver.js';
 import { jobRunner } from '../execute/steps.js';
 import { listKernels, readKernel, type KernelTarget } from '../kernel/inventory.js';
-import { closeConfReader, openConfReader } from '../modules/dkmsconf.js';
 import { dkmsIsInstalled } from '../modules/names.js';
 import { loadSpec, type SourceDir } from '../modules/sources.js';
 import type { ModuleSpec } from '../modules/spec.js';
@@ -26,9 +24,10 @@ import { hasGrub } from '../kernel/boot.js';
 import type { AddJob, Job, WorkPlan } from '../plan/jobs.js';
 import { planModules, type Action } from '../plan/planner.js';
 import { readRustFacts, rustKernels, type RustTreeFact } from '../rust/prepare.js';
-import { StateStore, type BuildRecord } from '../state/store.js';
+import { StateStore, installedFilesPresent, type BuildRecord } from '../state/store.js';
 import type { OotmodConfig } from '../system/config.js';
 import type { Layout } from '../system/layout.js';
+import type { RunContext } from './context.js';
 
 export interface ModuleRef {
   name: string;
@@ -41,6 +40,10 @@ export interface PipelineContext {
   opts: { jobs: number; force: boolean; dryRun: boolean; kernels: string[]; kernelSource?: string; verbose: boolean };
   config(): OotmodConfig;
   isRoot: boolean;
+  /** The sandbox, dkms.conf reader and caches of this run. */
+  run: RunContext;
+  /** Where --verbose shows the commands removals and depmod run. */
+  stderr: NodeJS.WritableStream;
 }
 
 /** A plan with what was read to make it (the executor needs the kernels and the state). */
@@ -125,7 +128,7 @@ export interface ModuleWorkRequest {
 
 async function moduleInputs(ctx: PipelineContext, store: StateStore, kernels: KernelTarget[], rust: RustTreeFact[], req: ModuleWorkRequest): Promise<{ facts: Facts; compose: Pick<ComposeInput, 'modules' | 'headersDir'> }> {
   const placed = new Map((req.adds ?? []).map((a) => [a.from, a.dest]));
-  const facts = await readFacts({ layout: ctx.layout, store, kernels, sources: req.sources, jobs: ctx.opts.jobs, checkOwnership: ctx.isRoot, rust, placed });
+  const facts = await readFacts({ layout: ctx.layout, conf: ctx.run.dkmsConf, store, kernels, sources: req.sources, jobs: ctx.opts.jobs, checkOwnership: ctx.isRoot, rust, placed });
   const modules = planModules({
     kernels: facts.kernels, candidates: facts.candidates, records: facts.records,
     request: { action: req.action, modules: req.refs, force: ctx.opts.force, retry: req.retry }, rustUnavailable: unavailableRust(rust),
@@ -139,12 +142,12 @@ async function moduleInputs(ctx: PipelineContext, store: StateStore, kernels: Ke
  * (which form it takes), and the sandbox that reads dkms.conf, closed when the plan is made.
  */
 async function planning<T>(ctx: PipelineContext, plan: () => Promise<T>): Promise<T> {
-  if (!ctx.opts.dryRun) void makeFifoSupport();
-  openConfReader();
+  if (!ctx.opts.dryRun) void ctx.run.makeFifo();
+  ctx.run.dkmsConf.open();
   try {
     return await plan();
   } finally {
-    await closeConfReader();
+    await ctx.run.dkmsConf.close();
   }
 }
 
@@ -175,7 +178,7 @@ async function planModuleWorkNow(ctx: PipelineContext, req: ModuleWorkRequest): 
     if (req.refs) throw new OotmodError(line, fix, ExitCode.NotFound);
     notes.push(`ootmod: ${line}: ${fix}`);
   }
-  const plan = composePlan({ ...compose, adds: req.adds, rust, rustWanted: req.refs ? 'needed' : 'all', depmodKernels: depmodKernels(ctx, kernels), buildUser: missingBuildUser(), dkmsTree: dkmsTreeOf(ctx, kernels), dkmsTreeMissing: dkmsTreeMissing(ctx, kernels) });
+  const plan = composePlan({ ...compose, adds: req.adds, rust, rustWanted: req.refs ? 'needed' : 'all', depmodKernels: depmodKernels(ctx, kernels), buildUser: ctx.run.sandbox.missingBuildUser(), dkmsTree: dkmsTreeOf(ctx, kernels), dkmsTreeMissing: dkmsTreeMissing(ctx, kernels) });
   return { plan, kernels, store, label: req.label, named: Boolean(req.refs), notes };
 }
 
@@ -183,7 +186,7 @@ async function specOf(ctx: PipelineContext, r: BuildRecord, kernel?: KernelTarge
   const dir = ctx.layout.moduleSource(r.module, r.version);
   if (!existsSync(dir)) return undefined;
   const k = kernel ?? (await readKernel(ctx.layout, r.kernel).catch(() => undefined));
-  return loadSpec({ dir, guessedName: r.module, guessedVersion: r.version }, { layout: ctx.layout, kernel: k, jobs: ctx.opts.jobs, checkOwnership: ctx.isRoot }).catch(() => undefined);
+  return loadSpec({ dir, guessedName: r.module, guessedVersion: r.version }, { layout: ctx.layout, conf: ctx.run.dkmsConf, kernel: k, jobs: ctx.opts.jobs, checkOwnership: ctx.isRoot }).catch(() => undefined);
 }
 
 /** uninstall and remove of a module (all kernels, or -k). */
@@ -216,7 +219,7 @@ async function dkmsTakeover(ctx: PipelineContext, store: StateStore, gone: strin
   const installs = (await readDkmsInstalls(ctx.layout)).filter((d) => !gone.includes(d.kernel));
   if (!installs.length) return undefined;
   const installedByOotmod = new Set(
-    store.records().filter((r) => r.installed.length > 0 && r.installed.every((f) => existsSync(f.path))).map((r) => `${r.module}@${r.kernel}`),
+    store.records().filter(installedFilesPresent).map((r) => `${r.module}@${r.kernel}`),
   );
   return { installs, installedByOotmod };
 }
@@ -260,7 +263,7 @@ async function planTriggerWork(ctx: PipelineContext, opts: TriggerPlanOptions): 
   const initramfs = initramfsKernels(ctx.layout, kernels.map((k) => k.release));
   const plan = composePlan({
     ...compose, rust, rustWanted: 'all', removals, forgetKernels: gone, rustClean,
-    depmodKernels: depmodKernels(ctx, kernels), buildUser: missingBuildUser(), initramfs: { ...initramfs, inDpkg: opts.inDpkg }, dkmsTree: dkmsTreeOf(ctx, kernels), dkmsTreeMissing: dkmsTreeMissing(ctx, kernels),
+    depmodKernels: depmodKernels(ctx, kernels), buildUser: ctx.run.sandbox.missingBuildUser(), initramfs: { ...initramfs, inDpkg: opts.inDpkg }, dkmsTree: dkmsTreeOf(ctx, kernels), dkmsTreeMissing: dkmsTreeMissing(ctx, kernels),
     dkmsTakeover: await dkmsTakeover(ctx, store, gone),
     // The readiness notices: after any change, after a kernel event, and while one is up (to take it down).
     bootNotice: { files: noticeFiles(ctx.layout), always: Boolean(opts.kernelsChanged) || noticeExists(ctx.layout) || Boolean(readGuardState(ctx.layout)) },
@@ -296,7 +299,7 @@ export async function planRustPrepare(ctx: PipelineContext): Promise<Planned> {
   const rust = await readRustFacts(rustKernels(kernels), {
     layout: ctx.layout, config: ctx.config(), kernelSource: ctx.opts.kernelSource, force: ctx.opts.force, saveProbes: !ctx.opts.dryRun,
   });
-  const plan = composePlan({ rust, rustWanted: 'all', depmodKernels: new Set(), buildUser: missingBuildUser() });
+  const plan = composePlan({ rust, rustWanted: 'all', depmodKernels: new Set(), buildUser: ctx.run.sandbox.missingBuildUser() });
   return { plan, kernels, store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label: 'rust prepare', named: false, notes: [] };
 }
 
@@ -328,7 +331,7 @@ const moduleJob = (j: Job) => j.kind === 'build' || j.kind === 'install';
 export async function executeWork(ctx: PipelineContext, planned: Planned, reporter: ProgressReporter): Promise<WorkOutcome> {
   const { plan } = planned;
   const needsCpu = plan.jobs.some((j) => j.kind === 'build' || j.kind === 'rust-tree');
-  const jobserver = needsCpu ? await Jobserver.create(ctx.opts.jobs) : undefined;
+  const jobserver = needsCpu ? await Jobserver.create(ctx.opts.jobs, { fifoForm: ctx.run.makeFifo() }) : undefined;
   let results: Map<string, JobResult>;
   try {
     const runner = jobRunner({
@@ -337,7 +340,9 @@ export async function executeWork(ctx: PipelineContext, planned: Planned, report
       store: planned.store,
       timeoutMs: ctx.config().buildTimeout * 1000,
       jobserver,
-      log: { write: async (t) => void (ctx.opts.verbose && process.stderr.write(t)) },
+      sandbox: ctx.run.sandbox,
+      signingKeys: ctx.run.signingKeys,
+      log: { write: async (t) => void (ctx.opts.verbose && ctx.stderr.write(t)) },
       readiness: (news) => readReadiness(ctx, { early: 'if-missing', ...news }),
     });
     results = await executePlan(plan, runner, { jobserver, reporter });

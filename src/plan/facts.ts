@@ -5,14 +5,15 @@ import path from 'node:path';
 import { environmentFault, errorLine } from '../errors.js';
 import { buildTools, kernelIdentity, toolsIdentity, type KernelTarget } from '../kernel/inventory.js';
 import { hashParts, hashTree } from '../modules/identity.js';
+import type { ConfEvaluator } from '../modules/dkmsconf.js';
 import { listSourceDirs, loadSpec, type SourceDir } from '../modules/sources.js';
 import type { RustTreeFact } from '../rust/prepare.js';
 import { buildArch } from '../rust/tree.js';
 import { compressionIdentity, ootmodFramework } from '../dkms/framework.js';
-import { signingKeyIdentity } from '../execute/signing.js';
+import { signingKeyIdentity } from '../dkms/mok.js';
 import type { Layout } from '../system/layout.js';
 import { VERSION } from '../version.js';
-import type { BuildRecord, StateStore } from '../state/store.js';
+import { installedFilesPresent, type BuildRecord, type StateStore } from '../state/store.js';
 import type { ModuleCandidate, RecordView } from './planner.js';
 
 
@@ -24,6 +25,8 @@ export interface Facts {
 
 export interface FactsRequest {
   layout: Layout;
+  /** Evaluates dkms.conf (the run's, through its sandbox). */
+  conf: ConfEvaluator;
   store: StateStore;
   /** The installed kernels to plan for, as listed by listKernels. */
   kernels: KernelTarget[];
@@ -62,7 +65,7 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
 }
 
 export function recordViews(store: StateStore): RecordView[] {
-  return store.records().map((r) => ({ ...r, filesPresent: r.installed.length > 0 && r.installed.every((f) => existsSync(f.path)) }));
+  return store.records().map((r) => ({ ...r, filesPresent: installedFilesPresent(r) }));
 }
 
 export async function readFacts(req: FactsRequest): Promise<Facts> {
@@ -83,7 +86,7 @@ export async function readFacts(req: FactsRequest): Promise<Facts> {
   const candidates = await mapLimit(pairs, 8, async ({ kernel, source }): Promise<ModuleCandidate> => {
     if (!kernel) {
       try {
-        const spec = await loadSpec(source, { layout: req.layout, jobs: req.jobs, checkOwnership: req.checkOwnership && !req.placed?.has(source.dir) });
+        const spec = await loadSpec(source, { layout: req.layout, conf: req.conf, jobs: req.jobs, checkOwnership: req.checkOwnership && !req.placed?.has(source.dir) });
         return { sourceDir: source.dir, kernel: '', spec };
       } catch (err) {
         // A full disk or a missing bash is the machine's fault, not the source's.
@@ -97,7 +100,7 @@ export async function readFacts(req: FactsRequest): Promise<Facts> {
     const kernelBuildDir = rustTree?.dir ?? kernel.headersDir ?? req.layout.kernelBuildLink(kernel.release);
     try {
       const dest = req.placed?.get(source.dir);
-      const read = await loadSpec(source, { layout: req.layout, kernel, kernelBuildDir, jobs: req.jobs, checkOwnership: req.checkOwnership && !dest });
+      const read = await loadSpec(source, { layout: req.layout, conf: req.conf, kernel, kernelBuildDir, jobs: req.jobs, checkOwnership: req.checkOwnership && !dest });
       // A source the plan adds first builds from its place under /usr/src.
       const spec = dest ? { ...read, sourceDir: dest } : read;
       const inputsKey = hashParts([

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
 import type { KernelTarget } from '../kernel/inventory.js';
-import { findOnPath } from '../kernel/toolchain.js';
+import { findOnPath } from '../system/programs.js';
 import { run } from '../system/run.js';
 
 export interface RustToolchain {

@@ -13,9 +13,8 @@ import { crossOf, type KernelTarget } from '../kernel/inventory.js';
 import { hashParts } from '../modules/identity.js';
 import { writeFileAtomic } from '../system/files.js';
 import type { Layout } from '../system/layout.js';
-import type { JobserverClient } from '../execute/jobserver.js';
-import { fileLog, run, type CommandLog } from '../system/run.js';
-import { chownTree, confineTo } from '../system/sandbox.js';
+import { fileLog, run, type CommandLog, type JobserverClient } from '../system/run.js';
+import { chownTree, type Sandbox } from '../system/sandbox.js';
 import { checkRustAbi, type AbiReport } from './abi.js';
 import { commonHeadersDir, type RustSource } from './sources.js';
 import { rustcRemedy, type RustToolchain } from './toolchain.js';
@@ -268,6 +267,8 @@ export interface BuildTreeOptions {
   timeoutMs: number;
   /** ootmod's jobserver: the tree's make takes its parallelism from it. */
   jobserver?: JobserverClient;
+  /** The run's sandbox: the tree's make runs confined through it. */
+  sandbox: Sandbox;
 }
 
 /** Builds the tree in trees/<key>/ and switches `current` to it when it is complete. */
@@ -300,7 +301,7 @@ export async function buildRustTree(opts: BuildTreeOptions): Promise<RustTree> {
     // A foreign kernel: .rmeta for its target, proc macros (HOSTRUSTC) for this machine, its cross compiler.
     if (cross) tools.push(`ARCH=${cross.arch}`, `CROSS_COMPILE=${cross.crossCompile}`, `CC=${kernel.compiler.command}`);
     // The kernel's Makefiles run as the build user, offline, writing only the new tree; then it is root's again.
-    const confine = await confineTo([obj], path.join(obj, '.tmp'), 'rust-tree');
+    const confine = await opts.sandbox.confineTo([obj], path.join(obj, '.tmp'), 'rust-tree');
     // No -j: the parallelism comes from the jobserver in MAKEFLAGS (without one, a serial build).
     await run('make', ['-C', obj, 'run-command', 'FORCE', `KBUILD_RUN_COMMAND=+${target}$(MAKE) $(build)=rust`, ...tools], {
       cwd: obj, log, step: 'make (Rust tree)', timeoutMs: opts.timeoutMs, jobserver: opts.jobserver, confine,

@@ -44,6 +44,11 @@ export interface StateData {
   records: Record<string, BuildRecord>;
 }
 
+/** Whether a record has installed files and all of them are still in place (else none, or `broken`). */
+export function installedFilesPresent(record: Pick<BuildRecord, 'installed'>): boolean {
+  return record.installed.length > 0 && record.installed.every((f) => existsSync(f.path));
+}
+
 export function recordKey(module: string, version: string, kernel: string): string {
   return `${module}/${version}/${kernel}`;
 }

@@ -10,6 +10,8 @@ import { writeFileAtomic } from './files.js';
 export interface LockOptions {
   /** Called once when the lock is busy and we start waiting. */
   onWait?: (holder: string) => void;
+  /** Told the one line before the process exits, when another run took the lock (stderr by default). */
+  onLost?: (line: string) => void;
   /** Give up after this long (default: wait for ever, as a dpkg trigger must). */
   timeoutMs?: number;
 }
@@ -53,7 +55,9 @@ export async function acquireLock(lockFile: string, opts: LockOptions = {}): Pro
         update: STALE_MS / 4,
         onCompromised: () => {
           // Another run took the lock after ours went stale; carrying on would interleave the two.
-          process.stderr.write('ootmod: lost the global lock (the system was suspended or overloaded); stopping\n');
+          const line = 'ootmod: lost the global lock (the system was suspended or overloaded); stopping';
+          if (opts.onLost) opts.onLost(line);
+          else process.stderr.write(`${line}\n`);
           process.exit(ExitCode.Environment);
         },
       });

@@ -13,6 +13,14 @@ export interface CommandLog {
   write(text: string): Promise<void>;
 }
 
+/** What a child make needs to join ootmod's jobserver (src/execute/jobserver.ts). */
+export interface JobserverClient {
+  /** MAKEFLAGS for the child (`-jN --jobserver-auth=…`). */
+  makeflags: string;
+  /** Fds the child must have at 3, 4, … (pipe form only). */
+  fds: number[];
+}
+
 export interface RunOptions {
   cwd?: string;
   /** Extra environment; merged over process.env unless `cleanEnv` is set. */
@@ -26,7 +34,7 @@ export interface RunOptions {
   /** Human name of the step for error messages, e.g. "make" or "PRE_BUILD". */
   step?: string;
   /** Join ootmod's make jobserver: MAKEFLAGS, and the fds of the pipe form at 3, 4. */
-  jobserver?: { makeflags: string; fds: number[] };
+  jobserver?: JobserverClient;
   /** Run it confined (src/system/sandbox.ts): as the build user, no network, only these dirs writable. */
   confine?: Confinement;
   /** Keeps stdin open and hands it over (a long-lived command fed requests); ignored with `input`. */

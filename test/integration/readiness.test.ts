@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { findOnPath } from '../../src/kernel/toolchain.js';
+import { findOnPath } from '../../src/system/programs.js';
 import { ootmod, ootmodEnv } from '../support/cli.js';
 import { FIXTURES, hostKernel, linkHostKernel, placeSource } from '../support/host.js';
 import { makeRoot } from '../support/roots.js';

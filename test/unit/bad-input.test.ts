@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidSourceError, loadSpec, splitNameVersion, type SourceContext } from '../../src/modules/sources.js';
 import { createLayout, type Layout } from '../../src/system/layout.js';
+import { unconfinedRun } from '../support/run.js';
 
 const REPO = path.resolve(__dirname, '../..');
 const OOTMOD = path.join(REPO, 'dist/ootmod');
@@ -82,7 +83,7 @@ function place(name: string, into: string): string {
 }
 
 function context(layout: Layout, c: Case): SourceContext {
-  return { layout, jobs: 1, checkOwnership: c.kind === 'ownership', evalTimeoutMs: c.timeoutMs };
+  return { layout, conf: unconfinedRun().dkmsConf, jobs: 1, checkOwnership: c.kind === 'ownership', evalTimeoutMs: c.timeoutMs };
 }
 
 async function load(name: string, layout = newRoot(false)) {
@@ -165,7 +166,7 @@ describe('loadSpec refuses each bad source with one specific line', () => {
       const layout = newRoot(false);
       const dir = place(name, layout.srcDir);
       const { name: guessedName, version: guessedVersion } = splitNameVersion(path.basename(dir));
-      const spec = await loadSpec({ dir, guessedName, guessedVersion }, { layout, jobs: 1, checkOwnership: false });
+      const spec = await loadSpec({ dir, guessedName, guessedVersion }, { layout, conf: unconfinedRun().dkmsConf, jobs: 1, checkOwnership: false });
       expect(spec.name).toBe(guessedName);
     }
   });
@@ -183,7 +184,7 @@ describe('good sources among the corpus', () => {
     const layout = newRoot(false);
     const dir = place(name, layout.srcDir);
     const { name: guessedName, version: guessedVersion } = splitNameVersion(c.source);
-    const spec = await loadSpec({ dir, guessedName, guessedVersion }, { layout, jobs: 1, checkOwnership: IS_ROOT });
+    const spec = await loadSpec({ dir, guessedName, guessedVersion }, { layout, conf: unconfinedRun().dkmsConf, jobs: 1, checkOwnership: IS_ROOT });
     expect(`${spec.name}/${spec.version}`).toBe(c.expect);
   });
 

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { applyGuard, guardInput, readGuardState, type GrubTools } from '../../src/execute/bootguard.js';
 import type { JobResult } from '../../src/execute/executor.js';
 import { jobRunner } from '../../src/execute/steps.js';
-import { findOnPath } from '../../src/kernel/toolchain.js';
+import { findOnPath } from '../../src/system/programs.js';
 import { readNextBoot, parseGrubCfg } from '../../src/kernel/boot.js';
 import { decideGuard, type GuardInput } from '../../src/plan/bootguard.js';
 import { composePlan } from '../../src/plan/compose.js';
@@ -17,6 +17,7 @@ import type { StateStore } from '../../src/state/store.js';
 import type { GuardMode } from '../../src/system/config.js';
 import { createLayout, type Layout } from '../../src/system/layout.js';
 import { tempDir } from '../support/roots.js';
+import { unconfinedRun } from '../support/run.js';
 
 const OLDER = '6.1.0-29-amd64';
 const OLD = '6.1.0-30-amd64';
@@ -183,7 +184,7 @@ describe.skipIf(!findOnPath('grub-editenv'))('the boot guard on a GRUB tree', ()
     const before = grubContents(layout);
     const plan = composePlan({ depmodKernels: new Set(), bootNotice: { files: [layout.at('/run/ootmod/next-boot-not-ready')], always: true }, bootGuard: { mode: 'no' } });
     const t = tools(layout);
-    const runner = jobRunner({ layout, kernels: new Map(), store: {} as StateStore, timeoutMs: 1000, log: { write: async () => {} }, readiness: async () => view('failed').view, grubTools: t });
+    const runner = jobRunner({ layout, kernels: new Map(), store: {} as StateStore, timeoutMs: 1000, log: { write: async () => {} }, ...unconfinedRun(), readiness: async () => view('failed').view, grubTools: t });
     const results = new Map<string, JobResult>();
     for (const job of plan.jobs) results.set(job.id, await runner.run(job, results));
     expect(results.get('boot-guard')).toMatchObject({ status: 'skipped', detail: expect.stringMatching(/^did nothing: guard = no/) });

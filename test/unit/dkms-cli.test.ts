@@ -1,6 +1,6 @@
 // DKMS's command line and status format, as ootmod-dkms takes and prints them.
-import { describe, expect, it } from 'vitest';
-import type { StatusRow } from '../../src/cli/commands/status.js';
+import { describe, expect, it, vi } from 'vitest';
+import type { StatusRow } from '../../src/state/status.js';
 import { dkmsExit } from '../../src/cli/commands/dkms.js';
 import { parseDkmsArgs } from '../../src/dkms/args.js';
 import { dkmsStatusLines } from '../../src/dkms/status.js';
@@ -121,5 +121,34 @@ describe('dkmsExit', () => {
     expect(dkmsExit(ExitCode.InvalidSource, 'add')).toBe(8);
     expect(dkmsExit(ExitCode.NotFound, 'remove')).toBe(3);
     expect(dkmsExit(ExitCode.Ok, 'status')).toBe(0);
+  });
+});
+
+describe('dkms -q', () => {
+  it('prints nothing, with the exit code kept, and leaves the process its own stdout and stderr', async () => {
+    const { dkmsMain } = await import('../../src/cli/commands/dkms.js');
+    const { makeRoot } = await import('../support/roots.js');
+    const [realOut, realErr] = [process.stdout.write, process.stderr.write];
+    const written: string[] = [];
+    const capture = (s: NodeJS.WriteStream) => vi.spyOn(s, 'write').mockImplementation((chunk: string | Uint8Array) => (written.push(String(chunk)), true));
+    const spies = [capture(process.stdout), capture(process.stderr)];
+    try {
+      const root = makeRoot();
+      // A module that does not exist: loud, DKMS's exit code and a line saying so.
+      const args = ['build', '-m', 'nosuch', '-v', '1.0', '-k', 'nokernel'];
+      const loud = await dkmsMain(root, args);
+      expect(loud).not.toBe(0);
+      expect(written.join('')).toMatch(/^ootmod-dkms: .*nosuch/m);
+      written.length = 0;
+      // Quiet: the same exit code, and not a word.
+      expect(await dkmsMain(root, ['-q', ...args])).toBe(loud);
+      expect(written).toEqual([]);
+      // The session's streams were silenced, not the process's.
+      expect(process.stdout.write).toBe(spies[0]);
+      expect(process.stderr.write).toBe(spies[1]);
+    } finally {
+      for (const s of spies) s.mockRestore();
+    }
+    expect([process.stdout.write, process.stderr.write]).toEqual([realOut, realErr]);
   });
 });

@@ -1,11 +1,14 @@
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { closeConfReader, evaluateConf, openConfReader, type ConfContext } from '../../src/modules/dkmsconf.js';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ConfEvaluator, type ConfContext } from '../../src/modules/dkmsconf.js';
 import { resolveSpec } from '../../src/modules/spec.js';
-import { SANDBOX_USER, USERADD_ARGS, createBuildUser, lookupUser, setSandboxPolicy } from '../../src/system/sandbox.js';
+import { SANDBOX_USER, Sandbox, USERADD_ARGS } from '../../src/system/sandbox.js';
 import { makeRoot } from '../support/roots.js';
+
+// Reads as a user who is not root gets them: unconfined.
+const unconfined = new ConfEvaluator(new Sandbox({ enabled: false, unconfined: [] }));
 
 const ctx: ConfContext = {
   kernelver: '7.4.1+deb14-amd64',
@@ -24,10 +27,10 @@ async function evalText(text: string, extra: Partial<ConfContext> = {}) {
   const dir = path.join(makeRoot(), 'usr/src/demo-1.0');
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'dkms.conf'), text);
-  return { dir, conf: await evaluateConf([path.join(dir, 'dkms.conf')], { ...ctx, ...extra }) };
+  return { dir, conf: await unconfined.evaluate([path.join(dir, 'dkms.conf')], { ...ctx, ...extra }) };
 }
 
-describe('evaluateConf', () => {
+describe('ConfEvaluator.evaluate', () => {
   it('runs the bash that real dkms.conf files use and sees DKMS variables', async () => {
     const { conf, dir } = await evalText(`
 PACKAGE_NAME="demo"
@@ -126,10 +129,14 @@ const isRoot = process.getuid?.() === 0;
 describe.skipIf(!isRoot)('confined reads asked for together (root: the build user exists or is created)', () => {
   // On a fresh machine nothing has created the build user yet (until it exists, reads run as nobody).
   beforeAll(async () => {
-    if (!lookupUser()) await createBuildUser(async () => void execFileSync('useradd', USERADD_ARGS));
+    const sandbox = new Sandbox({ enabled: true, unconfined: [] });
+    if (!sandbox.lookupUser()) await sandbox.createBuildUser(async () => void execFileSync('useradd', USERADD_ARGS));
   });
-  beforeEach(() => setSandboxPolicy({ enabled: true, unconfined: [] }));
-  afterEach(() => setSandboxPolicy({ enabled: false, unconfined: [] }));
+  // As root: every read confined, through a run's own evaluator.
+  let confined: ConfEvaluator;
+  beforeEach(() => {
+    confined = new ConfEvaluator(new Sandbox({ enabled: true, unconfined: [] }));
+  });
 
   it('give each read its own variables, dir and result, as reads of their own do', async () => {
     const root = makeRoot();
@@ -143,7 +150,7 @@ describe.skipIf(!isRoot)('confined reads asked for together (root: the build use
     // One the build user cannot enter: read alone, it fails with the one-line error about that.
     chmodSync(dirs[3]!, 0o700);
     const reads = dirs.map((dir, i) =>
-      evaluateConf([path.join(dir, 'dkms.conf')], { ...ctx, module: path.basename(dir).replace(/-1\.0$/, ''), kernelver: `${i}.0.0-test` }).then(
+      confined.evaluate([path.join(dir, 'dkms.conf')], { ...ctx, module: path.basename(dir).replace(/-1\.0$/, ''), kernelver: `${i}.0.0-test` }).then(
         (c) => c.directives.get('MAKE')?.get(0),
         (err: Error) => `error: ${err.message}`,
       ),
@@ -164,7 +171,7 @@ describe.skipIf(!isRoot)('confined reads asked for together (root: the build use
       mkdirSync(dir, { recursive: true });
       const hostile = i === 0 ? 'kill -KILL -1 2>/dev/null; sleep 0.3; kill -KILL -1 2>/dev/null\n' : 'sleep 0.5\n';
       writeFileSync(path.join(dir, 'dkms.conf'), `${hostile}PACKAGE_NAME=${name}\nPACKAGE_VERSION=1.0\nMAKE[0]="make T=$TMPDIR"\n`);
-      return evaluateConf([path.join(dir, 'dkms.conf')], { ...ctx, module: name });
+      return confined.evaluate([path.join(dir, 'dkms.conf')], { ...ctx, module: name });
     });
     const got = (await Promise.all(reads)).map((c) => c.directives.get('MAKE')?.get(0));
     // All three read in the one sandbox (none had to be read again alone).
@@ -181,11 +188,11 @@ describe.skipIf(!isRoot)('confined reads asked for together (root: the build use
   it('a read that hangs times out on its own clock; the reads beside it keep their results', async () => {
     const root = makeRoot();
     const started = Date.now();
-    const hung = evaluateConf([source(root, 'hangs', 'sleep 30\n')], { ...ctx, module: 'hangs' }, 1500).then(
+    const hung = confined.evaluate([source(root, 'hangs', 'sleep 30\n')], { ...ctx, module: 'hangs' }, 1500).then(
       () => 'read',
       (err: Error) => err.message,
     );
-    const fine = ['a', 'b', 'c'].map((n) => evaluateConf([source(root, n, '')], { ...ctx, module: n }).then((c) => c.directives.get('MAKE')?.get(0)));
+    const fine = ['a', 'b', 'c'].map((n) => confined.evaluate([source(root, n, '')], { ...ctx, module: n }).then((c) => c.directives.get('MAKE')?.get(0)));
     expect(await hung).toMatch(/hangs-1\.0\/dkms\.conf: evaluating dkms\.conf took longer than 1\.5s$/);
     for (const m of await Promise.all(fine)) expect(m).toMatch(/^make T=\/\S+$/);
     // Not 30 s (the sleep) nor twice the timeout (read again alone).
@@ -194,18 +201,18 @@ describe.skipIf(!isRoot)('confined reads asked for together (root: the build use
 
   it('the reader a pipeline opens serves reads asked for apart until it is closed, then leaves nothing behind', async () => {
     const root = makeRoot();
-    openConfReader();
-    const first = await evaluateConf([source(root, 'early', '')], { ...ctx, module: 'early' });
+    confined.open();
+    const first = await confined.evaluate([source(root, 'early', '')], { ...ctx, module: 'early' });
     await new Promise((r) => setTimeout(r, 100));
-    const later = await evaluateConf([source(root, 'late', '')], { ...ctx, module: 'late' });
+    const later = await confined.evaluate([source(root, 'late', '')], { ...ctx, module: 'late' });
     const scratch = first.directives.get('MAKE')!.get(0)!.replace(/^make T=/, '');
     // One sandbox for both, 100 ms apart (a reader of its own closes 3 ms after its last read).
     expect(later.directives.get('MAKE')!.get(0)).toBe(`make T=${scratch}`);
-    await closeConfReader();
+    await confined.close();
     expect(existsSync(scratch)).toBe(false);
     expect(existsSync(`${scratch}.out`)).toBe(false);
     // Closed: the next read opens a reader of its own.
-    const after = await evaluateConf([source(root, 'after', '')], { ...ctx, module: 'after' });
+    const after = await confined.evaluate([source(root, 'after', '')], { ...ctx, module: 'after' });
     expect(after.directives.get('MAKE')!.get(0)).not.toBe(`make T=${scratch}`);
   });
 });

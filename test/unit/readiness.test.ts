@@ -10,6 +10,7 @@ import type { StateStore } from '../../src/state/store.js';
 import { computeReadiness, notReadyBlock, pairKey, sourceQuestions, type ReadinessInput, type ReadinessRecord, type ReadinessView } from '../../src/plan/readiness.js';
 import { createLayout } from '../../src/system/layout.js';
 import { tempDir } from '../support/roots.js';
+import { unconfinedRun } from '../support/run.js';
 
 const OLD = '6.1.0-30-amd64';
 const NEW = '6.1.0-31-amd64';
@@ -195,7 +196,7 @@ describe('notices and the end-of-apt block', () => {
     expect(notice).toMatchObject({ kind: 'boot-notice', initramfsJobs: [{ job: `initramfs:${NEW}`, kernel: NEW, viaTrigger: true }] });
     const asked: string[][] = [];
     const runner = jobRunner({
-      layout: createLayout(tempDir('ootmod-notice-')), kernels: new Map(), store: {} as StateStore, timeoutMs: 1000, log: { write: async () => {} },
+      layout: createLayout(tempDir('ootmod-notice-')), kernels: new Map(), store: {} as StateStore, timeoutMs: 1000, log: { write: async () => {} }, ...unconfinedRun(),
       readiness: async ({ initramfsPending, initramfsRebuilt }) => {
         asked.push(initramfsPending);
         expect(initramfsRebuilt).toEqual([]);
@@ -214,7 +215,7 @@ describe('notices and the end-of-apt block', () => {
     }).jobs.at(-1)!;
     const rebuilt: string[][] = [];
     const runner2 = jobRunner({
-      layout: createLayout(tempDir('ootmod-notice-')), kernels: new Map(), store: {} as StateStore, timeoutMs: 1000, log: { write: async () => {} },
+      layout: createLayout(tempDir('ootmod-notice-')), kernels: new Map(), store: {} as StateStore, timeoutMs: 1000, log: { write: async () => {} }, ...unconfinedRun(),
       readiness: async ({ initramfsPending, initramfsRebuilt }) => {
         rebuilt.push([...initramfsPending, '|', ...initramfsRebuilt]);
         const r = computeReadiness(input([]));

@@ -12,13 +12,14 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { makeCommandLine } from '../../src/execute/make.js';
 import { runScript } from '../../src/execute/job.js';
-import { evaluateConf, type ConfContext } from '../../src/modules/dkmsconf.js';
+import type { ConfContext } from '../../src/modules/dkmsconf.js';
 import { dkmsKernelSourceDir } from '../../src/modules/sources.js';
 import { resolveSpec } from '../../src/modules/spec.js';
 import { createLayout } from '../../src/system/layout.js';
 import { runShell, type CommandLog } from '../../src/system/run.js';
 import { FIXTURES } from '../support/host.js';
 import { makeRoot, tempDir } from '../support/roots.js';
+import { unconfinedRun } from '../support/run.js';
 
 const KVER = '7.4.1+deb14-amd64';
 const KSRC = `/usr/src/linux-headers-${KVER}`;
@@ -48,7 +49,7 @@ function source(name: string): string {
 
 async function spec(name: string, extra: Partial<ConfContext> = {}) {
   const dir = source(name);
-  const { spec: s, errors } = resolveSpec(await evaluateConf([path.join(dir, 'dkms.conf')], context(name, extra)), dir);
+  const { spec: s, errors } = resolveSpec(await unconfinedRun().dkmsConf.evaluate([path.join(dir, 'dkms.conf')], context(name, extra)), dir);
   expect(errors).toEqual([]);
   return { dir, spec: s! };
 }

@@ -4,7 +4,9 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { existsSync, statSync } from 'node:fs';
 import { DKMS_FRONT_END_MARK } from '../../src/modules/names.js';
-import { dkmsSigningKey, ensureSigningKey, frameworkValue, signFileFor, signingKeyChoice, signingKeyIdentity } from '../../src/execute/signing.js';
+import { frameworkValue } from '../../src/dkms/framework.js';
+import { dkmsSigningKey, signFileFor, signingKeyChoice, signingKeyIdentity } from '../../src/dkms/mok.js';
+import { ensureSigningKey } from '../../src/execute/signing.js';
 import { compressOptions, frameworkJobs, ignoredSettings, readFramework, settingFor } from '../../src/dkms/framework.js';
 import { run } from '../../src/system/run.js';
 import { createLayout } from '../../src/system/layout.js';
@@ -90,7 +92,7 @@ describe('the key with ootmod-dkms installed (DKMS 3.2.2 prepare_mok)', () => {
     const choice = signingKeyChoice(layout);
     expect(choice).toEqual({ key: path.join(root, 'var/lib/dkms/mok.key'), cert: path.join(root, 'var/lib/dkms/mok.pub'), source: 'dkms' });
     const before = signingKeyIdentity(layout);
-    await ensureSigningKey(layout, kernel.release);
+    await ensureSigningKey(layout, kernel.release, new Map());
     expect(statSync(choice.key).mode & 0o777).toBe(0o600);
     const text = (await run('openssl', ['x509', '-inform', 'DER', '-in', choice.cert, '-noout', '-subject', '-ext', 'extendedKeyUsage'])).stdout;
     expect(text).toMatch(/CN\s*=\s*DKMS module signing key/);
@@ -114,7 +116,7 @@ describe('the key with ootmod-dkms installed (DKMS 3.2.2 prepare_mok)', () => {
     expect(signFileFor(createLayout(makeRoot()), kernel)).toBe(kernel.signing.signFile);
     const half = ootmodDkmsRoot();
     put(half, 'var/lib/dkms/mok.pub');
-    await expect(ensureSigningKey(createLayout(half))).rejects.toThrow(/half there: .*mok\.key is missing/);
+    await expect(ensureSigningKey(createLayout(half), undefined, new Map())).rejects.toThrow(/half there: .*mok\.key is missing/);
   });
 });
 

@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../../errors.js';
-import { confFiles, evaluateConf } from '../../modules/dkmsconf.js';
+import { confFiles } from '../../modules/dkmsconf.js';
 import { sourceDirName } from '../../modules/names.js';
 import { confContext, loadSpec, type SourceDir } from '../../modules/sources.js';
 import { planAdd, type AddRequest } from '../../pipeline/work.js';
@@ -20,7 +20,7 @@ function sourceDirOf(s: Session, dir: string): SourceDir {
  * existing /usr/src/<name>-<version> is replaced only with --force or `replace` (ootmod-dkms, as DKMS).
  */
 export async function addRequest(s: Session, from: string, opts: { replace?: boolean } = {}): Promise<AddRequest> {
-  const ctx = { layout: s.layout, jobs: s.opts.jobs, checkOwnership: false };
+  const ctx = { layout: s.layout, conf: s.run.dkmsConf, jobs: s.opts.jobs, checkOwnership: false };
   // Read name and version from the tree where it is; the copy is validated fully by the build's read.
   const first = await loadSpec(sourceDirOf(s, from), ctx).catch((err) => {
     // A tree outside /usr/src need not be named <name>-<version> yet.
@@ -38,8 +38,8 @@ export async function addRequest(s: Session, from: string, opts: { replace?: boo
 
 async function loadNamesOnly(from: string, s: Session) {
   const src = sourceDirOf(s, from);
-  const cctx = confContext(src, { layout: s.layout, jobs: s.opts.jobs, checkOwnership: false });
-  const conf = await evaluateConf(confFiles(path.join(from, 'dkms.conf'), s.layout.dkmsEtcDir, cctx), cctx);
+  const cctx = confContext(src, { layout: s.layout, conf: s.run.dkmsConf, jobs: s.opts.jobs, checkOwnership: false });
+  const conf = await s.run.dkmsConf.evaluate(confFiles(path.join(from, 'dkms.conf'), s.layout.dkmsEtcDir, cctx), cctx);
   const name = conf.directives.get('PACKAGE_NAME')?.get(0);
   const version = conf.directives.get('PACKAGE_VERSION')?.get(0);
   if (!name || !version) throw new OotmodError(`${from}/dkms.conf: PACKAGE_NAME and PACKAGE_VERSION must be set`, undefined, ExitCode.InvalidSource);
@@ -64,7 +64,7 @@ export async function addCommand(s: Session, args: string[]): Promise<ExitCode> 
     const failed = [...outcome.results.values()].find((r) => r.status === 'failed');
     if (failed) throw new OotmodError(`adding ${add.module}/${add.version} failed: ${failed.detail}`, undefined, ExitCode.Failed);
     // The placed copy is root's: validate it as every build will.
-    await loadSpec(sourceDirOf(s, add.dest), { layout: s.layout, jobs: s.opts.jobs, checkOwnership: s.isRoot });
+    await loadSpec(sourceDirOf(s, add.dest), { layout: s.layout, conf: s.run.dkmsConf, jobs: s.opts.jobs, checkOwnership: s.isRoot });
     if (!s.opts.json) s.out(`added ${add.module}/${add.version} at ${add.dest}`);
     return ExitCode.Ok;
   });

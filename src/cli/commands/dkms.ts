@@ -5,14 +5,16 @@
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { parseDkmsArgs, type DkmsRequest } from '../../dkms/args.js';
 import { frameworkJobs, ignoredSettings, ootmodFramework, postTransaction } from '../../dkms/framework.js';
 import { clearRemoved, isRegistered, listRegistry, markRemoved, register, registryDir, unregister } from '../../dkms/registry.js';
 import { queueEntry } from '../../dkms/requests.js';
 import { dkmsStatusLines } from '../../dkms/status.js';
 import { DKMS_INTERFACE_VERSION } from '../../dkms/version.js';
-import { dkmsKeyChoice, ensurePair } from '../../execute/signing.js';
-import { ExitCode, OotmodError, errorLine } from '../../errors.js';
+import { dkmsKeyChoice } from '../../dkms/mok.js';
+import { ensurePair } from '../../execute/signing.js';
+import { ExitCode, OotmodError, environmentFault, errorLine } from '../../errors.js';
 import { removedMarker, sourceDirName } from '../../modules/names.js';
 import { listSourceDirs } from '../../modules/sources.js';
 import { planAdd, planDefer } from '../../pipeline/work.js';
@@ -23,7 +25,7 @@ import { addCommand, addRequest } from './add.js';
 import { hookCommand } from './hook.js';
 import { jobsCommand, runPlanned, withLock } from './jobs.js';
 import { removeCommand } from './remove.js';
-import { statusRows, type StatusRow } from './status.js';
+import { statusRows, type StatusRow } from '../../state/status.js';
 
 const USAGE = `Usage: dkms [action] [options] [module/module-version] [/path/to/source-tree]
 
@@ -171,7 +173,7 @@ async function removeModule(s: Session, command: 'uninstall' | 'remove', t: Targ
 function statusCommandDkms(s: Session, req: DkmsRequest, registry: string): number {
   const entries = listRegistry(s.layout, registry, { name: req.module, version: req.version });
   const registered = new Set(entries.filter((e) => !e.broken).map((e) => `${e.name}/${e.version}`));
-  const rows = statusRows(s, { module: req.module, version: req.version }).filter((r) => r.kernel !== null && registered.has(`${r.module}/${r.version}`));
+  const rows = statusRows(s.layout, s.opts.kernels, { module: req.module, version: req.version }).filter((r) => r.kernel !== null && registered.has(`${r.module}/${r.version}`));
   const added = entries.filter((e) => !e.broken).map((e): StatusRow => ({ module: e.name, version: e.version, kernel: null, arch: null, status: 'added', detail: null, signed: null, files: [], log: null, error: null, updatedAt: null }));
   const out = dkmsStatusLines([...rows, ...added], s.opts.kernels, entries.filter((e) => e.broken).map((e) => `${e.name}/${e.version}`));
   for (const l of out.lines) s.out(l);
@@ -179,7 +181,7 @@ function statusCommandDkms(s: Session, req: DkmsRequest, registry: string): numb
   return 0;
 }
 
-/** `dkms generate_mok`: DKMS's key pair (its rules, see signing.ts), created when missing, as DKMS prints it. */
+/** `dkms generate_mok`: DKMS's key pair (its rules, see src/dkms/mok.ts), created when missing, as DKMS prints it. */
 async function generateMok(s: Session): Promise<number> {
   const choice = dkmsKeyChoice(s.layout);
   const shown = (p: string) => (s.layout.root === '/' || p.startsWith('pkcs11:') ? p : path.join('/', path.relative(s.layout.root, p)));
@@ -188,7 +190,7 @@ async function generateMok(s: Session): Promise<number> {
   if (!choice.key.startsWith('pkcs11:') && !(existsSync(choice.key) && existsSync(choice.cert))) {
     s.out('Certificate or key are missing, generating self signed certificate for MOK...');
   }
-  await ensurePair(choice);
+  await ensurePair(choice, s.run.signingKeys);
   return 0;
 }
 
@@ -200,7 +202,7 @@ async function act(s: Session, req: DkmsRequest): Promise<number> {
       s.out(`dkms-${DKMS_INTERFACE_VERSION}`);
       return 0;
     case 'help':
-      process.stdout.write(USAGE);
+      s.stdout.write(USAGE);
       return 0;
     case 'status':
       return statusCommandDkms(s, req, registry);
@@ -300,11 +302,14 @@ export async function dkmsMain(root: string, argv: string[]): Promise<number> {
   });
   s.layout = withTrees(s.layout, req);
   if (req.kernelSourceDir) s.err('ootmod-dkms: --kernelsourcedir is ignored: ootmod builds against each kernel\'s own headers (/usr/lib/modules/KVER/build)');
-  if (req.quiet) {
-    // DKMS's -q sends everything to /dev/null.
-    process.stdout.write = () => true;
-    process.stderr.write = () => true;
-  }
+  if (!req.quiet) return dkmsRun(s, req, first, rest);
+  // DKMS's -q sends everything to /dev/null: from here on nothing is printed, not even an error (whose
+  // exit code stays what ootmod's main would give).
+  s.stdout = s.stderr = new Writable({ write: (_chunk, _encoding, done) => done() });
+  return dkmsRun(s, req, first, rest).catch((err: unknown) => (err instanceof OotmodError ? err.exitCode : environmentFault(err)?.exitCode ?? ExitCode.Internal));
+}
+
+async function dkmsRun(s: Session, req: DkmsRequest, first: string | undefined, rest: string[]): Promise<number> {
   // With ootmod-dkms installed, DKMS's framework.conf is ootmod's: parallel_jobs (when no -j) and verbose
   // here, the key, sign_file and compress_*_opts where modules are signed and compressed; the settings
   // ootmod does not follow are named once, for the commands they would change.

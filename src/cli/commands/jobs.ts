@@ -62,7 +62,7 @@ export async function runPlanned(s: Session, planned: Planned, opts: { quietSumm
     return undefined;
   }
   if (!opts.quietPreRun) for (const line of preRunLines(planned.plan, s.opts.verbose)) s.err(line);
-  const reporter = reporterFor(s.opts.verbose);
+  const reporter = reporterFor(s.opts.verbose, s.stderr);
   try {
     const outcome = await executeWork(s, planned, reporter);
     reporter.close();

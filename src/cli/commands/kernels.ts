@@ -1,10 +1,11 @@
 import { ExitCode, errorLine } from '../../errors.js';
-import { keyLine, signFileFor } from '../../execute/signing.js';
+import { signFileFor } from '../../dkms/mok.js';
+import { keyLine } from '../../execute/signing.js';
 import { listKernels, type KernelTarget } from '../../kernel/inventory.js';
 import { bootsNext, heldBack, missingList } from '../../plan/readiness.js';
 import { readReadiness, type ReadinessView } from '../../pipeline/readiness.js';
 import type { Layout } from '../../system/layout.js';
-import { SANDBOX_USER, describeConfinement, sandboxPolicy } from '../../system/sandbox.js';
+import { SANDBOX_USER } from '../../system/sandbox.js';
 import { json, table } from '../format.js';
 import type { Session } from '../session.js';
 
@@ -61,7 +62,7 @@ export async function kernelsCommand(s: Session): Promise<ExitCode> {
   const view = await readinessOrWhy(s);
   const readinessOf = (release: string) => (typeof view === 'string' ? undefined : view.report.kernels.find((k) => k.release === release));
   if (s.opts.json) {
-    const p = sandboxPolicy();
+    const p = s.run.sandbox.policy;
     const key = kernels.some((k) => k.signing.enabled) ? await keyLine(s.layout) : undefined;
     const withReadiness = kernels.map((k) => {
       const r = readinessOf(k.release);
@@ -70,7 +71,7 @@ export async function kernelsCommand(s: Session): Promise<ExitCode> {
         bootsNext: typeof view !== 'string' && bootsNext(view).kernel === k.release,
       };
     });
-    s.out(json({ kernels: withReadiness, ...readinessJson(view), signingKey: key ? { key: key.key, cert: key.cert, source: key.source, enrolled: key.enrolled } : null, builds: { confined: p.enabled, user: p.enabled ? SANDBOX_USER : null, unconfined: p.unconfined, summary: describeConfinement() } }));
+    s.out(json({ kernels: withReadiness, ...readinessJson(view), signingKey: key ? { key: key.key, cert: key.cert, source: key.source, enrolled: key.enrolled } : null, builds: { confined: p.enabled, user: p.enabled ? SANDBOX_USER : null, unconfined: p.unconfined, summary: s.run.sandbox.describe() } }));
     return ExitCode.Ok;
   }
   if (!kernels.length) {
@@ -93,7 +94,7 @@ export async function kernelsCommand(s: Session): Promise<ExitCode> {
   for (const k of kernels) for (const p of k.problems) s.out(`  ${k.release}: ${p}`);
   if (kernels.some((k) => k.signing.enabled)) s.out((await keyLine(s.layout)).line);
   for (const line of readinessLines(view, kernels.map((k) => k.release))) s.out(line);
-  s.out(describeConfinement());
+  s.out(s.run.sandbox.describe());
   return ExitCode.Ok;
 }
 
