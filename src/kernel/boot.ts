@@ -1,4 +1,4 @@
-// Which kernel boots next by default, what an initramfs holds, and the root filesystem's type: best-effort
+// Which kernel boots next by default, and the root filesystem's type: best-effort
 // reads of the bootloader's own files (GRUB, systemd-boot), never a change. Each answer says how it was
 // found, or why it is unknown.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -273,32 +273,6 @@ export function readNextBoot(layout: Layout, installed: readonly string[], grubA
   return kernel
     ? { bootloader: 'none', kernel, how: 'no GRUB or systemd-boot configuration found: the newest kernel, as Debian orders its boot menus' }
     : { bootloader: 'none', how: 'unknown (no bootloader configuration and no kernel image found)' };
-}
-
-/** The initramfs of a kernel: Debian's name (initramfs-tools and dracut), else dracut's own. */
-export function initramfsFile(layout: Layout, kver: string): string | undefined {
-  return [layout.initramfs(kver), path.join(layout.bootDir, `initramfs-${kver}.img`)].find((f) => existsSync(f));
-}
-
-/** Module names (.ko files, `-` as `_`) in a listing of lsinitramfs or lsinitrd. */
-export function modulesInListing(listing: string): Set<string> {
-  const names = new Set<string>();
-  for (const m of listing.matchAll(/([^/\s]+)\.ko(?:\.(?:xz|zst|gz))?(?=\s|$)/gm)) names.add(m[1]!.replaceAll('-', '_'));
-  return names;
-}
-
-/**
- * The modules in a kernel's initramfs, listed read-only with initramfs-tools' lsinitramfs or dracut's
- * lsinitrd; undefined (with why) when it has none or neither tool is installed.
- */
-export async function initramfsModules(layout: Layout, kver: string): Promise<{ modules?: Set<string>; why?: string }> {
-  const file = initramfsFile(layout, kver);
-  if (!file) return { why: `${kver} has no initramfs` };
-  const tool = ['lsinitramfs', 'lsinitrd'].find((t) => findOnPath(t));
-  if (!tool) return { why: 'neither lsinitramfs (initramfs-tools) nor lsinitrd (dracut) is installed' };
-  const res = await run(tool, [file], { allowFailure: true, timeoutMs: 120_000 });
-  if (res.exitCode !== 0) return { why: `${tool} ${file} failed: ${res.stderr.trim().split('\n').pop() ?? res.exitCode}` };
-  return { modules: modulesInListing(res.stdout) };
 }
 
 /** The root filesystem's type (findmnt), e.g. zfs: the module that provides it is needed in early boot. */

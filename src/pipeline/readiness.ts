@@ -5,13 +5,14 @@
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { errorLine } from '../errors.js';
-import { initramfsModules, readNextBoot, rootFsType } from '../kernel/boot.js';
+import { readNextBoot, rootFsType } from '../kernel/boot.js';
+import { initramfsModules } from '../kernel/initramfs.js';
 import { listKernels, type KernelTarget } from '../kernel/inventory.js';
 import { compareModuleVersions } from '../kernel/version.js';
 import { exclusionReason } from '../modules/exclusive.js';
 import { listSourceDirs, loadSpec } from '../modules/sources.js';
 import {
-  computeReadiness, neededModules, pairKey, sourceQuestions,
+  computeReadiness, earlyBootKernels, neededModules, pairKey, sourceQuestions,
   type ReadinessInput, type ReadinessView, type SourceVerdict,
 } from '../plan/readiness.js';
 import { StateStore } from '../state/store.js';
@@ -38,7 +39,7 @@ export interface ReadinessOptions {
   nextOnly?: boolean;
 }
 
-type Ctx = Pick<PipelineContext, 'layout' | 'config' | 'isRoot'> & { opts: { jobs: number } };
+type Ctx = Pick<PipelineContext, 'layout' | 'config' | 'isRoot'> & { opts: { jobs: number; dryRun?: boolean } };
 
 /** What the newest source of `module` says about `kernel`. */
 async function sourceVerdict(ctx: Ctx, module: string, kernel: KernelTarget, sources: Awaited<ReturnType<typeof listSourceDirs>>): Promise<SourceVerdict> {
@@ -82,27 +83,30 @@ export async function readReadiness(ctx: Ctx, opts: ReadinessOptions): Promise<R
   };
   const notes: string[] = [];
   if (opts.early) {
+    // Listings are cached by the initramfs file's size, mtime and inode (a dry run and other users keep nothing).
+    const save = ctx.isRoot && !ctx.opts.dryRun;
     input.rootFsType = await rootFsType(layout);
     const initramfs = new Map<string, ReadonlySet<string>>();
     input.initramfs = initramfs;
     const first = neededModules(input);
-    const earlyBoot = first.basis.earlyBoot;
-    if (earlyBoot && first.needed.length) {
-      const read = await initramfsModules(layout, earlyBoot);
-      if (read.modules) initramfs.set(earlyBoot, read.modules);
-      else notes.push(`the initramfs of ${earlyBoot} was not read: ${read.why}`);
-    }
+    const pending = (k: string) => opts.initramfsPending?.includes(k);
+    const tried = new Set<string>();
+    const read = async (k: string) => {
+      tried.add(k);
+      if (pending(k)) {
+        notes.push(`the initramfs of ${k} is rebuilt by initramfs-tools' trigger after this run: checked then (its post-update hook runs ootmod hook initramfs)`);
+        return;
+      }
+      const listing = await initramfsModules(layout, k, { save });
+      if (listing.modules) initramfs.set(k, listing.modules);
+      else if (listing.file) notes.push(`the initramfs of ${k} was not read: ${listing.why}`);
+    };
+    // Which needed modules early boot needs (the running kernel's initramfs; in a chroot, the kernels').
+    if (first.needed.length) for (const k of earlyBootKernels(input, first)) await read(k);
     // A critical module installed for another kernel must be in that kernel's initramfs too.
     const critical = neededModules(input).needed.filter((n) => n.critical);
-    const others = kernels.filter((k) => k.release !== earlyBoot && input.records.some((r) => r.kernel === k.release && critical.some((c) => c.module === r.module)));
-    for (const k of others) {
-      if (opts.initramfsPending?.includes(k.release)) {
-        notes.push(`the initramfs of ${k.release} is rebuilt by initramfs-tools' trigger after this run: not checked`);
-        continue;
-      }
-      const read = await initramfsModules(layout, k.release);
-      if (read.modules) initramfs.set(k.release, read.modules);
-    }
+    const others = kernels.filter((k) => !tried.has(k.release) && input.records.some((r) => r.kernel === k.release && critical.some((c) => c.module === r.module)));
+    for (const k of others) await read(k.release);
   }
   // The boot menu lists kernels with an image; a root with none (headers only) is judged by its kernels.
   const bootable = kernels.filter((k) => k.image).map((k) => k.release);

@@ -54,6 +54,8 @@ export interface Planned {
   named: boolean;
   /** Lines for the admin, printed before the run (e.g. no kernel headers at all). */
   notes: string[];
+  /** How the boot jobs read what early boot needs (default: only when something is missing, see readReadiness). */
+  earlyBoot?: true;
 }
 
 export interface WorkOutcome {
@@ -285,6 +287,17 @@ export async function planBootGuard(ctx: PipelineContext, release: boolean): Pro
   return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label: release ? 'boot release' : 'boot apply', named: false, notes: [] };
 }
 
+/**
+ * ootmod hook initramfs KVER: an initramfs was rebuilt by someone else (initramfs-tools' own trigger,
+ * the admin): the next boot checked again with every initramfs read (the new one is not in the cache),
+ * the boot guard, the notices.
+ */
+export async function planInitramfsCheck(ctx: PipelineContext, kver: string): Promise<Planned> {
+  const plan = composePlan({ depmodKernels: new Set(), bootNotice: { files: noticeFiles(ctx.layout), always: true }, bootGuard: await bootGuardJob(ctx) });
+  const store = StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun });
+  return { plan, kernels: [], store, label: `initramfs of ${kver}`, named: false, notes: [], earlyBoot: true };
+}
+
 /** rust prepare: the Rust trees of the CONFIG_RUST kernels (-k, or all with headers). */
 export async function planRustPrepare(ctx: PipelineContext): Promise<Planned> {
   const kernels = await listKernels(ctx.layout, ctx.opts.kernels.length ? ctx.opts.kernels : undefined);
@@ -338,7 +351,7 @@ export async function executeWork(ctx: PipelineContext, planned: Planned, report
       timeoutMs: ctx.config().buildTimeout * 1000,
       jobserver,
       log: { write: async (t) => void (ctx.opts.verbose && process.stderr.write(t)) },
-      readiness: (news) => readReadiness(ctx, { early: 'if-missing', ...news }),
+      readiness: (news) => readReadiness(ctx, { early: planned.earlyBoot ?? 'if-missing', ...news }),
     });
     results = await executePlan(plan, runner, { jobserver, reporter });
   } finally {

@@ -6,6 +6,7 @@ import type { BuildRecord } from '../state/store.js';
 import { emptyPlan, type AddJob, type BuildJob, type DeferJob, type InstallJob, type Job, type WorkPlan } from './jobs.js';
 import type { ModuleJob, ModulePlan } from './planner.js';
 import type { GuardMode } from '../system/config.js';
+import type { InitramfsGenerator } from '../kernel/initramfs.js';
 
 export interface RemovalRequest {
   record: BuildRecord;
@@ -33,7 +34,7 @@ export interface ComposeInput {
   /** Kernels whose module dir exists: depmod runs for those that jobs touch. */
   depmodKernels: ReadonlySet<string>;
   /** Ask for a new initramfs for touched kernels that have one; inside dpkg the newest goes through the trigger. */
-  initramfs?: { kernels: ReadonlySet<string>; newest?: string; inDpkg: boolean };
+  initramfs?: { kernels: ReadonlySet<string>; newest?: string; inDpkg: boolean; generator?: InitramfsGenerator };
   defer?: Omit<DeferJob, 'kind' | 'needs' | 'after' | 'id'>[];
   /** Sources to place under /usr/src first; builds of those modules need the placement. */
   adds?: Omit<AddJob, 'kind' | 'needs' | 'after' | 'id'>[];
@@ -196,7 +197,7 @@ export function composePlan(input: ComposeInput): WorkPlan {
     jobs.push({ kind: 'depmod', id: depmodId, kernel, reason: 'modules changed', needs: [], after });
     if (input.initramfs?.kernels.has(kernel)) {
       const viaTrigger = input.initramfs.inDpkg && kernel === input.initramfs.newest;
-      jobs.push({ kind: 'initramfs', id: `initramfs:${kernel}`, kernel, viaTrigger, reason: 'modules changed', needs: [], after: [depmodId] });
+      jobs.push({ kind: 'initramfs', id: `initramfs:${kernel}`, kernel, viaTrigger, generator: input.initramfs.generator ?? 'initramfs-tools', reason: 'modules changed', needs: [], after: [depmodId] });
     }
   }
   if (input.bootNotice && (jobs.length || input.bootNotice.always)) {

@@ -4,6 +4,7 @@ import type { ModuleSpec } from '../modules/spec.js';
 import type { RustSource } from '../rust/sources.js';
 import type { RustToolchain } from '../rust/toolchain.js';
 import type { RustTreeKey } from '../rust/tree.js';
+import type { InitramfsGenerator } from '../kernel/initramfs.js';
 import type { GuardMode } from '../system/config.js';
 
 export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'dkms-takeover' | 'dkms-tree' | 'depmod' | 'initramfs' | 'defer' | 'boot-guard' | 'boot-notice';
@@ -132,6 +133,8 @@ export interface InitramfsJob extends JobBase {
   kind: 'initramfs';
   kernel: string;
   viaTrigger: boolean;
+  /** What makes this machine's initramfs. */
+  generator: InitramfsGenerator;
 }
 
 /** Inside dpkg: record the request and activate ootmod's trigger, so the work runs once at the end. */

@@ -129,18 +129,32 @@ export function neededModules(input: ReadinessInput): { basis: ReadinessReport['
   }
   for (const o of input.declared.optional) for (const m of [...found.keys()]) if (names(o, m, input.records)) found.delete(m);
 
-  const early = earlyBoot ? input.initramfs?.get(earlyBoot) : undefined;
+  // The running kernel's initramfs tells what early boot needs; without one, any installed kernel's that has the module in it.
+  const tellers = earlyBootKernels(input, { basis, needed: [...found.keys()] });
   const rootFs = input.rootFsType ? norm(input.rootFsType) : undefined;
   const needed: NeededModule[] = [];
   for (const [module, { version, because }] of [...found].sort(([a], [b]) => cmp(a, b))) {
     const koNames = new Set([norm(module), ...input.records.filter((r) => r.module === module).flatMap((r) => r.installedModules.map(norm))]);
-    const inInitramfs = early && [...koNames].some((n) => early.has(n));
+    const inInitramfs = tellers.find((k) => [...koNames].some((n) => input.initramfs?.get(k)?.has(n)));
     const providesRoot = rootFs !== undefined && koNames.has(rootFs);
     const critical = Boolean(inInitramfs || providesRoot);
-    const why = [because, ...(inInitramfs ? [`in the initramfs of ${earlyBoot}`] : []), ...(providesRoot ? [`provides the root filesystem (${input.rootFsType})`] : [])];
+    const why = [because, ...(inInitramfs ? [`in the initramfs of ${inInitramfs}`] : []), ...(providesRoot ? [`provides the root filesystem (${input.rootFsType})`] : [])];
     needed.push({ module, version, critical, because: why.join('; ') });
   }
   return { basis, needed };
+}
+
+/**
+ * The kernels whose initramfs tells which needed modules early boot needs: the running kernel's (the
+ * basis); in a chroot, an image build or under --root, where no installed kernel runs, the basis
+ * kernel's and every kernel's that has a needed module installed (newest first).
+ */
+export function earlyBootKernels(input: ReadinessInput, chosen: { basis: ReadinessReport['basis']; needed: readonly (NeededModule | string)[] } = neededModules(input)): string[] {
+  const first = chosen.basis.earlyBoot;
+  if (input.running && chosen.basis.kernel === input.running) return first ? [first] : [];
+  const needed = new Set(chosen.needed.map((n) => (typeof n === 'string' ? n : n.module)));
+  const others = sortedKernels(input.kernels).map((k) => k.release).filter((k) => k !== first && input.records.some((r) => r.kernel === k && needed.has(r.module) && present(r)));
+  return [...(first ? [first] : []), ...others];
 }
 
 function sortedKernels(kernels: ReadinessKernel[]): ReadinessKernel[] {
