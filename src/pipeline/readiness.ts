@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { errorLine } from '../errors.js';
 import { readNextBoot, rootFsType } from '../kernel/boot.js';
-import { initramfsModules } from '../kernel/initramfs.js';
+import { initramfsGenerator, initramfsModules } from '../kernel/initramfs.js';
 import { listKernels, type KernelTarget } from '../kernel/inventory.js';
 import { compareModuleVersions } from '../kernel/version.js';
 import { exclusionReason } from '../modules/exclusive.js';
@@ -86,6 +86,7 @@ export async function readReadiness(ctx: Ctx, opts: ReadinessOptions): Promise<R
     // Listings are cached by the initramfs file's size, mtime and inode (a dry run and other users keep nothing).
     const save = ctx.isRoot && !ctx.opts.dryRun;
     input.rootFsType = await rootFsType(layout);
+    input.initramfsGenerator = initramfsGenerator(layout);
     const initramfs = new Map<string, ReadonlySet<string>>();
     input.initramfs = initramfs;
     const first = neededModules(input);

@@ -48,6 +48,8 @@ export interface ReadinessInput {
   initramfs?: ReadonlyMap<string, ReadonlySet<string>>;
   /** The root filesystem's type (findmnt), e.g. zfs. */
   rootFsType?: string;
+  /** What makes the initramfs here (for the command that rebuilds one); initramfs-tools when unknown. */
+  initramfsGenerator?: 'initramfs-tools' | 'dracut';
   /** Keyed by pairKey(module, kernel): for the pairs `sourceQuestions` asks about. */
   sources?: ReadonlyMap<string, SourceVerdict>;
 }
@@ -178,7 +180,8 @@ function verdict(input: ReadinessInput, n: NeededModule, k: ReadinessKernel): { 
   if (installed) {
     const early = input.initramfs?.get(k.release);
     if (n.critical && early && !installed.installedModules.some((m) => early.has(norm(m)))) {
-      return { missing: `not in the initramfs of ${k.release} (update-initramfs -u -k ${k.release})` };
+      const fix = input.initramfsGenerator === 'dracut' ? `dracut --force /boot/initrd.img-${k.release} ${k.release}` : `update-initramfs -u -k ${k.release}`;
+      return { missing: `not in the initramfs of ${k.release} (${fix})` };
     }
     return {};
   }

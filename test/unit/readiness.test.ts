@@ -97,6 +97,8 @@ describe('kernel readiness', () => {
     expect(r.needed.find((n) => n.module === 'zfs')).toMatchObject({ critical: true, because: expect.stringMatching(/in the initramfs of 6\.1\.0-30-amd64/) });
     expect(of(r, NEW).missing).toEqual([{ module: 'zfs', version: '1.0', why: `not in the initramfs of ${NEW} (update-initramfs -u -k ${NEW})`, critical: true }]);
     expect(of(r, OLD).ready).toBe(true);
+    // dracut makes the initramfs here: its command rebuilds it.
+    expect(of(computeReadiness({ ...base, initramfsGenerator: 'dracut', initramfs: new Map([[NEW, new Set<string>()], [OLD, new Set(['zfs'])]]) }), NEW).missing[0]!.why).toBe(`not in the initramfs of ${NEW} (dracut --force /boot/initrd.img-${NEW} ${NEW})`);
   });
 
   it('the module of the root filesystem is critical', () => {
