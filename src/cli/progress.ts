@@ -38,7 +38,7 @@ function plannedLine(job: Job): string {
     case 'build-user':
       return `would create the system user ${job.user} with useradd --system (${job.reason})`;
     case 'boot-guard':
-      if (job.release) return `would give GRUB's default entry back as the admin had it (${job.preview ?? job.reason})`;
+      if (job.release) return `would give ${jobTarget(job)} back as the admin had it (${job.preview ?? job.reason})`;
       return `would run the boot guard after the other jobs (${job.reason})${job.preview ? `; as things are now it would ${job.preview}` : ''}`;
     case 'boot-notice':
       return `would update the notices of the next boot's readiness after the other jobs: ${job.files.join(', ')} (${job.reason})`;

@@ -165,7 +165,7 @@ export function jobRunner(ctx: StepContext): JobRunner {
           const view = await ctx.readiness(initramfsNews(job, results));
           const state = readGuardState(layout);
           const decision: GuardDecision = job.release
-            ? state ? { action: 'release', why: 'ootmod boot release' } : { action: 'none', why: 'the guard holds nothing' }
+            ? state ? { action: 'release', why: 'ootmod boot release', loader: state.bootloader } : { action: 'none', why: 'the guard holds nothing' }
             : decideGuard(guardInput(layout, job.mode, view, view.images ?? []));
           const after = await applyGuard(layout, decision, state, ctx.grubTools ?? realGrubTools(layout));
           const changed = decision.action === 'engage' || decision.action === 'release';

@@ -16,7 +16,7 @@ import {
   type ReadinessInput, type ReadinessView, type SourceVerdict,
 } from '../plan/readiness.js';
 import { StateStore } from '../state/store.js';
-import { guardInput, readGuardState } from '../execute/bootguard.js';
+import { adminSettings, guardInput, readGuardState } from '../execute/bootguard.js';
 import { decideGuard, guardLine, type GuardDecision } from '../plan/bootguard.js';
 import type { PipelineContext } from './work.js';
 
@@ -112,7 +112,7 @@ export async function readReadiness(ctx: Ctx, opts: ReadinessOptions): Promise<R
   // The boot menu lists kernels with an image; a root with none (headers only) is judged by its kernels.
   const bootable = kernels.filter((k) => k.image).map((k) => k.release);
   const guard = readGuardState(layout);
-  const nextBoot = readNextBoot(layout, bootable.length ? bootable : kernels.map((k) => k.release), guard ? { savedEntry: guard.previousSavedEntry } : undefined);
+  const nextBoot = readNextBoot(layout, bootable.length ? bootable : kernels.map((k) => k.release), adminSettings(guard));
   const questions = sourceQuestions(input).filter((q) => !opts.nextOnly || q.kernel === nextBoot.kernel);
   if (questions.length) {
     const sources = await listSourceDirs(layout);
@@ -129,7 +129,7 @@ export async function readReadiness(ctx: Ctx, opts: ReadinessOptions): Promise<R
 export async function guardDecisionNow(ctx: Ctx, release = false): Promise<{ decision: GuardDecision; view: ReadinessView }> {
   const view = await readReadiness(ctx, { early: true });
   const state = readGuardState(ctx.layout);
-  if (release) return { view, decision: state ? { action: 'release', why: 'ootmod boot release' } : { action: 'none', why: 'the guard holds nothing' } };
+  if (release) return { view, decision: state ? { action: 'release', why: 'ootmod boot release', loader: state.bootloader } : { action: 'none', why: 'the guard holds nothing' } };
   return { view, decision: decideGuard(guardInput(ctx.layout, ctx.config().boot.guard, view, view.images ?? [])) };
 }
 

@@ -22,7 +22,7 @@ import { composePlan, type ComposeInput, type RemovalRequest } from '../plan/com
 import { readFacts, type Facts } from '../plan/facts.js';
 import { guardPreview, readReadiness } from './readiness.js';
 import { readGuardState } from '../execute/bootguard.js';
-import { hasGrub } from '../kernel/boot.js';
+import { bootloaderOf } from '../kernel/boot.js';
 import type { AddJob, Job, WorkPlan } from '../plan/jobs.js';
 import { planModules, type Action } from '../plan/planner.js';
 import { readRustFacts, rustKernels, type RustTreeFact } from '../rust/prepare.js';
@@ -272,13 +272,14 @@ async function planTriggerWork(ctx: PipelineContext, opts: TriggerPlanOptions): 
 }
 
 /**
- * The boot guard's job: for the trigger with GRUB and a guard that acts, or while it holds something (to
+ * The boot guard's job: for the trigger with GRUB or systemd-boot and a guard that acts, or while it holds something (to
  * give it back); always for `ootmod boot apply|release` (`asked`), which then says why it does nothing.
  */
 async function bootGuardJob(ctx: PipelineContext, asked = false, release = false): Promise<ComposeInput['bootGuard']> {
   const mode = ctx.config().boot.guard;
-  if (!asked && !((mode !== 'no' && hasGrub(ctx.layout)) || readGuardState(ctx.layout))) return undefined;
-  return { mode, release, preview: ctx.opts.dryRun ? await guardPreview(ctx, release) : undefined };
+  const loader = bootloaderOf(ctx.layout);
+  if (!asked && !((mode !== 'no' && loader !== 'none') || readGuardState(ctx.layout))) return undefined;
+  return { mode, loader, release, preview: ctx.opts.dryRun ? await guardPreview(ctx, release) : undefined };
 }
 
 /** ootmod boot apply|release: the boot guard now, then the notices. */

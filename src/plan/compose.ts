@@ -7,6 +7,7 @@ import { emptyPlan, type AddJob, type BuildJob, type DeferJob, type InstallJob, 
 import type { ModuleJob, ModulePlan } from './planner.js';
 import type { GuardMode } from '../system/config.js';
 import type { InitramfsGenerator } from '../kernel/initramfs.js';
+import type { Bootloader } from '../kernel/boot.js';
 
 export interface RemovalRequest {
   record: BuildRecord;
@@ -56,7 +57,7 @@ export interface ComposeInput {
   /** The notices of the next boot's readiness (these files), updated after every other job: when there are other jobs, or `always`. */
   bootNotice?: { files: string[]; always: boolean };
   /** The boot guard, before the notices (which then tell what it did); with the notice job only. */
-  bootGuard?: { mode: GuardMode; release?: boolean; preview?: string };
+  bootGuard?: { mode: GuardMode; loader: Bootloader; release?: boolean; preview?: string };
 }
 
 const id = {
@@ -203,10 +204,11 @@ export function composePlan(input: ComposeInput): WorkPlan {
   if (input.bootNotice && (jobs.length || input.bootNotice.always)) {
     const initramfsJobs = jobs.flatMap((j) => (j.kind === 'initramfs' ? [{ job: j.id, kernel: j.kernel, viaTrigger: j.viaTrigger }] : []));
     if (input.bootGuard) {
-      const { mode, release = false, preview } = input.bootGuard;
+      const { mode, loader, release = false, preview } = input.bootGuard;
+      const setting = loader === 'systemd-boot' ? "systemd-boot's setting" : loader === 'grub' ? "GRUB's setting" : "the bootloader's setting";
       jobs.push({
-        kind: 'boot-guard', id: 'boot-guard', mode, release, preview, initramfsJobs, needs: [], after: jobs.map((j) => j.id),
-        reason: release ? 'ootmod boot release' : `guard = ${mode}: ${mode === 'yes' ? 'any needed module' : mode === 'auto' ? 'a critical module' : 'nothing'} missing on the kernel GRUB's setting boots holds it back`,
+        kind: 'boot-guard', id: 'boot-guard', mode, loader, release, preview, initramfsJobs, needs: [], after: jobs.map((j) => j.id),
+        reason: release ? 'ootmod boot release' : `guard = ${mode}: ${mode === 'yes' ? 'any needed module' : mode === 'auto' ? 'a critical module' : 'nothing'} missing on the kernel ${setting} boots holds it back`,
       });
     }
     jobs.push({

@@ -5,6 +5,7 @@ import type { RustSource } from '../rust/sources.js';
 import type { RustToolchain } from '../rust/toolchain.js';
 import type { RustTreeKey } from '../rust/tree.js';
 import type { InitramfsGenerator } from '../kernel/initramfs.js';
+import type { Bootloader } from '../kernel/boot.js';
 import type { GuardMode } from '../system/config.js';
 
 export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'dkms-takeover' | 'dkms-tree' | 'depmod' | 'initramfs' | 'defer' | 'boot-guard' | 'boot-notice';
@@ -165,13 +166,15 @@ export interface InitramfsRef {
 }
 
 /**
- * The boot guard (GRUB): keeps the default entry on the newest ready kernel while the kernel GRUB's
- * setting boots lacks needed modules, gives it back when that kernel is ready (src/execute/bootguard.ts).
+ * The boot guard (GRUB, systemd-boot): keeps the default entry on the newest ready kernel while the
+ * kernel the bootloader's setting boots lacks needed modules, gives it back when that kernel is ready (src/execute/bootguard.ts).
  * Decided when it runs, after the other jobs; `release` undoes what the guard changed, whatever the state.
  */
 export interface BootGuardJob extends JobBase {
   kind: 'boot-guard';
   mode: GuardMode;
+  /** The bootloader it acts on, as read when planning. */
+  loader: Bootloader;
   release: boolean;
   /** What it would do as the system is now (a dry run prints it). */
   preview?: string;
@@ -231,7 +234,7 @@ export function jobTarget(job: Job): string {
     case 'boot-notice':
       return job.files.join(', ');
     case 'boot-guard':
-      return "GRUB's default entry";
+      return job.loader === 'systemd-boot' ? "systemd-boot's default entry" : job.loader === 'grub' ? "GRUB's default entry" : "the bootloader's default entry";
   }
 }
 

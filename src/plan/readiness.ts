@@ -2,7 +2,7 @@
 // the admin's [boot] settings and what early boot needs, which kernels have every module this machine
 // needs. The reads are in src/pipeline/readiness.ts.
 import type { NextBoot } from '../kernel/boot.js';
-import type { GuardState } from './bootguard.js';
+import { loaderName, type GuardState } from './bootguard.js';
 import { compareKernelVersions } from '../kernel/version.js';
 
 export interface ReadinessKernel {
@@ -248,7 +248,7 @@ export function notReadyBlock(view: ReadinessView): string[] | undefined {
     `ootmod: the kernel that boots next, ${next.release}, is not ready (${loader}):`,
     ...next.missing.map((m) => `  ${m.module}${m.version ? `/${m.version}` : ''}${m.critical ? ' (critical: needed in early boot)' : ''}: ${m.why}`),
     heldBack(view)
-      ? `ootmod: the boot guard keeps GRUB's default on ${view.guard!.kernel} until ${next.release} is ready (ootmod boot); see ootmod kernels (and ootmod status for the build logs)`
+      ? `ootmod: the boot guard keeps ${loaderName(view.guard!.bootloader)}'s default on ${view.guard!.kernel} until ${next.release} is ready (ootmod boot); see ootmod kernels (and ootmod status for the build logs)`
       : `ootmod: a reboot now starts ${next.release} without ${next.missing.length === 1 ? 'it' : 'them'}; see ootmod kernels (and ootmod status for the build logs)`,
   ];
 }

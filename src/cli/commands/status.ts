@@ -1,4 +1,5 @@
 // status: reads the state file and a directory listing; never builds, never starts a process.
+import { loaderName } from '../../plan/bootguard.js';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { ExitCode } from '../../errors.js';
@@ -69,7 +70,10 @@ export function statusRows(s: Session, filter: { module?: string; version?: stri
 /** The one line status starts with when the kernel that boots next lacks a needed module. */
 export function notReadyLine(view: ReadinessView): string | undefined {
   if (!view.next || view.next.ready) return undefined;
-  if (heldBack(view)) return `ootmod: ${view.next.release}, which GRUB's setting boots, is not ready: ${missingList(view.next.missing)}: the boot guard keeps GRUB's default on ${view.guard!.kernel} (ootmod boot); run ootmod kernels`;
+  if (heldBack(view)) {
+    const loader = loaderName(view.guard!.bootloader);
+    return `ootmod: ${view.next.release}, which ${loader}'s setting boots, is not ready: ${missingList(view.next.missing)}: the boot guard keeps ${loader}'s default on ${view.guard!.kernel} (ootmod boot); run ootmod kernels`;
+  }
   return `ootmod: the next boot's kernel ${view.next.release} is not ready: ${missingList(view.next.missing)}: run ootmod kernels`;
 }
 
