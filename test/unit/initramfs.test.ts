@@ -203,6 +203,15 @@ describe.skipIf(!existsSync(OOTMOD) || !findOnPath('cpio'))('ootmod and a new ke
     // Rebuilt with zfs (a compressed .ko): ready, the cache does not hide it, and the hook takes the notice down.
     rebuild(NEW, ['kernel/fs/ext4/ext4.ko', 'updates/ootmod/zfs.ko.xz']);
     expect(kernels().kernels.find((k) => k.release === NEW)).toMatchObject({ ready: true, missing: [] });
+    // kernel-install's last plugin (95-ootmod-boot.install) checks the same way; inside dpkg it leaves it to the trigger.
+    rebuild(NEW, ['kernel/fs/ext4/ext4.ko']);
+    rmSync(path.join(root, 'run/ootmod/next-boot-not-ready'));
+    expect(spawnSync(OOTMOD, ['--root', root, 'hook', 'boot-entry', NEW], { encoding: 'utf8', env: { ...env, DPKG_MAINTSCRIPT_PACKAGE: 'linux-image-x' } }).status).toBe(0);
+    expect(existsSync(path.join(root, 'run/ootmod/next-boot-not-ready'))).toBe(false);
+    const entry = cli('hook', 'boot-entry', NEW);
+    expect(entry.stderr).toContain(`  zfs/2.2.7 (critical: needed in early boot): not in the initramfs of ${NEW}`);
+    expect(existsSync(path.join(root, 'run/ootmod/next-boot-not-ready'))).toBe(true);
+    rebuild(NEW, ['kernel/fs/ext4/ext4.ko', 'updates/ootmod/zfs.ko.xz']);
     const again = cli('hook', 'initramfs', NEW, `/boot/initrd.img-${NEW}`);
     expect(again.status, again.stderr).toBe(0);
     expect(again.stderr).not.toMatch(/is not ready/);

@@ -28,7 +28,7 @@ async function deferToTrigger(s: Session, kver: string, why: string): Promise<bo
 
 export async function hookCommand(s: Session, args: string[]): Promise<ExitCode> {
   const [name, kver] = args;
-  if (!name || !kver) throw new OotmodError('hook needs a hook name and a kernel release', 'ootmod hook header_postinst|postinst|prerm|postrm KVER [IMAGE], or ootmod hook initramfs KVER [FILE]', ExitCode.Usage);
+  if (!name || !kver) throw new OotmodError('hook needs a hook name and a kernel release', 'ootmod hook header_postinst|postinst|prerm|postrm KVER [IMAGE], ootmod hook initramfs KVER [FILE], ootmod hook boot-entry KVER', ExitCode.Usage);
   const action = maintParams(process.env.DEB_MAINT_PARAMS)[0];
   try {
     switch (name) {
@@ -52,8 +52,12 @@ export async function hookCommand(s: Session, args: string[]): Promise<ExitCode>
         // One that ootmod's own job asked for is checked by that run.
         if (process.env[INITRAMFS_JOB_ENV]) return ExitCode.Ok;
         return await initramfsRebuilt(s, kver);
+      case 'boot-entry':
+        // kernel-install's last plugin: KVER's initramfs and boot entry are written. Inside dpkg the trigger checks at the end.
+        if (process.env.DPKG_MAINTSCRIPT_PACKAGE) return ExitCode.Ok;
+        return await initramfsRebuilt(s, kver);
       default:
-        throw new OotmodError(`unknown hook '${name}'`, 'use header_postinst, postinst, prerm, postrm or initramfs', ExitCode.Usage);
+        throw new OotmodError(`unknown hook '${name}'`, 'use header_postinst, postinst, prerm, postrm, initramfs or boot-entry', ExitCode.Usage);
     }
   } catch (err) {
     if (err instanceof OotmodError && err.exitCode === ExitCode.Usage) throw err;
