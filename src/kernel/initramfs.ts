@@ -76,7 +76,8 @@ export function cachedInitramfsModules(layout: Layout, kver: string): InitramfsL
   const file = initramfsFile(layout, kver);
   if (!file) return undefined;
   const e = readCache(layout)[file];
-  return same(e, statSync(file)) ? { modules: new Set(e!.modules), file, cached: true } : undefined;
+  const st = statSync(file, { throwIfNoEntry: false });
+  return st && same(e, st) ? { modules: new Set(e!.modules), file, cached: true } : undefined;
 }
 
 /**
@@ -86,7 +87,8 @@ export function cachedInitramfsModules(layout: Layout, kver: string): InitramfsL
 export async function initramfsModules(layout: Layout, kver: string, opts: { save?: boolean } = {}): Promise<InitramfsListing> {
   const file = initramfsFile(layout, kver);
   if (!file) return { why: `${kver} has no initramfs` };
-  const before = statSync(file);
+  const before = statSync(file, { throwIfNoEntry: false });
+  if (!before) return { why: `${kver} has no initramfs` };
   const cache = readCache(layout);
   if (same(cache[file], before)) return { modules: new Set(cache[file]!.modules), file, cached: true };
   const tool = listingTools(initramfsGenerator(layout)).find((t) => findOnPath(t));
