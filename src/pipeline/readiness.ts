@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { errorLine } from '../errors.js';
 import { readNextBoot, rootFsType } from '../kernel/boot.js';
-import { initramfsGenerator, initramfsModules } from '../kernel/initramfs.js';
+import { cachedInitramfsModules, initramfsGenerator, initramfsModules } from '../kernel/initramfs.js';
 import { listKernels, type KernelTarget } from '../kernel/inventory.js';
 import { compareModuleVersions } from '../kernel/version.js';
 import { exclusionReason } from '../modules/exclusive.js';
@@ -28,9 +28,10 @@ export interface ReadinessOptions {
    * filesystem (findmnt). Without it (ootmod status: no subprocess) no module counts as critical.
    * `if-missing` (the trigger's jobs): only when the kernel that boots next misses a module, the boot
    * guard holds one back, or this run rebuilt an initramfs (so a run where all is ready and no
-   * initramfs changed lists none).
+   * initramfs changed lists none). `cached` (ootmod status): only the initramfs listings cached for
+   * files that have not changed since (no subprocess), no root filesystem.
    */
-  early: boolean | 'if-missing';
+  early: boolean | 'if-missing' | 'cached';
   /** Kernels whose initramfs is being rebuilt after this run (initramfs-tools' trigger): not read. */
   initramfsPending?: readonly string[];
   /** Kernels whose initramfs this run rebuilt: with `if-missing`, early boot is checked for them too. */
@@ -85,7 +86,8 @@ export async function readReadiness(ctx: Ctx, opts: ReadinessOptions): Promise<R
   if (opts.early) {
     // Listings are cached by the initramfs file's size, mtime and inode (a dry run and other users keep nothing).
     const save = ctx.isRoot && !ctx.opts.dryRun;
-    input.rootFsType = await rootFsType(layout);
+    const cachedOnly = opts.early === 'cached';
+    if (!cachedOnly) input.rootFsType = await rootFsType(layout);
     input.initramfsGenerator = initramfsGenerator(layout);
     const initramfs = new Map<string, ReadonlySet<string>>();
     input.initramfs = initramfs;
@@ -96,6 +98,11 @@ export async function readReadiness(ctx: Ctx, opts: ReadinessOptions): Promise<R
       tried.add(k);
       if (pending(k)) {
         notes.push(`the initramfs of ${k} is rebuilt by initramfs-tools' trigger after this run: checked then (its post-update hook runs ootmod hook initramfs)`);
+        return;
+      }
+      if (cachedOnly) {
+        const cached = cachedInitramfsModules(layout, k);
+        if (cached?.modules) initramfs.set(k, cached.modules);
         return;
       }
       const listing = await initramfsModules(layout, k, { save });

@@ -183,6 +183,8 @@ describe.skipIf(!existsSync(OOTMOD) || !findOnPath('cpio'))('ootmod and a new ke
     expect(j.kernels.find((k) => k.release === NEW)).toMatchObject({ ready: false, missing: [{ module: 'zfs', why: `not in the initramfs of ${NEW} (update-initramfs -u -k ${NEW})`, critical: true }] });
     expect(j.kernels.find((k) => k.release === OLD)!.ready).toBe(true);
     expect(j.bootsNext).toMatchObject({ kernel: NEW, ready: false });
+    // status lists no initramfs, but takes the listings cached for unchanged files.
+    expect(cli('status').stderr.split('\n')[0]).toBe(`ootmod: the next boot's kernel ${NEW} is not ready: zfs (not in the initramfs of ${NEW} (update-initramfs -u -k ${NEW})): run ootmod kernels`);
     const text = cli('kernels').stdout;
     expect(text).toContain(`zfs (not in the initramfs of ${NEW} (update-initramfs -u -k ${NEW}))`);
     // The listings are cached by file: both initramfs files are in it.
@@ -202,6 +204,7 @@ describe.skipIf(!existsSync(OOTMOD) || !findOnPath('cpio'))('ootmod and a new ke
 
     // Rebuilt with zfs (a compressed .ko): ready, the cache does not hide it, and the hook takes the notice down.
     rebuild(NEW, ['kernel/fs/ext4/ext4.ko', 'updates/ootmod/zfs.ko.xz']);
+    expect(cli('status').stderr).not.toMatch(/is not ready/);
     expect(kernels().kernels.find((k) => k.release === NEW)).toMatchObject({ ready: true, missing: [] });
     // kernel-install's last plugin (95-ootmod-boot.install) checks the same way; inside dpkg it leaves it to the trigger.
     rebuild(NEW, ['kernel/fs/ext4/ext4.ko']);

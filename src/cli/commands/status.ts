@@ -80,8 +80,9 @@ export function notReadyLine(view: ReadinessView): string | undefined {
 export async function statusCommand(s: Session, args: string[]): Promise<ExitCode> {
   const [name, version] = (args[0] ?? '').split('/');
   const rows = statusRows(s, { module: name || undefined, version });
-  // Files only (no initramfs listing, no findmnt): dkms.conf is read only for a module the next kernel lacks with no record.
-  const view = await readReadiness(s, { early: false, nextOnly: true });
+  // Files only (no initramfs listing, no findmnt; the cached listings of unchanged initramfs files):
+  // dkms.conf is read only for a module the next kernel lacks with no record.
+  const view = await readReadiness(s, { early: 'cached', nextOnly: true });
   if (s.opts.json) {
     const next = view.next ? { kernel: view.next.release, ready: view.next.ready, missing: view.next.missing } : { kernel: view.nextBoot.kernel ?? null, ready: null, missing: [] };
     s.out(json({ nextBoot: { ...next, bootloader: view.nextBoot.bootloader, how: view.nextBoot.how }, modules: rows }));
