@@ -195,7 +195,18 @@ describe.skipIf(!existsSync(OOTMOD) || !findOnPath('cpio'))('ootmod and a new ke
     // the end-of-apt block and the notice. One that ootmod's own job asked for is left to that run.
     const skipped = spawnSync(OOTMOD, ['--root', root, 'hook', 'initramfs', NEW, `/boot/initrd.img-${NEW}`], { encoding: 'utf8', env: { ...env, OOTMOD_INITRAMFS_JOB: '1' } });
     expect(skipped.status).toBe(0);
+    // Inside dpkg with ootmod's trigger still to run (a kernel's postinst: initramfs-tools' kernel hook
+    // runs before ootmod's; or a queued kernel): left to the trigger.
+    const inDpkg = (pkg: string) => spawnSync(OOTMOD, ['--root', root, 'hook', 'initramfs', NEW, `/boot/initrd.img-${NEW}`], { encoding: 'utf8', env: { ...env, DPKG_MAINTSCRIPT_PACKAGE: pkg } });
+    expect(inDpkg(`linux-image-${NEW}`).status).toBe(0);
+    mkdirSync(path.join(root, 'var/lib/ootmod/queue'), { recursive: true });
+    writeFileSync(path.join(root, 'var/lib/ootmod/queue', NEW), 'postinst\n');
+    expect(inDpkg('initramfs-tools').status).toBe(0);
     expect(existsSync(path.join(root, 'run/ootmod/next-boot-not-ready'))).toBe(false);
+    rmSync(path.join(root, 'var/lib/ootmod/queue', NEW));
+    // initramfs-tools' own trigger, after ootmod's: checked.
+    expect(inDpkg('initramfs-tools').stderr).toContain(`ootmod: the kernel that boots next, ${NEW}, is not ready`);
+    rmSync(path.join(root, 'run/ootmod/next-boot-not-ready'));
     const hook = cli('hook', 'initramfs', NEW, `/boot/initrd.img-${NEW}`);
     expect(hook.status, hook.stderr).toBe(0);
     expect(hook.stderr).toContain(`ootmod: the kernel that boots next, ${NEW}, is not ready`);

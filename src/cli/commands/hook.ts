@@ -1,6 +1,7 @@
 // hook: the logic of the kernel hooks in /etc/kernel/*.d/ootmod (called as `ootmod hook NAME KVER [IMAGE]`).
 // Inside a dpkg run the work is deferred to ootmod's trigger, so it runs once, at the end, when the
 // headers, rustc, rust-src and linux-source of the same transaction are all configured.
+import { readdir } from 'node:fs/promises';
 import { ExitCode, OotmodError, errorLine } from '../../errors.js';
 import { INITRAMFS_JOB_ENV } from '../../execute/initramfs.js';
 import { notReadyBlock } from '../../plan/readiness.js';
@@ -51,6 +52,10 @@ export async function hookCommand(s: Session, args: string[]): Promise<ExitCode>
         // initramfs-tools' post-update hook: KVER's initramfs was rebuilt (its own trigger, the admin).
         // One that ootmod's own job asked for is checked by that run.
         if (process.env[INITRAMFS_JOB_ENV]) return ExitCode.Ok;
+        // Inside dpkg, while ootmod's trigger is still to run, the trigger checks at the end. That is so
+        // in a kernel package's postinst: initramfs-tools' kernel hook makes the new initramfs before
+        // ootmod's hook queues the kernel (and before its modules are built).
+        if (process.env.DPKG_MAINTSCRIPT_PACKAGE && (process.env.DPKG_MAINTSCRIPT_PACKAGE.startsWith('linux-image-') || (await queued(s)))) return ExitCode.Ok;
         return await initramfsRebuilt(s, kver);
       case 'boot-entry':
         // kernel-install's last plugin: KVER's initramfs and boot entry are written. Inside dpkg the trigger checks at the end.
@@ -78,6 +83,11 @@ async function removeKernel(s: Session, kver: string): Promise<ExitCode> {
     s.err(`ootmod: removed ${builds} module build(s)${tree ? ' and the Rust tree' : ''} of ${kver}`);
     return [...outcome.results.values()].some((r) => r.status === 'failed') ? ExitCode.Failed : ExitCode.Ok;
   });
+}
+
+/** Hooks queued work for ootmod's trigger, which has not run yet. */
+async function queued(s: Session): Promise<boolean> {
+  return (await readdir(s.layout.queueDir).catch(() => [] as string[])).length > 0;
 }
 
 /** A new initramfs of KVER: the next boot checked again (the guard, the notices); the end-of-apt block when it is not ready. */
