@@ -3,7 +3,7 @@
 // (Type #1 entries named MACHINE-ID-KVER[+LEFT[-DONE]].conf): engaged and released byte for byte,
 // nothing with guard = no, and what a dry run prints.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { applyGuard, guardInput, readGuardState, type GrubTools } from '../../src/execute/bootguard.js';
@@ -146,6 +146,24 @@ describe('the boot guard on a systemd-boot ESP', () => {
     expect(await applyGuard(layout, decision, readGuardState(layout), noGrub)).toBeUndefined();
     expect(bootContents(layout)).toEqual(before);
     expect(readGuardState(layout)).toBeUndefined();
+  });
+
+  it('moves to the next older ready kernel when the one it keeps the default on is removed, and still releases exactly', async () => {
+    const layout = espRoot();
+    const before = bootContents(layout);
+    const v = view('failed');
+    const first = await applyGuard(layout, decideGuard(guardInput(layout, 'auto', v, v.images!)), undefined, noGrub);
+    // OLD goes (kernel-install remove deletes its entry; the kernel postrm hook runs the guard again).
+    rmSync(layout.at(`/boot/efi/loader/entries/${MID}-${OLD}.conf`));
+    const gone = { ...v, images: [NEW, OLDER] };
+    const moved = decideGuard(guardInput(layout, 'auto', gone, gone.images));
+    expect(moved).toMatchObject({ action: 'engage', entry: `${MID}-${OLDER}.conf`, kernel: OLDER });
+    const second = await applyGuard(layout, moved, first, noGrub);
+    expect(second).toMatchObject({ previousDefaultLine: `default ${MID}-*`, since: first!.since });
+    expect(loaderConfOf(layout)).toBe(`timeout 3\n#ootmod-boot-guard: default ${MID}-*\ndefault ${MID}-${OLDER}.conf\neditor no\n`);
+    await applyGuard(layout, { action: 'release', why: 'test', loader: 'systemd-boot' }, second, noGrub);
+    delete before[`boot/efi/loader/entries/${MID}-${OLD}.conf`];
+    expect(bootContents(layout)).toEqual(before);
   });
 
   it('without loader.conf (entries on XBOOTLDR) it writes one on the ESP, and release removes it', async () => {
