@@ -26,8 +26,8 @@ export interface ReadinessOptions {
   /**
    * Read what early boot needs: the initramfs contents (lsinitramfs/lsinitrd) and the root
    * filesystem (findmnt). Without it (ootmod status: no subprocess) no module counts as critical.
-   * `if-missing` (the trigger's jobs): only when the kernel that boots next misses a module, the boot
-   * guard holds one back, or this run rebuilt an initramfs (so a run where all is ready and no
+   * `if-missing` (the trigger's jobs): only when the kernel that boots next misses a module (the cached
+   * listings counted), the boot guard holds one back, or this run rebuilt an initramfs (so a run where all is ready and no
    * initramfs changed lists none). `cached` (ootmod status): only the initramfs listings cached for
    * files that have not changed since (no subprocess), no root filesystem.
    */
@@ -62,7 +62,8 @@ async function sourceVerdict(ctx: Ctx, module: string, kernel: KernelTarget, sou
 
 export async function readReadiness(ctx: Ctx, opts: ReadinessOptions): Promise<ReadinessView> {
   if (opts.early === 'if-missing') {
-    const quick = await readReadiness(ctx, { ...opts, early: false });
+    // The quick look takes the cached listings of unchanged initramfs files: a module known to be missing from one counts.
+    const quick = await readReadiness(ctx, { ...opts, early: 'cached' });
     const check = (quick.next && !quick.next.ready) || quick.guard || Boolean(opts.initramfsRebuilt?.length);
     return check ? readReadiness(ctx, { ...opts, early: true }) : quick;
   }

@@ -185,6 +185,11 @@ describe.skipIf(!existsSync(OOTMOD) || !findOnPath('cpio'))('ootmod and a new ke
     expect(j.bootsNext).toMatchObject({ kernel: NEW, ready: false });
     // status lists no initramfs, but takes the listings cached for unchanged files.
     expect(cli('status').stderr.split('\n')[0]).toBe(`ootmod: the next boot's kernel ${NEW} is not ready: zfs (not in the initramfs of ${NEW} (update-initramfs -u -k ${NEW})): run ootmod kernels`);
+    // The jobs of a plan (here boot apply's notice) take a quick look first, which counts the cached listing.
+    const apply = cli('boot', 'apply');
+    expect(apply.status, apply.stderr).toBe(0);
+    expect(readFileSync(path.join(root, 'run/ootmod/next-boot-not-ready'), 'utf8')).toContain(`  zfs/2.2.7 (critical: needed in early boot): not in the initramfs of ${NEW}`);
+    rmSync(path.join(root, 'run/ootmod/next-boot-not-ready'));
     const text = cli('kernels').stdout;
     expect(text).toContain(`zfs (not in the initramfs of ${NEW} (update-initramfs -u -k ${NEW}))`);
     // The listings are cached by file: both initramfs files are in it.
