@@ -7,6 +7,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { requestInitramfs } from '../../src/execute/initramfs.js';
+import { composePlan } from '../../src/plan/compose.js';
 import { cachedInitramfsModules, initramfsGenerator, initramfsModules, listingTools } from '../../src/kernel/initramfs.js';
 import { findOnPath } from '../../src/kernel/toolchain.js';
 import { createLayout, type Layout } from '../../src/system/layout.js';
@@ -137,6 +139,29 @@ describe('the listing cache', () => {
     } finally {
       process.env.PATH = saved;
     }
+  });
+});
+
+describe('asking for a new initramfs', () => {
+  it('runs dracut --force on the kernel\'s file where dracut makes it (never through a trigger), update-initramfs -u -k elsewhere, both marked as ootmod\'s', async () => {
+    const bin = tempDir('ootmod-generators-');
+    const log = path.join(bin, 'calls');
+    for (const tool of ['dracut', 'update-initramfs']) writeFileSync(path.join(bin, tool), `#!/bin/sh\necho "${tool} $* OOTMOD_INITRAMFS_JOB=$OOTMOD_INITRAMFS_JOB" >> ${log}\n`, { mode: 0o755 });
+    const layout = rootWith('dracut');
+    writeFileSync(layout.initramfs(NEW), '');
+    const saved = process.env.PATH;
+    process.env.PATH = `${bin}:${saved}`;
+    try {
+      expect(await requestInitramfs(layout, NEW, { viaTrigger: false, generator: 'dracut' })).toBeUndefined();
+      expect(await requestInitramfs(layout, NEW, { viaTrigger: false, generator: 'initramfs-tools' })).toBeUndefined();
+    } finally {
+      process.env.PATH = saved;
+    }
+    expect(readFileSync(log, 'utf8')).toBe(`dracut -q --force ${layout.initramfs(NEW)} ${NEW} OOTMOD_INITRAMFS_JOB=1\nupdate-initramfs -u -k ${NEW} OOTMOD_INITRAMFS_JOB=1\n`);
+    // The plan: with dracut no kernel goes through initramfs-tools' trigger, inside dpkg or not.
+    const removal = { record: { module: 'zfs', version: '1.0', kernel: NEW, arch: 'x86_64', status: 'installed' as const, inputsKey: '', built: [], installed: [], updatedAt: '' }, forget: false, reason: 'x' };
+    const plan = composePlan({ removals: [removal], depmodKernels: new Set([NEW]), initramfs: { kernels: new Set([NEW]), inDpkg: true, generator: 'dracut' } });
+    expect(plan.jobs.find((j) => j.kind === 'initramfs')).toMatchObject({ kernel: NEW, viaTrigger: false, generator: 'dracut' });
   });
 });
 
