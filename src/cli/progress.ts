@@ -26,7 +26,7 @@ function plannedLine(job: Job): string {
     case 'depmod':
       return `would run depmod for ${job.kernel} (once, after its ${job.after.length} job(s), if one changed files)`;
     case 'initramfs':
-      return `would update the initramfs of ${job.kernel}${job.generator === 'dracut' ? ' (dracut --force)' : job.viaTrigger ? " (through initramfs-tools' trigger)" : ''}`;
+      return `would update the initramfs of ${job.kernel}${job.tool === 'dracut' ? ' (dracut --force)' : job.viaTrigger ? " (through initramfs-tools' trigger)" : ''}`;
     case 'add':
       return `would add ${job.module}/${job.version}: copy ${job.from} to ${job.dest}${job.postAdd ? ' and run its POST_ADD' : ''}`;
     case 'dkms-takeover':

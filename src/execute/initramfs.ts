@@ -2,7 +2,7 @@
 // filesystems) must be the one just installed. initramfs-tools (Debian's default) or dracut, whichever
 // makes this machine's initramfs.
 import { findOnPath } from '../kernel/toolchain.js';
-import { initramfsFile, initramfsGenerator, type InitramfsGenerator } from '../kernel/initramfs.js';
+import { initramfsFile, initramfsGenerator } from '../kernel/initramfs.js';
 import { compareKernelVersions } from '../kernel/version.js';
 import type { Layout } from '../system/layout.js';
 import { run } from '../system/run.js';
@@ -13,27 +13,32 @@ import { run } from '../system/run.js';
  */
 export const INITRAMFS_JOB_ENV = 'OOTMOD_INITRAMFS_JOB';
 
+/** How ootmod asks for a new initramfs: `update-initramfs` (initramfs-tools', and the one newer dracut packages ship, both with the `update-initramfs` dpkg trigger), else `dracut --force`. */
+export type InitramfsTool = 'update-initramfs' | 'dracut';
+
 /**
  * The kernels whose initramfs ootmod keeps up to date: only on the real system, with initramfs-tools
- * or dracut, and kernels that have an initramfs. With initramfs-tools inside dpkg the newest one goes
- * through its own `update-initramfs` trigger (it runs once at the end of the dpkg run); the others, and
- * every kernel outside dpkg, get `update-initramfs -u -k KVER`. dracut has no trigger: `dracut --force`.
+ * or dracut, and kernels that have an initramfs. With update-initramfs, inside dpkg the newest one goes
+ * through its `update-initramfs` trigger (it runs once at the end of the dpkg run); the others, and
+ * every kernel outside dpkg, get `update-initramfs -u -k KVER`. A dracut without update-initramfs
+ * (Debian 12's) has no trigger: `dracut --force`.
  */
-export function initramfsKernels(layout: Layout, allKernels: string[]): { kernels: Set<string>; newest?: string; generator?: InitramfsGenerator } {
+export function initramfsKernels(layout: Layout, allKernels: string[]): { kernels: Set<string>; newest?: string; tool?: InitramfsTool } {
   if (layout.root !== '/') return { kernels: new Set() };
   const generator = initramfsGenerator(layout);
-  if (!generator || !findOnPath(generator === 'dracut' ? 'dracut' : 'update-initramfs')) return { kernels: new Set() };
+  const tool = !generator ? undefined : findOnPath('update-initramfs') ? 'update-initramfs' : generator === 'dracut' && findOnPath('dracut') ? 'dracut' : undefined;
+  if (!tool) return { kernels: new Set() };
   return {
     kernels: new Set(allKernels.filter((k) => initramfsFile(layout, k))),
-    newest: generator === 'initramfs-tools' ? [...allKernels].sort(compareKernelVersions).pop() : undefined,
-    generator,
+    newest: tool === 'update-initramfs' ? [...allKernels].sort(compareKernelVersions).pop() : undefined,
+    tool,
   };
 }
 
 /** Returns the error line, or undefined when it worked. */
-export async function requestInitramfs(layout: Layout, kernel: string, how: { viaTrigger: boolean; generator: InitramfsGenerator }): Promise<string | undefined> {
+export async function requestInitramfs(layout: Layout, kernel: string, how: { viaTrigger: boolean; tool: InitramfsTool }): Promise<string | undefined> {
   const env = { DPKG_MAINTSCRIPT_PACKAGE: undefined, [INITRAMFS_JOB_ENV]: '1' };
-  if (how.generator === 'dracut') {
+  if (how.tool === 'dracut') {
     const file = initramfsFile(layout, kernel) ?? layout.initramfs(kernel);
     const res = await run('dracut', ['-q', '--force', file, kernel], { allowFailure: true, timeoutMs: 900_000, env });
     return res.exitCode ? `dracut --force ${file} ${kernel} failed: ${res.stderr.trim().split('\n').pop()}` : undefined;

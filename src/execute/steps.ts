@@ -152,7 +152,7 @@ export function jobRunner(ctx: StepContext): JobRunner {
         case 'initramfs': {
           if (results.get(job.after[0]!)?.status !== 'done') return { status: 'skipped', detail: 'depmod did not run' };
           const error = await requestInitramfs(layout, job.kernel, job);
-          return error ? failed(error) : { status: 'done', detail: job.generator === 'dracut' ? 'dracut --force' : job.viaTrigger ? 'through initramfs-tools\' trigger' : 'update-initramfs -u' };
+          return error ? failed(error) : { status: 'done', detail: job.tool === 'dracut' ? 'dracut --force' : job.viaTrigger ? 'through initramfs-tools\' trigger' : 'update-initramfs -u' };
         }
         case 'defer': {
           await mkdir(layout.queueDir, { recursive: true });

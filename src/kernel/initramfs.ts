@@ -13,13 +13,16 @@ export type InitramfsGenerator = 'initramfs-tools' | 'dracut';
 
 /**
  * What makes the initramfs on this root: Debian's initramfs-tools or dracut (the two packages
- * conflict), told by the kernel hook each installs (initramfs-tools' update-initramfs; dracut's
- * /etc/kernel/postinst.d/dracut, or its kernel-install plugin). dracut-core or initramfs-tools-core
- * alone (their listing tools, no hook) make no initramfs: undefined then.
+ * conflict), told by the kernel hook each installs (/etc/kernel/postinst.d/initramfs-tools or
+ * /etc/kernel/postinst.d/dracut), else by their programs (update-initramfs: initramfs-tools', or the
+ * one newer dracut packages ship; dracut's kernel-install plugin). dracut-core or
+ * initramfs-tools-core alone (their listing tools, no hook) make no initramfs: undefined then.
  */
 export function initramfsGenerator(layout: Layout): InitramfsGenerator | undefined {
-  if (existsSync(layout.at('/etc/kernel/postinst.d/initramfs-tools')) || existsSync(layout.at('/usr/sbin/update-initramfs'))) return 'initramfs-tools';
-  if (existsSync(layout.at('/etc/kernel/postinst.d/dracut')) || existsSync(layout.at('/usr/lib/kernel/install.d/50-dracut.install'))) return 'dracut';
+  if (existsSync(layout.at('/etc/kernel/postinst.d/initramfs-tools'))) return 'initramfs-tools';
+  if (existsSync(layout.at('/etc/kernel/postinst.d/dracut'))) return 'dracut';
+  if (existsSync(layout.at('/usr/sbin/update-initramfs'))) return 'initramfs-tools';
+  if (existsSync(layout.at('/usr/lib/kernel/install.d/50-dracut.install'))) return 'dracut';
   return undefined;
 }
 

@@ -6,7 +6,7 @@ import type { BuildRecord } from '../state/store.js';
 import { emptyPlan, type AddJob, type BuildJob, type DeferJob, type InstallJob, type Job, type WorkPlan } from './jobs.js';
 import type { ModuleJob, ModulePlan } from './planner.js';
 import type { GuardMode } from '../system/config.js';
-import type { InitramfsGenerator } from '../kernel/initramfs.js';
+import type { InitramfsTool } from '../execute/initramfs.js';
 import type { Bootloader } from '../kernel/boot.js';
 
 export interface RemovalRequest {
@@ -35,7 +35,7 @@ export interface ComposeInput {
   /** Kernels whose module dir exists: depmod runs for those that jobs touch. */
   depmodKernels: ReadonlySet<string>;
   /** Ask for a new initramfs for touched kernels that have one; inside dpkg the newest goes through the trigger. */
-  initramfs?: { kernels: ReadonlySet<string>; newest?: string; inDpkg: boolean; generator?: InitramfsGenerator };
+  initramfs?: { kernels: ReadonlySet<string>; newest?: string; inDpkg: boolean; tool?: InitramfsTool };
   defer?: Omit<DeferJob, 'kind' | 'needs' | 'after' | 'id'>[];
   /** Sources to place under /usr/src first; builds of those modules need the placement. */
   adds?: Omit<AddJob, 'kind' | 'needs' | 'after' | 'id'>[];
@@ -198,7 +198,7 @@ export function composePlan(input: ComposeInput): WorkPlan {
     jobs.push({ kind: 'depmod', id: depmodId, kernel, reason: 'modules changed', needs: [], after });
     if (input.initramfs?.kernels.has(kernel)) {
       const viaTrigger = input.initramfs.inDpkg && kernel === input.initramfs.newest;
-      jobs.push({ kind: 'initramfs', id: `initramfs:${kernel}`, kernel, viaTrigger, generator: input.initramfs.generator ?? 'initramfs-tools', reason: 'modules changed', needs: [], after: [depmodId] });
+      jobs.push({ kind: 'initramfs', id: `initramfs:${kernel}`, kernel, viaTrigger, tool: input.initramfs.tool ?? 'update-initramfs', reason: 'modules changed', needs: [], after: [depmodId] });
     }
   }
   if (input.bootNotice && (jobs.length || input.bootNotice.always)) {

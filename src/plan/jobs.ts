@@ -4,7 +4,7 @@ import type { ModuleSpec } from '../modules/spec.js';
 import type { RustSource } from '../rust/sources.js';
 import type { RustToolchain } from '../rust/toolchain.js';
 import type { RustTreeKey } from '../rust/tree.js';
-import type { InitramfsGenerator } from '../kernel/initramfs.js';
+import type { InitramfsTool } from '../execute/initramfs.js';
 import type { Bootloader } from '../kernel/boot.js';
 import type { GuardMode } from '../system/config.js';
 
@@ -134,8 +134,8 @@ export interface InitramfsJob extends JobBase {
   kind: 'initramfs';
   kernel: string;
   viaTrigger: boolean;
-  /** What makes this machine's initramfs. */
-  generator: InitramfsGenerator;
+  /** How the new initramfs is asked for. */
+  tool: InitramfsTool;
 }
 
 /** Inside dpkg: record the request and activate ootmod's trigger, so the work runs once at the end. */

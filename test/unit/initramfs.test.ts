@@ -63,6 +63,11 @@ describe('which tool makes the initramfs', () => {
     mkdirSync(coreOnly.at('/usr/bin'), { recursive: true });
     writeFileSync(coreOnly.at('/usr/bin/dracut'), '', { mode: 0o755 });
     expect(initramfsGenerator(coreOnly)).toBeUndefined();
+    // Newer dracut packages ship an update-initramfs too: their kernel hook tells.
+    const sidDracut = rootWith('dracut');
+    mkdirSync(sidDracut.at('/usr/sbin'), { recursive: true });
+    writeFileSync(sidDracut.at('/usr/sbin/update-initramfs'), '', { mode: 0o755 });
+    expect(initramfsGenerator(sidDracut)).toBe('dracut');
     expect(listingTools('dracut')).toEqual(['lsinitrd', 'lsinitramfs']);
     expect(listingTools('initramfs-tools')).toEqual(['lsinitramfs', 'lsinitrd']);
     expect(listingTools(undefined)).toEqual(['lsinitramfs', 'lsinitrd']);
@@ -152,16 +157,16 @@ describe('asking for a new initramfs', () => {
     const saved = process.env.PATH;
     process.env.PATH = `${bin}:${saved}`;
     try {
-      expect(await requestInitramfs(layout, NEW, { viaTrigger: false, generator: 'dracut' })).toBeUndefined();
-      expect(await requestInitramfs(layout, NEW, { viaTrigger: false, generator: 'initramfs-tools' })).toBeUndefined();
+      expect(await requestInitramfs(layout, NEW, { viaTrigger: false, tool: 'dracut' })).toBeUndefined();
+      expect(await requestInitramfs(layout, NEW, { viaTrigger: false, tool: 'update-initramfs' })).toBeUndefined();
     } finally {
       process.env.PATH = saved;
     }
     expect(readFileSync(log, 'utf8')).toBe(`dracut -q --force ${layout.initramfs(NEW)} ${NEW} OOTMOD_INITRAMFS_JOB=1\nupdate-initramfs -u -k ${NEW} OOTMOD_INITRAMFS_JOB=1\n`);
     // The plan: with dracut no kernel goes through initramfs-tools' trigger, inside dpkg or not.
     const removal = { record: { module: 'zfs', version: '1.0', kernel: NEW, arch: 'x86_64', status: 'installed' as const, inputsKey: '', built: [], installed: [], updatedAt: '' }, forget: false, reason: 'x' };
-    const plan = composePlan({ removals: [removal], depmodKernels: new Set([NEW]), initramfs: { kernels: new Set([NEW]), inDpkg: true, generator: 'dracut' } });
-    expect(plan.jobs.find((j) => j.kind === 'initramfs')).toMatchObject({ kernel: NEW, viaTrigger: false, generator: 'dracut' });
+    const plan = composePlan({ removals: [removal], depmodKernels: new Set([NEW]), initramfs: { kernels: new Set([NEW]), inDpkg: true, tool: 'dracut' } });
+    expect(plan.jobs.find((j) => j.kind === 'initramfs')).toMatchObject({ kernel: NEW, viaTrigger: false, tool: 'dracut' });
   });
 });
 
@@ -227,15 +232,17 @@ describe.skipIf(!existsSync(OOTMOD) || !findOnPath('cpio'))('ootmod and a new ke
     expect(skipped.status).toBe(0);
     // Inside dpkg with ootmod's trigger still to run (a kernel's postinst: initramfs-tools' kernel hook
     // runs before ootmod's; or a queued kernel): left to the trigger.
-    const inDpkg = (pkg: string) => spawnSync(OOTMOD, ['--root', root, 'hook', 'initramfs', NEW, `/boot/initrd.img-${NEW}`], { encoding: 'utf8', env: { ...env, DPKG_MAINTSCRIPT_PACKAGE: pkg } });
+    // (initramfs-tools' and dracut's triggers run update-initramfs with DPKG_MAINTSCRIPT_PACKAGE='', as dpkg's
+    // DPKG_RUNNING_VERSION stays.)
+    const inDpkg = (pkg: string) => spawnSync(OOTMOD, ['--root', root, 'hook', 'initramfs', NEW, `/boot/initrd.img-${NEW}`], { encoding: 'utf8', env: { ...env, DPKG_MAINTSCRIPT_PACKAGE: pkg, DPKG_RUNNING_VERSION: '1.22.21' } });
     expect(inDpkg(`linux-image-${NEW}`).status).toBe(0);
     mkdirSync(path.join(root, 'var/lib/ootmod/queue'), { recursive: true });
     writeFileSync(path.join(root, 'var/lib/ootmod/queue', NEW), 'postinst\n');
-    expect(inDpkg('initramfs-tools').status).toBe(0);
+    expect(inDpkg('').status).toBe(0);
     expect(existsSync(path.join(root, 'run/ootmod/next-boot-not-ready'))).toBe(false);
     rmSync(path.join(root, 'var/lib/ootmod/queue', NEW));
-    // initramfs-tools' own trigger, after ootmod's: checked.
-    expect(inDpkg('initramfs-tools').stderr).toContain(`ootmod: the kernel that boots next, ${NEW}, is not ready`);
+    // The update-initramfs trigger, after ootmod's: checked.
+    expect(inDpkg('').stderr).toContain(`ootmod: the kernel that boots next, ${NEW}, is not ready`);
     rmSync(path.join(root, 'run/ootmod/next-boot-not-ready'));
     const hook = cli('hook', 'initramfs', NEW, `/boot/initrd.img-${NEW}`);
     expect(hook.status, hook.stderr).toBe(0);

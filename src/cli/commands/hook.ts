@@ -2,6 +2,8 @@
 // Inside a dpkg run the work is deferred to ootmod's trigger, so it runs once, at the end, when the
 // headers, rustc, rust-src and linux-source of the same transaction are all configured.
 import { readdir } from 'node:fs/promises';
+import { findOnPath } from '../../kernel/toolchain.js';
+import { run } from '../../system/run.js';
 import { ExitCode, OotmodError, errorLine } from '../../errors.js';
 import { INITRAMFS_JOB_ENV } from '../../execute/initramfs.js';
 import { notReadyBlock } from '../../plan/readiness.js';
@@ -54,8 +56,11 @@ export async function hookCommand(s: Session, args: string[]): Promise<ExitCode>
         if (process.env[INITRAMFS_JOB_ENV]) return ExitCode.Ok;
         // Inside dpkg, while ootmod's trigger is still to run, the trigger checks at the end. That is so
         // in a kernel package's postinst: initramfs-tools' kernel hook makes the new initramfs before
-        // ootmod's hook queues the kernel (and before its modules are built).
-        if (process.env.DPKG_MAINTSCRIPT_PACKAGE && (process.env.DPKG_MAINTSCRIPT_PACKAGE.startsWith('linux-image-') || (await queued(s)))) return ExitCode.Ok;
+        // ootmod's hook queues the kernel (and before its modules are built). The update-initramfs
+        // triggers of initramfs-tools and dracut clear DPKG_MAINTSCRIPT_PACKAGE; dpkg's
+        // DPKG_RUNNING_VERSION stays.
+        if ((process.env.DPKG_MAINTSCRIPT_PACKAGE ?? '').startsWith('linux-image-')) return ExitCode.Ok;
+        if ((process.env.DPKG_MAINTSCRIPT_PACKAGE || process.env.DPKG_RUNNING_VERSION) && (await triggerPending(s))) return ExitCode.Ok;
         return await initramfsRebuilt(s, kver);
       case 'boot-entry':
         // kernel-install's last plugin: KVER's initramfs and boot entry are written. Inside dpkg the trigger checks at the end.
@@ -85,9 +90,12 @@ async function removeKernel(s: Session, kver: string): Promise<ExitCode> {
   });
 }
 
-/** Hooks queued work for ootmod's trigger, which has not run yet. */
-async function queued(s: Session): Promise<boolean> {
-  return (await readdir(s.layout.queueDir).catch(() => [] as string[])).length > 0;
+/** ootmod's trigger is still to run in this dpkg run: hooks queued work for it, or dpkg has it pending (file triggers). */
+async function triggerPending(s: Session): Promise<boolean> {
+  if ((await readdir(s.layout.queueDir).catch(() => [] as string[])).length > 0) return true;
+  if (s.layout.root !== '/' || !findOnPath('dpkg-query')) return false;
+  const r = await run('dpkg-query', ['-W', '-f', '${db:Status-Status}\n', 'ootmod', 'ootmod-static'], { allowFailure: true });
+  return /^triggers-(pending|awaited)$/m.test(r.stdout);
 }
 
 /** A new initramfs of KVER: the next boot checked again (the guard, the notices); the end-of-apt block when it is not ready. */
