@@ -23,7 +23,7 @@ Commands:
   rust prepare|status|clean    the per-kernel Rust trees (rust/*.rmeta, proc macros) of CONFIG_RUST kernels
   trigger                      bring every kernel up to date (dpkg's trigger runs this): remove what was
                                built for removed kernels and sources, then autoinstall
-  hook NAME KVER [IMAGE]       the kernel hooks' logic (header_postinst, postinst, prerm, postrm)
+  hook NAME KVER [IMAGE]       the kernel hooks' logic (header_postinst, postinst, prerm, postrm; initramfs, boot-entry)
   mkdeb NAME[/VERSION] -k KVER -o DIR  write a .deb of the built modules for that kernel (any architecture)
   dkms ARGS                    DKMS's command line (what ootmod-dkms's /usr/sbin/dkms runs); see man ootmod
 

@@ -26,7 +26,7 @@ function plannedLine(job: Job): string {
     case 'depmod':
       return `would run depmod for ${job.kernel} (once, after its ${job.after.length} job(s), if one changed files)`;
     case 'initramfs':
-      return `would update the initramfs of ${job.kernel}${job.viaTrigger ? " (through initramfs-tools' trigger)" : ''}`;
+      return `would update the initramfs of ${job.kernel}${job.tool === 'dracut' ? ' (dracut --force)' : job.viaTrigger ? " (through initramfs-tools' trigger)" : ''}`;
     case 'add':
       return `would add ${job.module}/${job.version}: copy ${job.from} to ${job.dest}${job.postAdd ? ' and run its POST_ADD' : ''}`;
     case 'dkms-takeover':
@@ -38,7 +38,7 @@ function plannedLine(job: Job): string {
     case 'build-user':
       return `would create the system user ${job.user} with useradd --system (${job.reason})`;
     case 'boot-guard':
-      if (job.release) return `would give GRUB's default entry back as the admin had it (${job.preview ?? job.reason})`;
+      if (job.release) return `would give ${jobTarget(job)} back as the admin had it (${job.preview ?? job.reason})`;
       return `would run the boot guard after the other jobs (${job.reason})${job.preview ? `; as things are now it would ${job.preview}` : ''}`;
     case 'boot-notice':
       return `would update the notices of the next boot's readiness after the other jobs: ${job.files.join(', ')} (${job.reason})`;

@@ -157,8 +157,8 @@ export function jobRunner(ctx: StepContext): JobRunner {
         }
         case 'initramfs': {
           if (results.get(job.after[0]!)?.status !== 'done') return { status: 'skipped', detail: 'depmod did not run' };
-          const error = await requestInitramfs(job.kernel, job.viaTrigger);
-          return error ? failed(error) : { status: 'done', detail: job.viaTrigger ? 'through initramfs-tools\' trigger' : 'update-initramfs -u' };
+          const error = await requestInitramfs(layout, job.kernel, job);
+          return error ? failed(error) : { status: 'done', detail: job.tool === 'dracut' ? 'dracut --force' : job.viaTrigger ? 'through initramfs-tools\' trigger' : 'update-initramfs -u' };
         }
         case 'defer': {
           await mkdir(layout.queueDir, { recursive: true });
@@ -171,7 +171,7 @@ export function jobRunner(ctx: StepContext): JobRunner {
           const view = await ctx.readiness(initramfsNews(job, results));
           const state = readGuardState(layout);
           const decision: GuardDecision = job.release
-            ? state ? { action: 'release', why: 'ootmod boot release' } : { action: 'none', why: 'the guard holds nothing' }
+            ? state ? { action: 'release', why: 'ootmod boot release', loader: state.bootloader } : { action: 'none', why: 'the guard holds nothing' }
             : decideGuard(guardInput(layout, job.mode, view, view.images ?? []));
           const after = await applyGuard(layout, decision, state, ctx.grubTools ?? realGrubTools(layout));
           const changed = decision.action === 'engage' || decision.action === 'release';

@@ -1,4 +1,4 @@
-// Which kernel boots next by default, what an initramfs holds, and the root filesystem's type: best-effort
+// Which kernel boots next by default, and the root filesystem's type: best-effort
 // reads of the bootloader's own files (GRUB, systemd-boot), never a change. Each answer says how it was
 // found, or why it is unknown.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -162,8 +162,23 @@ export function grubNextBoot(files: GrubFiles, installed: readonly string[]): Ne
 }
 
 export interface LoaderEntry {
+  /** The entry's id as loader.conf's `default` matches it, without `.conf` and without a boot counter. */
   id: string;
   kernel?: string;
+  /** Boot counting (`+LEFT-DONE` in the file name) says it has no tries left: systemd-boot sorts it last. */
+  bad?: boolean;
+}
+
+/** A Type #1 entry's file name: its id (no `.conf`, no boot counter) and whether its boot counter ran out (`ID+0-3.conf`). */
+export function loaderEntryName(file: string): { id: string; bad: boolean } {
+  const base = file.replace(/\.conf$/, '');
+  const m = /^(.*)\+(\d+)(?:-(\d+))?$/.exec(base);
+  return m ? { id: m[1]!, bad: Number(m[2]) === 0 } : { id: base, bad: false };
+}
+
+/** loader.conf's `default` (the last such line wins, as systemd-boot reads it). */
+export function loaderConfDefault(text: string | undefined): string | undefined {
+  return [...(text ?? '').matchAll(/^[ \t]*default[ \t]+(.*?)[ \t]*$/gm)].pop()?.[1] || undefined;
 }
 
 /** A systemd-boot entry's kernel: its `version`, else the release in its `linux` path (vmlinuz-REL or .../REL/linux). */
@@ -186,15 +201,17 @@ function globRe(glob: string): RegExp {
 export function systemdBootNextBoot(loaderConf: string | undefined, entries: LoaderEntry[], efi: { oneShot?: string; default?: string }): NextBoot {
   const pick = (pattern: string, how: string): NextBoot => {
     const re = globRe(pattern.replace(/\.conf$/, ''));
-    const match = entries.filter((e) => re.test(e.id)).sort((a, b) => compareKernelVersions(b.kernel ?? '', a.kernel ?? ''))[0];
+    // Entries whose boot counter ran out come last; among the rest the newest version first.
+    const match = entries.filter((e) => re.test(e.id)).sort((a, b) => Number(Boolean(a.bad)) - Number(Boolean(b.bad)) || compareKernelVersions(b.kernel ?? '', a.kernel ?? ''))[0];
     if (!match) return { bootloader: 'systemd-boot', how: `unknown (${how} matches no entry)` };
     return match.kernel ? { bootloader: 'systemd-boot', kernel: match.kernel, how } : { bootloader: 'systemd-boot', how: `unknown (${how}: entry ${match.id} names no kernel release)` };
   };
   if (efi.oneShot) return pick(efi.oneShot, `LoaderEntryOneShot=${efi.oneShot} (this boot only)`);
   if (efi.default) return pick(efi.default, `LoaderEntryDefault=${efi.default} (bootctl set-default)`);
-  const def = loaderConf && /^\s*default\s+(\S+)/m.exec(loaderConf)?.[1];
+  const def = loaderConfDefault(loaderConf);
   if (def && def !== '@saved') return pick(def, `default ${def} in loader.conf`);
-  const withKernel = entries.filter((e) => e.kernel);
+  const good = entries.filter((e) => e.kernel && !e.bad);
+  const withKernel = good.length ? good : entries.filter((e) => e.kernel);
   const kernel = newest(withKernel.map((e) => e.kernel!));
   return kernel ? { bootloader: 'systemd-boot', kernel, how: 'no default set: the newest entry' } : { bootloader: 'systemd-boot', how: 'unknown (no entry names a kernel release)' };
 }
@@ -209,9 +226,60 @@ function loaderEfiVar(name: string): string | undefined {
   }
 }
 
-/** Where systemd-boot's loader/ dir is: the ESP or XBOOTLDR mount points Debian uses. */
-function loaderDir(layout: Layout): string | undefined {
-  return ['/efi/loader', '/boot/efi/loader', '/boot/loader'].map((d) => layout.at(d)).find((d) => existsSync(path.join(d, 'loader.conf')) || existsSync(path.join(d, 'entries')));
+/** The ESP and XBOOTLDR mount points Debian uses (systemd's own order of looking). */
+const BOOT_PARTITIONS = ['/efi', '/boot/efi', '/boot'];
+
+/** The loader/ dirs of systemd-boot that are there: those with loader.conf or entries/. */
+function loaderDirs(layout: Layout): string[] {
+  return BOOT_PARTITIONS.map((d) => layout.at(`${d}/loader`)).filter((d) => existsSync(path.join(d, 'loader.conf')) || existsSync(path.join(d, 'entries')));
+}
+
+/** systemd-boot's configuration is there (loader.conf or Type #1 entries on the ESP or XBOOTLDR). */
+export function hasSystemdBoot(layout: Layout): boolean {
+  return loaderDirs(layout).length > 0;
+}
+
+/**
+ * loader.conf on the ESP (a system path, under the root): the one that exists, else the ESP's where
+ * systemd-boot is installed (EFI/systemd), else the first loader/ dir's. XBOOTLDR's is never read.
+ */
+export function loaderConfPath(layout: Layout): string {
+  const exists = BOOT_PARTITIONS.find((d) => existsSync(layout.at(`${d}/loader/loader.conf`)));
+  const esp = exists ?? BOOT_PARTITIONS.find((d) => existsSync(layout.at(`${d}/EFI/systemd`))) ?? BOOT_PARTITIONS.find((d) => existsSync(layout.at(`${d}/loader`))) ?? '/boot/efi';
+  return `${esp}/loader/loader.conf`;
+}
+
+/** Every Type #1 entry on the ESP and XBOOTLDR (the first of an id wins). */
+export function readLoaderEntries(layout: Layout, installed: readonly string[]): LoaderEntry[] {
+  const out = new Map<string, LoaderEntry>();
+  for (const dir of loaderDirs(layout).map((d) => path.join(d, 'entries'))) {
+    for (const f of existsSync(dir) ? readdirSync(dir).filter((x) => x.endsWith('.conf')).sort() : []) {
+      const { id, bad } = loaderEntryName(f);
+      if (!out.has(id)) out.set(id, { id, bad, kernel: loaderEntryKernel(readText(path.join(dir, f)) ?? '', installed) });
+    }
+  }
+  return [...out.values()];
+}
+
+/** The running system was started by systemd-boot (its LoaderInfo EFI variable). */
+function bootedBySystemdBoot(layout: Layout): boolean {
+  return layout.root === '/' && (loaderEfiVar('LoaderInfo') ?? '').startsWith('systemd-boot');
+}
+
+/**
+ * This machine's bootloader, by its configuration: GRUB (Debian's default) when its files are there,
+ * unless the running system was started by systemd-boot; else systemd-boot when its loader.conf or
+ * entries are there; else none.
+ */
+export function bootloaderOf(layout: Layout): Bootloader {
+  const sdboot = hasSystemdBoot(layout);
+  if (hasGrub(layout) && !(sdboot && bootedBySystemdBoot(layout))) return 'grub';
+  return sdboot ? 'systemd-boot' : 'none';
+}
+
+/** systemd-boot's EFI variables, on the running system only (never under --root). */
+export function loaderEfiVars(layout: Layout): { oneShot?: string; default?: string } {
+  return layout.root === '/' ? { oneShot: loaderEfiVar('LoaderEntryOneShot'), default: loaderEfiVar('LoaderEntryDefault') } : {};
 }
 
 /** The drop-in through which ootmod's boot guard sets GRUB_DEFAULT=saved (read after every other one). */
@@ -254,51 +322,48 @@ export function readGrubFiles(layout: Layout, admin?: { savedEntry: string | nul
 }
 
 /**
- * Which kernel boots next by default. GRUB (Debian's default) when its files are there, else
- * systemd-boot; with neither, the newest installed kernel, as both order their menus. `grubAdmin`:
- * GRUB's choice as the admin set it, without what the boot guard changed.
+ * The bootloader's settings as the admin has them, without what the boot guard changed: GRUB's
+ * saved_entry before it (null: none), loader.conf's `default` line before it (null: none).
  */
-export function readNextBoot(layout: Layout, installed: readonly string[], grubAdmin?: { savedEntry: string | null }): NextBoot {
-  if (hasGrub(layout)) return grubNextBoot(readGrubFiles(layout, grubAdmin), installed);
-  const loader = loaderDir(layout);
-  if (loader) {
-    const entriesDir = path.join(loader, 'entries');
-    const entries = (existsSync(entriesDir) ? readdirSync(entriesDir) : [])
-      .filter((f) => f.endsWith('.conf'))
-      .map((f) => ({ id: f.replace(/\.conf$/, ''), kernel: loaderEntryKernel(readText(path.join(entriesDir, f)) ?? '', installed) }));
-    const efi = layout.root === '/' ? { oneShot: loaderEfiVar('LoaderEntryOneShot'), default: loaderEfiVar('LoaderEntryDefault') } : {};
-    return systemdBootNextBoot(readText(path.join(loader, 'loader.conf')), entries, efi);
-  }
+export interface AdminSettings {
+  savedEntry?: string | null;
+  loaderDefaultLine?: string | null;
+}
+
+/** loader.conf's text, or (`admin`) as the admin has it: the guard's marker and line replaced by the admin's line. */
+export function readLoaderConf(layout: Layout, admin?: AdminSettings): string | undefined {
+  const text = readText(layout.at(loaderConfPath(layout)));
+  return text !== undefined && admin?.loaderDefaultLine !== undefined ? withoutGuardLine(text, admin.loaderDefaultLine) : text;
+}
+
+/** The comment the boot guard writes above its `default` line in loader.conf: the admin's line follows it. */
+export const LOADER_GUARD_MARK = '#ootmod-boot-guard:';
+
+/**
+ * loader.conf without the boot guard's lines: its marker comment and the `default` line after it give
+ * way to the admin's line (`previous`; null: none). A file without the marker is returned as it is.
+ */
+export function withoutGuardLine(text: string, previous: string | null): string {
+  const lines = text.split('\n');
+  const at = lines.findIndex((l) => l.startsWith(LOADER_GUARD_MARK));
+  if (at < 0) return text;
+  lines.splice(at, /^[ \t]*default[ \t]/.test(lines[at + 1] ?? '') ? 2 : 1, ...(previous === null ? [] : [previous]));
+  return lines.join('\n');
+}
+
+/**
+ * Which kernel boots next by default, by this machine's bootloader (bootloaderOf); with neither GRUB
+ * nor systemd-boot, the newest installed kernel, as both order their menus. `admin`: the choice as the
+ * admin set it, without what the boot guard changed.
+ */
+export function readNextBoot(layout: Layout, installed: readonly string[], admin?: AdminSettings): NextBoot {
+  const loader = bootloaderOf(layout);
+  if (loader === 'grub') return grubNextBoot(readGrubFiles(layout, admin?.savedEntry !== undefined ? { savedEntry: admin.savedEntry } : undefined), installed);
+  if (loader === 'systemd-boot') return systemdBootNextBoot(readLoaderConf(layout, admin), readLoaderEntries(layout, installed), loaderEfiVars(layout));
   const kernel = newest(installed);
   return kernel
     ? { bootloader: 'none', kernel, how: 'no GRUB or systemd-boot configuration found: the newest kernel, as Debian orders its boot menus' }
     : { bootloader: 'none', how: 'unknown (no bootloader configuration and no kernel image found)' };
-}
-
-/** The initramfs of a kernel: Debian's name (initramfs-tools and dracut), else dracut's own. */
-export function initramfsFile(layout: Layout, kver: string): string | undefined {
-  return [layout.initramfs(kver), path.join(layout.bootDir, `initramfs-${kver}.img`)].find((f) => existsSync(f));
-}
-
-/** Module names (.ko files, `-` as `_`) in a listing of lsinitramfs or lsinitrd. */
-export function modulesInListing(listing: string): Set<string> {
-  const names = new Set<string>();
-  for (const m of listing.matchAll(/([^/\s]+)\.ko(?:\.(?:xz|zst|gz))?(?=\s|$)/gm)) names.add(m[1]!.replaceAll('-', '_'));
-  return names;
-}
-
-/**
- * The modules in a kernel's initramfs, listed read-only with initramfs-tools' lsinitramfs or dracut's
- * lsinitrd; undefined (with why) when it has none or neither tool is installed.
- */
-export async function initramfsModules(layout: Layout, kver: string): Promise<{ modules?: Set<string>; why?: string }> {
-  const file = initramfsFile(layout, kver);
-  if (!file) return { why: `${kver} has no initramfs` };
-  const tool = ['lsinitramfs', 'lsinitrd'].find((t) => findOnPath(t));
-  if (!tool) return { why: 'neither lsinitramfs (initramfs-tools) nor lsinitrd (dracut) is installed' };
-  const res = await run(tool, [file], { allowFailure: true, timeoutMs: 120_000 });
-  if (res.exitCode !== 0) return { why: `${tool} ${file} failed: ${res.stderr.trim().split('\n').pop() ?? res.exitCode}` };
-  return { modules: modulesInListing(res.stdout) };
 }
 
 /** The root filesystem's type (findmnt), e.g. zfs: the module that provides it is needed in early boot. */

@@ -20,7 +20,7 @@ import { composePlan, type ComposeInput, type RemovalRequest } from '../plan/com
 import { readFacts, type Facts } from '../plan/facts.js';
 import { guardPreview, readReadiness } from './readiness.js';
 import { readGuardState } from '../execute/bootguard.js';
-import { hasGrub } from '../kernel/boot.js';
+import { bootloaderOf } from '../kernel/boot.js';
 import type { AddJob, Job, WorkPlan } from '../plan/jobs.js';
 import { planModules, type Action } from '../plan/planner.js';
 import { readRustFacts, rustKernels, type RustTreeFact } from '../rust/prepare.js';
@@ -57,6 +57,8 @@ export interface Planned {
   named: boolean;
   /** Lines for the admin, printed before the run (e.g. no kernel headers at all). */
   notes: string[];
+  /** How the boot jobs read what early boot needs (default: only when something is missing, see readReadiness). */
+  earlyBoot?: true;
 }
 
 export interface WorkOutcome {
@@ -273,19 +275,31 @@ async function planTriggerWork(ctx: PipelineContext, opts: TriggerPlanOptions): 
 }
 
 /**
- * The boot guard's job: for the trigger with GRUB and a guard that acts, or while it holds something (to
+ * The boot guard's job: for the trigger with GRUB or systemd-boot and a guard that acts, or while it holds something (to
  * give it back); always for `ootmod boot apply|release` (`asked`), which then says why it does nothing.
  */
 async function bootGuardJob(ctx: PipelineContext, asked = false, release = false): Promise<ComposeInput['bootGuard']> {
   const mode = ctx.config().boot.guard;
-  if (!asked && !((mode !== 'no' && hasGrub(ctx.layout)) || readGuardState(ctx.layout))) return undefined;
-  return { mode, release, preview: ctx.opts.dryRun ? await guardPreview(ctx, release) : undefined };
+  const loader = bootloaderOf(ctx.layout);
+  if (!asked && !((mode !== 'no' && loader !== 'none') || readGuardState(ctx.layout))) return undefined;
+  return { mode, loader, release, preview: ctx.opts.dryRun ? await guardPreview(ctx, release) : undefined };
 }
 
 /** ootmod boot apply|release: the boot guard now, then the notices. */
 export async function planBootGuard(ctx: PipelineContext, release: boolean): Promise<Planned> {
   const plan = composePlan({ depmodKernels: new Set(), bootNotice: { files: noticeFiles(ctx.layout), always: true }, bootGuard: await bootGuardJob(ctx, true, release) });
   return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label: release ? 'boot release' : 'boot apply', named: false, notes: [] };
+}
+
+/**
+ * ootmod hook initramfs KVER: an initramfs was rebuilt by someone else (initramfs-tools' own trigger,
+ * the admin): the next boot checked again with every initramfs read (the new one is not in the cache),
+ * the boot guard, the notices.
+ */
+export async function planInitramfsCheck(ctx: PipelineContext, kver: string): Promise<Planned> {
+  const plan = composePlan({ depmodKernels: new Set(), bootNotice: { files: noticeFiles(ctx.layout), always: true }, bootGuard: await bootGuardJob(ctx) });
+  const store = StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun });
+  return { plan, kernels: [], store, label: `initramfs of ${kver}`, named: false, notes: [], earlyBoot: true };
 }
 
 /** rust prepare: the Rust trees of the CONFIG_RUST kernels (-k, or all with headers). */
@@ -343,7 +357,7 @@ export async function executeWork(ctx: PipelineContext, planned: Planned, report
       sandbox: ctx.run.sandbox,
       signingKeys: ctx.run.signingKeys,
       log: { write: async (t) => void (ctx.opts.verbose && ctx.stderr.write(t)) },
-      readiness: (news) => readReadiness(ctx, { early: 'if-missing', ...news }),
+      readiness: (news) => readReadiness(ctx, { early: planned.earlyBoot ?? 'if-missing', ...news }),
     });
     results = await executePlan(plan, runner, { jobserver, reporter });
   } finally {

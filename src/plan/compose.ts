@@ -6,6 +6,8 @@ import type { BuildRecord } from '../state/store.js';
 import { emptyPlan, type AddJob, type BuildJob, type DeferJob, type InstallJob, type Job, type WorkPlan } from './jobs.js';
 import type { ModuleJob, ModulePlan } from './planner.js';
 import type { GuardMode } from '../system/config.js';
+import type { InitramfsTool } from '../kernel/initramfs.js';
+import type { Bootloader } from '../kernel/boot.js';
 
 export interface RemovalRequest {
   record: BuildRecord;
@@ -33,7 +35,7 @@ export interface ComposeInput {
   /** Kernels whose module dir exists: depmod runs for those that jobs touch. */
   depmodKernels: ReadonlySet<string>;
   /** Ask for a new initramfs for touched kernels that have one; inside dpkg the newest goes through the trigger. */
-  initramfs?: { kernels: ReadonlySet<string>; newest?: string; inDpkg: boolean };
+  initramfs?: { kernels: ReadonlySet<string>; newest?: string; inDpkg: boolean; tool?: InitramfsTool };
   defer?: Omit<DeferJob, 'kind' | 'needs' | 'after' | 'id'>[];
   /** Sources to place under /usr/src first; builds of those modules need the placement. */
   adds?: Omit<AddJob, 'kind' | 'needs' | 'after' | 'id'>[];
@@ -55,7 +57,7 @@ export interface ComposeInput {
   /** The notices of the next boot's readiness (these files), updated after every other job: when there are other jobs, or `always`. */
   bootNotice?: { files: string[]; always: boolean };
   /** The boot guard, before the notices (which then tell what it did); with the notice job only. */
-  bootGuard?: { mode: GuardMode; release?: boolean; preview?: string };
+  bootGuard?: { mode: GuardMode; loader: Bootloader; release?: boolean; preview?: string };
 }
 
 const id = {
@@ -196,16 +198,17 @@ export function composePlan(input: ComposeInput): WorkPlan {
     jobs.push({ kind: 'depmod', id: depmodId, kernel, reason: 'modules changed', needs: [], after });
     if (input.initramfs?.kernels.has(kernel)) {
       const viaTrigger = input.initramfs.inDpkg && kernel === input.initramfs.newest;
-      jobs.push({ kind: 'initramfs', id: `initramfs:${kernel}`, kernel, viaTrigger, reason: 'modules changed', needs: [], after: [depmodId] });
+      jobs.push({ kind: 'initramfs', id: `initramfs:${kernel}`, kernel, viaTrigger, tool: input.initramfs.tool ?? 'update-initramfs', reason: 'modules changed', needs: [], after: [depmodId] });
     }
   }
   if (input.bootNotice && (jobs.length || input.bootNotice.always)) {
     const initramfsJobs = jobs.flatMap((j) => (j.kind === 'initramfs' ? [{ job: j.id, kernel: j.kernel, viaTrigger: j.viaTrigger }] : []));
     if (input.bootGuard) {
-      const { mode, release = false, preview } = input.bootGuard;
+      const { mode, loader, release = false, preview } = input.bootGuard;
+      const setting = loader === 'systemd-boot' ? "systemd-boot's setting" : loader === 'grub' ? "GRUB's setting" : "the bootloader's setting";
       jobs.push({
-        kind: 'boot-guard', id: 'boot-guard', mode, release, preview, initramfsJobs, needs: [], after: jobs.map((j) => j.id),
-        reason: release ? 'ootmod boot release' : `guard = ${mode}: ${mode === 'yes' ? 'any needed module' : mode === 'auto' ? 'a critical module' : 'nothing'} missing on the kernel GRUB's setting boots holds it back`,
+        kind: 'boot-guard', id: 'boot-guard', mode, loader, release, preview, initramfsJobs, needs: [], after: jobs.map((j) => j.id),
+        reason: release ? 'ootmod boot release' : `guard = ${mode}: ${mode === 'yes' ? 'any needed module' : mode === 'auto' ? 'a critical module' : 'nothing'} missing on the kernel ${setting} boots holds it back`,
       });
     }
     jobs.push({

@@ -4,6 +4,8 @@ import type { ModuleSpec } from '../modules/spec.js';
 import type { RustSource } from '../rust/sources.js';
 import type { RustToolchain } from '../rust/toolchain.js';
 import type { RustTreeKey } from '../rust/tree.js';
+import type { InitramfsTool } from '../kernel/initramfs.js';
+import type { Bootloader } from '../kernel/boot.js';
 import type { GuardMode } from '../system/config.js';
 
 export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'dkms-takeover' | 'dkms-tree' | 'depmod' | 'initramfs' | 'defer' | 'boot-guard' | 'boot-notice';
@@ -132,6 +134,8 @@ export interface InitramfsJob extends JobBase {
   kind: 'initramfs';
   kernel: string;
   viaTrigger: boolean;
+  /** How the new initramfs is asked for. */
+  tool: InitramfsTool;
 }
 
 /** Inside dpkg: record the request and activate ootmod's trigger, so the work runs once at the end. */
@@ -162,13 +166,15 @@ export interface InitramfsRef {
 }
 
 /**
- * The boot guard (GRUB): keeps the default entry on the newest ready kernel while the kernel GRUB's
- * setting boots lacks needed modules, gives it back when that kernel is ready (src/execute/bootguard.ts).
+ * The boot guard (GRUB, systemd-boot): keeps the default entry on the newest ready kernel while the
+ * kernel the bootloader's setting boots lacks needed modules, gives it back when that kernel is ready (src/execute/bootguard.ts).
  * Decided when it runs, after the other jobs; `release` undoes what the guard changed, whatever the state.
  */
 export interface BootGuardJob extends JobBase {
   kind: 'boot-guard';
   mode: GuardMode;
+  /** The bootloader it acts on, as read when planning. */
+  loader: Bootloader;
   release: boolean;
   /** What it would do as the system is now (a dry run prints it). */
   preview?: string;
@@ -228,7 +234,7 @@ export function jobTarget(job: Job): string {
     case 'boot-notice':
       return job.files.join(', ');
     case 'boot-guard':
-      return "GRUB's default entry";
+      return job.loader === 'systemd-boot' ? "systemd-boot's default entry" : job.loader === 'grub' ? "GRUB's default entry" : "the bootloader's default entry";
   }
 }
 

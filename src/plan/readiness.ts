@@ -2,7 +2,7 @@
 // the admin's [boot] settings and what early boot needs, which kernels have every module this machine
 // needs. The reads are in src/pipeline/readiness.ts.
 import type { NextBoot } from '../kernel/boot.js';
-import type { GuardState } from './bootguard.js';
+import { loaderName, type GuardState } from './bootguard.js';
 import { compareKernelVersions } from '../kernel/version.js';
 
 export interface ReadinessKernel {
@@ -48,6 +48,8 @@ export interface ReadinessInput {
   initramfs?: ReadonlyMap<string, ReadonlySet<string>>;
   /** The root filesystem's type (findmnt), e.g. zfs. */
   rootFsType?: string;
+  /** What makes the initramfs here (for the command that rebuilds one); initramfs-tools when unknown. */
+  initramfsGenerator?: 'initramfs-tools' | 'dracut';
   /** Keyed by pairKey(module, kernel): for the pairs `sourceQuestions` asks about. */
   sources?: ReadonlyMap<string, SourceVerdict>;
 }
@@ -129,18 +131,32 @@ export function neededModules(input: ReadinessInput): { basis: ReadinessReport['
   }
   for (const o of input.declared.optional) for (const m of [...found.keys()]) if (names(o, m, input.records)) found.delete(m);
 
-  const early = earlyBoot ? input.initramfs?.get(earlyBoot) : undefined;
+  // The running kernel's initramfs tells what early boot needs; without one, any installed kernel's that has the module in it.
+  const tellers = earlyBootKernels(input, { basis, needed: [...found.keys()] });
   const rootFs = input.rootFsType ? norm(input.rootFsType) : undefined;
   const needed: NeededModule[] = [];
   for (const [module, { version, because }] of [...found].sort(([a], [b]) => cmp(a, b))) {
     const koNames = new Set([norm(module), ...input.records.filter((r) => r.module === module).flatMap((r) => r.installedModules.map(norm))]);
-    const inInitramfs = early && [...koNames].some((n) => early.has(n));
+    const inInitramfs = tellers.find((k) => [...koNames].some((n) => input.initramfs?.get(k)?.has(n)));
     const providesRoot = rootFs !== undefined && koNames.has(rootFs);
     const critical = Boolean(inInitramfs || providesRoot);
-    const why = [because, ...(inInitramfs ? [`in the initramfs of ${earlyBoot}`] : []), ...(providesRoot ? [`provides the root filesystem (${input.rootFsType})`] : [])];
+    const why = [because, ...(inInitramfs ? [`in the initramfs of ${inInitramfs}`] : []), ...(providesRoot ? [`provides the root filesystem (${input.rootFsType})`] : [])];
     needed.push({ module, version, critical, because: why.join('; ') });
   }
   return { basis, needed };
+}
+
+/**
+ * The kernels whose initramfs tells which needed modules early boot needs: the running kernel's (the
+ * basis); in a chroot, an image build or under --root, where no installed kernel runs, the basis
+ * kernel's and every kernel's that has a needed module installed (newest first).
+ */
+export function earlyBootKernels(input: ReadinessInput, chosen: { basis: ReadinessReport['basis']; needed: readonly (NeededModule | string)[] } = neededModules(input)): string[] {
+  const first = chosen.basis.earlyBoot;
+  if (input.running && chosen.basis.kernel === input.running) return first ? [first] : [];
+  const needed = new Set(chosen.needed.map((n) => (typeof n === 'string' ? n : n.module)));
+  const others = sortedKernels(input.kernels).map((k) => k.release).filter((k) => k !== first && input.records.some((r) => r.kernel === k && needed.has(r.module) && present(r)));
+  return [...(first ? [first] : []), ...others];
 }
 
 function sortedKernels(kernels: ReadinessKernel[]): ReadinessKernel[] {
@@ -164,7 +180,8 @@ function verdict(input: ReadinessInput, n: NeededModule, k: ReadinessKernel): { 
   if (installed) {
     const early = input.initramfs?.get(k.release);
     if (n.critical && early && !installed.installedModules.some((m) => early.has(norm(m)))) {
-      return { missing: `not in the initramfs of ${k.release} (update-initramfs -u -k ${k.release})` };
+      const fix = input.initramfsGenerator === 'dracut' ? `dracut --force /boot/initrd.img-${k.release} ${k.release}` : `update-initramfs -u -k ${k.release}`;
+      return { missing: `not in the initramfs of ${k.release} (${fix})` };
     }
     return {};
   }
@@ -231,7 +248,7 @@ export function notReadyBlock(view: ReadinessView): string[] | undefined {
     `ootmod: the kernel that boots next, ${next.release}, is not ready (${loader}):`,
     ...next.missing.map((m) => `  ${m.module}${m.version ? `/${m.version}` : ''}${m.critical ? ' (critical: needed in early boot)' : ''}: ${m.why}`),
     heldBack(view)
-      ? `ootmod: the boot guard keeps GRUB's default on ${view.guard!.kernel} until ${next.release} is ready (ootmod boot); see ootmod kernels (and ootmod status for the build logs)`
+      ? `ootmod: the boot guard keeps ${loaderName(view.guard!.bootloader)}'s default on ${view.guard!.kernel} until ${next.release} is ready (ootmod boot); see ootmod kernels (and ootmod status for the build logs)`
       : `ootmod: a reboot now starts ${next.release} without ${next.missing.length === 1 ? 'it' : 'them'}; see ootmod kernels (and ootmod status for the build logs)`,
   ];
 }

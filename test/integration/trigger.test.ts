@@ -82,6 +82,6 @@ describe('trigger and kernel hooks', () => {
   it('rejects an unknown hook with a usage error', async () => {
     const r = await ootmod(root, 'hook', 'preinst-typo', kernel.release);
     expect(r.exitCode).toBe(2);
-    expect(r.stderr.trim()).toMatch(/^ootmod: unknown hook 'preinst-typo': use header_postinst, postinst, prerm or postrm$/);
+    expect(r.stderr.trim()).toMatch(/^ootmod: unknown hook 'preinst-typo': use header_postinst, postinst, prerm, postrm, initramfs or boot-entry$/);
   });
 });

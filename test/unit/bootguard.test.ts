@@ -2,7 +2,7 @@
 // grub-editenv (update-grub is counted, not run): engaged and released exactly, nothing with guard = no,
 // and what a dry run prints.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { applyGuard, guardInput, readGuardState, type GrubTools } from '../../src/execute/bootguard.js';
@@ -16,6 +16,7 @@ import { computeReadiness, type ReadinessRecord, type ReadinessView } from '../.
 import type { StateStore } from '../../src/state/store.js';
 import type { GuardMode } from '../../src/system/config.js';
 import { createLayout, type Layout } from '../../src/system/layout.js';
+import { treeContents, writeZfsState } from '../support/boot.js';
 import { tempDir } from '../support/roots.js';
 import { unconfinedRun } from '../support/run.js';
 
@@ -66,7 +67,7 @@ describe('the boot guard\'s decision', () => {
     const v = view('failed');
     expect(decide('auto', { ...v, grub: { ...v.grub, adminDefault: '1>2' } })).toMatchObject({ action: 'none', why: expect.stringMatching(/GRUB_DEFAULT=1>2 is the admin's choice/) });
     expect(decide('auto', { ...v, grub: { ...v.grub, nextEntry: '1>2' } })).toMatchObject({ action: 'none', why: expect.stringMatching(/grub-reboot/) });
-    expect(decide('auto', v, { grub: undefined, intended: { kernel: NEW, bootloader: 'systemd-boot', how: 'x' } })).toMatchObject({ action: 'none', why: expect.stringMatching(/GRUB only/) });
+    expect(decide('auto', v, { grub: undefined, intended: { kernel: NEW, bootloader: 'none', how: 'x' } })).toMatchObject({ action: 'none', why: expect.stringMatching(/^no GRUB or systemd-boot configuration is here/) });
     // GRUB_DEFAULT=saved already: no drop-in needed.
     expect(decide('auto', view('failed', 'installed', 'saved'))).toMatchObject({ action: 'engage', savedMode: 'saved' });
   });
@@ -113,18 +114,7 @@ function tools(layout: Layout): GrubTools & { updates: number } {
 }
 
 /** Every file's content under the root's GRUB dirs (what the guard may touch). */
-function grubContents(layout: Layout): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (dir: string) => {
-    for (const e of existsSync(dir) ? readdirSync(dir) : []) {
-      const p = path.join(dir, e);
-      if (statSync(p).isDirectory()) walk(p);
-      else out[path.relative(layout.root, p)] = readFileSync(p, 'utf8');
-    }
-  };
-  for (const d of ['boot/grub', 'etc/default']) walk(layout.at(`/${d}`));
-  return out;
-}
+const grubContents = (layout: Layout) => treeContents(layout, ['/boot/grub', '/etc/default']);
 
 describe.skipIf(!findOnPath('grub-editenv'))('the boot guard on a GRUB tree', () => {
   it('GRUB_DEFAULT=0: a drop-in for GRUB_DEFAULT=saved and the saved entry; released exactly as it was', async () => {
@@ -182,7 +172,7 @@ describe.skipIf(!findOnPath('grub-editenv'))('the boot guard on a GRUB tree', ()
   it('with guard = no, the job changes nothing in the bootloader', async () => {
     const layout = grubRoot('GRUB_DEFAULT=0');
     const before = grubContents(layout);
-    const plan = composePlan({ depmodKernels: new Set(), bootNotice: { files: [layout.at('/run/ootmod/next-boot-not-ready')], always: true }, bootGuard: { mode: 'no' } });
+    const plan = composePlan({ depmodKernels: new Set(), bootNotice: { files: [layout.at('/run/ootmod/next-boot-not-ready')], always: true }, bootGuard: { mode: 'no', loader: 'grub' } });
     const t = tools(layout);
     const runner = jobRunner({ layout, kernels: new Map(), store: {} as StateStore, timeoutMs: 1000, log: { write: async () => {} }, ...unconfinedRun(), readiness: async () => view('failed').view, grubTools: t });
     const results = new Map<string, JobResult>();
@@ -199,23 +189,8 @@ describe.skipIf(!existsSync(OOTMOD))('ootmod boot', () => {
   /** NEW has a failed zfs, OLD has it installed; GRUB boots the first entry (NEW). */
   function fakeSystem(guard: GuardMode): string {
     const layout = grubRoot('GRUB_DEFAULT=0');
-    const root = layout.root;
-    const records: Record<string, unknown> = {};
-    for (const k of [NEW, OLD]) {
-      const ko = path.join(root, 'usr/lib/modules', k, 'updates/ootmod/zfs.ko');
-      mkdirSync(path.dirname(ko), { recursive: true });
-      const installed = k === OLD;
-      if (installed) writeFileSync(ko, '');
-      records[`zfs/1.0/${k}`] = {
-        module: 'zfs', version: '1.0', kernel: k, arch: 'x86_64', status: installed ? 'installed' : 'failed', inputsKey: 'k', built: [],
-        installed: installed ? [{ module: 'zfs', path: ko }] : [], error: installed ? undefined : 'make exited with 2 (zfs.c:1: error: x)', updatedAt: 'x',
-      };
-    }
-    mkdirSync(path.join(root, 'var/lib/ootmod'), { recursive: true });
-    writeFileSync(path.join(root, 'var/lib/ootmod/state.json'), JSON.stringify({ format: 1, records }));
-    mkdirSync(path.join(root, 'etc/ootmod'), { recursive: true });
-    writeFileSync(path.join(root, 'etc/ootmod/ootmod.conf'), `[boot]\nguard = ${guard}\n`);
-    return root;
+    writeZfsState(layout.root, OLD, NEW, guard);
+    return layout.root;
   }
   const cli = (root: string, ...args: string[]) => spawnSync(OOTMOD, ['--root', root, ...args], { encoding: 'utf8' });
 

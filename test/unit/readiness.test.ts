@@ -2,12 +2,13 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { updateBootNotices, noticeFiles } from '../../src/execute/notices.js';
-import { findGrubEntry, grubNextBoot, modulesInListing, parseGrubCfg, systemdBootNextBoot, loaderEntryKernel } from '../../src/kernel/boot.js';
+import { modulesInListing } from '../../src/kernel/initramfs.js';
+import { findGrubEntry, grubNextBoot, parseGrubCfg, systemdBootNextBoot, loaderEntryKernel } from '../../src/kernel/boot.js';
 import { jobRunner } from '../../src/execute/steps.js';
 import type { JobResult } from '../../src/execute/executor.js';
 import { composePlan } from '../../src/plan/compose.js';
 import type { StateStore } from '../../src/state/store.js';
-import { computeReadiness, notReadyBlock, pairKey, sourceQuestions, type ReadinessInput, type ReadinessRecord, type ReadinessView } from '../../src/plan/readiness.js';
+import { computeReadiness, earlyBootKernels, notReadyBlock, pairKey, sourceQuestions, type ReadinessInput, type ReadinessRecord, type ReadinessView } from '../../src/plan/readiness.js';
 import { createLayout } from '../../src/system/layout.js';
 import { tempDir } from '../support/roots.js';
 import { unconfinedRun } from '../support/run.js';
@@ -84,6 +85,21 @@ describe('kernel readiness', () => {
     expect(of(computeReadiness(input(records, { initramfs: new Map([[OLD, new Set(['zfs'])], [NEW, new Set(['zfs', 'spl'])]]) })), NEW).ready).toBe(true);
     const failed = computeReadiness(input([rec('zfs', OLD), rec('zfs', NEW, 'failed', { error: 'boom' })], { initramfs }));
     expect(of(failed, NEW).missing[0]).toMatchObject({ module: 'zfs', critical: true, why: 'failed: boom' });
+  });
+
+  it('in a chroot or under --root, a module in any installed kernel\'s initramfs is critical, and a new kernel\'s initramfs must hold it', () => {
+    // No running kernel: NEW (all its modules) is the basis, but its initramfs was rebuilt without zfs.
+    const records = [rec('zfs', OLD), rec('zfs', NEW), rec('v4l2loopback', OLD), rec('v4l2loopback', NEW)];
+    const base = input(records, { running: undefined });
+    expect(earlyBootKernels(base)).toEqual([NEW, OLD]);
+    // With the running kernel installed, only its initramfs tells.
+    expect(earlyBootKernels(input(records))).toEqual([OLD]);
+    const r = computeReadiness({ ...base, initramfs: new Map([[NEW, new Set(['ext4'])], [OLD, new Set(['zfs', 'ext4'])]]) });
+    expect(r.needed.find((n) => n.module === 'zfs')).toMatchObject({ critical: true, because: expect.stringMatching(/in the initramfs of 6\.1\.0-30-amd64/) });
+    expect(of(r, NEW).missing).toEqual([{ module: 'zfs', version: '1.0', why: `not in the initramfs of ${NEW} (update-initramfs -u -k ${NEW})`, critical: true }]);
+    expect(of(r, OLD).ready).toBe(true);
+    // dracut makes the initramfs here: its command rebuilds it.
+    expect(of(computeReadiness({ ...base, initramfsGenerator: 'dracut', initramfs: new Map([[NEW, new Set<string>()], [OLD, new Set(['zfs'])]]) }), NEW).missing[0]!.why).toBe(`not in the initramfs of ${NEW} (dracut --force /boot/initrd.img-${NEW} ${NEW})`);
   });
 
   it('the module of the root filesystem is critical', () => {

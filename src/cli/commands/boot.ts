@@ -1,8 +1,9 @@
 // ootmod boot [status|apply|release]: the boot guard's state, and changing it. The mode is `guard =` in
-// [boot] of ootmod.conf; apply runs the guard now (as the trigger does), release gives GRUB's default back.
+// [boot] of ootmod.conf; apply runs the guard now (as the trigger does), release gives the bootloader's
+// default (GRUB's or systemd-boot's) back.
 import { ExitCode, usageError } from '../../errors.js';
 import { guardStateFile } from '../../execute/bootguard.js';
-import { guardLine } from '../../plan/bootguard.js';
+import { guardLine, type GuardState } from '../../plan/bootguard.js';
 import { missingList } from '../../plan/readiness.js';
 import { guardDecisionNow } from '../../pipeline/readiness.js';
 import { planBootGuard } from '../../pipeline/work.js';
@@ -11,10 +12,24 @@ import type { Session } from '../session.js';
 import { runPlanned, withLock } from './jobs.js';
 
 const MODES = {
-  auto: 'acts when a critical module (initramfs, root filesystem) is missing on the kernel GRUB\'s setting boots',
-  yes: 'acts when any needed module is missing on the kernel GRUB\'s setting boots',
+  auto: 'acts when a critical module (initramfs, root filesystem) is missing on the kernel the bootloader\'s setting boots',
+  yes: 'acts when any needed module is missing on the kernel the bootloader\'s setting boots',
   no: 'only reports',
 } as const;
+
+/** What the guard holds, and what release undoes, in two lines. */
+function heldLines(state: GuardState): string[] {
+  if (state.bootloader === 'systemd-boot') {
+    return [
+      `held: systemd-boot's default is on ${state.kernel} (default ${state.entry} in ${state.loaderConf}) since ${state.since}, while ${state.heldBack} is not ready`,
+      `      undone by release: ${state.createdLoaderConf ? `${state.loaderConf} removed (ootmod made it)` : state.previousDefaultLine == null ? 'the default line removed' : `the line back to '${state.previousDefaultLine}'`}`,
+    ];
+  }
+  return [
+    `held: GRUB's default is on ${state.kernel} (saved_entry=${state.entry}) since ${state.since}, while ${state.heldBack} is not ready`,
+    `      undone by release: saved_entry ${state.previousSavedEntry === null ? 'unset' : `back to ${state.previousSavedEntry}`}${state.dropIn ? `, ${state.dropIn} removed and update-grub` : ''}`,
+  ];
+}
 
 async function showGuard(s: Session): Promise<ExitCode> {
   const { view, decision } = await guardDecisionNow(s);
@@ -33,12 +48,8 @@ async function showGuard(s: Session): Promise<ExitCode> {
   s.out(`guard: ${mode} (${MODES[mode]}; guard = in [boot] of ${s.layout.configFile})`);
   const readiness = view.next ? (view.next.ready ? 'ready' : `NOT READY: ${missingList(view.next.missing)}`) : nb.kernel ? 'not an installed kernel' : '';
   s.out(`bootloader: ${nb.bootloader}; its setting boots ${nb.kernel ? `${nb.kernel} (${nb.how}): ${readiness}` : nb.how}`);
-  if (state) {
-    s.out(`held: GRUB's default is on ${state.kernel} (saved_entry=${state.entry}) since ${state.since}, while ${state.heldBack} is not ready`);
-    s.out(`      undone by release: saved_entry ${state.previousSavedEntry === null ? 'unset' : `back to ${state.previousSavedEntry}`}${state.dropIn ? `, ${state.dropIn} removed and update-grub` : ''}`);
-  } else {
-    s.out('held: nothing (GRUB\'s settings are the admin\'s)');
-  }
+  if (state) for (const line of heldLines(state)) s.out(line);
+  else s.out(`held: nothing (${nb.bootloader === 'systemd-boot' ? "systemd-boot's" : nb.bootloader === 'grub' ? "GRUB's" : "the bootloader's"} settings are the admin's)`);
   s.out(`now the guard would ${guardLine(decision)}`);
   return ExitCode.Ok;
 }

@@ -1,3 +1,4 @@
+import { loaderName } from '../../plan/bootguard.js';
 import { ExitCode, errorLine } from '../../errors.js';
 import { signFileFor } from '../../dkms/mok.js';
 import { keyLine } from '../../execute/signing.js';
@@ -111,7 +112,10 @@ function readinessLines(view: ReadinessView | string, shown: string[]): string[]
   const nb = view.nextBoot;
   const ready = view.next ? (view.next.ready ? 'ready' : 'NOT READY') : nb.kernel ? 'not an installed kernel' : '';
   const setting = `${nb.bootloader === 'none' ? '' : `${nb.bootloader}: `}${nb.how}`;
-  if (heldBack(view)) out.push(`boots next: ${view.guard!.kernel} (the boot guard holds GRUB's default there while ${nb.kernel}, GRUB's own choice (${nb.how}), is NOT READY; ootmod boot)`);
+  if (heldBack(view)) {
+    const loader = loaderName(view.guard!.bootloader);
+    out.push(`boots next: ${view.guard!.kernel} (the boot guard holds ${loader}'s default there while ${nb.kernel}, ${loader}'s own choice (${nb.how}), is NOT READY; ootmod boot)`);
+  }
   else out.push(`boots next: ${nb.kernel ? `${nb.kernel} (${ready}; ${setting})` : nb.how}`);
   for (const n of view.notes) out.push(`note: ${n}`);
   return out;
