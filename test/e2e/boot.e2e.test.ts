@@ -199,10 +199,14 @@ describe('the boot guard with GRUB, booting real Debian kernels under QEMU', () 
     const r = await t.sh(`sed -i -E 's/^#?guard = .*/guard = ${mode}/' /etc/ootmod/ootmod.conf && grep -x 'guard = ${mode}' /etc/ootmod/ootmod.conf`);
     expect(r.code, r.all).toBe(0);
   };
+  let boots = 0;
   const boot = async (label: string) => {
     log(`boot: ${label}`);
     const b = await bootDisk(work, { timeoutMs: BOOT_TIMEOUT_MS });
-    log(`boot: ${label}: ${(b.durationMs / 1000).toFixed(0)} s`);
+    // The whole serial console, for a look after a failure.
+    const file = path.join(IMAGE_DIR, `boot-${++boots}.log`);
+    writeFileSync(file, b.log);
+    log(`boot: ${label}: ${(b.durationMs / 1000).toFixed(0)} s (serial console in ${file})`);
     expect(b.timedOut, `boot timed out:\n${b.log.slice(-4000)}`).toBe(false);
     return b;
   };
@@ -231,7 +235,8 @@ describe('the boot guard with GRUB, booting real Debian kernels under QEMU', () 
   }, 3_600_000);
 
   afterAll(async () => {
-    if (work) await fs.rm(work, { force: true });
+    // OOTMOD_E2E_KEEP_IMAGE=1 keeps the image this run worked on, to look into (it is made anew by the next run).
+    if (work && process.env.OOTMOD_E2E_KEEP_IMAGE !== '1') await fs.rm(work, { force: true });
   });
 
   it('installing the newer kernel with apt keeps GRUB\'s default on the older one', async () => {
@@ -288,7 +293,8 @@ describe('the boot guard with GRUB, booting real Debian kernels under QEMU', () 
 
   it('the fixed module, installed with ootmod install, gives GRUB\'s default back', async () => {
     await inImage(async () => {
-      const src = `/root/src/${PACKAGE}-2.0`;
+      // Outside /root (0700): the build user reads the source.
+      const src = `/usr/local/src/${PACKAGE}-2.0`;
       await t.sh(`mkdir -p ${src}`);
       for (const [f, content] of Object.entries(moduleSource('2.0'))) writeFileSync(image.path(`${src}/${f}`), content);
       const r = await t.sh(`ootmod install ${src} 2>&1`);
