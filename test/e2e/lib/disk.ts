@@ -67,8 +67,14 @@ export async function attachDisk(image: string): Promise<LoopDisk> {
   }
 }
 
+/**
+ * Detaches the loop device and waits until the kernel has let go of the image (a detach can complete
+ * after losetup returns), so that QEMU, which reads the file, sees everything the loop device wrote.
+ */
 export async function detachDisk(loop: LoopDisk): Promise<void> {
+  const backing = `/sys/block/${path.basename(loop.disk)}/loop/backing_file`;
   await exec('losetup', ['--detach', loop.disk], { reject: false });
+  for (let i = 0; i < 100 && existsSync(backing); i++) await new Promise((r) => setTimeout(r, 200));
   if (loop.madeNode) await fs.rm(loop.madeNode, { force: true });
 }
 
@@ -110,6 +116,7 @@ export async function withDiskMounted<T>(image: string, mnt: string, fn: (loop: 
   } finally {
     await detachDisk(loop);
   }
+  await exec('sync', [image]);
 }
 
 export interface DiskBoot {
