@@ -180,7 +180,12 @@ async function planModuleWorkNow(ctx: PipelineContext, req: ModuleWorkRequest): 
     if (req.refs) throw new OotmodError(line, fix, ExitCode.NotFound);
     notes.push(`ootmod: ${line}: ${fix}`);
   }
-  const plan = composePlan({ ...compose, adds: req.adds, rust, rustWanted: req.refs ? 'needed' : 'all', depmodKernels: depmodKernels(ctx, kernels), buildUser: ctx.run.sandbox.missingBuildUser(), dkmsTree: dkmsTreeOf(ctx, kernels), dkmsTreeMissing: dkmsTreeMissing(ctx, kernels) });
+  // An install can make the kernel the boot guard holds back ready: the guard (and the notices) follow
+  // in the same run, as after a trigger, not only at the next apt run.
+  const boot = req.action === 'install'
+    ? { bootNotice: { files: noticeFiles(ctx.layout), always: noticeExists(ctx.layout) || Boolean(readGuardState(ctx.layout)) }, bootGuard: await bootGuardJob(ctx) }
+    : {};
+  const plan = composePlan({ ...compose, adds: req.adds, rust, rustWanted: req.refs ? 'needed' : 'all', depmodKernels: depmodKernels(ctx, kernels), buildUser: ctx.run.sandbox.missingBuildUser(), dkmsTree: dkmsTreeOf(ctx, kernels), dkmsTreeMissing: dkmsTreeMissing(ctx, kernels), ...boot });
   return { plan, kernels, store, label: req.label, named: Boolean(req.refs), notes };
 }
 

@@ -154,3 +154,58 @@ describe('kernel-upgrade readiness', () => {
     expect(existsSync(notice)).toBe(false);
   });
 });
+
+describe.skipIf(!findOnPath('grub-editenv'))('the boot guard and ootmod install', () => {
+  const kernel = hostKernel();
+  // An older release of the same flavour (its ABI number - 1) that has the module: the guard's fallback.
+  const older = kernel.release.replace(/^(\d+\.\d+\.\d+-)(\d+)(.*)$/, (_m, a: string, n: string, b: string) => `${a}${Math.max(0, Number(n) - 1)}${b}`);
+  const root = makeRoot();
+  const grubenv = path.join(root, 'boot/grub/grubenv');
+  const dropIn = path.join(root, 'etc/default/grub.d/zz-ootmod-boot-guard.cfg');
+  const id = (k: string) => `gnulinux-${k}-advanced-UUID`;
+  const entry = (k: string) => `\tmenuentry 'Debian GNU/Linux, with Linux ${k}' $menuentry_id_option '${id(k)}' {\n\t\tlinux /boot/vmlinuz-${k} root=UUID=x ro\n\t}\n`;
+
+  beforeAll(() => {
+    linkHostKernel(root, kernel.release, kernel.headers);
+    placeSource(root, path.join(FIXTURES, 'ootmod-hello-1.0'));
+    // ootmod-hello is installed for the older kernel (no headers here: its record and file are made).
+    const ko = path.join(root, 'usr/lib/modules', older, 'updates/ootmod/ootmod_hello.ko');
+    mkdirSync(path.dirname(ko), { recursive: true });
+    writeFileSync(ko, '');
+    const record = { module: 'ootmod-hello', version: '1.0', kernel: older, arch: 'x86_64', status: 'installed', inputsKey: 'k', built: [], installed: [{ module: 'ootmod_hello', path: ko }], updatedAt: new Date().toISOString() };
+    mkdirSync(path.join(root, 'var/lib/ootmod'), { recursive: true });
+    writeFileSync(path.join(root, 'var/lib/ootmod/state.json'), JSON.stringify({ format: 1, records: { [`ootmod-hello/1.0/${older}`]: record } }));
+    for (const k of [kernel.release, older]) writeFileSync(path.join(root, 'boot', `vmlinuz-${k}`), '');
+    mkdirSync(path.join(root, 'boot/grub'), { recursive: true });
+    mkdirSync(path.join(root, 'etc/default'), { recursive: true });
+    mkdirSync(path.join(root, 'etc/ootmod'), { recursive: true });
+    writeFileSync(path.join(root, 'etc/ootmod/ootmod.conf'), '[boot]\nguard = yes\n');
+    writeFileSync(path.join(root, 'etc/default/grub'), 'GRUB_DEFAULT=0\n');
+    // As update-grub writes it: the newest kernel first, then the submenu with every kernel.
+    writeFileSync(path.join(root, 'boot/grub/grub.cfg'), `menuentry 'Debian GNU/Linux' $menuentry_id_option 'gnulinux-simple-UUID' {\n\tlinux /boot/vmlinuz-${kernel.release} root=UUID=x ro\n}\n` +
+      `submenu 'Advanced options' $menuentry_id_option 'gnulinux-advanced-UUID' {\n${entry(kernel.release)}${entry(older)}}\n`);
+    execFileSync('grub-editenv', [grubenv, 'create']);
+  });
+
+  it('installing the module the held-back kernel lacked gives GRUB\'s default back in the same run', async () => {
+    const apply = await ootmod(root, 'boot', 'apply');
+    expect(apply.exitCode, apply.stderr).toBe(0);
+    expect(execFileSync('grub-editenv', [grubenv, 'list'], { encoding: 'utf8' })).toBe(`saved_entry=gnulinux-advanced-UUID>${id(older)}\n`);
+    expect(existsSync(dropIn)).toBe(true);
+
+    // A dry run of the install plans the guard after the build (as things are now, it keeps the
+    // default: the build has not happened), and changes nothing.
+    const dry = await ootmod(root, 'install', 'ootmod-hello', '--dry-run');
+    expect(dry.exitCode, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/^would run the boot guard after the other jobs .*as things are now it would keep GRUB's default as it is/m);
+    expect(existsSync(dropIn)).toBe(true);
+
+    const r = await ootmod(root, 'install', 'ootmod-hello');
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(`${r.stdout}\n${r.stderr}`).toMatch(/boot guard: gave GRUB's default back/);
+    expect(execFileSync('grub-editenv', [grubenv, 'list'], { encoding: 'utf8' })).toBe('');
+    expect(existsSync(dropIn)).toBe(false);
+    expect(existsSync(path.join(root, 'var/lib/ootmod/boot-guard.json'))).toBe(false);
+    expect(existsSync(path.join(root, 'run/ootmod/next-boot-not-ready'))).toBe(false);
+  });
+});

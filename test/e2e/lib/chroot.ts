@@ -309,8 +309,9 @@ export class Chroot {
   private async mountAll(): Promise<void> {
     await lockFor(this.root).acquire(this.log);
     try {
-      // We hold the lock and have nothing mounted: whatever is mounted here was left by a dead run.
-      for (const point of await mountsUnder(this.root)) {
+      // We hold the lock and have nothing mounted: whatever is mounted here was left by a dead run. The
+      // root itself may be a mount point: a disk image's filesystem worked in as a chroot (lib/disk.ts).
+      for (const point of (await mountsUnder(this.root)).filter((p) => p !== this.root)) {
         this.log(`unmounting stale ${point}`);
         await unmountTree(point);
       }
