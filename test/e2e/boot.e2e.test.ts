@@ -171,7 +171,11 @@ async function baseImage(older: KernelInfo, newer: KernelInfo): Promise<BaseImag
   return { image: path.join(dir, 'base.raw'), uuid };
 }
 
-describe('the boot guard with GRUB, booting real Debian kernels under QEMU', () => {
+// Opt-in (OOTMOD_E2E_BOOT=1, `npm run test:e2e:boot`) until it has passed in `.ci/run` on main: about
+// 25 minutes warm on the 2-core machine under load, plus about 15 minutes for the cold disk image, which
+// beside the other lanes would leave too little of CI's time.
+const BOOT = process.env.OOTMOD_E2E_BOOT === '1';
+describe.runIf(BOOT)('the boot guard with GRUB, booting real Debian kernels under QEMU (OOTMOD_E2E_BOOT=1)', () => {
   let debs: OotmodIndepDebs;
   let older: KernelInfo;
   let newer: KernelInfo;
