@@ -58,16 +58,23 @@ export function guardedTimer(fn: () => void, ms: number, repeat: boolean): { sto
 }
 
 /** Starts ootmod in its own process group (so it and everything it started can be killed together). */
-export function startOotmod(root: string, args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<Run> } {
+export function startOotmod(root: string, args: string[], env: Record<string, string> = {}): Started {
   return startDetached(OOTMOD, ['--root', root, ...args], { ...process.env, LANG: 'C.UTF-8', ...env });
 }
 
 /** Starts `binary` (a path in the chroot) inside a chroot, in its own process group, with a clean environment. */
-export function startOotmodIn(chrootRoot: string, binary: string, args: string[]): { child: ChildProcess; done: Promise<Run> } {
+export function startOotmodIn(chrootRoot: string, binary: string, args: string[]): Started {
   return startDetached('chroot', [chrootRoot, binary, ...args], { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', HOME: '/root' });
 }
 
-function startDetached(file: string, args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; done: Promise<Run> } {
+/** A process started detached: `stderr()` is what it wrote to stderr so far. */
+export interface Started {
+  child: ChildProcess;
+  done: Promise<Run>;
+  stderr: () => string;
+}
+
+function startDetached(file: string, args: string[], env: NodeJS.ProcessEnv): Started {
   const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
   let stdout = '';
   let stderr = '';
@@ -78,7 +85,7 @@ function startDetached(file: string, args: string[], env: NodeJS.ProcessEnv): { 
     child.on('error', (e) => resolve({ code: 127, signal: null, stdout, stderr: `${stderr}spawn ${file} failed: ${e.message}\n` }));
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
-  return { child, done };
+  return { child, done, stderr: () => stderr };
 }
 
 export async function ootmodRun(root: string, args: string[], env: Record<string, string> = {}): Promise<Run> {
