@@ -42,9 +42,14 @@ async function breakDeadHolder(lockDir: string, ownerFile: string): Promise<bool
   return true;
 }
 
+/** The file naming the lock's holder (its pid and command), beside the lock. */
+export function lockOwnerFile(lockFile: string): string {
+  return `${lockFile}.owner`;
+}
+
 export async function acquireLock(lockFile: string, opts: LockOptions = {}): Promise<() => Promise<void>> {
   await mkdir(path.dirname(lockFile), { recursive: true });
-  const ownerFile = `${lockFile}.owner`;
+  const ownerFile = lockOwnerFile(lockFile);
   const started = Date.now();
   let announced = false;
   for (;;) {

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { FIXTURES, hostKernel, linkHostKernel, placeSource } from '../support/host.js';
 import { makeRoot, tempDir } from '../support/roots.js';
 import { recordRow } from './lib/table.js';
-import { acquireLock } from '../../src/system/lock.js';
+import { acquireLock, lockOwnerFile } from '../../src/system/lock.js';
 import { createLayout } from '../../src/system/layout.js';
 import { installedProblems, ootmodRun, startOotmod, stateProblem } from './lib/system.js';
 
@@ -40,7 +40,7 @@ describe.skipIf(!IS_ROOT)('eight commands at once', () => {
     // apart, and rightly not wait). It lets go once each has said it waits, or after two minutes.
     const layout = createLayout(root);
     const releaseHeld = await acquireLock(layout.lockFile);
-    const owner = `${layout.lockFile}.owner`;
+    const owner = lockOwnerFile(layout.lockFile);
     writeFileSync(owner, `${readFileSync(owner, 'utf8').trim().replace(/:.*$/, ':')} the concurrency fault test\n`);
     const started = commands.map((c) => startOotmod(root, c.args));
     const deadline = Date.now() + 120_000;
