@@ -2,15 +2,23 @@
 // per job event when not on a TTY, a live view on a TTY.
 import type { JobResult, ProgressReporter } from '../execute/executor.js';
 import { jobTarget, planJson, type Job, type WorkPlan } from '../plan/jobs.js';
+import { idTarget, moduleTarget, parseJobId, type JobId } from '../plan/jobid.js';
 import { oneLine } from '../errors.js';
 import { json } from './format.js';
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
 
+/** A dependency as a plan line names it: what it acts on. */
+function dependencyName(id: JobId): string {
+  const ref = parseJobId(id);
+  return ref?.kind === 'build-user' ? 'the build user' : (ref && idTarget(ref)) ?? id;
+}
+
 function plannedLine(job: Job): string {
   // Dependencies other than the job's own build (an install follows its build; that goes without saying).
-  const own = 'module' in job ? `${job.module}/${job.version}@${job.kernel}` : '';
-  const deps = job.needs.map((n) => (n === 'build-user' ? 'the build user' : n.replace(/^[a-z-]+:/, ''))).filter((n) => n !== own);
+  const ref = parseJobId(job.id);
+  const own = ref && 'module' in ref && 'kernel' in ref ? moduleTarget(ref) : '';
+  const deps = job.needs.map(dependencyName).filter((n) => n !== own);
   const needs = deps.length ? `, after ${deps.join(', ')}` : '';
   switch (job.kind) {
     case 'rust-tree':

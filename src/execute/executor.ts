@@ -4,6 +4,7 @@
 // of --jobs; the other jobs (installs, removals, depmod) start as soon as they are ready.
 import { environmentFault, errorLine } from '../errors.js';
 import { jobTarget, type Job, type WorkPlan } from '../plan/jobs.js';
+import type { JobId } from '../plan/jobid.js';
 import type { ReadinessView } from '../plan/readiness.js';
 import type { GuardDecision } from '../plan/bootguard.js';
 import type { BuildRecord } from '../state/store.js';
@@ -72,7 +73,7 @@ export async function executePlan(plan: WorkPlan, runner: JobRunner, opts: { job
     woken = new Promise<void>((r) => (wake = r));
   };
   // A dependency that is not in the plan is treated as done (the plan never makes one; a guard).
-  const finished = (id: string) => !byId.has(id) || results.has(id);
+  const finished = (id: JobId) => !byId.has(id) || results.has(id);
   const ready = (job: Job) => job.needs.every(finished) && job.after.every(finished);
 
   const start = (job: Job, token?: Token) => {

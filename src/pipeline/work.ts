@@ -21,7 +21,8 @@ import { readFacts, type Facts } from '../plan/facts.js';
 import { guardPreview, readReadiness } from './readiness.js';
 import { readGuardState } from '../execute/bootguard.js';
 import { bootloaderOf } from '../kernel/boot.js';
-import type { AddJob, Job, WorkPlan } from '../plan/jobs.js';
+import type { AddJob, BuildJob, InstallJob, Job, WorkPlan } from '../plan/jobs.js';
+import { moduleTarget } from '../plan/jobid.js';
 import { planModules, type Action } from '../plan/planner.js';
 import { readRustFacts, rustKernels, type RustTreeFact } from '../rust/prepare.js';
 import { StateStore, installedFilesPresent, type BuildRecord } from '../state/store.js';
@@ -375,9 +376,9 @@ export function summarize(planned: Planned, results: Map<string, JobResult>): Wo
   const { plan } = planned;
   const of = (kind: Job['kind'], status?: JobResult['status']) => plan.jobs.filter((j) => j.kind === kind && (!status || results.get(j.id)?.status === status));
   // A module counts once: an install blocked by its own failed build is the build's failure.
-  const failedModules = new Set(plan.jobs.filter((j) => moduleJob(j) && results.get(j.id)?.status === 'failed').map((j) => ('module' in j ? `${j.module}/${j.version}@${j.kernel}` : j.id)));
-  const installedTargets = new Set(of('install', 'done').map((j) => j.id.replace(/^install:/, '')));
-  const built = of('build', 'done').filter((j) => !installedTargets.has(j.id.replace(/^build:/, ''))).length;
+  const failedModules = new Set(plan.jobs.filter((j) => moduleJob(j) && results.get(j.id)?.status === 'failed').map((j) => moduleTarget(j as BuildJob | InstallJob)));
+  const installedTargets = new Set(plan.jobs.filter((j) => j.kind === 'install' && results.get(j.id)?.status === 'done').map((j) => moduleTarget(j as InstallJob)));
+  const built = plan.jobs.filter((j) => j.kind === 'build' && results.get(j.id)?.status === 'done' && !installedTargets.has(moduleTarget(j as BuildJob))).length;
   const otherFailures = plan.jobs.filter((j) => !moduleJob(j) && j.kind !== 'rust-tree' && results.get(j.id)?.status === 'failed').length;
   const rustFailures = plan.jobs.filter((j) => j.kind === 'rust-tree' && results.get(j.id)?.status === 'failed').length;
   const removed = of('uninstall', 'done').length;

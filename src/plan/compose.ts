@@ -8,6 +8,7 @@ import type { ModuleJob, ModulePlan } from './planner.js';
 import type { GuardMode } from '../system/config.js';
 import type { InitramfsTool } from '../kernel/initramfs.js';
 import type { Bootloader } from '../kernel/boot.js';
+import { jobId, type JobId } from './jobid.js';
 
 export interface RemovalRequest {
   record: BuildRecord;
@@ -61,45 +62,45 @@ export interface ComposeInput {
 }
 
 const id = {
-  build: (j: ModuleJob) => `build:${j.id}`,
-  install: (j: ModuleJob) => `install:${j.id}`,
-  rust: (k: string) => `rust-tree:${k}`,
+  build: (j: ModuleJob) => jobId({ kind: 'build', module: j.module, version: j.version, kernel: j.kernel }),
+  install: (j: ModuleJob) => jobId({ kind: 'install', module: j.module, version: j.version, kernel: j.kernel }),
+  rust: (kernel: string) => jobId({ kind: 'rust-tree', kernel }),
 };
 
 export function composePlan(input: ComposeInput): WorkPlan {
   const plan = emptyPlan();
   const jobs: Job[] = plan.jobs;
   /** Jobs that change a kernel's module dir: depmod comes after them. */
-  const changing = new Map<string, string[]>();
-  const changes = (kernel: string, jobId: string) => changing.set(kernel, [...(changing.get(kernel) ?? []), jobId]);
-  const removalsOn = new Map<string, string[]>();
+  const changing = new Map<string, JobId[]>();
+  const changes = (kernel: string, job: JobId) => changing.set(kernel, [...(changing.get(kernel) ?? []), job]);
+  const removalsOn = new Map<string, JobId[]>();
 
-  const addOf = new Map<string, string>();
+  const addOf = new Map<string, JobId>();
   for (const a of input.adds ?? []) {
-    const addId = `add:${a.module}/${a.version}`;
+    const addId = jobId({ kind: 'add', module: a.module, version: a.version });
     jobs.push({ ...a, kind: 'add', id: addId, needs: [], after: [] });
     addOf.set(`${a.module}/${a.version}`, addId);
   }
-  for (const d of input.defer ?? []) jobs.push({ ...d, kind: 'defer', id: `defer:${d.entry}`, needs: [], after: [] });
+  for (const d of input.defer ?? []) jobs.push({ ...d, kind: 'defer', id: jobId({ kind: 'defer', entry: d.entry }), needs: [], after: [] });
 
   for (const r of input.removals ?? []) {
     const { module, version, kernel } = r.record;
-    const target = `${module}/${version}@${kernel}`;
-    const uninstallId = `uninstall:${target}`;
+    const uninstallId = jobId({ kind: 'uninstall', module, version, kernel });
+    const forgetId = jobId({ kind: 'forget', module, version, kernel });
     jobs.push({ kind: 'uninstall', id: uninstallId, module, version, kernel, spec: r.spec, reason: r.reason, needs: [], after: [] });
     changes(kernel, uninstallId);
     removalsOn.set(kernel, [...(removalsOn.get(kernel) ?? []), uninstallId]);
     if (r.forget) {
-      jobs.push({ kind: 'forget', id: `forget:${target}`, kernel, module, version, dkmsTree: r.dkmsTree, reason: r.reason, needs: [uninstallId], after: [] });
-      removalsOn.get(kernel)!.push(`forget:${target}`);
+      jobs.push({ kind: 'forget', id: forgetId, kernel, module, version, dkmsTree: r.dkmsTree, reason: r.reason, needs: [uninstallId], after: [] });
+      removalsOn.get(kernel)!.push(forgetId);
     }
   }
   for (const kernel of input.forgetKernels ?? []) {
     // What the kernel's records installed goes with the records (removals above); then its build dirs.
-    const own = (input.removals ?? []).filter((r) => r.record.kernel === kernel).map((r) => `forget:${r.record.module}/${r.record.version}@${kernel}`);
-    jobs.push({ kind: 'forget', id: `forget:@${kernel}`, kernel, reason: 'its kernel is removed', needs: [], after: own });
+    const own = (input.removals ?? []).filter((r) => r.record.kernel === kernel).map((r) => jobId({ kind: 'forget', module: r.record.module, version: r.record.version, kernel }));
+    jobs.push({ kind: 'forget', id: jobId({ kind: 'forget', kernel }), kernel, reason: 'its kernel is removed', needs: [], after: own });
   }
-  for (const c of input.rustClean ?? []) jobs.push({ kind: 'rust-clean', id: `rust-clean:${c.kernel}`, kernel: c.kernel, reason: c.reason, needs: [], after: [] });
+  for (const c of input.rustClean ?? []) jobs.push({ kind: 'rust-clean', id: jobId({ kind: 'rust-clean', kernel: c.kernel }), kernel: c.kernel, reason: c.reason, needs: [], after: [] });
 
   // Rust trees.
   const rustJobs = new Set<string>();
@@ -130,7 +131,7 @@ export function composePlan(input: ComposeInput): WorkPlan {
       const dkmsTree = input.dkmsTree?.(j.module, j.version, j.kernel);
       const base = { module: j.module, version: j.version, kernel: j.kernel, spec: j.spec, inputsKey: j.inputsKey, reason: j.reason, ...(dkmsTree ? { dkmsTree } : {}) };
       const added = addOf.get(`${j.module}/${j.version}`);
-      let buildId: string | undefined;
+      let buildId: JobId | undefined;
       if (!j.reuseBuilt) {
         buildId = id.build(j);
         const rustTreeJob = j.usesRust && rustJobs.has(j.kernel) ? id.rust(j.kernel) : undefined;
@@ -163,7 +164,7 @@ export function composePlan(input: ComposeInput): WorkPlan {
     const dkmsTree = c.version && c.kernel ? input.dkmsTree?.(c.module, c.version, c.kernel) : undefined;
     if (!dkmsTree || !input.dkmsTreeMissing?.(c.module, c.version!, c.kernel!)) continue;
     jobs.push({
-      kind: 'dkms-tree', id: `dkms-tree:${c.module}/${c.version}@${c.kernel}`, module: c.module, version: c.version!, kernel: c.kernel!, dkmsTree,
+      kind: 'dkms-tree', id: jobId({ kind: 'dkms-tree', module: c.module, version: c.version!, kernel: c.kernel! }), module: c.module, version: c.version!, kernel: c.kernel!, dkmsTree,
       reason: 'registered with DKMS and current, but missing from its tree', needs: [], after: [],
     });
   }
@@ -172,7 +173,7 @@ export function composePlan(input: ComposeInput): WorkPlan {
   for (const d of input.dkmsTakeover?.installs ?? []) {
     const install = jobs.find((j) => j.kind === 'install' && j.module === d.module && j.kernel === d.kernel);
     if (!install && !input.dkmsTakeover!.installedByOotmod.has(`${d.module}@${d.kernel}`)) continue;
-    const takeoverId = `dkms-takeover:${d.module}/${d.version}@${d.kernel}`;
+    const takeoverId = jobId({ kind: 'dkms-takeover', module: d.module, version: d.version, kernel: d.kernel });
     jobs.push({
       kind: 'dkms-takeover', id: takeoverId, module: d.module, version: d.version, kernel: d.kernel, link: d.link, copies: d.copies,
       reason: `DKMS installed it and ootmod-dkms replaced DKMS: ootmod ${install ? 'installs' : 'has installed'} it`,
@@ -194,11 +195,11 @@ export function composePlan(input: ComposeInput): WorkPlan {
   // depmod once per touched kernel, after all of its jobs; then its initramfs.
   for (const [kernel, after] of changing) {
     if (!input.depmodKernels.has(kernel)) continue;
-    const depmodId = `depmod:${kernel}`;
+    const depmodId = jobId({ kind: 'depmod', kernel });
     jobs.push({ kind: 'depmod', id: depmodId, kernel, reason: 'modules changed', needs: [], after });
     if (input.initramfs?.kernels.has(kernel)) {
       const viaTrigger = input.initramfs.inDpkg && kernel === input.initramfs.newest;
-      jobs.push({ kind: 'initramfs', id: `initramfs:${kernel}`, kernel, viaTrigger, tool: input.initramfs.tool ?? 'update-initramfs', reason: 'modules changed', needs: [], after: [depmodId] });
+      jobs.push({ kind: 'initramfs', id: jobId({ kind: 'initramfs', kernel }), kernel, viaTrigger, tool: input.initramfs.tool ?? 'update-initramfs', reason: 'modules changed', needs: [], after: [depmodId] });
     }
   }
   if (input.bootNotice && (jobs.length || input.bootNotice.always)) {

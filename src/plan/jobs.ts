@@ -7,19 +7,21 @@ import type { RustTreeKey } from '../rust/tree.js';
 import type { InitramfsTool } from '../kernel/initramfs.js';
 import type { Bootloader } from '../kernel/boot.js';
 import type { GuardMode } from '../system/config.js';
+import type { JobId } from './jobid.js';
 
 export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'dkms-takeover' | 'dkms-tree' | 'depmod' | 'initramfs' | 'defer' | 'boot-guard' | 'boot-notice';
 
 interface JobBase {
-  id: string;
+  /** Made by jobId (src/plan/jobid.ts), read back by parseJobId. */
+  id: JobId;
   kind: JobKind;
   kernel?: string;
   /** Why the job is in the plan. */
   reason: string;
   /** Jobs that must succeed first: a failed one fails this one without running it. */
-  needs: string[];
+  needs: JobId[];
   /** Jobs that must have finished first, whatever their outcome. */
-  after: string[];
+  after: JobId[];
 }
 
 /** Creates the system user that module builds run as (useradd --system), when it does not exist yet. */
@@ -160,7 +162,7 @@ export interface BootNoticeJob extends JobBase {
 }
 
 export interface InitramfsRef {
-  job: string;
+  job: JobId;
   kernel: string;
   viaTrigger: boolean;
 }

@@ -6,6 +6,7 @@ import { rustKernels } from '../../rust/prepare.js';
 import { findRustSource } from '../../rust/sources.js';
 import { findRustToolchain } from '../../rust/toolchain.js';
 import { buildArch, damagedFiles, removeStrayTrees, treeInUse, treeKey } from '../../rust/tree.js';
+import { jobId } from '../../plan/jobid.js';
 import { json, table } from '../format.js';
 import type { Session } from '../session.js';
 import { runPlanned, withLock } from './jobs.js';
@@ -113,7 +114,7 @@ export async function rustClean(s: Session): Promise<ExitCode> {
     const planned = planRustClean(s, s.opts.kernels);
     const outcome = await runPlanned(s, planned, { quietSummary: true });
     if (!outcome || s.opts.json) return outcome?.exit ?? ExitCode.Ok;
-    for (const k of s.opts.kernels) s.out(`${outcome.results.get(`rust-clean:${k}`)?.status === 'done' ? 'removed' : 'no'} Rust tree for ${k}`);
+    for (const k of s.opts.kernels) s.out(`${outcome.results.get(jobId({ kind: 'rust-clean', kernel: k }))?.status === 'done' ? 'removed' : 'no'} Rust tree for ${k}`);
     return [...outcome.results.values()].some((r) => r.status === 'failed') ? ExitCode.Failed : ExitCode.Ok;
   });
 }
