@@ -6,9 +6,8 @@ import { listSourceDirs, type SourceDir } from '../../modules/sources.js';
 import type { Action } from '../../plan/planner.js';
 import { executeWork, planAdd, planModuleWork, type AddRequest, type Planned, type WorkOutcome } from '../../pipeline/work.js';
 import { isSourcePath, parseModuleRef, sourcePathOf, type ModuleRef } from '../modargs.js';
-import { planJson } from '../../plan/jobs.js';
 import { json } from '../format.js';
-import { preRunLines, printPlan, reporterFor } from '../progress.js';
+import { planJson, preRunLines, printPlan, reporterFor } from '../progress.js';
 import type { Session } from '../session.js';
 import { addRequest } from './add.js';
 
