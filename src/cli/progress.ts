@@ -1,7 +1,7 @@
 // Rendering a plan and its execution: the plan as `would …` lines (--dry-run) or JSON, progress as a line
 // per job event when not on a TTY, a live view on a TTY.
 import type { ProgressReporter } from '../execute/executor.js';
-import { jobTarget, kindOf, seconds } from '../execute/kinds.js';
+import { jobTarget, KINDS, kindOf, seconds } from '../execute/kinds.js';
 import type { Job, WorkPlan } from '../plan/jobs.js';
 import { idTarget, moduleTarget, parseJobId, type JobId } from '../plan/jobid.js';
 import { oneLine } from '../errors.js';
@@ -10,7 +10,7 @@ import { json } from './format.js';
 /** A dependency as a plan line names it: what it acts on. */
 function dependencyName(id: JobId): string {
   const ref = parseJobId(id);
-  return ref?.kind === 'build-user' ? 'the build user' : (ref && idTarget(ref)) ?? id;
+  return (ref && (KINDS[ref.kind].asDependency ?? idTarget(ref))) ?? id;
 }
 
 function plannedLine(job: Job): string {

@@ -88,6 +88,8 @@ export interface KindSpec<K extends JobKind> {
   lock: boolean;
   /** What it acts on, for people. */
   target(job: JobOf<K>): string;
+  /** How another job's plan line names it as a dependency (default: what its id says it acts on). */
+  asDependency?: string;
   /** Its --dry-run line; `after` is ", after X, Y" (the jobs it needs, other than its own module's) or empty. */
   planLine(job: JobOf<K>, after: string): string;
   /** Its own fields of the plan JSON, between `reason` and `needs`. */
@@ -131,7 +133,7 @@ const loaderEntry = (loader: JobOf<'boot-guard'>['loader']) =>
 
 export const KINDS: { [K in JobKind]: KindSpec<K> } = {
   'build-user': {
-    cpu: false, lock: true,
+    cpu: false, lock: true, asDependency: 'the build user',
     target: (job) => `the system user ${job.user}`,
     planLine: (job) => `would create the system user ${job.user} with useradd --system (${job.reason})`,
     endLine: (job, r) => (r.status === 'failed' ? `failed   to create ${jobTarget(job)}: ${r.detail}` : `created the system user ${job.user} for unprivileged module builds`),

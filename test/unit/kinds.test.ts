@@ -2,6 +2,8 @@
 // JSON, the progress lines (done, failed, skipped, blocked; verbose or not) and the summary with its exit
 // status. The snapshot was taken before the kinds moved into one registry (src/execute/kinds.ts) and
 // holds them to it: a changed line is a changed interface.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { lineReporter, planLines } from '../../src/cli/progress.js';
@@ -111,5 +113,13 @@ describe('every job kind, as its users see it', () => {
     const fault = planWith(EVERY.depmod);
     out.push(summarize({ plan: fault, kernels: [], store: {} as StateStore, label: 'x', named: false, notes: [] }, new Map([[`depmod:${K}`, { status: 'failed', detail: 'disk full: free space', fault: true }]])));
     expect(out.map(({ summary, exit, fault }) => ({ summary, exit, fault }))).toMatchSnapshot();
+  });
+
+  it('the executor, the progress lines and the summary ask the registry, never a kind by name', () => {
+    const src = (f: string) => readFileSync(path.resolve(__dirname, '../../src', f), 'utf8');
+    const summarize = src('pipeline/work.ts').split('export function summarize(')[1]!.split('\n}\n')[0]!;
+    for (const [file, text] of [['execute/executor.ts', src('execute/executor.ts')], ['cli/progress.ts', src('cli/progress.ts')], ['summarize', summarize]] as const) {
+      expect(text.match(/\.kind\s*[!=]==|case '[a-z-]+':/g), file).toBeNull();
+    }
   });
 });

@@ -7,6 +7,7 @@ import type { Action } from '../../plan/planner.js';
 import { executeWork, planAdd, planModuleWork, type AddRequest, type Planned, type WorkOutcome } from '../../pipeline/work.js';
 import { isSourcePath, parseModuleRef, sourcePathOf, type ModuleRef } from '../modargs.js';
 import { json } from '../format.js';
+import { kindOf } from '../../execute/kinds.js';
 import { planJson, preRunLines, printPlan, reporterFor } from '../progress.js';
 import type { Session } from '../session.js';
 import { addRequest } from './add.js';
@@ -60,6 +61,8 @@ export async function runPlanned(s: Session, planned: Planned, opts: { quietSumm
     printPlan(s.out, planned.plan, s.opts.json);
     return undefined;
   }
+  const locked = planned.plan.jobs.find((j) => kindOf(j).lock);
+  if (locked && !s.holdsLock) throw new Error(`${locked.id} runs under ootmod's lock, and ${planned.label} runs it without (withLock)`);
   if (!opts.quietPreRun) for (const line of preRunLines(planned.plan, s.opts.verbose)) s.err(line);
   const reporter = reporterFor(s.opts.verbose, s.stderr);
   try {
@@ -98,9 +101,12 @@ function resultJson(planned: Planned, outcome: WorkOutcome): unknown {
 /** Takes the global lock for a real run (a dry run changes nothing and needs none). */
 export async function withLock<T>(s: Session, fn: () => Promise<T>): Promise<T> {
   const release = s.opts.dryRun ? async () => {} : await s.lock();
+  const held = s.holdsLock;
+  s.holdsLock = true;
   try {
     return await fn();
   } finally {
+    s.holdsLock = held;
     await release();
   }
 }
