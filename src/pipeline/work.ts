@@ -15,7 +15,7 @@ import { Jobserver } from '../execute/jobserver.js';
 import { jobRunner } from '../execute/steps.js';
 import { listKernels, readKernel, type KernelTarget } from '../kernel/inventory.js';
 import { dkmsIsInstalled } from '../modules/names.js';
-import { loadSpec, type SourceDir } from '../modules/sources.js';
+import { loadSpec, type SourceDir } from '../modules/sourcedirs.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import { composePlan, type ComposeInput, type RemovalRequest } from '../plan/compose.js';
 import { readFacts, type Facts } from '../plan/facts.js';

@@ -1,7 +1,7 @@
 // The plan: a graph of typed jobs, the one description of every change a command makes. The executor
 // runs any plan; --dry-run prints it; --json prints it for machines.
 import type { ModuleSpec } from '../modules/spec.js';
-import type { RustSource } from '../rust/sources.js';
+import type { RustSource } from '../rust/kernelsource.js';
 import type { RustToolchain } from '../rust/toolchain.js';
 import type { RustTreeKey } from '../rust/tree.js';
 import type { InitramfsTool } from '../kernel/initramfs.js';

@@ -3,13 +3,13 @@ import { ExitCode, OotmodError } from '../../errors.js';
 import { listKernels } from '../../kernel/inventory.js';
 import { planRustClean, planRustPrepare, rustPrepareExit } from '../../pipeline/work.js';
 import { rustKernels } from '../../rust/prepare.js';
-import { findRustSource } from '../../rust/sources.js';
+import { findRustSource } from '../../rust/kernelsource.js';
 import { findRustToolchain } from '../../rust/toolchain.js';
 import { buildArch, damagedFiles, removeStrayTrees, treeInUse, treeKey } from '../../rust/tree.js';
 import { jobId } from '../../plan/jobid.js';
 import { json, table } from '../format.js';
 import type { Session } from '../session.js';
-import { runPlanned, withLock } from './jobs.js';
+import { runPlanned, withLock } from '../runplan.js';
 
 export async function rustPrepare(s: Session): Promise<ExitCode> {
   return withLock(s, async () => {
