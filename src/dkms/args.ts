@@ -34,6 +34,8 @@ export interface DkmsRequest {
   quiet: boolean;
   verbose: boolean;
   noDepmod: boolean;
+  /** --dry-run (ootmod's, not DKMS's): print the plan, change nothing. */
+  dryRun: boolean;
   kernelSourceDir?: string;
   sourceTree?: string;
   installTree?: string;
@@ -89,7 +91,7 @@ function setVersion(req: DkmsRequest, value: string): void {
 
 /** Parses DKMS's arguments: the action, NAME/VERSION or -m/-v, -k KVER[/ARCH], and the options. */
 export function parseDkmsArgs(argv: readonly string[]): DkmsRequest {
-  const req: DkmsRequest = { kernels: [], all: false, force: false, quiet: false, verbose: false, noDepmod: false, ignored: [] };
+  const req: DkmsRequest = { kernels: [], all: false, force: false, quiet: false, verbose: false, noDepmod: false, dryRun: false, ignored: [] };
   const arches: string[] = [];
   const positionals: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -154,6 +156,7 @@ export function parseDkmsArgs(argv: readonly string[]): DkmsRequest {
       case '-q': case '--quiet': req.quiet = true; continue;
       case '--verbose': req.verbose = true; continue;
       case '--no-depmod': req.noDepmod = true; continue;
+      case '--dry-run': req.dryRun = true; continue;
       case '-h': case '--help': req.action ??= 'help'; continue;
     }
     if (NO_OPS.has(opt)) {

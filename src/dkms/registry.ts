@@ -52,16 +52,20 @@ export async function unregister(dir: string, r: Registration): Promise<void> {
   await rmdir(mdir).catch(() => undefined);
 }
 
-/** Marks a source `dkms remove` took away while its files stay in /usr/src: ootmod leaves it unbuilt. */
-export async function markRemoved(layout: Layout, r: Registration): Promise<void> {
-  const marker = removedMarker(layout, `${r.name}-${r.version}`);
+/** The mark of a source `dkms remove` took away while its files stay in /usr/src: ootmod leaves it unbuilt. */
+export function removedMark(layout: Layout, r: Registration): string {
+  return removedMarker(layout, `${r.name}-${r.version}`);
+}
+
+/** Writes a removed mark (removedMark). */
+export async function markRemoved(marker: string): Promise<void> {
   await mkdir(path.dirname(marker), { recursive: true });
   await writeFile(marker, `${new Date().toISOString()}\n`);
 }
 
 /** `dkms add`: the source is ootmod's to build again. */
-export async function clearRemoved(layout: Layout, r: Registration): Promise<void> {
-  await rm(removedMarker(layout, `${r.name}-${r.version}`), { force: true });
+export async function clearRemoved(marker: string): Promise<void> {
+  await rm(marker, { force: true });
 }
 
 /** A module/version in DKMS's registry, as DKMS's status lists it: added, or broken (source or link gone). */

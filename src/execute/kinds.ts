@@ -6,10 +6,12 @@
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { takeOverFromDkms } from '../dkms/handover.js';
+import { clearRemoved, markRemoved, register, unregister } from '../dkms/registry.js';
+import { dkmsAutoinstall, takeOverFromDkms } from './handover.js';
+import { ensurePair } from './signing.js';
 import type { Job, JobKind } from '../plan/jobs.js';
 import { decideGuard, guardLine, type GuardDecision } from '../plan/bootguard.js';
-import { buildRustTree, cleanRustTrees } from '../rust/tree.js';
+import { buildRustTree, cleanRustTrees, removeStrayTrees } from '../rust/tree.js';
 import { installedFilesPresent, type BuildRecord } from '../state/store.js';
 import { run } from '../system/run.js';
 import { USERADD_ARGS } from '../system/sandbox.js';
@@ -114,6 +116,12 @@ const dkmsTreeJson = (j: { dkmsTree?: string }) => (j.dkmsTree ? { dkmsTree: j.d
 
 function recordResult(record: BuildRecord, touched = false): JobResult {
   return record.status === 'failed' ? { status: 'failed', detail: record.error, record, touched } : { status: 'done', record, touched };
+}
+
+/** Removes a job's files (the queue entries taken, the removed marks of sources now gone). */
+async function removeFiles(job: { files: string[] }): Promise<JobResult> {
+  for (const f of job.files) await rm(f, { force: true });
+  return { status: 'done' };
 }
 
 /** The end line of a kind with nothing of its own to say: its failure, or (verbose) that it ran. */
@@ -305,6 +313,91 @@ export const KINDS: { [K in JobKind]: KindSpec<K> } = {
       await writeDkmsTree(perBuild, job.dkmsTree);
       return { status: 'done' };
     },
+    counts: { failure: 'other' },
+  },
+
+  'rust-stray': {
+    cpu: false, lock: true,
+    target: (job) => `what an interrupted build left beside ${job.tree}`,
+    planLine: (job) => `would remove ${job.paths.length === 1 ? 'a build' : `${job.paths.length} builds`} interrupted before completion: ${job.paths.join(', ')} (${job.reason})`,
+    json: (job) => ({ remove: job.paths }),
+    endLine: plainEnd,
+    async run(job) {
+      const gone = await removeStrayTrees(job.tree);
+      return gone.length ? { status: 'done', detail: gone.join(', ') } : { status: 'skipped', detail: 'nothing left there' };
+    },
+    counts: { failure: 'other' },
+  },
+
+  'dkms-register': {
+    cpu: false, lock: true,
+    target: (job) => `${job.module}/${job.version} in DKMS's registry`,
+    planLine: (job) => `would register ${job.module}/${job.version} in DKMS's registry: ${job.link} -> ${job.source} (${job.reason})`,
+    json: (job) => ({ link: job.link, source: job.source }),
+    endLine: plainEnd,
+    async run(job) {
+      await register(job.registry, { name: job.module, version: job.version }, job.source);
+      await clearRemoved(job.marker);
+      return { status: 'done' };
+    },
+    counts: { failure: 'other' },
+  },
+
+  'dkms-unregister': {
+    cpu: false, lock: true,
+    target: (job) => `${job.module}/${job.version} in DKMS's registry`,
+    planLine: (job) => `would remove ${job.module}/${job.version} from DKMS's registry ${job.registry}${job.marker ? ` and leave its source unbuilt until dkms add (${job.marker})` : ''} (${job.reason})`,
+    json: (job) => ({ registry: job.registry, marker: job.marker ?? null }),
+    endLine: plainEnd,
+    async run(job) {
+      await unregister(job.registry, { name: job.module, version: job.version });
+      if (job.marker) await markRemoved(job.marker);
+      return { status: 'done' };
+    },
+    counts: { failure: 'other' },
+  },
+
+  'dkms-autoinstall': {
+    cpu: false, lock: true,
+    target: (job) => `DKMS's modules for ${job.kernels.join(', ')}`,
+    planLine: (job) => `would run dkms autoinstall -k KVER for ${job.kernels.join(', ')} (${job.reason})`,
+    endLine: (job, r) => (r.status === 'failed' ? `failed   ${jobTarget(job)}: ${r.detail}` : r.detail ? `ootmod: ${r.detail}` : undefined),
+    async run(job, ctx) {
+      const lines = await dkmsAutoinstall(ctx.layout, job.kernels);
+      return lines.length ? { status: 'done', detail: lines.join('; ') } : { status: 'skipped', detail: 'DKMS runs only on the real root' };
+    },
+    counts: { failure: 'other' },
+  },
+
+  'signing-key': {
+    cpu: false, lock: true,
+    target: (job) => `the signing key pair ${job.choice.key}, ${job.choice.cert}`,
+    planLine: (job) => `would create ${jobTarget(job)} (${job.reason})`,
+    endLine: plainEnd,
+    async run(job, ctx) {
+      await ensurePair(job.choice, ctx.signingKeys);
+      return { status: 'done' };
+    },
+    counts: { failure: 'other' },
+  },
+
+  dequeue: {
+    cpu: false, lock: true,
+    target: (job) => `the queued requests ${job.files.map((f) => path.basename(f)).join(', ')}`,
+    planLine: (job) => `would take ${jobTarget(job)} (${job.reason})`,
+    json: (job) => ({ remove: job.files }),
+    endLine: plainEnd,
+    run: removeFiles,
+    counts: { failure: 'other' },
+  },
+
+  'removed-marks': {
+    cpu: false, lock: true,
+    target: (job) => `the marks ${job.files.join(', ')}`,
+    planLine: (job) => `would remove ${jobTarget(job)} (${job.reason})`,
+    json: (job) => ({ remove: job.files }),
+    endLine: plainEnd,
+    run: removeFiles,
     counts: { failure: 'other' },
   },
 

@@ -14,7 +14,7 @@ import { noticeExists, noticeFiles } from '../execute/notices.js';
 import { Jobserver } from '../execute/jobserver.js';
 import { jobRunner } from '../execute/steps.js';
 import { listKernels, readKernel, type KernelTarget } from '../kernel/inventory.js';
-import { dkmsIsInstalled } from '../modules/names.js';
+import { dkmsIsInstalled, removedMarker } from '../modules/names.js';
 import { loadSpec, type SourceDir } from '../modules/sourcedirs.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import { composePlan, type ComposeInput, type RemovalRequest } from '../plan/compose.js';
@@ -26,6 +26,7 @@ import type { AddJob, Job, WorkPlan } from '../plan/jobs.js';
 import { moduleTarget, parseJobId, type ModuleTarget } from '../plan/jobid.js';
 import { planModules, type Action } from '../plan/planner.js';
 import { readRustFacts, rustKernels, type RustTreeFact } from '../rust/prepare.js';
+import { strayTrees } from '../rust/tree.js';
 import { StateStore, installedFilesPresent, type BuildRecord } from '../state/store.js';
 import type { OotmodConfig } from '../system/config.js';
 import type { Layout } from '../system/layout.js';
@@ -245,6 +246,16 @@ export interface TriggerPlanOptions {
   retry?: ReadonlySet<string>;
   /** Kernels were installed or removed (hooks ran): the next boot's readiness is checked even with nothing to build. */
   kernelsChanged?: boolean;
+  /** The queue entries (files) this run takes: a dequeue job removes them. */
+  queued?: string[];
+  /** DKMS is back and ootmod handed its modules back: DKMS's own autoinstall follows (a dkms-autoinstall job). */
+  handedBack?: boolean;
+}
+
+/** The marks of sources `dkms remove` left unbuilt whose files are gone: nothing to remember. */
+async function goneRemovedMarks(ctx: PipelineContext): Promise<string[]> {
+  const dir = path.dirname(removedMarker(ctx.layout, 'x'));
+  return (await readdir(dir).catch(() => [] as string[])).filter((name) => !existsSync(path.join(ctx.layout.srcDir, name))).map((name) => path.join(dir, name));
 }
 
 export async function planTrigger(ctx: PipelineContext, opts: TriggerPlanOptions): Promise<Planned> {
@@ -274,6 +285,9 @@ async function planTriggerWork(ctx: PipelineContext, opts: TriggerPlanOptions): 
     ...compose, rust, rustWanted: 'all', removals, forgetKernels: gone, rustClean,
     depmodKernels: depmodKernels(ctx, kernels), buildUser: ctx.run.sandbox.missingBuildUser(), initramfs: { ...initramfs, inDpkg: opts.inDpkg }, dkmsTree: dkmsTreeOf(ctx, kernels), dkmsTreeMissing: dkmsTreeMissing(ctx, kernels),
     dkmsTakeover: await dkmsTakeover(ctx, store, gone),
+    dequeue: { files: opts.queued ?? [], reason: 'the requests are this run\'s now' },
+    removedMarks: { files: await goneRemovedMarks(ctx), reason: 'dkms remove left these sources unbuilt, and their files are gone' },
+    ...(opts.handedBack ? { dkmsAutoinstall: { kernels: kernels.filter((k) => k.headersDir).map((k) => k.release), reason: 'DKMS is back: it installs its modules again, as its kernel hook would' } } : {}),
     // The readiness notices: after any change, after a kernel event, and while one is up (to take it down).
     bootNotice: { files: noticeFiles(ctx.layout), always: Boolean(opts.kernelsChanged) || noticeExists(ctx.layout) || Boolean(readGuardState(ctx.layout)) },
     bootGuard: await bootGuardJob(ctx),
@@ -320,7 +334,11 @@ export async function planRustPrepare(ctx: PipelineContext): Promise<Planned> {
   const rust = await readRustFacts(rustKernels(kernels), {
     layout: ctx.layout, config: ctx.config(), kernelSource: ctx.opts.kernelSource, force: ctx.opts.force, saveProbes: !ctx.opts.dryRun,
   });
-  const plan = composePlan({ rust, rustWanted: 'all', depmodKernels: new Set(), buildUser: ctx.run.sandbox.missingBuildUser() });
+  // A build killed before it switched `current` left its half tree: it goes under the lock.
+  const rustStray = rust
+    .flatMap((r) => (r.state === 'current' ? [{ kernel: r.kernel, tree: r.tree.dir, paths: strayTrees(r.tree.dir), reason: 'left by a build interrupted before completion' }] : []))
+    .filter((r) => r.paths.length);
+  const plan = composePlan({ rust, rustWanted: 'all', rustStray, depmodKernels: new Set(), buildUser: ctx.run.sandbox.missingBuildUser() });
   return { plan, kernels, store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label: 'rust prepare', named: false, notes: [] };
 }
 
@@ -338,6 +356,12 @@ export type AddRequest = Omit<AddJob, 'kind' | 'needs' | 'after' | 'id'>;
 export function planAdd(ctx: PipelineContext, adds: AddRequest[]): Planned {
   const plan = composePlan({ adds, depmodKernels: new Set() });
   return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label: 'add', named: true, notes: [] };
+}
+
+/** ootmod-dkms's writes of DKMS's registry (`dkms add`, `dkms remove --all`) and its key pair (`dkms generate_mok`). */
+export function planDkmsRegistry(ctx: PipelineContext, input: Pick<ComposeInput, 'dkmsRegister' | 'dkmsUnregister' | 'signingKey'>, label: string): Planned {
+  const plan = composePlan({ ...input, depmodKernels: new Set() });
+  return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label, named: false, notes: [] };
 }
 
 /** Inside dpkg: record a request and activate ootmod's trigger, so the work runs once, at the end. */

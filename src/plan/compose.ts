@@ -3,7 +3,8 @@ import type { DkmsInstall } from '../dkms/handover.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import type { RustTreeFact } from '../rust/prepare.js';
 import type { BuildRecord } from '../state/store.js';
-import { emptyPlan, type AddJob, type BuildJob, type DeferJob, type InstallJob, type Job, type WorkPlan } from './jobs.js';
+import { emptyPlan, type AddJob, type BuildJob, type DeferJob, type DkmsRegisterJob, type DkmsUnregisterJob, type InstallJob, type Job, type RustStrayJob, type WorkPlan } from './jobs.js';
+import type { KeyChoice } from '../dkms/mok.js';
 import type { ModuleJob, ModulePlan } from './planner.js';
 import type { GuardMode } from '../system/config.js';
 import type { InitramfsTool } from '../kernel/initramfs.js';
@@ -57,6 +58,18 @@ export interface ComposeInput {
   dkmsTreeMissing?: (module: string, version: string, kernel: string) => boolean;
   /** The notices of the next boot's readiness (these files), updated after every other job: when there are other jobs, or `always`. */
   bootNotice?: { files: string[]; always: boolean };
+  /** DKMS's registry: `dkms add` registers a source, `dkms remove --all` forgets it. */
+  dkmsRegister?: Omit<DkmsRegisterJob, 'kind' | 'needs' | 'after' | 'id'>[];
+  dkmsUnregister?: Omit<DkmsUnregisterJob, 'kind' | 'needs' | 'after' | 'id'>[];
+  /** `dkms generate_mok`: the key pair to create. */
+  signingKey?: { choice: KeyChoice; reason: string };
+  /** The trigger: the queue entries it takes, and the removed marks of sources now gone. */
+  dequeue?: { files: string[]; reason: string };
+  removedMarks?: { files: string[]; reason: string };
+  /** `rust prepare`: what interrupted builds left beside current trees. */
+  rustStray?: Omit<RustStrayJob, 'kind' | 'needs' | 'after' | 'id'>[];
+  /** Hand-back: DKMS's own autoinstall for these kernels, after every other job but the boot ones. */
+  dkmsAutoinstall?: { kernels: string[]; reason: string };
   /** The boot guard, before the notices (which then tell what it did); with the notice job only. */
   bootGuard?: { mode: GuardMode; loader: Bootloader; release?: boolean; preview?: string };
 }
@@ -88,6 +101,7 @@ export function composePlan(input: ComposeInput): WorkPlan {
   const plan = emptyPlan();
   const d: Draft = { input, plan, jobs: plan.jobs, changing: new Map(), removalsOn: new Map(), addOf: new Map(), rustJobs: new Set() };
   addsAndDefers(d);
+  registryAndQueue(d);
   removals(d);
   rustTrees(d);
   moduleJobs(d);
@@ -95,6 +109,9 @@ export function composePlan(input: ComposeInput): WorkPlan {
   dkmsTakeover(d);
   buildUser(d);
   depmodAndInitramfs(d);
+  if (input.dkmsAutoinstall?.kernels.length) {
+    d.jobs.push({ kind: 'dkms-autoinstall', id: 'dkms-autoinstall', kernels: input.dkmsAutoinstall.kernels, reason: input.dkmsAutoinstall.reason, needs: [], after: d.jobs.map((j) => j.id) });
+  }
   bootJobs(d);
   return plan;
 }
@@ -106,6 +123,20 @@ function addsAndDefers({ input, jobs, addOf }: Draft): void {
     addOf.set(`${a.module}/${a.version}`, addId);
   }
   for (const d of input.defer ?? []) jobs.push({ ...d, kind: 'defer', id: jobId({ kind: 'defer', entry: d.entry }), needs: [], after: [] });
+}
+
+/** What changes no module: DKMS's registry, the signing key pair, the trigger's queue and marks, stray Rust builds. */
+function registryAndQueue({ input, jobs, addOf }: Draft): void {
+  for (const r of input.dkmsRegister ?? []) {
+    // After the add job of the same source, when the plan places it.
+    const added = addOf.get(`${r.module}/${r.version}`);
+    jobs.push({ ...r, kind: 'dkms-register', id: jobId({ kind: 'dkms-register', module: r.module, version: r.version }), needs: added ? [added] : [], after: [] });
+  }
+  for (const r of input.dkmsUnregister ?? []) jobs.push({ ...r, kind: 'dkms-unregister', id: jobId({ kind: 'dkms-unregister', module: r.module, version: r.version }), needs: [], after: [] });
+  if (input.signingKey) jobs.push({ ...input.signingKey, kind: 'signing-key', id: 'signing-key', needs: [], after: [] });
+  if (input.dequeue?.files.length) jobs.push({ ...input.dequeue, kind: 'dequeue', id: 'dequeue', needs: [], after: [] });
+  if (input.removedMarks?.files.length) jobs.push({ ...input.removedMarks, kind: 'removed-marks', id: 'removed-marks', needs: [], after: [] });
+  for (const r of input.rustStray ?? []) jobs.push({ ...r, kind: 'rust-stray', id: jobId({ kind: 'rust-stray', kernel: r.kernel }), needs: [], after: [] });
 }
 
 function removals({ input, jobs, changing, removalsOn }: Draft): void {

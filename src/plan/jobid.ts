@@ -2,13 +2,16 @@
 // are part of the plan's JSON (`id`, `needs`, `after`), so their text stays as it was:
 //   build:zfs/2.4.4@6.12.0-1-amd64   (build, install, uninstall, forget, dkms-tree, dkms-takeover)
 //   forget:@6.12.0-1-amd64           (a kernel's build dirs)
-//   rust-tree:6.12.0-1-amd64         (rust-tree, rust-clean, depmod, initramfs)
-//   add:zfs/2.4.4                     defer:<queue entry>                build-user, boot-guard, boot-notice
+//   rust-tree:6.12.0-1-amd64         (rust-tree, rust-clean, rust-stray, depmod, initramfs)
+//   add:zfs/2.4.4                    (add, dkms-register, dkms-unregister)
+//   defer:<queue entry>
+//   build-user                       (build-user, boot-guard, boot-notice, dkms-autoinstall, signing-key, dequeue, removed-marks)
 import type { JobKind } from './jobs.js';
 
 type ModuleKind = 'build' | 'install' | 'uninstall' | 'forget' | 'dkms-tree' | 'dkms-takeover';
-type KernelKind = 'forget' | 'rust-tree' | 'rust-clean' | 'depmod' | 'initramfs';
-type SingleKind = 'build-user' | 'boot-guard' | 'boot-notice';
+type KernelKind = 'forget' | 'rust-tree' | 'rust-clean' | 'rust-stray' | 'depmod' | 'initramfs';
+type SourceKind = 'add' | 'dkms-register' | 'dkms-unregister';
+type SingleKind = 'build-user' | 'boot-guard' | 'boot-notice' | 'dkms-autoinstall' | 'signing-key' | 'dequeue' | 'removed-marks';
 
 /** A module built for a kernel: the unit the planner, the state and the summary count. */
 export interface ModuleTarget {
@@ -21,7 +24,7 @@ export interface ModuleTarget {
 export type JobRef =
   | ({ kind: ModuleKind } & ModuleTarget)
   | { kind: KernelKind; kernel: string }
-  | { kind: 'add'; module: string; version: string }
+  | { kind: SourceKind; module: string; version: string }
   | { kind: 'defer'; entry: string }
   | { kind: SingleKind };
 
@@ -54,9 +57,9 @@ export function jobId(ref: JobRef): JobId {
 const KINDS: Record<JobKind, 'module' | 'kernel' | 'module-or-kernel' | 'source' | 'entry' | 'single'> = {
   build: 'module', install: 'module', uninstall: 'module', 'dkms-tree': 'module', 'dkms-takeover': 'module',
   forget: 'module-or-kernel',
-  'rust-tree': 'kernel', 'rust-clean': 'kernel', depmod: 'kernel', initramfs: 'kernel',
-  add: 'source', defer: 'entry',
-  'build-user': 'single', 'boot-guard': 'single', 'boot-notice': 'single',
+  'rust-tree': 'kernel', 'rust-clean': 'kernel', 'rust-stray': 'kernel', depmod: 'kernel', initramfs: 'kernel',
+  add: 'source', 'dkms-register': 'source', 'dkms-unregister': 'source', defer: 'entry',
+  'build-user': 'single', 'boot-guard': 'single', 'boot-notice': 'single', 'dkms-autoinstall': 'single', 'signing-key': 'single', dequeue: 'single', 'removed-marks': 'single',
 };
 
 const isKind = (k: string): k is JobKind => Object.hasOwn(KINDS, k);
@@ -75,7 +78,7 @@ export function parseJobId(id: string): JobRef | undefined {
       return { kind: 'defer', entry: rest };
     case 'source': {
       const m = /^([^/]+)\/(.+)$/.exec(rest);
-      return m ? { kind: 'add', module: m[1]!, version: m[2]! } : undefined;
+      return m ? { kind: kind as SourceKind, module: m[1]!, version: m[2]! } : undefined;
     }
     case 'kernel':
       return { kind: kind as KernelKind, kernel: rest };

@@ -7,9 +7,10 @@ import type { RustTreeKey } from '../rust/tree.js';
 import type { InitramfsTool } from '../kernel/initramfs.js';
 import type { Bootloader } from '../kernel/boot.js';
 import type { GuardMode } from '../system/config.js';
+import type { KeyChoice } from '../dkms/mok.js';
 import type { JobId } from './jobid.js';
 
-export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'dkms-takeover' | 'dkms-tree' | 'depmod' | 'initramfs' | 'defer' | 'boot-guard' | 'boot-notice';
+export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'rust-stray' | 'dkms-takeover' | 'dkms-tree' | 'dkms-register' | 'dkms-unregister' | 'dkms-autoinstall' | 'signing-key' | 'dequeue' | 'removed-marks' | 'depmod' | 'initramfs' | 'defer' | 'boot-guard' | 'boot-notice';
 
 interface JobBase {
   /** Made by jobId (src/plan/jobid.ts), read back by parseJobId. */
@@ -120,6 +121,69 @@ export interface DkmsTreeJob extends ModuleJobBase {
   dkmsTree: string;
 }
 
+/** `dkms add` (ootmod-dkms): registers a source in DKMS's registry, `link` -> `source`, as DKMS does; the source is ootmod's to build again (its removed mark goes). */
+export interface DkmsRegisterJob extends JobBase {
+  kind: 'dkms-register';
+  module: string;
+  version: string;
+  /** The registry dir (/var/lib/dkms, or --dkmstree). */
+  registry: string;
+  /** <registry>/<name>/<version>/source */
+  link: string;
+  /** The source dir as the system names it (also under --root). */
+  source: string;
+  /** The mark `dkms remove` left (removedMarker), removed. */
+  marker: string;
+}
+
+/**
+ * `dkms remove --all`: forgets the registration as DKMS does (the version dir, the kernel-<kver>-<arch>
+ * links into it, the module dir when empty); a source still in /usr/src is marked removed, and ootmod
+ * leaves it unbuilt until `dkms add`.
+ */
+export interface DkmsUnregisterJob extends JobBase {
+  kind: 'dkms-unregister';
+  module: string;
+  version: string;
+  /** The registry dir (/var/lib/dkms, or --dkmstree). */
+  registry: string;
+  /** The removed mark to write (the source stays in /usr/src). */
+  marker?: string;
+}
+
+/** Hand-back (DKMS is back): DKMS's own `dkms autoinstall -k KVER` for these kernels, after ootmod's removals. */
+export interface DkmsAutoinstallJob extends JobBase {
+  kind: 'dkms-autoinstall';
+  kernels: string[];
+}
+
+/** `dkms generate_mok`: the signing key pair DKMS's rules choose, created when missing. */
+export interface SigningKeyJob extends JobBase {
+  kind: 'signing-key';
+  choice: KeyChoice;
+}
+
+/** The trigger takes the requests hooks and `dkms` queued inside dpkg: their entries go. */
+export interface DequeueJob extends JobBase {
+  kind: 'dequeue';
+  files: string[];
+}
+
+/** The marks of sources `dkms remove` left unbuilt whose files are gone now: nothing to remember. */
+export interface RemovedMarksJob extends JobBase {
+  kind: 'removed-marks';
+  files: string[];
+}
+
+/** What an interrupted build of a kernel's Rust tree left beside the current tree (half trees, unswitched links). */
+export interface RustStrayJob extends JobBase {
+  kind: 'rust-stray';
+  kernel: string;
+  /** The current tree, which stays. */
+  tree: string;
+  paths: string[];
+}
+
 export interface RustCleanJob extends JobBase {
   kind: 'rust-clean';
   kernel: string;
@@ -183,7 +247,8 @@ export interface BootGuardJob extends JobBase {
   initramfsJobs: InitramfsRef[];
 }
 
-export type Job = BuildUserJob | AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | DkmsTakeoverJob | DkmsTreeJob | DepmodJob | InitramfsJob | DeferJob | BootGuardJob | BootNoticeJob;
+export type Job = BuildUserJob | AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | RustStrayJob | DkmsTakeoverJob | DkmsTreeJob
+  | DkmsRegisterJob | DkmsUnregisterJob | DkmsAutoinstallJob | SigningKeyJob | DequeueJob | RemovedMarksJob | DepmodJob | InitramfsJob | DeferJob | BootGuardJob | BootNoticeJob;
 
 /** A (module, kernel) that needs no job, with the reason. */
 export interface PlanItem {

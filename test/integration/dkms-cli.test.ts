@@ -7,7 +7,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURES, OOTMOD, hostKernel, linkHostKernel, modinfo, placeSource } from '../support/host.js';
 import { DKMS_FRONT_END_MARK } from '../../src/modules/names.js';
-import { makeRoot } from '../support/roots.js';
+import { makeRoot, treeHash } from '../support/roots.js';
 
 describe('ootmod dkms against real Debian headers', () => {
   const kernel = hostKernel();
@@ -25,6 +25,20 @@ describe('ootmod dkms against real Debian headers', () => {
   beforeAll(() => {
     linkHostKernel(root, kernel.release, kernel.headers);
     for (const f of ['ootmod-hello-1.0', 'ootmod-exclusive-1.0', 'ootmod-broken-1.0']) placeSource(root, path.join(FIXTURES, f));
+  });
+
+  // ootmod's --dry-run (DKMS has none): what `dkms add` and `generate_mok` would write is a plan's jobs.
+  const watched = ['var/lib', 'usr/src', 'usr/lib/modules', 'etc'];
+  it('--dry-run of add and generate_mok prints the plan and changes nothing', async () => {
+    const before = treeHash(root, watched);
+    const add = await dkms(['--dry-run', 'add', '-m', 'ootmod-hello', '-v', '1.0']);
+    expect(add.code, add.err).toBe(0);
+    expect(add.out).toMatch(/^would register ootmod-hello\/1\.0 in DKMS's registry: \S*var\/lib\/dkms\/ootmod-hello\/1\.0\/source -> \/usr\/src\/ootmod-hello-1\.0 \(dkms add\)$/m);
+    expect(add.out).not.toMatch(/Creating symlink/);
+    const mok = await dkms(['--dry-run', 'generate_mok']);
+    expect(mok.code, mok.err).toBe(0);
+    expect(mok.out).toMatch(/^would create the signing key pair \S+, \S+ \(dkms generate_mok: the pair is missing\)$/m);
+    expect(treeHash(root, watched)).toBe(before);
   });
 
   it('add registers the source as DKMS does; a second add exits 3', async () => {
@@ -60,6 +74,16 @@ describe('ootmod dkms against real Debian headers', () => {
     expect(r.code, r.err).toBe(0);
     expect(lstatSync(path.join(root, 'var/lib/dkms/ootmod-exclusive/1.0/source')).isSymbolicLink()).toBe(true);
     expect(readdirSync(path.join(root, 'var/lib/ootmod/queue'))).toContain('dkms@install@ootmod-exclusive@1.0');
+  });
+
+  it('--dry-run of remove --all prints the removals and the registry job, and changes nothing', async () => {
+    const before = treeHash(root, watched);
+    const r = await dkms(['--dry-run', 'remove', '-m', 'ootmod-hello', '-v', '1.0', '--all']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/^would uninstall ootmod-hello\/1\.0 for /m);
+    expect(r.out).toMatch(/^would remove ootmod-hello\/1\.0 from DKMS's registry \S+ and leave its source unbuilt until dkms add \(\S+ootmod-hello-1\.0\) \(dkms remove --all\)$/m);
+    expect(r.out).not.toMatch(/Deleting module/);
+    expect(treeHash(root, watched)).toBe(before);
   });
 
   it('remove --all uninstalls, unregisters and leaves the source unbuilt until dkms add', async () => {

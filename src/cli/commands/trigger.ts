@@ -2,23 +2,21 @@
 // outside dpkg: forget removed kernels and sources, then bring every kernel up to date. With DKMS on the
 // machine or just gone, it also hands modules between the two (src/dkms/handover.ts).
 import { existsSync } from 'node:fs';
-import { readdir, rm } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { ootmodFramework, postTransaction } from '../../dkms/framework.js';
-import { dkmsAutoinstall, dkmsRegisteredRecords } from '../../dkms/handover.js';
+import { dkmsRegisteredRecords } from '../../dkms/handover.js';
 import { describeQueued, parseQueued, type QueuedRequest } from '../../dkms/requests.js';
 import { ExitCode } from '../../errors.js';
-import { dkmsIsInstalled, removedMarker } from '../../modules/names.js';
+import { dkmsIsInstalled } from '../../modules/names.js';
 import { notReadyBlock } from '../../plan/readiness.js';
 import { planModuleWork, planRemoval, planTrigger } from '../../pipeline/work.js';
 import type { Session } from '../session.js';
 import { runPlanned, withLock } from '../runplan.js';
 
-/** The entries hooks and deferred requests queued inside dpkg: taken (and named in the summary) by the trigger. */
-async function takeQueue(s: Session): Promise<string[]> {
-  const names = await readdir(s.layout.queueDir).catch(() => [] as string[]);
-  if (!s.opts.dryRun) for (const n of names) await rm(path.join(s.layout.queueDir, n), { force: true });
-  return names;
+/** The entries hooks and deferred requests queued inside dpkg: taken by the trigger's plan (a dequeue job), and named in the summary. */
+async function readQueue(s: Session): Promise<string[]> {
+  return readdir(s.layout.queueDir).catch(() => [] as string[]);
 }
 
 export interface TriggerOptions {
@@ -47,7 +45,7 @@ async function handBack(s: Session): Promise<{ exit: ExitCode; handedBack: boole
 
 export async function triggerRun(s: Session, opts: TriggerOptions): Promise<ExitCode> {
   const exit = await withLock(s, async () => {
-    const queued = await takeQueue(s);
+    const queued = await readQueue(s);
     let exit: ExitCode = ExitCode.Ok;
     const dkms = dkmsIsInstalled(s.layout);
     const back = dkms ? await handBack(s) : { exit: ExitCode.Ok, handedBack: false };
@@ -55,7 +53,10 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
     // A module asked for explicitly inside dpkg (dkms build|install, a package's postinst: installed,
     // reinstalled, reconfigured) is built even if it failed before from the same inputs.
     const requests = queued.map(parseQueued).filter((r): r is QueuedRequest => r !== undefined);
-    const planned = await planTrigger(s, { ...opts, retry: new Set(requests.map((r) => `${r.module}/${r.version}`)), kernelsChanged: opts.kernelHook || queued.length > 0 });
+    const planned = await planTrigger(s, {
+      ...opts, retry: new Set(requests.map((r) => `${r.module}/${r.version}`)), kernelsChanged: opts.kernelHook || queued.length > 0,
+      queued: queued.map((n) => path.join(s.layout.queueDir, n)), handedBack: back.handedBack,
+    });
     const outcome = await runPlanned(s, planned, { quietSummary: true });
     // --json changes only what is printed: every follow-up below still runs, each plan run printing its
     // own JSON document (jq reads them in turn). A dry run prints the explicit requests' plans too, then stops.
@@ -73,15 +74,6 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
       exit = worse(exit, explicit?.exit);
     }
     if (!outcome) return ExitCode.Ok;
-    if (back.handedBack) {
-      // DKMS installs them again, as its own kernel hook would.
-      for (const line of await dkmsAutoinstall(s.layout, planned.kernels)) s.err(`ootmod: ${line}`);
-    }
-    // Sources `dkms remove` left unbuilt whose files are gone now: nothing to remember.
-    const removedDir = path.dirname(removedMarker(s.layout, 'x'));
-    for (const name of await readdir(removedDir).catch(() => [] as string[])) {
-      if (!existsSync(path.join(s.layout.srcDir, name))) await rm(path.join(removedDir, name), { force: true });
-    }
 
     // With ootmod-dkms, framework.conf's post_transaction ends a run that installed or removed modules, as DKMS's.
     const modulesChanged = planned.plan.jobs.some((j) => ['install', 'uninstall'].includes(j.kind) && outcome.results.get(j.id)?.status === 'done');
