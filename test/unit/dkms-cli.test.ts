@@ -36,6 +36,9 @@ describe('parseDkmsArgs', () => {
       action: 'uninstall', module: 'foo', version: '1', dkmsTree: '/d', sourceTree: '/s', installTree: '/i', quiet: true,
     });
     expect(parseDkmsArgs(['--version']).action).toBe('version');
+    // ootmod's --dry-run (DKMS has none).
+    expect(parseDkmsArgs(['--dry-run', 'remove', 'foo/1', '--all'])).toMatchObject({ action: 'remove', module: 'foo', dryRun: true, all: true });
+    expect(parseDkmsArgs(['add', 'foo/1']).dryRun).toBe(false);
     expect(parseDkmsArgs(['-V']).action).toBe('version');
   });
 
