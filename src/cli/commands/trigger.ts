@@ -9,6 +9,7 @@ import { dkmsRegisteredRecords } from '../../dkms/handover.js';
 import { describeQueued, parseQueued, type QueuedRequest } from '../../dkms/requests.js';
 import { ExitCode } from '../../errors.js';
 import { dkmsIsInstalled } from '../../modules/names.js';
+import type { Job } from '../../plan/jobs.js';
 import { notReadyBlock } from '../../plan/readiness.js';
 import { planModuleWork, planRemoval, planTrigger } from '../../pipeline/work.js';
 import type { Session } from '../session.js';
@@ -86,7 +87,9 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
     if (!s.opts.json) s.out(`${outcome.summary}${queued.length ? `; queued by hooks: ${asked.join(', ')}` : ''}${initramfs.length ? `; initramfs updated for ${initramfs.join(', ')}` : ''}`);
     // Kernels or modules changed: say it when the kernel that boots next is not ready.
     const notice = planned.plan.jobs.find((j) => j.kind === 'boot-notice');
-    const changed = queued.length > 0 || opts.kernelHook || planned.plan.jobs.some((j) => j !== notice && outcome.results.get(j.id)?.status === 'done');
+    // (Taking the queue and dropping removed marks change no module.)
+    const bookkeeping = (j: Job) => j === notice || j.kind === 'dequeue' || j.kind === 'removed-marks';
+    const changed = queued.length > 0 || opts.kernelHook || planned.plan.jobs.some((j) => !bookkeeping(j) && outcome.results.get(j.id)?.status === 'done');
     const readiness = notice && outcome.results.get(notice.id)?.readiness;
     const block = changed && readiness ? notReadyBlock(readiness) : undefined;
     for (const line of block ?? []) s.err(line);
