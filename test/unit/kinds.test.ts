@@ -134,3 +134,16 @@ describe('every job kind, as its users see it', () => {
     }
   });
 });
+
+describe('the lock a kind needs', () => {
+  it('a plan with a job that needs the global lock does not run outside withLock', async () => {
+    const { runPlanned, withLock } = await import('../../src/cli/runplan.js');
+    const lines: string[] = [];
+    const s = { opts: { dryRun: false, json: false, verbose: false }, err: (l: string) => lines.push(l), out: (l: string) => lines.push(l), lock: async () => async () => {} } as unknown as Parameters<typeof runPlanned>[0];
+    const planned = { plan: planWith(EVERY.depmod), kernels: [], store: {} as StateStore, label: 'test', named: false, notes: [] } satisfies Planned;
+    await expect(runPlanned(s, planned)).rejects.toThrow(`depmod:${K} runs under ootmod's lock, and test runs it without (withLock)`);
+    // Under the lock the check passes (the plan then fails further on, on this fake session: not the lock's error).
+    await expect(withLock(s, () => runPlanned(s, planned))).rejects.not.toThrow(/runs under ootmod's lock/);
+    expect(s.holdsLock).toBeFalsy();
+  });
+});
