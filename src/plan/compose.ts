@@ -135,7 +135,7 @@ export function composePlan(input: ComposeInput): WorkPlan {
         buildId = id.build(j);
         const rustTreeJob = j.usesRust && rustJobs.has(j.kernel) ? id.rust(j.kernel) : undefined;
         const build: BuildJob = {
-          ...base, kind: 'build', id: buildId, toolsKey: j.toolsKey,
+          ...base, kind: 'build', id: buildId, toolsKey: j.toolsKey, ...(j.transaction ? { transaction: j.transaction } : {}),
           kernelBuildDir: j.kernelBuildDir ?? input.headersDir?.get(j.kernel) ?? '',
           rustTreeJob,
           // BUILD_DEPENDS: the dependency is installed first (its Module.symvers is part of this build).
