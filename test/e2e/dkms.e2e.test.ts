@@ -156,6 +156,8 @@ describe('ootmod-dkms: a module that fails is built once per apt run, and again 
   let chroot: Chroot;
   let kernel: KernelInfo;
   const t = tools(() => chroot);
+  let failing = '';
+  let manual = '';
   /** Builds of NAME/1.0 for the kernel that ootmod started, from its job lines. */
   const builds = (out: string, name: string) => out.split('\n').filter((l) => new RegExp(`^start +${re(name)}/1\\.0 for ${re(kernel.kver)} \\(build`).test(l)).length;
 
@@ -169,8 +171,8 @@ describe('ootmod-dkms: a module that fails is built once per apt run, and again 
   });
 
   it('one apt run whose packages ask three times for two failing modules (AUTOINSTALL and not) builds each once', async () => {
-    const failing = await buildFailingDkmsPackage(chroot);
-    const manual = await buildFailingDkmsPackage(chroot, { name: 'ootmod-manual', autoinstall: false });
+    failing = await buildFailingDkmsPackage(chroot);
+    manual = await buildFailingDkmsPackage(chroot, { name: 'ootmod-manual', autoinstall: false });
     // As vendor packages do: dkms build, then dkms install, of modules another package installed.
     const again = await buildRequestingPackage(chroot, 'ootmod-asks-again', ['ootmod-failing/1.0', 'ootmod-manual/1.0']);
     // apt calls dpkg once per package and lets each call process the triggers: ootmod's trigger runs
@@ -189,7 +191,7 @@ describe('ootmod-dkms: a module that fails is built once per apt run, and again 
   });
 
   it('the next apt run, dpkg-reconfigure, dkms install and ootmod install each build it again, AUTOINSTALL or not', async () => {
-    const reinstall = await t.apt('install --reinstall ootmod-failing-dkms ootmod-manual-dkms');
+    const reinstall = await t.apt(`install --reinstall ${failing} ${manual}`);
     expect(reinstall.code, reinstall.out.slice(-4000)).toBe(0);
     expect(builds(reinstall.out, 'ootmod-failing'), reinstall.out.slice(-6000)).toBe(1);
     expect(builds(reinstall.out, 'ootmod-manual'), reinstall.out.slice(-6000)).toBe(1);
