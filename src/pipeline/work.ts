@@ -7,14 +7,15 @@ import path from 'node:path';
 import { readDkmsInstalls } from '../dkms/handover.js';
 import { isRegistered } from '../dkms/registry.js';
 import { ExitCode, OotmodError } from '../errors.js';
-import { executePlan, type JobResult, type ProgressReporter } from '../execute/executor.js';
+import { executePlan, isCpuJob, type JobResult, type ProgressReporter } from '../execute/executor.js';
+import { kindOf, type Counting } from '../execute/kinds.js';
 import { initramfsKernels } from '../execute/initramfs.js';
 import { noticeExists, noticeFiles } from '../execute/notices.js';
 import { Jobserver } from '../execute/jobserver.js';
 import { jobRunner } from '../execute/steps.js';
 import { listKernels, readKernel, type KernelTarget } from '../kernel/inventory.js';
 import { dkmsIsInstalled } from '../modules/names.js';
-import { loadSpec, type SourceDir } from '../modules/sources.js';
+import { loadSpec, type SourceDir } from '../modules/sourcedirs.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import { composePlan, type ComposeInput, type RemovalRequest } from '../plan/compose.js';
 import { readFacts, type Facts } from '../plan/facts.js';
@@ -22,6 +23,7 @@ import { guardPreview, readReadiness } from './readiness.js';
 import { readGuardState } from '../execute/bootguard.js';
 import { bootloaderOf } from '../kernel/boot.js';
 import type { AddJob, Job, WorkPlan } from '../plan/jobs.js';
+import { moduleTarget, parseJobId, type ModuleTarget } from '../plan/jobid.js';
 import { planModules, type Action } from '../plan/planner.js';
 import { readRustFacts, rustKernels, type RustTreeFact } from '../rust/prepare.js';
 import { StateStore, installedFilesPresent, type BuildRecord } from '../state/store.js';
@@ -346,12 +348,10 @@ export function planDefer(ctx: PipelineContext, entry: string, what: string, rea
   return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label: 'defer', named: false, notes: [] };
 }
 
-const moduleJob = (j: Job) => j.kind === 'build' || j.kind === 'install';
-
 /** Runs a plan: the jobserver with --jobs tokens, the executor, then the summary and exit status. */
 export async function executeWork(ctx: PipelineContext, planned: Planned, reporter: ProgressReporter): Promise<WorkOutcome> {
   const { plan } = planned;
-  const needsCpu = plan.jobs.some((j) => j.kind === 'build' || j.kind === 'rust-tree');
+  const needsCpu = plan.jobs.some(isCpuJob);
   const jobserver = needsCpu ? await Jobserver.create(ctx.opts.jobs, { fifoForm: ctx.run.makeFifo() }) : undefined;
   let results: Map<string, JobResult>;
   try {
@@ -373,16 +373,24 @@ export async function executeWork(ctx: PipelineContext, planned: Planned, report
   return summarize(planned, results);
 }
 
+/** The module a job acts on (builds, installs, removals: their id names it). */
+function moduleOf(job: Job): ModuleTarget | undefined {
+  const ref = parseJobId(job.id);
+  return ref && 'module' in ref && 'kernel' in ref ? ref : undefined;
+}
+
+/** The summary line and the exit status, each job counting as its kind says (src/execute/kinds.ts). */
 export function summarize(planned: Planned, results: Map<string, JobResult>): WorkOutcome {
   const { plan } = planned;
-  const of = (kind: Job['kind'], status?: JobResult['status']) => plan.jobs.filter((j) => j.kind === kind && (!status || results.get(j.id)?.status === status));
+  const having = (status: JobResult['status'], role: (c: Counting) => boolean) => plan.jobs.filter((j) => role(kindOf(j).counts) && results.get(j.id)?.status === status);
+  const targets = (jobs: Job[]) => jobs.map((j) => moduleTarget(moduleOf(j)!));
   // A module counts once: an install blocked by its own failed build is the build's failure.
-  const failedModules = new Set(plan.jobs.filter((j) => moduleJob(j) && results.get(j.id)?.status === 'failed').map((j) => ('module' in j ? `${j.module}/${j.version}@${j.kernel}` : j.id)));
-  const installedTargets = new Set(of('install', 'done').map((j) => j.id.replace(/^install:/, '')));
-  const built = of('build', 'done').filter((j) => !installedTargets.has(j.id.replace(/^build:/, ''))).length;
-  const otherFailures = plan.jobs.filter((j) => !moduleJob(j) && j.kind !== 'rust-tree' && results.get(j.id)?.status === 'failed').length;
-  const rustFailures = plan.jobs.filter((j) => j.kind === 'rust-tree' && results.get(j.id)?.status === 'failed').length;
-  const removed = of('uninstall', 'done').length;
+  const failedModules = new Set(targets(having('failed', (c) => c.failure === 'module')));
+  const installedTargets = new Set(targets(having('done', (c) => c.done === 'installed')));
+  const built = targets(having('done', (c) => c.done === 'built')).filter((t) => !installedTargets.has(t)).length;
+  const otherFailures = having('failed', (c) => c.failure === 'other').length;
+  const rustFailures = having('failed', (c) => c.failure === 'rust-tree').length;
+  const removed = having('done', (c) => c.done === 'removed').length;
   const failed = failedModules.size + plan.failed.length + otherFailures;
   const invalid = new Set(plan.invalid.map((i) => i.module + i.reason)).size;
   const parts = [
@@ -396,8 +404,8 @@ export function summarize(planned: Planned, results: Map<string, JobResult>): Wo
   if (failed) exit = ExitCode.Failed;
   // An invalid source is a failed module for autoinstall, a bad argument for a named one.
   else if (invalid) exit = planned.named ? ExitCode.InvalidSource : ExitCode.Failed;
-  else if (planned.named && plan.skipped.length && !plan.jobs.some(moduleJob) && !plan.current.length) exit = ExitCode.Skipped;
-  const touchedKernels = of('depmod', 'done').map((j) => j.kernel!);
+  else if (planned.named && plan.skipped.length && !plan.jobs.some((j) => kindOf(j).counts.failure === 'module') && !plan.current.length) exit = ExitCode.Skipped;
+  const touchedKernels = having('done', (c) => c.done === 'touched').map((j) => j.kernel!);
   // The machine failed, not a module (disk full, a tool missing): exit 5; the next run completes the work.
   const faulty = [...results.values()].find((r) => r.fault || r.record?.fault);
   const fault = faulty ? (faulty.fault ? faulty.detail : faulty.record?.error) : undefined;

@@ -1,25 +1,27 @@
 // The plan: a graph of typed jobs, the one description of every change a command makes. The executor
 // runs any plan; --dry-run prints it; --json prints it for machines.
 import type { ModuleSpec } from '../modules/spec.js';
-import type { RustSource } from '../rust/sources.js';
+import type { RustSource } from '../rust/kernelsource.js';
 import type { RustToolchain } from '../rust/toolchain.js';
 import type { RustTreeKey } from '../rust/tree.js';
 import type { InitramfsTool } from '../kernel/initramfs.js';
 import type { Bootloader } from '../kernel/boot.js';
 import type { GuardMode } from '../system/config.js';
+import type { JobId } from './jobid.js';
 
 export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'dkms-takeover' | 'dkms-tree' | 'depmod' | 'initramfs' | 'defer' | 'boot-guard' | 'boot-notice';
 
 interface JobBase {
-  id: string;
+  /** Made by jobId (src/plan/jobid.ts), read back by parseJobId. */
+  id: JobId;
   kind: JobKind;
   kernel?: string;
   /** Why the job is in the plan. */
   reason: string;
   /** Jobs that must succeed first: a failed one fails this one without running it. */
-  needs: string[];
+  needs: JobId[];
   /** Jobs that must have finished first, whatever their outcome. */
-  after: string[];
+  after: JobId[];
 }
 
 /** Creates the system user that module builds run as (useradd --system), when it does not exist yet. */
@@ -162,7 +164,7 @@ export interface BootNoticeJob extends JobBase {
 }
 
 export interface InitramfsRef {
-  job: string;
+  job: JobId;
   kernel: string;
   viaTrigger: boolean;
 }
@@ -208,59 +210,4 @@ export interface WorkPlan {
 
 export function emptyPlan(): WorkPlan {
   return { jobs: [], current: [], skipped: [], failed: [], invalid: [], rustCurrent: [], rustUnavailable: [] };
-}
-
-/** What a job acts on, for people. */
-export function jobTarget(job: Job): string {
-  switch (job.kind) {
-    case 'build':
-    case 'install':
-    case 'uninstall':
-    case 'dkms-takeover':
-    case 'dkms-tree':
-      return `${job.module}/${job.version} for ${job.kernel}`;
-    case 'forget':
-      return job.module ? `${job.module}/${job.version} for ${job.kernel}` : `the build dirs of ${job.kernel}`;
-    case 'rust-tree':
-    case 'rust-clean':
-      return `the Rust tree of ${job.kernel}`;
-    case 'depmod':
-    case 'initramfs':
-      return job.kernel;
-    case 'defer':
-      return job.what;
-    case 'add':
-      return `${job.module}/${job.version} at ${job.dest}`;
-    case 'build-user':
-      return `the system user ${job.user}`;
-    case 'boot-notice':
-      return job.files.join(', ');
-    case 'boot-guard':
-      return job.loader === 'systemd-boot' ? "systemd-boot's default entry" : job.loader === 'grub' ? "GRUB's default entry" : "the bootloader's default entry";
-  }
-}
-
-/** The plan for machines: kinds, targets, reasons and dependencies; no internal objects. */
-export function planJson(plan: WorkPlan): unknown {
-  return {
-    jobs: plan.jobs.map((j) => ({
-      id: j.id,
-      kind: j.kind,
-      target: jobTarget(j),
-      kernel: j.kernel ?? null,
-      module: 'module' in j ? j.module ?? null : null,
-      version: 'version' in j ? j.version ?? null : null,
-      reason: j.reason,
-      ...(j.kind === 'dkms-takeover' ? { remove: [...j.copies, j.link] } : {}),
-      ...('dkmsTree' in j && j.dkmsTree ? { dkmsTree: j.dkmsTree } : {}),
-      ...(j.kind === 'boot-notice' ? { files: j.files } : {}),
-      needs: j.needs,
-      after: j.after,
-    })),
-    current: plan.current,
-    skipped: plan.skipped,
-    failed: plan.failed,
-    invalid: plan.invalid,
-    rust: { current: plan.rustCurrent, unavailable: plan.rustUnavailable },
-  };
 }

@@ -6,6 +6,7 @@ import { exclusionReason } from '../modules/exclusive.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import type { BuildRecord } from '../state/store.js';
 import type { PlanItem } from './jobs.js';
+import { moduleTarget } from './jobid.js';
 
 /** One module source evaluated for one kernel. */
 export interface ModuleCandidate {
@@ -34,6 +35,7 @@ export interface RecordView extends BuildRecord {
 export type Action = 'build' | 'install';
 
 export interface ModuleJob {
+  /** Its module target (moduleTarget): compose.ts makes the build and install job ids from it. */
   id: string;
   action: Action;
   module: string;
@@ -107,9 +109,6 @@ export interface PlanInput {
   rustUnavailable?: ReadonlyMap<string, string>;
 }
 
-export function jobId(module: string, version: string, kernel: string): string {
-  return `${module}/${version}@${kernel}`;
-}
 
 function isCurrent(record: RecordView | undefined, inputsKey: string, action: Action): boolean {
   if (!record || record.inputsKey !== inputsKey) return false;
@@ -201,7 +200,7 @@ export function planModules(input: PlanInput): ModulePlan {
         .filter((r) => r.module === spec.name && r.kernel === kernel.release && r.version !== spec.version && r.status === 'installed')
         .map((r) => r.version);
       planned.set(spec.name, {
-        id: jobId(spec.name, spec.version, kernel.release),
+        id: moduleTarget({ module: spec.name, version: spec.version, kernel: kernel.release }),
         action,
         ...item,
         spec: kernelSpec,

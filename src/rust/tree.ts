@@ -16,7 +16,7 @@ import type { Layout } from '../system/layout.js';
 import { fileLog, run, type CommandLog, type JobserverClient } from '../system/run.js';
 import { chownTree, type Sandbox } from '../system/sandbox.js';
 import { checkRustAbi, type AbiReport } from './abi.js';
-import { commonHeadersDir, type RustSource } from './sources.js';
+import { commonHeadersDir, type RustSource } from './kernelsource.js';
 import { rustcRemedy, type RustToolchain } from './toolchain.js';
 
 /** Bumped when the tree's layout or the way it is built changes, so old trees are rebuilt. */

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { KernelConfig } from '../../src/kernel/config.js';
 import type { KernelTarget } from '../../src/kernel/inventory.js';
 import { compareAbi, crateRoots, exportedRustSymbols } from '../../src/rust/abi.js';
-import { parseMakefileVersion } from '../../src/rust/sources.js';
+import { parseMakefileVersion } from '../../src/rust/kernelsource.js';
 import { ProbeCache, findRustToolchain } from '../../src/rust/toolchain.js';
 import { assessRustTree, buildArch, removeStrayTrees, treeInUse, type RustTreeManifest } from '../../src/rust/tree.js';
 import { createLayout } from '../../src/system/layout.js';

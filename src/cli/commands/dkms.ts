@@ -16,14 +16,15 @@ import { dkmsKeyChoice } from '../../dkms/mok.js';
 import { ensurePair } from '../../execute/signing.js';
 import { ExitCode, OotmodError, environmentFault, errorLine } from '../../errors.js';
 import { removedMarker, sourceDirName } from '../../modules/names.js';
-import { listSourceDirs } from '../../modules/sources.js';
+import { listSourceDirs } from '../../modules/sourcedirs.js';
 import { planAdd, planDefer } from '../../pipeline/work.js';
 import type { Layout } from '../../system/layout.js';
 import { sourcePathOf } from '../modargs.js';
 import { createSession, type Session } from '../session.js';
 import { addCommand, addRequest } from './add.js';
 import { hookCommand } from './hook.js';
-import { jobsCommand, runPlanned, withLock } from './jobs.js';
+import { jobsCommand } from './build.js';
+import { runPlanned, withLock } from '../runplan.js';
 import { removeCommand } from './remove.js';
 import { statusRows, type StatusRow } from '../../state/status.js';
 

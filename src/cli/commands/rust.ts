@@ -3,12 +3,13 @@ import { ExitCode, OotmodError } from '../../errors.js';
 import { listKernels } from '../../kernel/inventory.js';
 import { planRustClean, planRustPrepare, rustPrepareExit } from '../../pipeline/work.js';
 import { rustKernels } from '../../rust/prepare.js';
-import { findRustSource } from '../../rust/sources.js';
+import { findRustSource } from '../../rust/kernelsource.js';
 import { findRustToolchain } from '../../rust/toolchain.js';
 import { buildArch, damagedFiles, removeStrayTrees, treeInUse, treeKey } from '../../rust/tree.js';
+import { jobId } from '../../plan/jobid.js';
 import { json, table } from '../format.js';
 import type { Session } from '../session.js';
-import { runPlanned, withLock } from './jobs.js';
+import { runPlanned, withLock } from '../runplan.js';
 
 export async function rustPrepare(s: Session): Promise<ExitCode> {
   return withLock(s, async () => {
@@ -113,7 +114,7 @@ export async function rustClean(s: Session): Promise<ExitCode> {
     const planned = planRustClean(s, s.opts.kernels);
     const outcome = await runPlanned(s, planned, { quietSummary: true });
     if (!outcome || s.opts.json) return outcome?.exit ?? ExitCode.Ok;
-    for (const k of s.opts.kernels) s.out(`${outcome.results.get(`rust-clean:${k}`)?.status === 'done' ? 'removed' : 'no'} Rust tree for ${k}`);
+    for (const k of s.opts.kernels) s.out(`${outcome.results.get(jobId({ kind: 'rust-clean', kernel: k }))?.status === 'done' ? 'removed' : 'no'} Rust tree for ${k}`);
     return [...outcome.results.values()].some((r) => r.status === 'failed') ? ExitCode.Failed : ExitCode.Ok;
   });
 }

@@ -12,7 +12,7 @@ import { dkmsIsInstalled, removedMarker } from '../../modules/names.js';
 import { notReadyBlock } from '../../plan/readiness.js';
 import { planModuleWork, planRemoval, planTrigger } from '../../pipeline/work.js';
 import type { Session } from '../session.js';
-import { runPlanned, withLock } from './jobs.js';
+import { runPlanned, withLock } from '../runplan.js';
 
 /** The entries hooks and deferred requests queued inside dpkg: taken (and named in the summary) by the trigger. */
 async function takeQueue(s: Session): Promise<string[]> {

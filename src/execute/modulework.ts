@@ -6,7 +6,7 @@ import path from 'node:path';
 import { ExitCode, OotmodError, environmentFault } from '../errors.js';
 import { crossOf, type Compression, type KernelTarget } from '../kernel/inventory.js';
 import { kernelToolEnv } from '../kernel/toolchain.js';
-import { dkmsKernelSourceDir } from '../modules/sources.js';
+import { dkmsKernelSourceDir } from '../modules/sourcedirs.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import type { BuildJob, InstallJob } from '../plan/jobs.js';
 import { copyFileAtomic } from '../system/files.js';
