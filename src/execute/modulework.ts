@@ -279,7 +279,7 @@ export async function buildModule(job: BuildJob, ctx: BuildContext): Promise<Bui
   const warnings: string[] = [...spec.warnings];
   const base = {
     module: spec.name, version: spec.version, kernel: job.kernel, arch: ctx.kernel.arch.machine,
-    inputsKey: job.inputsKey, toolsKey: job.toolsKey, log: path.join(builtDir, 'make.log'),
+    inputsKey: job.inputsKey, toolsKey: job.toolsKey, transaction: job.transaction, log: path.join(builtDir, 'make.log'),
   };
   const installed = ctx.previous?.installed ?? [];
   try {

@@ -30,6 +30,7 @@ import { strayTrees } from '../rust/tree.js';
 import { StateStore, installedFilesPresent, type BuildRecord } from '../state/store.js';
 import type { OotmodConfig } from '../system/config.js';
 import type { Layout } from '../system/layout.js';
+import { currentTransaction } from '../system/transaction.js';
 import type { RunContext } from './context.js';
 
 export interface ModuleRef {
@@ -136,7 +137,8 @@ async function moduleInputs(ctx: PipelineContext, store: StateStore, kernels: Ke
   const facts = await readFacts({ layout: ctx.layout, conf: ctx.run.dkmsConf, store, kernels, sources: req.sources, jobs: ctx.opts.jobs, checkOwnership: ctx.isRoot, rust, placed });
   const modules = planModules({
     kernels: facts.kernels, candidates: facts.candidates, records: facts.records,
-    request: { action: req.action, modules: req.refs, force: ctx.opts.force, retry: req.retry }, rustUnavailable: unavailableRust(rust),
+    // Inside dpkg, the apt or dpkg run this is part of: a failure of this run is not built again in it.
+    request: { action: req.action, modules: req.refs, force: ctx.opts.force, retry: req.retry, transaction: currentTransaction() }, rustUnavailable: unavailableRust(rust),
   });
   const headersDir = new Map(kernels.flatMap((k) => (k.headersDir ? [[k.release, k.headersDir] as const] : [])));
   return { facts, compose: { modules, headersDir } };

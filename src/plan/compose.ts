@@ -195,7 +195,7 @@ function moduleJobs({ input, plan, jobs, changing, removalsOn, addOf, rustJobs }
       buildId = id.build(j);
       const rustTreeJob = j.usesRust && rustJobs.has(j.kernel) ? id.rust(j.kernel) : undefined;
       const build: BuildJob = {
-        ...base, kind: 'build', id: buildId, toolsKey: j.toolsKey,
+        ...base, kind: 'build', id: buildId, toolsKey: j.toolsKey, ...(j.transaction ? { transaction: j.transaction } : {}),
         kernelBuildDir: j.kernelBuildDir ?? input.headersDir?.get(j.kernel) ?? '',
         rustTreeJob,
         // BUILD_DEPENDS: the dependency is installed first (its Module.symvers is part of this build).

@@ -64,6 +64,8 @@ export interface BuildJob extends ModuleJobBase {
   inputsKey: string;
   /** Recorded with the build: a failed build is retried when the programs it runs change. */
   toolsKey?: string;
+  /** Recorded with the build: the package transaction it ran in (a failure is not retried inside it). */
+  transaction?: string;
   /** The kernel build dir: the headers for C modules; for Rust modules the Rust tree, below. */
   kernelBuildDir: string;
   /** A Rust module: the Rust tree job it needs (its dir is known when it has run). */

@@ -53,6 +53,8 @@ export interface ModuleJob {
   reason: string;
   usesRust?: boolean;
   kernelBuildDir?: string;
+  /** The package transaction the build runs in (PlanRequest.transaction), kept in its record. */
+  transaction?: string;
 }
 
 export type { PlanItem };
@@ -79,6 +81,23 @@ export interface PlanRequest {
    * explicitly. Absent: the named modules (build/install NAME); autoinstall retries none.
    */
   retry?: ReadonlySet<string>;
+  /**
+   * The package transaction (apt or dpkg run, src/system/transaction.ts) this plan runs in; absent
+   * outside dpkg. A failure recorded in the same transaction with the same inputs and tools is not
+   * retried even when asked for: each request of one apt run would build it again.
+   */
+  transaction?: string;
+}
+
+/**
+ * Whether a failed build with the same inputs and tools is tried again: when asked for (by name, the
+ * trigger's retry set, --force, a rebuilt BUILD_DEPENDS), except a request from the package
+ * transaction the failure happened in. A later apt run, or an admin's command outside dpkg, retries.
+ */
+export function retriesSameFailure(asked: boolean, recordTransaction: string | undefined, transaction: string | undefined, forced: boolean): boolean {
+  if (forced) return true;
+  if (!asked) return false;
+  return transaction === undefined || recordTransaction !== transaction;
 }
 
 export interface PlanInput {
@@ -166,10 +185,15 @@ export function planModules(input: PlanInput): ModulePlan {
         return;
       }
       // A failure is retried when its inputs or tools changed, or when the module is asked for by name.
-      const retry = Boolean(rebuild) || request.force || (request.retry ? request.retry.has(spec.name) || request.retry.has(`${spec.name}/${spec.version}`) : explicit);
+      const asked = request.retry ? request.retry.has(spec.name) || request.retry.has(`${spec.name}/${spec.version}`) : explicit;
       const sameFailure = record?.status === 'failed' && record.inputsKey === c.inputsKey && record.toolsKey === c.toolsKey;
-      if (sameFailure && !retry) {
-        out.failed.push({ ...item, reason: `failed before with the same inputs and tools (${record.error ?? 'see its log'}); retried when they change, or by ootmod install ${spec.name}` });
+      if (sameFailure && !retriesSameFailure(asked, record.transaction, request.transaction, Boolean(rebuild) || request.force)) {
+        out.failed.push({
+          ...item,
+          reason: asked
+            ? `failed earlier in this package run with the same inputs and tools (${record.error ?? 'see its log'}); not built twice in one run: retried when they change, by the next apt run that asks for it, or by ootmod install ${spec.name}`
+            : `failed before with the same inputs and tools (${record.error ?? 'see its log'}); retried when they change, or by ootmod install ${spec.name}`,
+        });
         return;
       }
       const replaces = input.records
@@ -187,6 +211,7 @@ export function planModules(input: PlanInput): ModulePlan {
         replaces,
         usesRust: c.usesRust,
         kernelBuildDir: c.kernelBuildDir,
+        transaction: request.transaction,
         reason: rebuild ?? (!record ? 'not built yet' : record.inputsKey !== c.inputsKey ? 'inputs changed' : request.force ? 'forced'
           : record.status === 'failed' ? (sameFailure ? 'failed before, asked for again' : 'failed before; its compiler or build tools changed') : 'files missing'),
       });

@@ -2,7 +2,7 @@
 // real Debian headers, in a sandbox root: DKMS's registry, status lines and exit codes, and the request
 // queued for the trigger inside dpkg.
 import { execa } from 'execa';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURES, OOTMOD, hostKernel, linkHostKernel, modinfo, placeSource } from '../support/host.js';
@@ -67,6 +67,34 @@ describe('ootmod dkms against real Debian headers', () => {
     const s = await dkms(['status', 'ootmod-broken/1.0']);
     expect(s.out.trim()).toBe('ootmod-broken/1.0: added');
     expect(s.err).toMatch(/ootmod-broken\/1\.0 failed to build for .*ootmod_broken\.c:\d+:\d+: error: /);
+  });
+
+  it("status lists what DKMS itself built and installed in its tree, where ootmod has no build of its own", async () => {
+    // DKMS's copy, in use (its kernel-<kver>-<arch> link), of the module ootmod failed to build for this
+    // kernel; and a DKMS build, not installed, for a kernel ootmod never built for.
+    const tree = path.join(root, 'var/lib/dkms/ootmod-broken');
+    const other = '6.1.0-99-amd64';
+    for (const k of [kernel.release, other]) {
+      mkdirSync(path.join(tree, '1.0', k, 'x86_64/module'), { recursive: true });
+      writeFileSync(path.join(tree, '1.0', k, 'x86_64/module/ootmod_broken.ko.xz'), 'built by DKMS');
+    }
+    symlinkSync(`1.0/${kernel.release}/x86_64`, path.join(tree, `kernel-${kernel.release}-x86_64`));
+    try {
+      const s = await dkms(['status', 'ootmod-broken/1.0']);
+      expect(s.code).toBe(0);
+      expect(s.out.trim().split('\n')).toEqual([`ootmod-broken/1.0, ${other}, x86_64: built`, `ootmod-broken/1.0, ${kernel.release}, x86_64: installed`].sort());
+      // ootmod's own failure for that kernel is still said.
+      expect(s.err).toMatch(/ootmod-broken\/1\.0 failed to build for /);
+      expect((await dkms(['status', '-k', other])).out).toContain(`ootmod-broken/1.0, ${other}, x86_64: built`);
+      // A module ootmod installed for a kernel is ootmod's line, whatever DKMS's tree holds.
+      mkdirSync(path.join(root, 'var/lib/dkms/ootmod-hello/1.0', other, 'x86_64/module'), { recursive: true });
+      writeFileSync(path.join(root, 'var/lib/dkms/ootmod-hello/1.0', other, 'x86_64/module/ootmod_hello.ko'), 'built by DKMS');
+      expect((await dkms(['status', 'ootmod-hello/1.0'])).out.trim().split('\n')).toEqual([`ootmod-hello/1.0, ${other}, x86_64: built`, `ootmod-hello/1.0, ${kernel.release}, x86_64: installed`].sort());
+    } finally {
+      for (const k of [kernel.release, other]) rmSync(path.join(tree, '1.0', k), { recursive: true, force: true });
+      rmSync(path.join(tree, `kernel-${kernel.release}-x86_64`), { force: true });
+      rmSync(path.join(root, 'var/lib/dkms/ootmod-hello/1.0', other), { recursive: true, force: true });
+    }
   });
 
   it('inside dpkg, common.postinst registers and queues the module for the trigger and succeeds', async () => {

@@ -8,9 +8,9 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { parseDkmsArgs, type DkmsRequest } from '../../dkms/args.js';
 import { frameworkJobs, ignoredSettings, ootmodFramework, postTransaction } from '../../dkms/framework.js';
-import { isRegistered, listRegistry, registryDir, removedMark } from '../../dkms/registry.js';
+import { dkmsTreeBuilds, isRegistered, listRegistry, registryDir, removedMark } from '../../dkms/registry.js';
 import { queueEntry } from '../../dkms/requests.js';
-import { dkmsStatusLines } from '../../dkms/status.js';
+import { dkmsStatusLines, withDkmsTree } from '../../dkms/status.js';
 import { DKMS_INTERFACE_VERSION } from '../../dkms/version.js';
 import { dkmsKeyChoice } from '../../dkms/mok.js';
 import { ExitCode, OotmodError, environmentFault, errorLine } from '../../errors.js';
@@ -183,7 +183,9 @@ async function removeModule(s: Session, command: 'uninstall' | 'remove', t: Targ
 function statusCommandDkms(s: Session, req: DkmsRequest, registry: string): number {
   const entries = listRegistry(s.layout, registry, { name: req.module, version: req.version });
   const registered = new Set(entries.filter((e) => !e.broken).map((e) => `${e.name}/${e.version}`));
-  const rows = statusRows(s.layout, s.opts.kernels, { module: req.module, version: req.version }).filter((r) => r.kernel !== null && registered.has(`${r.module}/${r.version}`));
+  const ours = statusRows(s.layout, s.opts.kernels, { module: req.module, version: req.version }).filter((r) => r.kernel !== null && registered.has(`${r.module}/${r.version}`));
+  // What DKMS itself built and installed (before ootmod-dkms, or what ootmod could not build) is listed too.
+  const rows = withDkmsTree(ours, entries.filter((e) => !e.broken).flatMap((e) => dkmsTreeBuilds(registry, e).map((b) => ({ module: e.name, version: e.version, ...b }))));
   const added = entries.filter((e) => !e.broken).map((e): StatusRow => ({ module: e.name, version: e.version, kernel: null, arch: null, status: 'added', detail: null, signed: null, files: [], log: null, error: null, updatedAt: null }));
   const out = dkmsStatusLines([...rows, ...added], s.opts.kernels, entries.filter((e) => e.broken).map((e) => `${e.name}/${e.version}`));
   for (const l of out.lines) s.out(l);

@@ -65,13 +65,16 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
 
     // `dkms build|install NAME` from a maintainer script, for a module autoinstall does not cover
     // (AUTOINSTALL is not yes): done now; a module the trigger just built is current, a no-op.
+    // One attempt per module and run: a module the plan above built, or the install follow-up (a
+    // package script that ran both dkms build and dkms install), is not built again here.
+    const tried = new Set(planned.plan.jobs.flatMap((j) => (j.kind === 'build' ? [`${j.module}/${j.version}`] : [])));
     for (const action of ['install', 'build'] as const) {
       const refs = requests.filter((r) => r.action === action && existsSync(s.layout.moduleSource(r.module, r.version))).map((r) => ({ name: r.module, version: r.version }));
       if (!refs.length) continue;
-      // One attempt per run: a module the plan above just built is not built again here.
-      const tried = (r: { name: string; version: string }) => planned.plan.jobs.some((j) => j.kind === 'build' && j.module === r.name && j.version === r.version);
-      const retry = new Set(refs.filter((r) => !tried(r)).map((r) => `${r.name}/${r.version}`));
-      const explicit = await runPlanned(s, await planModuleWork(s, { action, refs, retry, label: `${opts.label} (dkms ${action})` }), { quietSummary: true });
+      const retry = new Set(refs.map((r) => `${r.name}/${r.version}`).filter((r) => !tried.has(r)));
+      const followUp = await planModuleWork(s, { action, refs, retry, label: `${opts.label} (dkms ${action})` });
+      for (const j of followUp.plan.jobs) if (j.kind === 'build') tried.add(`${j.module}/${j.version}`);
+      const explicit = await runPlanned(s, followUp, { quietSummary: true });
       exit = worse(exit, explicit?.exit);
     }
     if (!outcome) return ExitCode.Ok;
