@@ -69,7 +69,7 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
       // One attempt per run: a module the plan above just built is not built again here.
       const tried = (r: { name: string; version: string }) => planned.plan.jobs.some((j) => j.kind === 'build' && j.module === r.name && j.version === r.version);
       const retry = new Set(refs.filter((r) => !tried(r)).map((r) => `${r.name}/${r.version}`));
-      const explicit = await runPlanned(s, await planModuleWork(s, { action, refs, retry, label: `${opts.label} (dkms ${action})` }), { quietSummary: true });
+      const explicit = await runPlanned(s, await planModuleWork(s, { action, refs, retry, label: `${opts.label} (dkms ${action})`, inDpkg: opts.inDpkg }), { quietSummary: true });
       exit = worse(exit, explicit?.exit);
     }
     if (!outcome) return ExitCode.Ok;
