@@ -43,6 +43,13 @@ const PROBE_END = '=== PROBE end';
  */
 const BOOT_TIMEOUT_MS = 600_000;
 
+/**
+ * Console lines whose arrival each boot logs: GRUB starts (its menu entry), GRUB has loaded the kernel
+ * and starts loading the initramfs, the initramfs's init runs (the kernel has booted), the root is
+ * mounted.
+ */
+const BOOT_MILESTONES = ['Booting `', 'Loading initial ramdisk', 'Loading, please wait', 'Begin: Running /scripts/init-bottom'];
+
 /** What goes into the cached image besides the two kernels: its hash is part of the image's key. */
 const IMAGE_PACKAGES = ['nodejs', 'make', 'gcc', 'binutils', 'patch', 'openssl', 'kmod', 'xz-utils', 'zstd', 'passwd', 'initramfs-tools', 'util-linux'];
 /** A small initramfs (quick to make under every kernel install): what mounts an ext4 root on virtio. */
@@ -258,8 +265,9 @@ describe.runIf(BOOT)('the boot guard with GRUB, booting real Debian kernels unde
     const n = ++boots;
     // The whole serial console and the probe's port, kept for a look after a failure.
     const consoleFile = path.join(IMAGE_DIR, `boot-${n}.log`);
-    const b = await bootDisk(work, { timeoutMs: BOOT_TIMEOUT_MS, consoleFile, probeFile: path.join(IMAGE_DIR, `boot-${n}.probe`), endMarker: PROBE_END });
-    log(`time: boot ${n} (${label}): ${(b.durationMs / 1000).toFixed(0)} s (serial console in ${consoleFile})`);
+    const b = await bootDisk(work, { timeoutMs: BOOT_TIMEOUT_MS, consoleFile, probeFile: path.join(IMAGE_DIR, `boot-${n}.probe`), endMarker: PROBE_END, milestones: BOOT_MILESTONES });
+    const when = Object.entries(b.milestones).map(([m, sec]) => `${sec} s ${JSON.stringify(m)}`).join(', ');
+    log(`time: boot ${n} (${label}): ${(b.durationMs / 1000).toFixed(0)} s (${when}; serial console in ${consoleFile})`);
     expect(b.timedOut, `boot ${n} timed out after ${BOOT_TIMEOUT_MS / 1000} s; the end of its console (${consoleFile}):\n${b.log.slice(-4000)}`).toBe(false);
     expect(b.ended, `boot ${n}: the guest stopped before the probe's end marker; the end of its console (${consoleFile}):\n${b.log.slice(-4000)}\nprobe:\n${b.probe}`).toBe(true);
     return b;

@@ -128,6 +128,8 @@ export interface DiskBoot {
   ended: boolean;
   timedOut: boolean;
   durationMs: number;
+  /** Seconds from QEMU's start to the first console line holding each of the asked-for texts (polled twice a second). */
+  milestones: Record<string, number>;
 }
 
 /**
@@ -138,7 +140,7 @@ export interface DiskBoot {
  * for the guest's power-off), when the guest powers off or panics (`-no-reboot`), or after `timeoutMs`. `-snapshot`: the image is not written. No network device:
  * SeaBIOS has no iPXE ROM to run.
  */
-export async function bootDisk(image: string, opts: { timeoutMs: number; consoleFile: string; probeFile: string; endMarker: string; memoryMb?: number }): Promise<DiskBoot> {
+export async function bootDisk(image: string, opts: { timeoutMs: number; consoleFile: string; probeFile: string; endMarker: string; milestones?: string[]; memoryMb?: number }): Promise<DiskBoot> {
   await ensureHostPackages(['qemu-system-x86']);
   await fs.rm(opts.probeFile, { force: true });
   const t0 = Date.now();
@@ -158,9 +160,16 @@ export async function bootDisk(image: string, opts: { timeoutMs: number; console
   let ended = false;
   let timedOut = false;
   let code: number | null | undefined;
+  const milestones: Record<string, number> = {};
+  const consoleText = () => (existsSync(opts.consoleFile) ? readFileSync(opts.consoleFile, 'utf8') : '');
   for (;;) {
     code = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 500))]);
     if (code !== undefined) break;
+    const waiting = (opts.milestones ?? []).filter((m) => !(m in milestones));
+    if (waiting.length) {
+      const text = consoleText();
+      for (const m of waiting) if (text.includes(m)) milestones[m] = Math.round((Date.now() - t0) / 1000);
+    }
     if (probeText().includes(opts.endMarker)) ended = true;
     else if (Date.now() - t0 > opts.timeoutMs) timedOut = true;
     if (ended || timedOut) {
@@ -171,9 +180,9 @@ export async function bootDisk(image: string, opts: { timeoutMs: number; console
       break;
     }
   }
-  const log = (existsSync(opts.consoleFile) ? readFileSync(opts.consoleFile, 'utf8') : '').replace(/\r\n?/g, '\n');
+  const log = consoleText().replace(/\r\n?/g, '\n');
   const probe = probeText().replace(/\r\n?/g, '\n');
   ended ||= probe.includes(opts.endMarker);
   if (!ended && !timedOut && code !== 0) throw new Error(`qemu-system-x86_64 exited with ${code}: ${stderr}\n${log.slice(-4000)}`);
-  return { log, probe, ended, timedOut, durationMs: Date.now() - t0 };
+  return { log, probe, ended, timedOut, durationMs: Date.now() - t0, milestones };
 }
