@@ -130,6 +130,8 @@ export interface ModuleWorkRequest {
   /** Modules whose failed build is retried though nothing changed (see PlanRequest.retry). */
   retry?: ReadonlySet<string>;
   label: string;
+  /** Run from a maintainer script: the newest kernel's initramfs is asked for through initramfs-tools' trigger. */
+  inDpkg?: boolean;
 }
 
 async function moduleInputs(ctx: PipelineContext, store: StateStore, kernels: KernelTarget[], rust: RustTreeFact[], req: ModuleWorkRequest): Promise<{ facts: Facts; compose: Pick<ComposeInput, 'modules' | 'headersDir'> }> {
@@ -190,7 +192,13 @@ async function planModuleWorkNow(ctx: PipelineContext, req: ModuleWorkRequest): 
   const boot = req.action === 'install'
     ? { bootNotice: { files: noticeFiles(ctx.layout), always: noticeExists(ctx.layout) || Boolean(readGuardState(ctx.layout)) }, bootGuard: await bootGuardJob(ctx) }
     : {};
-  const plan = composePlan({ ...compose, adds: req.adds, rust, rustWanted: req.refs ? 'needed' : 'all', depmodKernels: depmodKernels(ctx, kernels), buildUser: ctx.run.sandbox.missingBuildUser(), dkmsTree: dkmsTreeOf(ctx, kernels), dkmsTreeMissing: dkmsTreeMissing(ctx, kernels), ...boot });
+  // An install changes what a kernel's initramfs should hold (zfs, a storage driver): a new initramfs
+  // for the kernels it touched, as after the trigger (DKMS leaves that to the next kernel install).
+  // The newest kernel of all, not of -k, is the one initramfs-tools' trigger updates.
+  const initramfs = req.action === 'install'
+    ? { initramfs: { ...initramfsKernels(ctx.layout, (ctx.opts.kernels.length && req.inDpkg ? await listKernels(ctx.layout) : kernels).map((k) => k.release)), inDpkg: Boolean(req.inDpkg) } }
+    : {};
+  const plan = composePlan({ ...compose, adds: req.adds, rust, rustWanted: req.refs ? 'needed' : 'all', depmodKernels: depmodKernels(ctx, kernels), buildUser: ctx.run.sandbox.missingBuildUser(), dkmsTree: dkmsTreeOf(ctx, kernels), dkmsTreeMissing: dkmsTreeMissing(ctx, kernels), ...initramfs, ...boot });
   return { plan, kernels, store, label: req.label, named: Boolean(req.refs), notes };
 }
 

@@ -72,7 +72,7 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
       const refs = requests.filter((r) => r.action === action && existsSync(s.layout.moduleSource(r.module, r.version))).map((r) => ({ name: r.module, version: r.version }));
       if (!refs.length) continue;
       const retry = new Set(refs.map((r) => `${r.name}/${r.version}`).filter((r) => !tried.has(r)));
-      const followUp = await planModuleWork(s, { action, refs, retry, label: `${opts.label} (dkms ${action})` });
+      const followUp = await planModuleWork(s, { action, refs, retry, label: `${opts.label} (dkms ${action})`, inDpkg: opts.inDpkg });
       for (const j of followUp.plan.jobs) if (j.kind === 'build') tried.add(`${j.module}/${j.version}`);
       const explicit = await runPlanned(s, followUp, { quietSummary: true });
       exit = worse(exit, explicit?.exit);
