@@ -22,11 +22,16 @@ import { buildOotmodIndepDebs } from '../test/e2e/lib/debs';
 import { REAL_DKMS_PACKAGES, buildFailingDkmsPackage, contribDkmsPackages, countDepmodRuns, depmodRuns } from '../test/e2e/lib/dkms';
 
 const REPO = path.resolve(__dirname, '..');
-const { values: opts } = parseArgs({ options: { set: { type: 'string', default: 'main' }, samples: { type: 'string' } } });
-const SET = opts.set;
-if (SET !== 'main' && SET !== 'contrib') throw new Error(`--set ${SET}: unknown; use --set main or --set contrib`);
-const SAMPLES = Number(opts.samples ?? process.env.OOTMOD_BENCH_DKMS_SAMPLES ?? 3);
-if (!Number.isInteger(SAMPLES) || SAMPLES < 1) throw new Error(`--samples ${opts.samples ?? process.env.OOTMOD_BENCH_DKMS_SAMPLES}: not a whole number >= 1`);
+/** The command line: which packages (--set main|contrib) and how many samples per side. */
+function options(): { set: 'main' | 'contrib'; sampleCount: number } {
+  const { values } = parseArgs({ options: { set: { type: 'string', default: 'main' }, samples: { type: 'string' } } });
+  const set = values.set;
+  if (set !== 'main' && set !== 'contrib') throw new Error(`--set ${set}: unknown set; use --set main or --set contrib`);
+  const given = values.samples ?? process.env.OOTMOD_BENCH_DKMS_SAMPLES ?? '3';
+  const sampleCount = Number(given);
+  if (!Number.isInteger(sampleCount) || sampleCount < 1) throw new Error(`--samples ${given}: not a whole number >= 1; give e.g. --samples 1`);
+  return { set, sampleCount };
+}
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 
 async function sh(chroot: Chroot, script: string): Promise<{ code: number; out: string }> {
@@ -76,10 +81,11 @@ async function transaction(chroot: Chroot, kver: string, packages: string, modul
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 async function main(): Promise<void> {
+  const { set, sampleCount } = options();
   const debs = await buildOotmodIndepDebs(log);
   try {
-    const chrootOpts = SET === 'contrib' ? { base: 'contrib-e2e-base', components: ALL_COMPONENTS } : { base: 'dkms-e2e-base' };
-    const prefix = SET === 'contrib' ? 'bench-dkms-contrib' : 'bench-dkms';
+    const chrootOpts = set === 'contrib' ? { base: 'contrib-e2e-base', components: ALL_COMPONENTS } : { base: 'dkms-e2e-base' };
+    const prefix = set === 'contrib' ? 'bench-dkms-contrib' : 'bench-dkms';
     const sides: Record<'ootmod-dkms' | 'dkms', Chroot> = {
       'ootmod-dkms': await freshChroot('sid', `${prefix}-ootmod`, chrootOpts),
       dkms: await freshChroot('sid', `${prefix}-real`, chrootOpts),
@@ -95,7 +101,7 @@ async function main(): Promise<void> {
       if (name === 'ootmod-dkms') {
         for (const d of [debs.ootmod, debs.ootmodDkms]) writeFileSync(chroot.path(`/root/debs/${path.basename(d)}`), readFileSync(d));
         await must(chroot, apt(`install /root/debs/${path.basename(debs.ootmod)} /root/debs/${path.basename(debs.ootmodDkms)}`));
-        if (SET === 'contrib') {
+        if (set === 'contrib') {
           packages = (await contribDkmsPackages(chroot, log)).join(' ');
         } else {
           await must(chroot, apt('install dh-dkms debhelper'));
@@ -103,16 +109,16 @@ async function main(): Promise<void> {
         }
       } else {
         await must(chroot, apt('install dkms'));
-        if (SET === 'main') writeFileSync(chroot.path('/root/debs/failing.deb'), readFileSync(sides['ootmod-dkms'].path(failingDeb)));
+        if (set === 'main') writeFileSync(chroot.path('/root/debs/failing.deb'), readFileSync(sides['ootmod-dkms'].path(failingDeb)));
       }
       await countDepmodRuns(chroot);
       // Download once, so every sample installs from the local archive cache.
       await must(chroot, apt(`install --download-only ${packages}`));
     }
-    log(`${SET} set: ${packages}; kernel ${kernel.kver}; ${SAMPLES} sample(s) per side, alternating`);
+    log(`${set} set: ${packages}; kernel ${kernel.kver}; ${sampleCount} sample(s) per side, alternating`);
 
     const samples: Record<string, Sample[]> = { 'ootmod-dkms': [], dkms: [] };
-    for (let i = 0; i < SAMPLES; i++) {
+    for (let i = 0; i < sampleCount; i++) {
       for (const name of ['ootmod-dkms', 'dkms'] as const) {
         const s = await transaction(sides[name], kernel.kver, packages, modulesDir[name]);
         log(
@@ -126,7 +132,7 @@ async function main(): Promise<void> {
     // One module that does not build in the same transaction as two that do (the main set; in the contrib
     // set a module that fails on this kernel does so in the samples above).
     const failing: Record<string, { exit: number; unconfigured: string[] }> = {};
-    for (const [name, chroot] of SET === 'main' ? Object.entries(sides) : []) {
+    for (const [name, chroot] of set === 'main' ? Object.entries(sides) : []) {
       const deb = name === 'ootmod-dkms' ? failingDeb : '/root/debs/failing.deb';
       const r = await sh(chroot, apt(`install ${deb} dkms-test-dkms acpi-call-dkms`));
       const unconfigured = await unconfiguredPackages(chroot);
@@ -137,10 +143,10 @@ async function main(): Promise<void> {
     const a = median(samples['ootmod-dkms']!.map((s) => s.seconds));
     const b = median(samples.dkms!.map((s) => s.seconds));
     const result = {
-      set: SET,
+      set,
       packages,
       kernel: kernel.kver,
-      samples: SAMPLES,
+      samples: sampleCount,
       wallSeconds: { 'ootmod-dkms': a, dkms: b, ratio: a / b, goal: 0.5 },
       depmodRunsPerKernel: { 'ootmod-dkms': median(samples['ootmod-dkms']!.map((s) => s.depmodRuns)), dkms: median(samples.dkms!.map((s) => s.depmodRuns)), goal: 1 },
       aptExit: { 'ootmod-dkms': samples['ootmod-dkms']!.map((s) => s.exit), dkms: samples.dkms!.map((s) => s.exit) },
@@ -148,14 +154,14 @@ async function main(): Promise<void> {
       raw: samples,
     };
     mkdirSync(path.join(REPO, 'bench/results'), { recursive: true });
-    writeFileSync(path.join(REPO, `bench/results/${SET === 'main' ? 'dkms-apt' : 'dkms-apt-contrib'}.json`), `${JSON.stringify(result, null, 2)}\n`);
+    writeFileSync(path.join(REPO, `bench/results/${set === 'main' ? 'dkms-apt' : 'dkms-apt-contrib'}.json`), `${JSON.stringify(result, null, 2)}\n`);
     const last = (name: 'ootmod-dkms' | 'dkms') => samples[name]![samples[name]!.length - 1]!;
     const lines = [
-      `ootmod-dkms vs dkms, one apt-get install of ${packages} (${SAMPLES} sample(s) each, medians, kernel ${kernel.kver})`,
+      `ootmod-dkms vs dkms, one apt-get install of ${packages} (${sampleCount} sample(s) each, medians, kernel ${kernel.kver})`,
       `  wall time         ootmod-dkms ${a.toFixed(1)} s   dkms ${b.toFixed(1)} s   ratio ${(a / b).toFixed(2)} (goal <= 0.5)`,
       `  depmod runs       ootmod-dkms ${result.depmodRunsPerKernel['ootmod-dkms']}   dkms ${result.depmodRunsPerKernel.dkms} (goal 1)`,
     ];
-    if (SET === 'main') {
+    if (set === 'main') {
       lines.push(
         `  with a failing module: unconfigured packages ootmod-dkms ${failing['ootmod-dkms']!.unconfigured.length} (apt exit ${failing['ootmod-dkms']!.exit}), ` +
           `dkms ${failing.dkms!.unconfigured.length} (apt exit ${failing.dkms!.exit}) (goal 0)`,
