@@ -15,6 +15,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALL_COMPONENTS, currentKernel, freshChroot, kernelConfig, type Chroot, type KernelInfo } from './lib/chroot.js';
 import { buildOotmodIndepDebs, type OotmodIndepDebs } from './lib/debs.js';
+import { contribDkmsPackages } from './lib/dkms.js';
 import { bootWithModules } from './lib/qemu.js';
 import { copyDebs, installHeaders, ootmodDebArgs, re, tools, vmlinuzOf, type StatusRow, type Tools } from './lib/system.js';
 
@@ -67,10 +68,8 @@ async function expectVermagic(t: Tools, dir: string, vermagic: string): Promise<
   return names;
 }
 
-// Opt-in (OOTMOD_E2E_CONTRIB=1, or the comparison's OOTMOD_E2E_CONTRIB_DKMS=1) until it has passed in
-// .ci/run on main: about 25 minutes here, mostly the ZFS build.
-const CONTRIB = process.env.OOTMOD_E2E_CONTRIB === '1';
-describe.runIf(CONTRIB)('zfs-dkms through ootmod-dkms (contrib), and ZFS working in the real kernel (OOTMOD_E2E_CONTRIB=1)', () => {
+// Part of `npm run test:e2e` and of .ci/run (lane C, after cross): about 25 minutes here, mostly the ZFS build.
+describe('zfs-dkms through ootmod-dkms (contrib), and ZFS working in the real kernel', () => {
   let chroot: Chroot;
   let kernel: KernelInfo;
   const t = tools(() => chroot);
@@ -199,17 +198,6 @@ describe.runIf(CONTRIB)('zfs-dkms through ootmod-dkms (contrib), and ZFS working
   }, 1_800_000);
 });
 
-/** The module packages of the comparison: ZFS, one NVIDIA flavour (chosen at run time), and one from main. */
-async function comparisonPackages(t: Tools): Promise<string[]> {
-  // The NVIDIA flavour: the first whose install apt can resolve here (with whichever dkms is installed).
-  for (const nvidia of ['nvidia-kernel-dkms', 'nvidia-open-kernel-dkms']) {
-    const sim = await t.apt(`install -s zfs-dkms ${nvidia} v4l2loopback-dkms`);
-    if (sim.code === 0) return ['zfs-dkms', nvidia, 'v4l2loopback-dkms'];
-    log(`${nvidia}: not installable here: ${sim.out.slice(-600)}`);
-  }
-  throw new Error('neither nvidia-kernel-dkms nor nvidia-open-kernel-dkms can be installed from the archive');
-}
-
 interface Outcome {
   packages: string[];
   aptExit: number;
@@ -250,7 +238,7 @@ describe.runIf(CONTRIB_DKMS)("contrib/non-free module packages: ootmod-dkms besi
     'the same apt-get install of zfs-dkms, NVIDIA and v4l2loopback-dkms: ootmod-dkms exits 0 and installs the modules DKMS installs, each with the kernel\'s vermagic; the same dkms status',
     async () => {
       const { kernel } = ootmodSide;
-      const packages = await comparisonPackages(o);
+      const packages = await contribDkmsPackages(ootmodSide.chroot, log);
       ours = await installAll(o, kernel.kver, 'updates/ootmod', packages);
       expect(ours.aptExit).toBe(0);
       await o.expectDpkgClean();

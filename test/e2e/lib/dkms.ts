@@ -8,6 +8,24 @@ import type { Chroot } from './chroot.js';
 /** Debian's real module packages from the archive, and the module file each installs. */
 export const REAL_DKMS_PACKAGES = { 'dkms-test-dkms': 'dkms_test', 'acpi-call-dkms': 'acpi_call', 'v4l2loopback-dkms': 'v4l2loopback' } as const;
 
+/** The NVIDIA module packages, in order of preference: the first the archive can install is the one used. */
+export const NVIDIA_FLAVOURS = ['nvidia-kernel-dkms', 'nvidia-open-kernel-dkms'] as const;
+
+/**
+ * The module packages of contrib/non-free most machines hold, as one apt transaction (issue 17): zfs-dkms,
+ * the first NVIDIA flavour whose install apt can resolve here (with whichever dkms is installed; chosen
+ * at run time, the archive decides), and v4l2loopback-dkms from main. The chroot needs contrib and non-free.
+ */
+export async function contribDkmsPackages(chroot: Chroot, log: (msg: string) => void): Promise<string[]> {
+  for (const nvidia of NVIDIA_FLAVOURS) {
+    const packages = ['zfs-dkms', nvidia, 'v4l2loopback-dkms'];
+    const sim = await sh(chroot, `apt-get -s -o Dpkg::Use-Pty=0 --no-install-recommends install ${packages.join(' ')} 2>&1`);
+    if (sim.code === 0) return packages;
+    log(`${nvidia}: not installable here: ${sim.out.slice(-600)}`);
+  }
+  throw new Error(`none of ${NVIDIA_FLAVOURS.join(', ')} can be installed from the archive (are contrib and non-free enabled?)`);
+}
+
 async function sh(chroot: Chroot, script: string): Promise<{ code: number; out: string }> {
   const r = await chroot.run(['bash', '-c', script], { reject: false, timeoutMs: 1_200_000, env: { LC_ALL: 'C.UTF-8' } });
   return { code: r.exitCode, out: `${r.stdout}\n${r.stderr}` };
