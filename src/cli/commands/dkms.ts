@@ -258,7 +258,8 @@ async function act(s: Session, req: DkmsRequest): Promise<number> {
 
 /**
  * dh_dkms's postinst: `common.postinst NAME VERSION [TARBALL_ROOT] [ARCH] [UPGRADE]`. Registers the
- * source and builds it for every kernel with headers (AUTOINSTALL=yes only); inside dpkg, queued for
+ * source and builds it for every kernel with headers, AUTOINSTALL or not (DKMS 3.2.2 builds only an
+ * AUTOINSTALL=yes one: see README, "Differences from DKMS 3.2.2 still open"); inside dpkg, queued for
  * the trigger. Never fails the package for a module that does not build, unless strict = yes.
  */
 async function commonPostinst(s: Session, args: string[]): Promise<number> {
