@@ -1,7 +1,8 @@
 // The Rust rows, in the benchmark's own sid chroot (bench/sid.ts: set up on first use):
-//   rust-cold   cold `ootmod rust prepare` vs the bare kbuild recipe (below), alternating (ootmod, bare, ootmod,
-//               bare...), the same -j, the same state before each sample (no tree, no objtree, the tarball
-//               read once beforehand)                                                   goal <= 1.10x the bare recipe
+//   rust-cold   cold `ootmod rust prepare` (the default metadata tree) vs the bare kbuild recipe (below: the
+//               full rust/ build), alternating (ootmod, bare, ootmod, bare...), the same -j, the same state
+//               before each sample (no tree, no objtree, the tarball read once beforehand)
+//                                                                                        goal <= 0.35x the bare recipe
 //               then the warm (cache hit) prepare vs `node -e 0`                         goal <= 0.5 s
 //               and the tree's size on disk                                              goal <= 160 MB
 //   new-kernel  a new CONFIG_RUST kernel, cold (no Rust tree): autoinstall of three C sources (the Debian
@@ -22,7 +23,7 @@ import { CORES, FIXTURES, OOTMOD, QUICK, addSource, alternate, median, run, secs
 import { sampleTree, type Tick } from './sampler';
 import { rustChroot } from './sid';
 
-const GOALS = { coldRatio: 1.1, warmSeconds: 0.5, treeMb: 160, newKernelRatio: 1.1 };
+const GOALS = { coldRatio: 0.35, warmSeconds: 0.5, treeMb: 160, newKernelRatio: 1.1 };
 const RUST_MODULE = 'ootmod-rust-hello-1.0';
 const intEnv = (name: string, def: number, min: number) => Math.max(min, Number(process.env[name] ?? def) || def);
 /** Samples per side: 1 in quick mode, else BENCH_RUST_REPS (default 3, min 3): each is a cold Rust tree build. */
