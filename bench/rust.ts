@@ -136,8 +136,10 @@ export async function rustColdRow(): Promise<RowResult> {
       warm.push((await sh(c, `ootmod rust prepare -k ${kver} >/dev/null`)).seconds);
       node.push((await sh(c, 'node -e 0')).seconds);
     }
-    const status = JSON.parse((await sh(c, 'ootmod rust status --json')).stdout) as { trees: { dir: string; sizeBytes: number }[] };
+    const status = JSON.parse((await sh(c, 'ootmod rust status --json')).stdout) as { trees: { dir: string; sizeBytes: number; kind?: string; abi?: { ok: boolean; matched: number; exported: number } }[] };
     const tree = status.trees[0]!;
+    // The kind of tree measured (an older bundle's trees say none: they were full ones).
+    const kind = tree.kind ?? 'full';
     const du = Number((await sh(c, `du -sb ${tree.dir}`)).stdout.split(/\s+/)[0]) / 1e6;
     // Cross-check that noise cannot fake: ootmod's own time outside the make and tar it runs (from its log).
     const children = [...lastLog.matchAll(/# command: (tar|make) [^\n]*\n(?:[^#][^\n]*\n|#(?! elapsed)[^\n]*\n)*# elapsed time: ([\d.]+)s/g)].reduce((t, m) => t + Number(m[2]), 0);
@@ -146,7 +148,7 @@ export async function rustColdRow(): Promise<RowResult> {
     const warmMed = median(warm);
     const nodeMed = median(node);
     const lastCold = cold[cold.length - 1]!;
-    const lines = [`(sid chroot, ${kver}; ${REPS} sample${REPS > 1 ? 's' : ''} each, alternating ootmod, bare; -j ${jobs} for both; the tarball read once before)`];
+    const lines = [`(sid chroot, ${kver}; ${REPS} sample${REPS > 1 ? 's' : ''} each, alternating ootmod, bare; -j ${jobs} for both; the tarball read once before; ootmod's tree: ${kind}, ABI ${tree.abi?.ok ? 'ok' : 'FAILED'} ${tree.abi?.matched ?? '?'}/${tree.abi?.exported ?? '?'})`];
     lines.push(...table(
       ['measure', 'ootmod', 'baseline (same run)', 'ratio', 'samples (ootmod | baseline)'],
       [
@@ -161,7 +163,7 @@ export async function rustColdRow(): Promise<RowResult> {
       { what: 'warm rust prepare', value: secs(warmMed), baseline: `node -e 0 ${secs(nodeMed)}`, ratio: warmMed / nodeMed, limit: `<= ${GOALS.warmSeconds} s`, pass: warmMed <= GOALS.warmSeconds },
       { what: 'Rust tree on disk', value: `${du.toFixed(0)} MB`, baseline: '', limit: `<= ${GOALS.treeMb} MB`, pass: du <= GOALS.treeMb },
     ];
-    return { lines, goals, data: { kver, jobs, cold, bare, warm, node, treeMb: du, manifestMb: tree.sizeBytes / 1e6, outsideMakeAndTar: lastCold - children } };
+    return { lines, goals, data: { kver, jobs, kind, cold, bare, warm, node, treeMb: du, manifestMb: tree.sizeBytes / 1e6, outsideMakeAndTar: lastCold - children } };
   });
 }
 

@@ -7,7 +7,7 @@ import type { KernelTarget } from '../../src/kernel/inventory.js';
 import { compareAbi, crateRoots, exportedRustSymbols } from '../../src/rust/abi.js';
 import { parseMakefileVersion } from '../../src/rust/sources.js';
 import { ProbeCache, findRustToolchain } from '../../src/rust/toolchain.js';
-import { assessRustTree, buildArch, removeStrayTrees, treeInUse, type RustTreeManifest } from '../../src/rust/tree.js';
+import { assessRustTree, buildArch, removeStrayTrees, treeInUse, treeKey, type RustTreeManifest } from '../../src/rust/tree.js';
 import { createLayout } from '../../src/system/layout.js';
 import { loadConfig } from '../../src/system/config.js';
 
@@ -178,6 +178,19 @@ describe('the Rust tree in use', () => {
     const a = await assessRustTree(layout, kernel, toolchain, { kind: 'dir', dir: '/nonexistent', identity: 'x' }, false, 'metadata');
     expect(a.buildReason).toBe('corrupt manifest');
     expect(a.current).toBeUndefined();
+  });
+  it('rebuilds a tree of the other kind when the configured kind changes, saying so', async () => {
+    const headersDir = mkdtempSync(path.join(os.tmpdir(), 'ootmod-headers-'));
+    writeFileSync(path.join(headersDir, '.config'), 'CONFIG_RUST=y\n');
+    const kernel = { ...rustKernel('rustc 9.8.7'), headersDir };
+    const toolchain = { rustc: 'rustc', rustcVersion: 'rustc 9.8.7', sysroot: '/', bindgen: 'bindgen', bindgenVersion: 'bindgen 1' };
+    const source = { kind: 'dir' as const, dir: '/nonexistent', identity: 'x' };
+    const full = await treeKey(kernel, toolchain, source, 'full');
+    const layout = rootWith(JSON.stringify({ ...good, key: full.key, parts: full.parts, files: [] }));
+    expect((await assessRustTree(layout, kernel, toolchain, source, false, 'full')).buildReason).toBeUndefined();
+    const a = await assessRustTree(layout, kernel, toolchain, source, false, 'metadata');
+    expect(a.parts.kind).toBe('metadata');
+    expect(a.buildReason).toBe('stale: kind full -> metadata');
   });
 });
 
