@@ -11,7 +11,7 @@
 //   status       `ootmod status`, 3 and 200+ records, vs `dkms status` of the same 3 (host.ts) <= 0.5x
 //   busy-cores   --jobs kept busy while builds are pending (jobs.ts)                        >= 95%
 //   max-jobs     concurrent compilers with -j 1 and -j 4 (jobs.ts)                          <= --jobs
-//   rust-cold    cold `rust prepare` vs the bare kbuild recipe; warm; tree size (rust.ts)   <= 1.10x; <= 0.5 s; <= 160 MB
+//   rust-cold    cold `rust prepare` (metadata tree) vs the bare kbuild recipe; warm; size  <= 0.35x; <= 0.5 s; <= 160 MB
 //   new-kernel   new CONFIG_RUST kernel: 3 C + 1 Rust module vs tree + Rust module (rust.ts) C first; <= 1.10x
 //   sandbox      confined autoinstall of the 3 Debian sources vs a root build (sandbox.ts)    <= 1.05x
 //

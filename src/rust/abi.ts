@@ -1,6 +1,6 @@
 // The ABI check: the crate hashes of the rebuilt `core` and `kernel` crates (v0 symbol mangling) must be
 // the ones the kernel exports in Module.symvers, or modules built against the tree would not load.
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
 import { run, type CommandLog } from '../system/run.js';
@@ -102,6 +102,84 @@ export async function checkRustAbi(objDir: string, log: CommandLog, nmCommand = 
       'the rustc or .config differ from the kernel build; the tree was refused',
       ExitCode.Failed,
     );
+  }
+  return report;
+}
+
+/** The v0 mangling's crate disambiguator (`Cs<this>_`) of a StableCrateId: base-62 of id - 2 (rustc's push_disambiguator). */
+export function v0CrateHash(stableCrateId: bigint): string {
+  const digits = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
+  let n = stableCrateId - 2n;
+  let out = '';
+  do {
+    out = digits[Number(n % 62n)]! + out;
+    n /= 62n;
+  } while (n > 0n);
+  return out;
+}
+
+/** The crate name and v0 hash `rustc -Zls=root` prints for a crate's metadata (`name X`, `stable_crate_id StableCrateId(N)`). */
+export function parseCrateRoot(lsRoot: string): { name: string; hash: string } | undefined {
+  const name = /^name (\w+)/m.exec(lsRoot)?.[1];
+  const id = /stable_crate_id StableCrateId\((\d+)\)/.exec(lsRoot)?.[1];
+  return name && id ? { name, hash: v0CrateHash(BigInt(id)) } : undefined;
+}
+
+/**
+ * The ABI check of a metadata tree (no objects): every exported Rust symbol's crate (its outermost
+ * crate root) must be a crate of the tree with the same hash. A crate's hash is rustc's StableCrateId,
+ * made of the crate name, -Cmetadata and the rustc version: the same with or without code generation.
+ */
+export function compareCrateHashes(exported: string[], tree: Map<string, string>): AbiReport {
+  const crates: AbiReport['crates'] = {};
+  const missing: string[] = [];
+  let owned = 0;
+  for (const s of exported) {
+    // `___rustc` roots are rustc's own internal symbols (rust_begin_unwind), of no crate of the tree.
+    const roots = crateRoots(s).filter((r) => !r.startsWith('___'));
+    if (!roots.length) continue;
+    owned++;
+    let ok = true;
+    // Every crate a symbol names must be the tree's: `<kernel::X as pin_init::PinInit>::...` names both.
+    for (const root of roots) {
+      const [name, hash] = root.split(':') as [string, string];
+      const c = (crates[name] ??= { kernel: [], rebuilt: tree.has(name) ? [tree.get(name)!] : [] });
+      if (!c.kernel.includes(hash)) c.kernel.push(hash);
+      if (tree.get(name) !== hash) ok = false;
+    }
+    if (!ok) missing.push(s);
+  }
+  for (const c of Object.values(crates)) c.kernel.sort();
+  return { ok: owned > 0 && missing.length === 0, crates, exported: owned, matched: owned - missing.length, missing: missing.slice(0, 20) };
+}
+
+/** The first crate whose hash differs, in one line; undefined when all match. */
+export function crateMismatch(report: AbiReport): string | undefined {
+  for (const [name, c] of Object.entries(report.crates)) {
+    if (c.kernel.some((h) => !c.rebuilt.includes(h))) {
+      return `the tree's ${name} crate is ${c.rebuilt.length ? `Cs${c.rebuilt.join(',Cs')}_` : 'missing'} but the kernel exports ${name} symbols of Cs${c.kernel.join(',Cs')}_`;
+    }
+  }
+  return undefined;
+}
+
+/** Runs the metadata tree's check: the crate hashes its .rmeta files record against Module.symvers. */
+export async function checkRustAbiMetadata(objDir: string, rustc: string, log: CommandLog): Promise<AbiReport> {
+  const symvers = await readFile(path.join(objDir, 'Module.symvers'), 'utf8');
+  const exported = exportedRustSymbols(symvers);
+  const tree = new Map<string, string>();
+  const rmetas = (await readdir(path.join(objDir, 'rust'))).filter((f) => /^lib\w+\.rmeta$/.test(f)).sort();
+  for (const f of rmetas) {
+    // -Z needs RUSTC_BOOTSTRAP, as the kernel's own Makefile sets it for its rustc.
+    const r = await run(rustc, ['-Zls=root', path.join(objDir, 'rust', f)], { log, step: `rustc -Zls=root ${f} (ABI check)`, env: { RUSTC_BOOTSTRAP: '1' } });
+    const root = parseCrateRoot(r.stdout);
+    if (root) tree.set(root.name, root.hash);
+  }
+  const report = compareCrateHashes(exported, tree);
+  await log.write(`# ABI check (crate hashes): ${JSON.stringify({ ...report, missing: report.missing.length })}\n`);
+  if (!report.ok) {
+    const detail = crateMismatch(report) ?? `the kernel's Module.symvers exports no Rust symbol of vmlinux`;
+    throw new OotmodError(`ABI check failed: ${detail}`, 'the rustc or .config differ from the kernel build; the tree was refused', ExitCode.Failed);
   }
   return report;
 }

@@ -36,7 +36,7 @@ export async function readRustFacts(kernels: KernelTarget[], req: RustFactsReque
     try {
       const toolchain = await findRustToolchain(kernel, { rustc: req.config.rustc, bindgen: req.config.bindgen, probes });
       const source = await findRustSource(req.layout, kernel, req.kernelSource ?? req.config.kernelSource);
-      const assessment = await assessRustTree(req.layout, kernel, toolchain, source, req.force);
+      const assessment = await assessRustTree(req.layout, kernel, toolchain, source, req.force, req.config.rustTree);
       if (!assessment.buildReason && assessment.current) out.push({ kernel: kernel.release, state: 'current', tree: assessment.current });
       else out.push({ kernel: kernel.release, state: 'build', assessment, toolchain, source });
     } catch (err) {

@@ -12,15 +12,17 @@ import { ExitCode, OotmodError } from '../errors.js';
 import { crossOf, type KernelTarget } from '../kernel/inventory.js';
 import { hashParts } from '../modules/identity.js';
 import { writeFileAtomic } from '../system/files.js';
+import type { RustTreeKind } from '../system/config.js';
 import type { Layout } from '../system/layout.js';
 import { fileLog, run, type CommandLog, type JobserverClient } from '../system/run.js';
 import { chownTree, type Sandbox } from '../system/sandbox.js';
-import { checkRustAbi, type AbiReport } from './abi.js';
+import { checkRustAbi, checkRustAbiMetadata, type AbiReport } from './abi.js';
 import { commonHeadersDir, type RustSource } from './kernelsource.js';
+import { extractByBlocks } from './xzseek.js';
 import { rustcRemedy, type RustToolchain } from './toolchain.js';
 
 /** Bumped when the tree's layout or the way it is built changes, so old trees are rebuilt. */
-const TREE_FORMAT = 2;
+const TREE_FORMAT = 3;
 const MANIFEST = 'ootmod-rust.json';
 
 export interface RustTreeKey {
@@ -31,6 +33,8 @@ export interface RustTreeKey {
   bindgen: string;
   buildArch: string;
   source: string;
+  /** metadata: the crates' .rmeta without code generation; full: the kernel's whole rust/ build (objects too). */
+  kind: RustTreeKind;
   format: number;
 }
 
@@ -56,7 +60,17 @@ export function buildArch(): string {
   return typeof os.machine === 'function' ? os.machine() : process.arch === 'x64' ? 'x86_64' : process.arch;
 }
 
-export async function treeKey(kernel: KernelTarget, toolchain: Pick<RustToolchain, 'rustcVersion' | 'bindgenVersion'>, source: RustSource): Promise<{ key: string; parts: RustTreeKey }> {
+/**
+ * The kind of tree a kernel gets for the configured one: a metadata tree unless the kernel links the C
+ * helpers into the Rust crates as LLVM bitcode (CONFIG_RUST_INLINE_HELPERS), which needs the crates'
+ * code: then a full one (rust status says why).
+ */
+export function treeKindFor(config: string, wanted: RustTreeKind): { kind: RustTreeKind; why?: string } {
+  if (wanted === 'metadata' && /^CONFIG_RUST_INLINE_HELPERS=y$/m.test(config)) return { kind: 'full', why: 'CONFIG_RUST_INLINE_HELPERS needs the crates\' code' };
+  return { kind: wanted };
+}
+
+export async function treeKey(kernel: KernelTarget, toolchain: Pick<RustToolchain, 'rustcVersion' | 'bindgenVersion'>, source: RustSource, wanted: RustTreeKind): Promise<{ key: string; parts: RustTreeKey }> {
   const config = await readFile(path.join(kernel.headersDir!, '.config'));
   const parts: RustTreeKey = {
     kernel: kernel.release,
@@ -66,6 +80,7 @@ export async function treeKey(kernel: KernelTarget, toolchain: Pick<RustToolchai
     bindgen: toolchain.bindgenVersion,
     buildArch: buildArch(),
     source: source.identity,
+    kind: treeKindFor(config.toString('utf8'), wanted).kind,
     format: TREE_FORMAT,
   };
   return { key: hashParts(Object.values(parts)).slice(0, 16), parts };
@@ -142,7 +157,19 @@ async function mergedSrctree(layout: Layout, kernel: KernelTarget, source: RustS
   const kbuildScripts = await realpath(path.join(kernel.headersDir!, 'scripts'));
   await mkdir(path.join(src, 'scripts'), { recursive: true });
   const wanted = ['rust', 'scripts/Makefile*', 'scripts/*rust*', 'drivers/base/base.h'];
-  if (source.kind === 'tarball') {
+  // Only the xz blocks that hold these (2 of Debian's 68); tar, reading it all, when that cannot be done.
+  const seeked = source.kind === 'tarball' ? await extractByBlocks(source.tarball, [
+    { prefix: `${source.topDir}/rust` },
+    { prefix: `${source.topDir}/scripts`, match: /^scripts\/(Makefile.*|.*rust.*)$/ },
+    { prefix: `${source.topDir}/drivers/base/base.h` },
+  ], src, log).catch(async (err: unknown) => {
+    await log.write(`# extracting by xz blocks failed, tar reads it all: ${String(err)}\n`);
+    return undefined;
+  }) : undefined;
+  if (seeked !== undefined) await log.write(`# extracted ${seeked} files from the xz blocks that hold them\n`);
+  else if (source.kind === 'tarball') {
+    await rm(src, { recursive: true, force: true });
+    await mkdir(path.join(src, 'scripts'), { recursive: true });
     await run('tar', ['-C', src, '--strip-components=1', '--wildcards', '-xJf', source.tarball, ...wanted.map((w) => `${source.topDir}/${w}`)], {
       log, step: `tar (extracting rust/ from ${path.basename(source.tarball)})`, timeoutMs,
     });
@@ -236,7 +263,7 @@ export interface TreeAssessment {
 }
 
 /** Reads whether a kernel's Rust tree must be (re)built for this toolchain and source. Changes nothing. */
-export async function assessRustTree(layout: Layout, kernel: KernelTarget, toolchain: RustToolchain, source: RustSource, force: boolean): Promise<TreeAssessment> {
+export async function assessRustTree(layout: Layout, kernel: KernelTarget, toolchain: RustToolchain, source: RustSource, force: boolean, kind: RustTreeKind): Promise<TreeAssessment> {
   const arch = buildArch();
   const cross = crossOf(kernel);
   if (cross && !kernel.compiler.path) {
@@ -245,7 +272,7 @@ export async function assessRustTree(layout: Layout, kernel: KernelTarget, toolc
     throw new OotmodError(problem ?? `${kernel.release} needs ${kernel.compiler.command ?? 'its cross compiler'}, which is not installed`, problem ? undefined : `install the cross compiler for ${kernel.arch.triplet}`, ExitCode.Environment);
   }
   if (cross) await checkRustTarget(layout, kernel, toolchain);
-  const { key, parts } = await treeKey(kernel, toolchain, source);
+  const { key, parts } = await treeKey(kernel, toolchain, source, kind);
   const inUse = await treeInUse(layout, kernel.release, arch);
   const current = inUse.state === 'ok' ? inUse.tree : undefined;
   const base = { kernel: kernel.release, buildArch: arch, key, parts, current };
@@ -297,13 +324,28 @@ export async function buildRustTree(opts: BuildTreeOptions): Promise<RustTree> {
     const archMakefile = await readArchMakefile(layout, kernel);
     // Only some arches (x86) use a generated target.json; the rest use a built-in rustc target.
     const target = archMakefile.includes('scripts/target.json') ? '$(MAKE) $(build)=scripts scripts/target.json && ' : '';
-    const tools = [`RUSTC=${toolchain.rustc}`, `HOSTRUSTC=${toolchain.rustc}`, `BINDGEN=${toolchain.bindgen}`];
+    const metadata = parts.kind === 'metadata';
+    let goals = '';
+    let rustc = toolchain.rustc;
+    if (metadata) {
+      const list = metadataGoals(await readFile(path.join(src, 'rust/Makefile'), 'utf8'), await readFile(path.join(obj, '.config'), 'utf8'));
+      if (!list.includes('rust/kernel.o')) throw new OotmodError('cannot read the kernel crates from rust/Makefile', `build a full tree: tree = full under [rust] in /etc/ootmod/ootmod.conf (see ${logFile})`);
+      goals = ` ${list.join(' ')}`;
+      rustc = path.join(obj, '.ootmod-rustc');
+      await writeFile(rustc, hostO0Wrapper(toolchain.rustc), { mode: 0o755 });
+    }
+    // HOSTRUSTC too: generate_rust_target, a host program, is built with -O as well.
+    const tools = [`RUSTC=${rustc}`, `HOSTRUSTC=${rustc}`, `BINDGEN=${toolchain.bindgen}`];
+    // The library crates without code generation (-Zno-codegen, with --emit=obj still asked for, so
+    // the .rmeta keep the MIR modules instantiate; the same crate hashes); no objects, so nothing for
+    // objtool to check or objcopy to rename (core's intrinsics).
+    if (metadata) tools.push('KRUSTFLAGS=-Zno-codegen', 'OBJECT_FILES_NON_STANDARD=y', 'OBJCOPY=true');
     // A foreign kernel: .rmeta for its target, proc macros (HOSTRUSTC) for this machine, its cross compiler.
     if (cross) tools.push(`ARCH=${cross.arch}`, `CROSS_COMPILE=${cross.crossCompile}`, `CC=${kernel.compiler.command}`);
     // The kernel's Makefiles run as the build user, offline, writing only the new tree; then it is root's again.
     const confine = await opts.sandbox.confineTo([obj], path.join(obj, '.tmp'), 'rust-tree');
     // No -j: the parallelism comes from the jobserver in MAKEFLAGS (without one, a serial build).
-    await run('make', ['-C', obj, 'run-command', 'FORCE', `KBUILD_RUN_COMMAND=+${target}$(MAKE) $(build)=rust`, ...tools], {
+    await run('make', ['-C', obj, 'run-command', 'FORCE', `KBUILD_RUN_COMMAND=+${target}$(MAKE) $(build)=rust${goals}`, ...tools], {
       cwd: obj, log, step: 'make (Rust tree)', timeoutMs: opts.timeoutMs, jobserver: opts.jobserver, confine,
       env: { MAKEFLAGS: undefined, MFLAGS: undefined, CC: undefined, CFLAGS: undefined, RUSTFLAGS: undefined },
     });
@@ -314,7 +356,8 @@ export async function buildRustTree(opts: BuildTreeOptions): Promise<RustTree> {
     for (const f of ['rust/libkernel.rmeta', 'rust/libcore.rmeta', 'rust/libmacros.so']) {
       if (!existsSync(path.join(obj, f))) throw new OotmodError(`the Rust build finished without ${f}`, `see ${logFile}`);
     }
-    const abi = await checkRustAbi(obj, log, cross ? `${cross.crossCompile}nm` : 'nm');
+    const abi = metadata ? await checkRustAbiMetadata(obj, toolchain.rustc, log) : await checkRustAbi(obj, log, cross ? `${cross.crossCompile}nm` : 'nm');
+    await rm(path.join(obj, '.ootmod-rustc'), { force: true });
     await prune(obj, await commonHeadersDir(layout, kernel.headersDir!), kernel.headersDir!, log);
     const files = await Promise.all(
       (await walkFiles(obj)).filter((f) => f.startsWith('rust/') || f === 'scripts/target.json').map(async (f) => ({ path: f, size: (await stat(path.join(obj, f))).size })),
@@ -335,6 +378,39 @@ export async function buildRustTree(opts: BuildTreeOptions): Promise<RustTree> {
     if (err instanceof OotmodError) throw new OotmodError(`Rust tree for ${kernel.release}: ${err.message}`, err.remedy ?? `see ${logFile}`, err.exitCode);
     throw err;
   }
+}
+
+/**
+ * The make goals of a metadata tree, read from the kernel's rust/Makefile and .config: the Rust library
+ * crates (`obj-$(CONFIG_RUST) += core.o ...`, whose .rmeta modules read), the proc macros (`.so`, run by
+ * rustc when modules build) and the generated_arch_*.rs files modules include. Not the exports, the C
+ * helpers or the doctests: modules link against the kernel's own symbols, not these objects.
+ */
+export function metadataGoals(rustMakefile: string, config: string): string[] {
+  const on = (c: string) => new RegExp(`^${c}=[ym]$`, 'm').test(config);
+  const macroVars = new Map([...rustMakefile.matchAll(/^(\w+)\s*:=\s*\$\(call procmacro-name,(\w+)\)/gm)].map((m) => [m[1]!, `lib${m[2]!}.so`]));
+  const goals = new Set<string>();
+  for (const m of rustMakefile.matchAll(/^(obj|always)-\$\((?:subst y,\$\(CONFIG_RUST\),\$\()?(CONFIG_\w+)\)\)?\s*\+=\s*(.*)$/gm)) {
+    if (!on('CONFIG_RUST') || !on(m[2]!)) continue;
+    for (const word of m[3]!.trim().split(/\s+/)) {
+      const name = /^\$\((\w+)\)$/.exec(word)?.[1];
+      const goal = name ? macroVars.get(name) : word;
+      if (!goal) continue;
+      if ((/^\w+\.o$/.test(goal) && goal !== 'exports.o' && !goal.startsWith('doctests')) || /^lib\w+\.so$/.test(goal) || /^kernel\/generated_arch_\w+\.rs$/.test(goal)) goals.add(`rust/${goal}`);
+    }
+  }
+  return [...goals];
+}
+
+/**
+ * The rustc a metadata tree's make runs: what runs on the build machine only (the host crates the proc
+ * macros link: syn, quote, proc-macro2; generate_rust_target), built with the Makefile's -O, at
+ * opt-level 0 (syn: 5.8 s instead of ~48 s). They run inside rustc while modules compile or once for
+ * target.json, never in the kernel; no crate hash depends on their optimisation level. The kernel's
+ * crates have no -O (-Copt-level from the .config) and are left as they are.
+ */
+function hostO0Wrapper(rustc: string): string {
+  return `#!/bin/sh\nfor a do shift; [ "$a" = -O ] && a=-Copt-level=0; set -- "$@" "$a"; done\nexec '${rustc.replace(/'/g, "'\\''")}' "$@"\n`;
 }
 
 /** The rustc targets an arch Makefile may pass (`--target=aarch64-unknown-none-softfloat`), in order. */

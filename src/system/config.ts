@@ -15,11 +15,15 @@ export interface OotmodConfig {
   kernelSource?: string;
   rustc?: string;
   bindgen?: string;
+  /** [rust] tree: `metadata` (crates without code generation: what modules consume) or `full` (the kernel's whole rust/ build). */
+  rustTree: RustTreeKind;
   /** Modules (or `rust-tree`) whose build may run as root with network: the admin trusts them. */
   unconfined: string[];
   /** [boot]: what the next boot's kernel must have (src/plan/readiness.ts). */
   boot: BootConfig;
 }
+
+export type RustTreeKind = 'metadata' | 'full';
 
 export type GuardMode = 'auto' | 'yes' | 'no';
 
@@ -32,7 +36,7 @@ export interface BootConfig {
   guard: GuardMode;
 }
 
-export const DEFAULT_CONFIG: OotmodConfig = { strict: false, jobs: 0, buildTimeout: 3600, rust: true, unconfined: [], boot: { needed: [], optional: [], guard: 'auto' } };
+export const DEFAULT_CONFIG: OotmodConfig = { strict: false, jobs: 0, buildTimeout: 3600, rust: true, rustTree: 'metadata', unconfined: [], boot: { needed: [], optional: [], guard: 'auto' } };
 
 function bool(value: unknown, key: string, file: string): boolean | undefined {
   if (value === undefined || value === '') return undefined;
@@ -64,6 +68,8 @@ export function loadConfig(file: string): OotmodConfig {
   const list = (v: unknown) => (str(v) ?? '').split(/[\s,]+/).filter(Boolean);
   const guard = str(boot.guard) ?? DEFAULT_CONFIG.boot.guard;
   if (!/^(auto|yes|no)$/.test(guard)) throw new OotmodError(`${file}: guard = ${guard} is not auto, yes or no`, `fix guard under [boot] in ${file}`, ExitCode.Environment);
+  const tree = str(rust.tree) ?? DEFAULT_CONFIG.rustTree;
+  if (tree !== 'metadata' && tree !== 'full') throw new OotmodError(`${file}: tree = ${tree} is not metadata or full`, `fix tree under [rust] in ${file}`, ExitCode.Environment);
   return {
     strict: bool(trigger.strict, 'strict', file) ?? DEFAULT_CONFIG.strict,
     jobs: int(build.jobs, 'jobs', file) ?? DEFAULT_CONFIG.jobs,
@@ -72,6 +78,7 @@ export function loadConfig(file: string): OotmodConfig {
     kernelSource: str(rust.kernel_source),
     rustc: str(rust.rustc),
     bindgen: str(rust.bindgen),
+    rustTree: tree,
     unconfined: list(build.unconfined),
     boot: { needed: list(boot.needed), optional: list(boot.optional), guard: guard as GuardMode },
   };

@@ -94,9 +94,18 @@ describe.each(TARGETS)('$what', ({ suite }) => {
     expect(r.out).toMatch(new RegExp(`^built /var/lib/ootmod/rust/${kernel.kver.replace(/[+.]/g, '\\$&')}/x86_64/trees/\\w+`, 'm'));
     const { trees } = JSON.parse((await sh('ootmod rust status --json')).out);
     expect(trees).toHaveLength(1);
-    expect(trees[0]).toMatchObject({ kernel: kernel.kver, state: 'current', abi: { ok: true } });
+    // The default tree: the crates' metadata, no objects; its ABI check compares crate hashes.
+    expect(trees[0]).toMatchObject({ kernel: kernel.kver, state: 'current', kind: 'metadata', abi: { ok: true } });
     expect(trees[0].abi.exported).toBeGreaterThan(0);
     expect(trees[0].abi.matched).toBe(trees[0].abi.exported);
+    // The hashes are those of the kernel's own Module.symvers: every crate its Rust symbols name.
+    const symvers = readFileSync(chroot.path(`/usr/src/linux-headers-${kernel.kver}/Module.symvers`), 'utf8');
+    for (const crate of ['core', 'kernel']) {
+      const [hash] = trees[0].abi.crates[crate].rebuilt as string[];
+      expect(symvers).toContain(`Cs${hash}_${crate.length}${crate}`);
+    }
+    expect(readdirSync(chroot.path(`${treeDir()}/rust`)).filter((f) => f.endsWith('.o'))).toEqual([]);
+    expect((await sh('ootmod rust status')).out).toMatch(new RegExp(`^${re(kernel.kver)}\\s+amd64\\s+x86_64\\s+current\\s+metadata\\s+\\d+ MB\\s+ok (\\d+)/\\1 symbols \\(crate hashes\\)`, 'm'));
     for (const f of ['rust/libkernel.rmeta', 'rust/libcore.rmeta', 'rust/libmacros.so', 'scripts/target.json']) {
       expect(statSync(chroot.path(`${treeDir()}/${f}`)).size).toBeGreaterThan(0);
     }
@@ -176,6 +185,25 @@ describe.each(TARGETS)('$what', ({ suite }) => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(new RegExp(`^rust prepare ${kernel.kver.replace(/[+.]/g, '\\$&')}: ${kernel.kver.replace(/[+.]/g, '\\$&')} was built with rustc \\d+\\.\\d+\\.\\d+ .*, installed: rustc 1\\.2\\.3 .* at /tmp/other-rustc: install rustc=`));
     // The tree in use was not touched.
+    expect((await sh('ootmod rust status')).out).toMatch(/current/);
+  });
+
+  it('refuses a tree whose crate hashes are not the kernel\'s (another rustc build of the same version), in one line', async (ctx) => {
+    if (skipReason) ctx.skip(skipReason);
+    if (suite !== 'sid') ctx.skip('the ABI check does not depend on the suite: checked on sid only, to save a tree build');
+    // What a different rustc does to the crates: the same --version, other crate hashes (rustc mixes its
+    // version into every StableCrateId; RUSTC_FORCE_RUSTC_VERSION replaces it).
+    const rustc = (await sh('command -v rustc')).out.trim();
+    writeFileSync(chroot.path('/tmp/rustc-other-hashes'), `#!/bin/sh\nRUSTC_FORCE_RUSTC_VERSION=ootmod-e2e-other exec ${rustc} "$@"\n`, { mode: 0o755 });
+    const before = (await sh('readlink -f ' + treeDir())).out.trim();
+    const r = await sh('ootmod rust prepare --force', { RUSTC: '/tmp/rustc-other-hashes' });
+    expect(r.code).toBe(1);
+    // Beside the job's progress lines ("building the Rust tree", "... failed: <the same>"), the one line.
+    const lines = r.err.trim().split('\n').filter((l) => l.startsWith('rust prepare '));
+    expect(lines, r.err).toHaveLength(1);
+    expect(lines[0]).toMatch(new RegExp(`^rust prepare ${re(kernel.kver)}: Rust tree for ${re(kernel.kver)}: ABI check failed: the tree's (core|kernel) crate is Cs\\w+_ but the kernel exports \\1 symbols of Cs\\w+_: the rustc or \\.config differ from the kernel build; the tree was refused$`));
+    // The tree in use was kept.
+    expect((await sh('readlink -f ' + treeDir())).out.trim()).toBe(before);
     expect((await sh('ootmod rust status')).out).toMatch(/current/);
   });
 

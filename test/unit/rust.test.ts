@@ -7,7 +7,7 @@ import type { KernelTarget } from '../../src/kernel/inventory.js';
 import { compareAbi, crateRoots, exportedRustSymbols } from '../../src/rust/abi.js';
 import { parseMakefileVersion } from '../../src/rust/kernelsource.js';
 import { ProbeCache, findRustToolchain } from '../../src/rust/toolchain.js';
-import { assessRustTree, buildArch, removeStrayTrees, strayTrees, treeInUse, type RustTreeManifest } from '../../src/rust/tree.js';
+import { assessRustTree, buildArch, removeStrayTrees, strayTrees, treeInUse, treeKey, type RustTreeManifest } from '../../src/rust/tree.js';
 import { createLayout } from '../../src/system/layout.js';
 import { loadConfig } from '../../src/system/config.js';
 
@@ -105,17 +105,23 @@ describe('ootmod.conf', () => {
   it('has defaults when missing and reads the sections', () => {
     expect(loadConfig(path.join(dir, 'none.conf'))).toMatchObject({ strict: false, jobs: 0, rust: true, buildTimeout: 3600 });
     const file = path.join(dir, 'ootmod.conf');
-    writeFileSync(file, '; comment\n[build]\njobs = 3\ntimeout = 60\nunconfined = foo-dkms, bar\n[rust]\nenabled = no\nrustc = /opt/rustc\n[trigger]\nstrict = yes\n[boot]\nneeded = zfs, nvidia-current\noptional = v4l2loopback\nguard = yes\n');
+    writeFileSync(file, '; comment\n[build]\njobs = 3\ntimeout = 60\nunconfined = foo-dkms, bar\n[rust]\nenabled = no\ntree = full\nrustc = /opt/rustc\n[trigger]\nstrict = yes\n[boot]\nneeded = zfs, nvidia-current\noptional = v4l2loopback\nguard = yes\n');
     expect(loadConfig(file)).toEqual({
-      strict: true, jobs: 3, buildTimeout: 60, rust: false, rustc: '/opt/rustc', kernelSource: undefined, bindgen: undefined, unconfined: ['foo-dkms', 'bar'],
+      strict: true, jobs: 3, buildTimeout: 60, rust: false, rustTree: 'full', rustc: '/opt/rustc', kernelSource: undefined, bindgen: undefined, unconfined: ['foo-dkms', 'bar'],
       boot: { needed: ['zfs', 'nvidia-current'], optional: ['v4l2loopback'], guard: 'yes' },
     });
     expect(loadConfig(path.join(dir, 'none.conf')).boot).toEqual({ needed: [], optional: [], guard: 'auto' });
+    expect(loadConfig(path.join(dir, 'none.conf')).rustTree).toBe('metadata');
   });
   it('refuses a guard mode it does not know, in one line', () => {
     const file = path.join(dir, 'guard.conf');
     writeFileSync(file, '[boot]\nguard = maybe\n');
     expect(() => loadConfig(file)).toThrow(/guard = maybe is not auto, yes or no/);
+  });
+  it('refuses a Rust tree kind it does not know, in one line', () => {
+    const file = path.join(dir, 'tree.conf');
+    writeFileSync(file, '[rust]\ntree = thin\n');
+    expect(() => loadConfig(file)).toThrow(/tree = thin is not metadata or full/);
   });
   it('refuses a bad value in one line', () => {
     const file = path.join(dir, 'bad.conf');
@@ -169,9 +175,22 @@ describe('the Rust tree in use', () => {
     writeFileSync(path.join(headersDir, '.config'), 'CONFIG_RUST=y\n');
     const kernel = { ...rustKernel('rustc 9.8.7'), headersDir };
     const toolchain = { rustc: 'rustc', rustcVersion: 'rustc 9.8.7', sysroot: '/', bindgen: 'bindgen', bindgenVersion: 'bindgen 1' };
-    const a = await assessRustTree(layout, kernel, toolchain, { kind: 'dir', dir: '/nonexistent', identity: 'x' }, false);
+    const a = await assessRustTree(layout, kernel, toolchain, { kind: 'dir', dir: '/nonexistent', identity: 'x' }, false, 'metadata');
     expect(a.buildReason).toBe('corrupt manifest');
     expect(a.current).toBeUndefined();
+  });
+  it('rebuilds a tree of the other kind when the configured kind changes, saying so', async () => {
+    const headersDir = mkdtempSync(path.join(os.tmpdir(), 'ootmod-headers-'));
+    writeFileSync(path.join(headersDir, '.config'), 'CONFIG_RUST=y\n');
+    const kernel = { ...rustKernel('rustc 9.8.7'), headersDir };
+    const toolchain = { rustc: 'rustc', rustcVersion: 'rustc 9.8.7', sysroot: '/', bindgen: 'bindgen', bindgenVersion: 'bindgen 1' };
+    const source = { kind: 'dir' as const, dir: '/nonexistent', identity: 'x' };
+    const full = await treeKey(kernel, toolchain, source, 'full');
+    const layout = rootWith(JSON.stringify({ ...good, key: full.key, parts: full.parts, files: [] }));
+    expect((await assessRustTree(layout, kernel, toolchain, source, false, 'full')).buildReason).toBeUndefined();
+    const a = await assessRustTree(layout, kernel, toolchain, source, false, 'metadata');
+    expect(a.parts.kind).toBe('metadata');
+    expect(a.buildReason).toBe('stale: kind full -> metadata');
   });
 });
 

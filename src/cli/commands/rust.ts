@@ -53,7 +53,7 @@ export async function rustStatus(s: Session): Promise<ExitCode> {
           try {
             const toolchain = await findRustToolchain(k, { rustc: s.config().rustc, bindgen: s.config().bindgen });
             const source = await findRustSource(s.layout, k, s.opts.kernelSource ?? s.config().kernelSource);
-            const { key, parts } = await treeKey(k, toolchain, source);
+            const { key, parts } = await treeKey(k, toolchain, source, s.config().rustTree);
             if (key !== tree.manifest.key) {
               state = 'stale';
               detail = Object.keys(parts).filter((p) => parts[p as keyof typeof parts] !== tree.manifest.parts[p as keyof typeof parts]).join(', ') + ' changed';
@@ -69,6 +69,9 @@ export async function rustStatus(s: Session): Promise<ExitCode> {
         kernelArch: k.arch.dpkg ?? k.arch.machine,
         buildArch: buildArch(),
         state,
+        // metadata: crates without code (the default); full: the kernel's whole rust/ build; trees of
+        // older ootmod versions recorded no kind and were full.
+        kind: tree ? tree.manifest.parts.kind ?? 'full' : null,
         detail: detail || null,
         dir: tree?.dir ?? (inUse.state === 'corrupt' ? inUse.dir : null),
         rustc: tree?.manifest.parts.rustc ?? k.rust.rustcVersionText ?? null,
@@ -93,10 +96,10 @@ export async function rustStatus(s: Session): Promise<ExitCode> {
     return ExitCode.Ok;
   }
   for (const line of table(
-    ['KERNEL', 'ARCH', 'BUILD ARCH', 'STATE', 'SIZE', 'ABI', 'DETAIL'],
+    ['KERNEL', 'ARCH', 'BUILD ARCH', 'STATE', 'KIND', 'SIZE', 'ABI', 'DETAIL'],
     rows.map((r) => [
-      r.kernel, r.kernelArch, r.buildArch, r.state, r.sizeBytes ? `${Math.round(r.sizeBytes / 1e6)} MB` : '-',
-      r.abi ? `${r.abi.ok ? 'ok' : 'FAILED'} ${r.abi.matched}/${r.abi.exported} symbols${r.abi.data !== null ? ` (${r.abi.text} text, ${r.abi.data} data)` : ''}` : '-',
+      r.kernel, r.kernelArch, r.buildArch, r.state, r.kind ?? '-', r.sizeBytes ? `${Math.round(r.sizeBytes / 1e6)} MB` : '-',
+      r.abi ? `${r.abi.ok ? 'ok' : 'FAILED'} ${r.abi.matched}/${r.abi.exported} symbols${r.abi.data !== null ? ` (${r.abi.text} text, ${r.abi.data} data)` : r.kind === 'metadata' ? ' (crate hashes)' : ''}` : '-',
       r.detail ?? r.dir ?? '',
     ]),
   )) s.out(line);
