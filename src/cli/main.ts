@@ -110,7 +110,7 @@ async function dispatch(s: Session, command: string, args: string[]): Promise<Ex
     case 'build':
     case 'install':
     case 'autoinstall':
-      return (await import('./commands/jobs.js')).jobsCommand(s, command, args);
+      return (await import('./commands/build.js')).jobsCommand(s, command, args);
     case 'trigger':
       return (await import('./commands/trigger.js')).triggerCommand(s);
     case 'hook':

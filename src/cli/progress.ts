@@ -1,48 +1,47 @@
 // Rendering a plan and its execution: the plan as `would …` lines (--dry-run) or JSON, progress as a line
 // per job event when not on a TTY, a live view on a TTY.
-import type { JobResult, ProgressReporter } from '../execute/executor.js';
-import { jobTarget, planJson, type Job, type WorkPlan } from '../plan/jobs.js';
+import type { ProgressReporter } from '../execute/executor.js';
+import { jobTarget, KINDS, kindOf, seconds } from '../execute/kinds.js';
+import type { Job, WorkPlan } from '../plan/jobs.js';
+import { idTarget, moduleTarget, parseJobId, type JobId } from '../plan/jobid.js';
 import { oneLine } from '../errors.js';
 import { json } from './format.js';
 
-const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
+/** A dependency as a plan line names it: what it acts on. */
+function dependencyName(id: JobId): string {
+  const ref = parseJobId(id);
+  return (ref && (KINDS[ref.kind].asDependency ?? idTarget(ref))) ?? id;
+}
 
 function plannedLine(job: Job): string {
   // Dependencies other than the job's own build (an install follows its build; that goes without saying).
-  const own = 'module' in job ? `${job.module}/${job.version}@${job.kernel}` : '';
-  const deps = job.needs.map((n) => (n === 'build-user' ? 'the build user' : n.replace(/^[a-z-]+:/, ''))).filter((n) => n !== own);
-  const needs = deps.length ? `, after ${deps.join(', ')}` : '';
-  switch (job.kind) {
-    case 'rust-tree':
-      return `would build the Rust tree of ${job.kernel} (${job.reason})`;
-    case 'build':
-    case 'install':
-    case 'uninstall':
-      return `would ${job.kind} ${jobTarget(job)} (${job.reason}${needs})`;
-    case 'forget':
-      return `would forget ${jobTarget(job)} (${job.reason})`;
-    case 'rust-clean':
-      return `would remove the Rust tree of ${job.kernel} (${job.reason})`;
-    case 'depmod':
-      return `would run depmod for ${job.kernel} (once, after its ${job.after.length} job(s), if one changed files)`;
-    case 'initramfs':
-      return `would update the initramfs of ${job.kernel}${job.tool === 'dracut' ? ' (dracut --force)' : job.viaTrigger ? " (through initramfs-tools' trigger)" : ''}`;
-    case 'add':
-      return `would add ${job.module}/${job.version}: copy ${job.from} to ${job.dest}${job.postAdd ? ' and run its POST_ADD' : ''}`;
-    case 'dkms-takeover':
-      return `would take over ${jobTarget(job)} from DKMS: remove ${[...job.copies, job.link].join(', ')} (${job.reason}${job.after.length ? ', after its install' : ''})`;
-    case 'dkms-tree':
-      return `would write ${job.dkmsTree} (${job.reason})`;
-    case 'defer':
-      return `would queue ${job.what} and activate ootmod's dpkg trigger (${job.reason})`;
-    case 'build-user':
-      return `would create the system user ${job.user} with useradd --system (${job.reason})`;
-    case 'boot-guard':
-      if (job.release) return `would give ${jobTarget(job)} back as the admin had it (${job.preview ?? job.reason})`;
-      return `would run the boot guard after the other jobs (${job.reason})${job.preview ? `; as things are now it would ${job.preview}` : ''}`;
-    case 'boot-notice':
-      return `would update the notices of the next boot's readiness after the other jobs: ${job.files.join(', ')} (${job.reason})`;
-  }
+  const ref = parseJobId(job.id);
+  const own = ref && 'module' in ref && 'kernel' in ref ? moduleTarget(ref) : '';
+  const deps = job.needs.map(dependencyName).filter((n) => n !== own);
+  return kindOf(job).planLine(job, deps.length ? `, after ${deps.join(', ')}` : '');
+}
+
+/** The plan for machines: kinds, targets, reasons and dependencies; no internal objects. */
+export function planJson(plan: WorkPlan): unknown {
+  return {
+    jobs: plan.jobs.map((j) => ({
+      id: j.id,
+      kind: j.kind,
+      target: jobTarget(j),
+      kernel: j.kernel ?? null,
+      module: 'module' in j ? j.module ?? null : null,
+      version: 'version' in j ? j.version ?? null : null,
+      reason: j.reason,
+      ...kindOf(j).json?.(j),
+      needs: j.needs,
+      after: j.after,
+    })),
+    current: plan.current,
+    skipped: plan.skipped,
+    failed: plan.failed,
+    invalid: plan.invalid,
+    rust: { current: plan.rustCurrent, unavailable: plan.rustUnavailable },
+  };
 }
 
 /** The plan for people: what would run, and what needs nothing, with the reasons. */
@@ -79,58 +78,14 @@ export function preRunLines(plan: WorkPlan, verbose: boolean): string[] {
   return out.map(oneLine);
 }
 
-function startLine(job: Job): string | undefined {
-  if (job.kind === 'build') return `start    ${jobTarget(job)} (build: ${job.reason})`;
-  if (job.kind === 'rust-tree') return `rust     building the Rust tree of ${job.kernel} (${job.reason})`;
-  return undefined;
-}
-
-function endLine(job: Job, r: JobResult, verbose: boolean): string | undefined {
-  const took = seconds(r.elapsedMs ?? 0);
-  const log = r.record?.log ? ` (log: ${r.record.log})` : '';
-  switch (job.kind) {
-    case 'rust-tree':
-      return r.status === 'failed' ? `rust     the Rust tree of ${job.kernel} failed: ${r.detail}` : `rust     built the Rust tree of ${job.kernel} in ${took} (${r.detail})`;
-    case 'build':
-      if (r.status === 'failed') return `failed   ${jobTarget(job)} after ${took}: ${r.detail}${r.blocked ? '' : log}`;
-      return `built    ${jobTarget(job)} in ${took}`;
-    case 'install':
-      if (r.status === 'failed') return r.blocked && r.detail === 'its build failed' ? undefined : `failed   ${jobTarget(job)}: ${r.detail}${log}`;
-      return `installed ${jobTarget(job)}`;
-    case 'build-user':
-      return r.status === 'failed' ? `failed   to create ${jobTarget(job)}: ${r.detail}` : `created the system user ${job.user} for unprivileged module builds`;
-    case 'add':
-      return r.status === 'failed' ? `failed   to add ${jobTarget(job)}: ${r.detail}` : `added ${jobTarget(job)}`;
-    case 'uninstall':
-      if (r.status === 'failed') return `failed   to remove ${jobTarget(job)}: ${r.detail}`;
-      return r.status === 'done' ? `removed ${job.module}/${job.version} from ${job.kernel} (${job.reason})` : undefined;
-    case 'dkms-takeover':
-      if (r.status === 'failed') return `failed   to take over ${jobTarget(job)} from DKMS: ${r.detail}`;
-      return r.status === 'done' ? `took over ${jobTarget(job)} from DKMS (removed its copy from updates/dkms)` : undefined;
-    case 'boot-guard':
-      if (r.status === 'failed') return `failed   boot guard: ${r.detail}`;
-      return r.status === 'done' || verbose ? `boot guard: ${r.detail}` : undefined;
-    case 'boot-notice':
-      if (r.status === 'failed') return `failed   to update the notices of the next boot's readiness: ${r.detail}`;
-      return verbose && r.detail ? `notice   ${r.detail}` : undefined;
-    case 'depmod':
-    case 'initramfs':
-      if (r.status === 'failed') return `${job.kind} failed for ${job.kernel}: ${r.detail}`;
-      return verbose && r.status === 'done' ? `${job.kind.padEnd(8)} ${job.kernel}${r.detail ? ` (${r.detail})` : ''}` : undefined;
-    default:
-      if (r.status === 'failed') return `failed   ${job.kind} ${jobTarget(job)}: ${r.detail}`;
-      return verbose ? `${job.kind.padEnd(8)} ${jobTarget(job)}` : undefined;
-  }
-}
-
 export function lineReporter(out: NodeJS.WritableStream, verbose = false): ProgressReporter {
   return {
     jobStarted(job) {
-      const line = startLine(job);
+      const line = kindOf(job).startLine?.(job);
       if (line) out.write(`${oneLine(line)}\n`);
     },
     jobFinished(job, result) {
-      const line = endLine(job, result, verbose);
+      const line = kindOf(job).endLine(job, result, verbose);
       if (line) out.write(`${oneLine(line)}\n`);
     },
     note(line) {
@@ -152,7 +107,7 @@ export function ttyReporter(out: NodeJS.WriteStream): ProgressReporter {
     clear();
     const width = out.columns || 100;
     for (const { job, since } of running.values()) {
-      out.write(`  ${job.kind === 'rust-tree' ? 'building' : job.kind} ${jobTarget(job)}  ${seconds(performance.now() - since)}`.slice(0, width - 1) + '\n');
+      out.write(`  ${kindOf(job).live} ${jobTarget(job)}  ${seconds(performance.now() - since)}`.slice(0, width - 1) + '\n');
       drawn++;
     }
   };
@@ -160,13 +115,13 @@ export function ttyReporter(out: NodeJS.WriteStream): ProgressReporter {
   timer.unref();
   return {
     jobStarted(job) {
-      if (job.kind !== 'build' && job.kind !== 'rust-tree') return;
+      if (!kindOf(job).live) return;
       running.set(job.id, { job, since: performance.now() });
       draw();
     },
     jobFinished(job, result) {
       running.delete(job.id);
-      const line = endLine(job, result, false);
+      const line = kindOf(job).endLine(job, result, false);
       clear();
       if (line) out.write(`${oneLine(line)}\n`);
       draw();

@@ -30,6 +30,8 @@ export interface Session {
   isRoot: boolean;
   /** Takes the global lock for a command that changes the system; announces a wait. */
   lock(): Promise<() => Promise<void>>;
+  /** The command holds the global lock (withLock): plans with jobs that need it run only then. */
+  holdsLock?: boolean;
   /** /etc/ootmod/ootmod.conf, read on first use. */
   config(): OotmodConfig;
   /** The sandbox, dkms.conf reader and caches of this run (src/pipeline/context.ts). */

@@ -34,6 +34,8 @@ export interface DkmsRequest {
   quiet: boolean;
   verbose: boolean;
   noDepmod: boolean;
+  /** --dry-run (ootmod's, not DKMS's): print the plan, change nothing. */
+  dryRun: boolean;
   kernelSourceDir?: string;
   sourceTree?: string;
   installTree?: string;
@@ -87,10 +89,54 @@ function setVersion(req: DkmsRequest, value: string): void {
   req.version = value;
 }
 
-/** Parses DKMS's arguments: the action, NAME/VERSION or -m/-v, -k KVER[/ARCH], and the options. */
-export function parseDkmsArgs(argv: readonly string[]): DkmsRequest {
-  const req: DkmsRequest = { kernels: [], all: false, force: false, quiet: false, verbose: false, noDepmod: false, ignored: [] };
-  const arches: string[] = [];
+/** An option that takes a value: sets it on the request (or refuses it, with the ootmod way). */
+function setValue(req: DkmsRequest, arches: string[], opt: string, target: (typeof WITH_VALUE)[string], value: string): void {
+  switch (target) {
+    case 'module': setModule(req, value); break;
+    case 'version': setVersion(req, value); break;
+    case 'kernel': {
+      const [kver, arch] = value.split('/');
+      if (!kver) fail(`'${value}' is not a kernel release: write KVER or KVER/ARCH`);
+      req.kernels.push({ kver, arch });
+      break;
+    }
+    case 'arch': arches.push(value); break;
+    case 'jobs': {
+      const n = Number(value);
+      if (!Number.isInteger(n) || n < 0) fail(`-j wants a whole number, not '${value}'`);
+      req.jobs = n;
+      break;
+    }
+    case 'kernelSourceDir': req.kernelSourceDir = value; break;
+    case 'sourceTree': req.sourceTree = value; break;
+    case 'installTree': req.installTree = value; break;
+    case 'dkmsTree': req.dkmsTree = value; break;
+    case 'config':
+    case 'directive':
+    case 'templatekernel':
+    case 'archive':
+      fail(`${opt} is not supported by ootmod-dkms`, target === 'directive' ? 'put the directive in /etc/dkms/<module>.conf instead' : 'see man ootmod');
+  }
+}
+
+/** An option without a value: true when it is one. */
+function setFlag(req: DkmsRequest, opt: string): boolean {
+  switch (opt) {
+    case '--all': req.all = true; return true;
+    case '--force': req.force = true; return true;
+    case '-q': case '--quiet': req.quiet = true; return true;
+    case '--verbose': req.verbose = true; return true;
+    case '--no-depmod': req.noDepmod = true; return true;
+    case '--dry-run': req.dryRun = true; return true;
+    case '-h': case '--help': req.action ??= 'help'; return true;
+  }
+  if (!NO_OPS.has(opt)) return false;
+  req.ignored.push(opt);
+  return true;
+}
+
+/** The options, in DKMS's forms (--opt=value, -kVALUE, -k VALUE); returns the words that are not options. */
+function readOptions(req: DkmsRequest, arches: string[], argv: readonly string[]): string[] {
   const positionals: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -98,7 +144,6 @@ export function parseDkmsArgs(argv: readonly string[]): DkmsRequest {
       positionals.push(...argv.slice(i + 1));
       break;
     }
-    // --opt=value, -kVALUE and -k VALUE, as DKMS's read_arg takes them.
     let opt = arg;
     let value: string | undefined;
     const eq = arg.indexOf('=');
@@ -120,50 +165,18 @@ export function parseDkmsArgs(argv: readonly string[]): DkmsRequest {
         value = argv[++i];
         if (value === undefined) fail(`${opt} needs a value`);
       }
-      switch (target) {
-        case 'module': setModule(req, value); break;
-        case 'version': setVersion(req, value); break;
-        case 'kernel': {
-          const [kver, arch] = value.split('/');
-          if (!kver) fail(`'${value}' is not a kernel release: write KVER or KVER/ARCH`);
-          req.kernels.push({ kver, arch });
-          break;
-        }
-        case 'arch': arches.push(value); break;
-        case 'jobs': {
-          const n = Number(value);
-          if (!Number.isInteger(n) || n < 0) fail(`-j wants a whole number, not '${value}'`);
-          req.jobs = n;
-          break;
-        }
-        case 'kernelSourceDir': req.kernelSourceDir = value; break;
-        case 'sourceTree': req.sourceTree = value; break;
-        case 'installTree': req.installTree = value; break;
-        case 'dkmsTree': req.dkmsTree = value; break;
-        case 'config':
-        case 'directive':
-        case 'templatekernel':
-        case 'archive':
-          fail(`${opt} is not supported by ootmod-dkms`, target === 'directive' ? 'put the directive in /etc/dkms/<module>.conf instead' : 'see man ootmod');
-      }
+      setValue(req, arches, opt, target, value);
       continue;
     }
-    switch (opt) {
-      case '--all': req.all = true; continue;
-      case '--force': req.force = true; continue;
-      case '-q': case '--quiet': req.quiet = true; continue;
-      case '--verbose': req.verbose = true; continue;
-      case '--no-depmod': req.noDepmod = true; continue;
-      case '-h': case '--help': req.action ??= 'help'; continue;
-    }
-    if (NO_OPS.has(opt)) {
-      req.ignored.push(opt);
-      continue;
-    }
+    if (setFlag(req, opt)) continue;
     if (arg.startsWith('-') && arg !== '-') fail(`unknown option '${arg}'`);
     positionals.push(arg);
   }
+  return positionals;
+}
 
+/** The words: the action, NAME/VERSION, a source path. */
+function readWords(req: DkmsRequest, positionals: string[]): void {
   for (const word of positionals) {
     if (req.action === undefined || req.action === 'version' || req.action === 'help') {
       if ((DKMS_ACTIONS as readonly string[]).includes(word)) {
@@ -185,19 +198,28 @@ export function parseDkmsArgs(argv: readonly string[]): DkmsRequest {
       setModule(req, word);
     }
   }
-  if (req.action === undefined) fail('no action given', `use one of ${DKMS_ACTIONS.slice(0, 8).join(', ')}`);
+}
 
-  // -a pairs with -k one to one; a single -a applies to every -k.
-  if (arches.length) {
-    if (arches.length === 1) {
-      req.arch = arches[0];
-      for (const k of req.kernels) k.arch ??= arches[0];
-    } else if (arches.length === req.kernels.length) {
-      req.kernels.forEach((k, n) => (k.arch ??= arches[n]));
-    } else {
-      fail(`${arches.length} -a given for ${req.kernels.length} -k: give one -a, or one per -k`);
-    }
+/** -a pairs with -k one to one; a single -a applies to every -k. */
+function pairArches(req: DkmsRequest, arches: string[]): void {
+  if (!arches.length) return;
+  if (arches.length === 1) {
+    req.arch = arches[0];
+    for (const k of req.kernels) k.arch ??= arches[0];
+  } else if (arches.length === req.kernels.length) {
+    req.kernels.forEach((k, n) => (k.arch ??= arches[n]));
+  } else {
+    fail(`${arches.length} -a given for ${req.kernels.length} -k: give one -a, or one per -k`);
   }
+}
+
+/** Parses DKMS's arguments: the action, NAME/VERSION or -m/-v, -k KVER[/ARCH], and the options. */
+export function parseDkmsArgs(argv: readonly string[]): DkmsRequest {
+  const req: DkmsRequest = { kernels: [], all: false, force: false, quiet: false, verbose: false, noDepmod: false, dryRun: false, ignored: [] };
+  const arches: string[] = [];
+  readWords(req, readOptions(req, arches, argv));
+  if (req.action === undefined) fail('no action given', `use one of ${DKMS_ACTIONS.slice(0, 8).join(', ')}`);
+  pairArches(req, arches);
   if (req.all && req.kernels.length) fail('--all and -k exclude each other: give one');
   if (req.all && ['build', 'install', 'autoinstall', 'add', 'kernel_preinst', 'kernel_postinst', 'kernel_prerm'].includes(req.action)) {
     fail(`--all is not valid for ${req.action}`, `use -k KVER (repeatable), or leave it out for every kernel`);

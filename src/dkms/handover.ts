@@ -1,5 +1,6 @@
-// Moving a machine between DKMS and ootmod-dkms, in both directions; ootmod's trigger runs these
-// (its file trigger on /usr/sbin/dkms fires when either package installs or removes that program).
+// What moving a machine between DKMS and ootmod-dkms reads, in both directions (the jobs that do it are
+// in src/execute/handover.ts); ootmod's trigger plans them (its file trigger on /usr/sbin/dkms fires
+// when either package installs or removes that program).
 //
 // - Take-over (ootmod-dkms replaced dkms): DKMS's registered sources are ootmod's now, so the trigger's
 //   plan builds them into updates/ootmod; its dkms-takeover jobs then remove DKMS's copies in
@@ -7,14 +8,12 @@
 //   before the kernel's one depmod. DKMS's builds stay in /var/lib/dkms, so DKMS finds them again if it
 //   comes back.
 // - Hand-back (dkms installed again): what ootmod built from DKMS-registered sources is removed (a
-//   removal plan), and DKMS's own autoinstall installs them again for each kernel.
+//   removal plan), and DKMS's own autoinstall (a dkms-autoinstall job) installs them again for each kernel.
 import { existsSync } from 'node:fs';
-import { readdir, readlink, rm } from 'node:fs/promises';
+import { readdir, readlink } from 'node:fs/promises';
 import path from 'node:path';
-import type { KernelTarget } from '../kernel/inventory.js';
 import { registeredWithDkms } from '../modules/names.js';
 import type { Layout } from '../system/layout.js';
-import { run } from '../system/run.js';
 import { StateStore } from '../state/store.js';
 
 /** A module DKMS installed for a kernel: what a take-over removes once ootmod has it installed. */
@@ -49,18 +48,6 @@ export async function readDkmsInstalls(layout: Layout): Promise<DkmsInstall[]> {
   return out;
 }
 
-/** Runs a take-over job: DKMS's copies and its link go. True when a file in the module dir went (depmod). */
-export async function takeOverFromDkms(job: Pick<DkmsInstall, 'link' | 'copies'>): Promise<boolean> {
-  let touched = false;
-  for (const copy of job.copies) {
-    if (!existsSync(copy)) continue;
-    await rm(copy, { force: true });
-    touched = true;
-  }
-  await rm(job.link, { force: true });
-  return touched;
-}
-
 /** The modules ootmod built from sources that DKMS (back on the machine) has registered. */
 export function dkmsRegisteredRecords(layout: Layout): { name: string; version: string }[] {
   const seen = new Map<string, { name: string; version: string }>();
@@ -68,15 +55,4 @@ export function dkmsRegisteredRecords(layout: Layout): { name: string; version: 
     if (registeredWithDkms(layout, r.module, r.version)) seen.set(`${r.module}/${r.version}`, { name: r.module, version: r.version });
   }
   return [...seen.values()];
-}
-
-/** DKMS's own `dkms autoinstall -k KVER` for every kernel with headers (hand-back; only on the real root). */
-export async function dkmsAutoinstall(layout: Layout, kernels: KernelTarget[]): Promise<string[]> {
-  if (layout.root !== '/') return [];
-  const lines: string[] = [];
-  for (const k of kernels.filter((k) => k.headersDir)) {
-    const r = await run(layout.dkmsProgram, ['autoinstall', '-k', k.release], { allowFailure: true, env: { DPKG_MAINTSCRIPT_PACKAGE: undefined } });
-    lines.push(`dkms autoinstall -k ${k.release}: ${r.exitCode === 0 ? 'done' : `exited with ${r.exitCode}`}`);
-  }
-  return lines;
 }

@@ -1,7 +1,7 @@
 // DKMS's registry of module sources (/var/lib/dkms/<name>/<version>/source -> /usr/src/<name>-<version>),
 // kept by ootmod-dkms so that DKMS finds the machine as it left it if it comes back, and the sources
 // an admin removed with `dkms remove` (which ootmod then leaves alone until `dkms add`).
-import { existsSync, lstatSync, readdirSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdir, readdir, readlink, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { removedMarker } from '../modules/names.js';
@@ -52,16 +52,67 @@ export async function unregister(dir: string, r: Registration): Promise<void> {
   await rmdir(mdir).catch(() => undefined);
 }
 
-/** Marks a source `dkms remove` took away while its files stay in /usr/src: ootmod leaves it unbuilt. */
-export async function markRemoved(layout: Layout, r: Registration): Promise<void> {
-  const marker = removedMarker(layout, `${r.name}-${r.version}`);
+/** The mark of a source `dkms remove` took away while its files stay in /usr/src: ootmod leaves it unbuilt. */
+export function removedMark(layout: Layout, r: Registration): string {
+  return removedMarker(layout, `${r.name}-${r.version}`);
+}
+
+/** Writes a removed mark (removedMark). */
+export async function markRemoved(marker: string): Promise<void> {
   await mkdir(path.dirname(marker), { recursive: true });
   await writeFile(marker, `${new Date().toISOString()}\n`);
 }
 
 /** `dkms add`: the source is ootmod's to build again. */
-export async function clearRemoved(layout: Layout, r: Registration): Promise<void> {
-  await rm(removedMarker(layout, `${r.name}-${r.version}`), { force: true });
+export async function clearRemoved(marker: string): Promise<void> {
+  await rm(marker, { force: true });
+}
+
+/** The dirs in a dir, sorted (none when it is missing or unreadable). */
+function subdirs(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** A build in DKMS's tree: <dir>/<name>/<version>/<kver>/<arch>/module with a module file in it. */
+export interface DkmsTreeBuild {
+  kernel: string;
+  arch: string;
+  /** DKMS's `kernel-<kver>-<arch>` link in <dir>/<name> points at it: DKMS installed it. */
+  installed: boolean;
+}
+
+/**
+ * The builds DKMS's status finds for a registered module version (DKMS 3.2.2's module_status_built):
+ * every <kver>/<arch> whose `module` dir holds a .ko (also .ko.xz/.zst/.gz), `installed` when DKMS's
+ * `kernel-<kver>-<arch>` link names `<version>/<kver>/<arch>`, else `built`. Kernel dirs start with a
+ * digit, as DKMS's glob has them.
+ */
+export function dkmsTreeBuilds(dir: string, r: Registration): DkmsTreeBuild[] {
+  const out: DkmsTreeBuild[] = [];
+  const vdir = path.join(dir, r.name, r.version);
+  for (const kernel of subdirs(vdir).filter((k) => /^\d+\./.test(k))) {
+    for (const arch of subdirs(path.join(vdir, kernel))) {
+      let files: string[];
+      try {
+        files = readdirSync(path.join(vdir, kernel, arch, 'module'));
+      } catch {
+        continue;
+      }
+      if (!files.some((f) => /\.ko(\.(xz|zst|gz))?$/.test(f))) continue;
+      let link = '';
+      try {
+        link = readlinkSync(path.join(dir, r.name, `kernel-${kernel}-${arch}`));
+      } catch {
+        // No link: built, not installed.
+      }
+      out.push({ kernel, arch, installed: link.replace(/\/+$/, '') === `${r.version}/${kernel}/${arch}` });
+    }
+  }
+  return out;
 }
 
 /** A module/version in DKMS's registry, as DKMS's status lists it: added, or broken (source or link gone). */
@@ -76,16 +127,9 @@ export interface RegistryEntry extends Registration {
  */
 export function listRegistry(layout: Layout, dir: string, filter: { name?: string; version?: string } = {}): RegistryEntry[] {
   const out: RegistryEntry[] = [];
-  const dirs = (p: string) => {
-    try {
-      return readdirSync(p, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
-    } catch {
-      return [];
-    }
-  };
-  for (const name of dirs(dir)) {
+  for (const name of subdirs(dir)) {
     if (filter.name && name !== filter.name) continue;
-    for (const version of dirs(path.join(dir, name))) {
+    for (const version of subdirs(path.join(dir, name))) {
       if (filter.version && version !== filter.version) continue;
       const link = path.join(dir, name, version, 'source');
       if (isRegistered(dir, { name, version })) {

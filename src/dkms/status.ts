@@ -9,6 +9,35 @@ export interface DkmsStatusOutput {
   warnings: string[];
 }
 
+/** A build DKMS itself made, found in its tree (registry.ts, dkmsTreeBuilds). */
+export interface DkmsTreeRow {
+  module: string;
+  version: string;
+  kernel: string;
+  arch: string;
+  installed: boolean;
+}
+
+/**
+ * ootmod's rows with the builds DKMS itself left in /var/lib/dkms (a machine moved from DKMS before
+ * ootmod rebuilt a module, or a module ootmod could not build whose DKMS copy stays in use): a kernel
+ * ootmod built or installed the module for is ootmod's; for any other, DKMS's build is listed as DKMS
+ * lists it. ootmod's failure there stays a warning, and DKMS's line says what is in use.
+ */
+export function withDkmsTree(rows: readonly StatusRow[], builds: readonly DkmsTreeRow[]): StatusRow[] {
+  const same = (r: StatusRow, b: DkmsTreeRow) => r.module === b.module && r.version === b.version && r.kernel === b.kernel;
+  // A failure of ootmod's that left nothing of its own installed (an older build of ootmod's stays in use otherwise).
+  const nothingOfOurs = (r: StatusRow) => r.status === 'failed' && !r.files.length;
+  const dkms = builds.filter((b) => !rows.some((r) => same(r, b) && !nothingOfOurs(r)));
+  return [
+    ...rows,
+    ...dkms.map((b): StatusRow => ({
+      module: b.module, version: b.version, kernel: b.kernel, arch: b.arch, status: b.installed ? 'installed' : 'built',
+      detail: 'built by DKMS', signed: null, files: [], log: null, error: null, updatedAt: null,
+    })),
+  ];
+}
+
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /**

@@ -3,7 +3,9 @@
 // Rust trees) each hold a jobserver token while they run, so every compiler of the run shares one budget
 // of --jobs; the other jobs (installs, removals, depmod) start as soon as they are ready.
 import { environmentFault, errorLine } from '../errors.js';
-import { jobTarget, type Job, type WorkPlan } from '../plan/jobs.js';
+import type { Job, WorkPlan } from '../plan/jobs.js';
+import type { JobId } from '../plan/jobid.js';
+import { jobTarget, kindOf } from './kinds.js';
 import type { ReadinessView } from '../plan/readiness.js';
 import type { GuardDecision } from '../plan/bootguard.js';
 import type { BuildRecord } from '../state/store.js';
@@ -53,10 +55,11 @@ export interface JobRunner {
   blocked(job: Job, dependency: Job, results: ReadonlyMap<string, JobResult>): Promise<JobResult>;
 }
 
-export const isCpuJob = (job: Job): boolean => job.kind === 'build' || job.kind === 'rust-tree';
+/** A job that compiles (module builds, Rust trees): it holds a jobserver token while it runs. */
+export const isCpuJob = (job: Job): boolean => kindOf(job).cpu;
 
 /** Rust trees first: they are the long pole, and Rust module builds wait for them. */
-const priority = (job: Job): number => (job.kind === 'rust-tree' ? 0 : 1);
+const priority = (job: Job): number => (kindOf(job).first ? 0 : 1);
 
 export async function executePlan(plan: WorkPlan, runner: JobRunner, opts: { jobserver?: Jobserver; reporter: ProgressReporter }): Promise<Map<string, JobResult>> {
   const t0Run = performance.now();
@@ -72,7 +75,7 @@ export async function executePlan(plan: WorkPlan, runner: JobRunner, opts: { job
     woken = new Promise<void>((r) => (wake = r));
   };
   // A dependency that is not in the plan is treated as done (the plan never makes one; a guard).
-  const finished = (id: string) => !byId.has(id) || results.has(id);
+  const finished = (id: JobId) => !byId.has(id) || results.has(id);
   const ready = (job: Job) => job.needs.every(finished) && job.after.every(finished);
 
   const start = (job: Job, token?: Token) => {

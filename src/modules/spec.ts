@@ -130,22 +130,11 @@ function exclusiveAt(conf: EvaluatedConf, index: number, errors: string[], obsol
 const EXCLUSIVE_DIRECTIVES = ['BUILD_EXCLUSIVE_KERNEL', 'BUILD_EXCLUSIVE_KERNEL_MIN', 'BUILD_EXCLUSIVE_KERNEL_MAX', 'BUILD_EXCLUSIVE_ARCH', 'BUILD_EXCLUSIVE_CONFIG'];
 
 /** Turns an evaluated dkms.conf into a ModuleSpec, or the list of one-line errors that prevent it. */
-export function resolveSpec(conf: EvaluatedConf, sourceDir: string): SpecResult {
-  const errors: string[] = [];
-  const warnings: string[] = [];
+type Problems = { errors: string[]; warnings: string[] };
+
+/** BUILT_MODULE_NAME[#], numbered from 0, with DKMS's default of PACKAGE_NAME for a single module. */
+function builtModuleNames(conf: EvaluatedConf, name: string | undefined, { errors, warnings }: Problems): [number, string][] {
   const d = (n: string) => conf.directives.get(n);
-  if (conf.directives.size === 0) {
-    return { errors: ['it sets no directive (empty or all comments): set at least PACKAGE_NAME, PACKAGE_VERSION and BUILT_MODULE_NAME[0]'], warnings };
-  }
-
-  const name = scalar(conf, 'PACKAGE_NAME');
-  const version = scalar(conf, 'PACKAGE_VERSION');
-  // Their characters are checked by the caller: a source under /usr/src takes its name and version
-  // from its dir, as DKMS does (dh_dkms packages may leave a placeholder such as #MODULE_VERSION#).
-  if (!name) errors.push('PACKAGE_NAME is missing or empty: set PACKAGE_NAME="<name>" in dkms.conf');
-  if (!version) errors.push('PACKAGE_VERSION is missing or empty: set PACKAGE_VERSION="<version>" in dkms.conf');
-
-  // Module count comes from BUILT_MODULE_NAME; DKMS defaults a single module's name to PACKAGE_NAME.
   let builtNames = entries(d('BUILT_MODULE_NAME'));
   const perModule = ['BUILT_MODULE_LOCATION', 'DEST_MODULE_NAME', 'DEST_MODULE_LOCATION'];
   if (builtNames.length === 0) {
@@ -168,76 +157,103 @@ export function resolveSpec(conf: EvaluatedConf, sourceDir: string): SpecResult 
       if (index >= count) errors.push(`${n}[${index}] has no matching BUILT_MODULE_NAME[${index}] (mismatched arrays): remove it or add that module`);
     }
   }
+  return builtNames;
+}
+
+/** One module's names and locations, checked; `destNames` holds the names of the modules before it (modprobe's form). */
+function builtModule(conf: EvaluatedConf, index: number, builtName: string, destNames: Map<string, { where: string; name: string }>, errors: string[]): Omit<BuiltModule, 'exclusive'> {
+  const d = (n: string) => conf.directives.get(n);
+  const at = (n: string) => d(n)?.get(index);
+  if (/\.(k?o)$/.test(builtName)) errors.push(`BUILT_MODULE_NAME[${index}] '${builtName}' must not end in .o or .ko: write '${bareName(builtName)}'`);
+  else if (!MODULE_NAME.test(builtName)) errors.push(`BUILT_MODULE_NAME[${index}] '${builtName}' is not a valid module name: ${MODULE_NAME_RULE}`);
+  const destName = at('DEST_MODULE_NAME') || builtName;
+  if (destName !== builtName) {
+    if (/\.(k?o)$/.test(destName)) errors.push(`DEST_MODULE_NAME[${index}] '${destName}' must not end in .o or .ko: write '${bareName(destName)}'`);
+    else if (!MODULE_NAME.test(destName)) errors.push(`DEST_MODULE_NAME[${index}] '${destName}' is not a valid module name: ${MODULE_NAME_RULE}`);
+  }
+  const normalized = destName.replaceAll('-', '_');
+  const first = destNames.get(normalized);
+  const where = `${at('DEST_MODULE_NAME') ? 'DEST_MODULE_NAME' : 'BUILT_MODULE_NAME'}[${index}]`;
+  if (first) {
+    const both = first.name === destName ? `${first.where} and ${where}` : `${first.where} '${first.name}' and ${where} '${destName}', which modprobe treats alike`;
+    errors.push(`module '${destName}' is listed twice (${both}): give each module its own name`);
+  } else {
+    destNames.set(normalized, { where, name: destName });
+  }
+  const builtLocation = (at('BUILT_MODULE_LOCATION') ?? '').replace(/^\.\//, '').replace(/\/+$/, '');
+  if (builtLocation.startsWith('/')) errors.push(`BUILT_MODULE_LOCATION[${index}] '${builtLocation}' must be relative to the build dir`);
+  if (hasDotDot(builtLocation)) errors.push(`BUILT_MODULE_LOCATION[${index}] '${builtLocation}' must not contain '..'`);
+  const destLocation = at('DEST_MODULE_LOCATION') || '/updates';
+  if (!DEST_ROOTS.test(destLocation)) {
+    errors.push(`DEST_MODULE_LOCATION[${index}] '${destLocation}' must start with /kernel, /updates or /extra`);
+  }
+  // As DKMS: judged by where it leads (mstflint's '/kernel/../misc/' stays in the kernel's module dir).
+  const resolved = path.posix.normalize(`.${destLocation}`);
+  if (resolved === '..' || resolved.startsWith('../')) {
+    errors.push(`DEST_MODULE_LOCATION[${index}] '${destLocation}' leads outside the kernel's module dir: use a dir under /kernel, /updates or /extra`);
+  }
+  const stripValue = d('STRIP')?.get(index) ?? d('STRIP')?.get(0);
+  const strip = yesNo(stripValue, true);
+  if (strip === undefined) errors.push(`STRIP[${index}] '${stripValue}' must be yes or no`);
+  return { index, builtName, builtLocation, destName, destLocation, strip: strip ?? true };
+}
+
+/** MAKE: the last MAKE[i] whose MAKE_MATCH[i] matches; MAKE[0] also when MAKE_MATCH[0] is empty. */
+function makeCommand(conf: EvaluatedConf): string | undefined {
+  let make: string | undefined;
+  for (const [index, command] of entries(conf.directives.get('MAKE'))) {
+    const pattern = conf.directives.get('MAKE_MATCH')?.get(index);
+    const matched = conf.matches.get('MAKE_MATCH')?.get(index) ?? false;
+    if ((index === 0 && !pattern) || matched) make = command || make;
+  }
+  return make;
+}
+
+/** PATCH[#] whose PATCH_MATCH[#] matches (or is empty), each a path inside patches/. */
+function patchesOf(conf: EvaluatedConf, errors: string[]): string[] {
+  const patches: string[] = [];
+  for (const [index, patch] of entries(conf.directives.get('PATCH'))) {
+    if (!patch) continue;
+    if (patch.startsWith('/') || hasDotDot(patch)) {
+      errors.push(`PATCH[${index}] '${patch}' must be a path inside the patches/ dir, without '..'`);
+      continue;
+    }
+    const pattern = conf.directives.get('PATCH_MATCH')?.get(index);
+    if (!pattern || conf.matches.get('PATCH_MATCH')?.get(index)) patches.push(patch);
+  }
+  return patches;
+}
+
+export function resolveSpec(conf: EvaluatedConf, sourceDir: string): SpecResult {
+  const errors: string[] = [];
+  const warnings: string[] = [];
+  const d = (n: string) => conf.directives.get(n);
+  if (conf.directives.size === 0) {
+    return { errors: ['it sets no directive (empty or all comments): set at least PACKAGE_NAME, PACKAGE_VERSION and BUILT_MODULE_NAME[0]'], warnings };
+  }
+
+  const name = scalar(conf, 'PACKAGE_NAME');
+  const version = scalar(conf, 'PACKAGE_VERSION');
+  // Their characters are checked by the caller: a source under /usr/src takes its name and version
+  // from its dir, as DKMS does (dh_dkms packages may leave a placeholder such as #MODULE_VERSION#).
+  if (!name) errors.push('PACKAGE_NAME is missing or empty: set PACKAGE_NAME="<name>" in dkms.conf');
+  if (!version) errors.push('PACKAGE_VERSION is missing or empty: set PACKAGE_VERSION="<version>" in dkms.conf');
+
+  // Module count comes from BUILT_MODULE_NAME; DKMS defaults a single module's name to PACKAGE_NAME.
+  const builtNames = builtModuleNames(conf, name, { errors, warnings });
 
   const obsoleteBy = scalar(conf, 'OBSOLETE_BY');
   // The [#] forms of BUILD_EXCLUSIVE_* apply per module when any index beyond 0 is set.
   const perModuleExclusive = EXCLUSIVE_DIRECTIVES.some((n) => entries(d(n)).some(([i]) => i > 0));
   const exclusive = exclusiveAt(conf, 0, errors, obsoleteBy);
 
-  const modules: BuiltModule[] = [];
   const destNames = new Map<string, { where: string; name: string }>();
-  for (const [index, builtName] of builtNames) {
-    const at = (n: string) => d(n)?.get(index);
-    if (/\.(k?o)$/.test(builtName)) errors.push(`BUILT_MODULE_NAME[${index}] '${builtName}' must not end in .o or .ko: write '${bareName(builtName)}'`);
-    else if (!MODULE_NAME.test(builtName)) errors.push(`BUILT_MODULE_NAME[${index}] '${builtName}' is not a valid module name: ${MODULE_NAME_RULE}`);
-    const destName = at('DEST_MODULE_NAME') || builtName;
-    if (destName !== builtName) {
-      if (/\.(k?o)$/.test(destName)) errors.push(`DEST_MODULE_NAME[${index}] '${destName}' must not end in .o or .ko: write '${bareName(destName)}'`);
-      else if (!MODULE_NAME.test(destName)) errors.push(`DEST_MODULE_NAME[${index}] '${destName}' is not a valid module name: ${MODULE_NAME_RULE}`);
-    }
-    const normalized = destName.replaceAll('-', '_');
-    const first = destNames.get(normalized);
-    const where = `${at('DEST_MODULE_NAME') ? 'DEST_MODULE_NAME' : 'BUILT_MODULE_NAME'}[${index}]`;
-    if (first) {
-      const both = first.name === destName ? `${first.where} and ${where}` : `${first.where} '${first.name}' and ${where} '${destName}', which modprobe treats alike`;
-      errors.push(`module '${destName}' is listed twice (${both}): give each module its own name`);
-    } else {
-      destNames.set(normalized, { where, name: destName });
-    }
-    const builtLocation = (at('BUILT_MODULE_LOCATION') ?? '').replace(/^\.\//, '').replace(/\/+$/, '');
-    if (builtLocation.startsWith('/')) errors.push(`BUILT_MODULE_LOCATION[${index}] '${builtLocation}' must be relative to the build dir`);
-    if (hasDotDot(builtLocation)) errors.push(`BUILT_MODULE_LOCATION[${index}] '${builtLocation}' must not contain '..'`);
-    const destLocation = at('DEST_MODULE_LOCATION') || '/updates';
-    if (!DEST_ROOTS.test(destLocation)) {
-      errors.push(`DEST_MODULE_LOCATION[${index}] '${destLocation}' must start with /kernel, /updates or /extra`);
-    }
-    // As DKMS: judged by where it leads (mstflint's '/kernel/../misc/' stays in the kernel's module dir).
-    const resolved = path.posix.normalize(`.${destLocation}`);
-    if (resolved === '..' || resolved.startsWith('../')) {
-      errors.push(`DEST_MODULE_LOCATION[${index}] '${destLocation}' leads outside the kernel's module dir: use a dir under /kernel, /updates or /extra`);
-    }
-    const stripValue = d('STRIP')?.get(index) ?? d('STRIP')?.get(0);
-    const strip = yesNo(stripValue, true);
-    if (strip === undefined) errors.push(`STRIP[${index}] '${stripValue}' must be yes or no`);
-    modules.push({
-      index,
-      builtName,
-      builtLocation,
-      destName,
-      destLocation,
-      strip: strip ?? true,
-      exclusive: perModuleExclusive && index > 0 ? exclusiveAt(conf, index, errors) : undefined,
-    });
-  }
-
-  // MAKE: the last MAKE[i] whose MAKE_MATCH[i] matches; MAKE[0] also when MAKE_MATCH[0] is empty.
-  let make: string | undefined;
-  for (const [index, command] of entries(d('MAKE'))) {
-    const pattern = d('MAKE_MATCH')?.get(index);
-    const matched = conf.matches.get('MAKE_MATCH')?.get(index) ?? false;
-    if ((index === 0 && !pattern) || matched) make = command || make;
-  }
-
-  const patches: string[] = [];
-  for (const [index, patch] of entries(d('PATCH'))) {
-    if (!patch) continue;
-    if (patch.startsWith('/') || hasDotDot(patch)) {
-      errors.push(`PATCH[${index}] '${patch}' must be a path inside the patches/ dir, without '..'`);
-      continue;
-    }
-    const pattern = d('PATCH_MATCH')?.get(index);
-    if (!pattern || conf.matches.get('PATCH_MATCH')?.get(index)) patches.push(patch);
-  }
+  const modules: BuiltModule[] = builtNames.map(([index, builtName]) => ({
+    ...builtModule(conf, index, builtName, destNames, errors),
+    exclusive: perModuleExclusive && index > 0 ? exclusiveAt(conf, index, errors) : undefined,
+  }));
+  const make = makeCommand(conf);
+  const patches = patchesOf(conf, errors);
 
   const autoinstallValue = scalar(conf, 'AUTOINSTALL');
   if (autoinstallValue !== undefined && !/^(yes|no)$/i.test(autoinstallValue)) {

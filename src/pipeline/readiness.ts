@@ -9,7 +9,7 @@ import { cachedInitramfsModules, initramfsGenerator, initramfsModules } from '..
 import { listKernels, type KernelTarget } from '../kernel/inventory.js';
 import { compareModuleVersions } from '../kernel/version.js';
 import { exclusionReason } from '../modules/exclusive.js';
-import { listSourceDirs, loadSpec } from '../modules/sources.js';
+import { listSourceDirs, loadSpec } from '../modules/sourcedirs.js';
 import {
   computeReadiness, earlyBootKernels, neededModules, pairKey, sourceQuestions,
   type ReadinessInput, type ReadinessView, type SourceVerdict,

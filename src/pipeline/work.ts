@@ -7,14 +7,15 @@ import path from 'node:path';
 import { readDkmsInstalls } from '../dkms/handover.js';
 import { isRegistered } from '../dkms/registry.js';
 import { ExitCode, OotmodError } from '../errors.js';
-import { executePlan, type JobResult, type ProgressReporter } from '../execute/executor.js';
+import { executePlan, isCpuJob, type JobResult, type ProgressReporter } from '../execute/executor.js';
+import { kindOf, type Counting } from '../execute/kinds.js';
 import { initramfsKernels } from '../execute/initramfs.js';
 import { noticeExists, noticeFiles } from '../execute/notices.js';
 import { Jobserver } from '../execute/jobserver.js';
 import { jobRunner } from '../execute/steps.js';
 import { listKernels, readKernel, type KernelTarget } from '../kernel/inventory.js';
-import { dkmsIsInstalled } from '../modules/names.js';
-import { loadSpec, type SourceDir } from '../modules/sources.js';
+import { dkmsIsInstalled, removedMarker } from '../modules/names.js';
+import { loadSpec, type SourceDir } from '../modules/sourcedirs.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import { composePlan, type ComposeInput, type RemovalRequest } from '../plan/compose.js';
 import { readFacts, type Facts } from '../plan/facts.js';
@@ -22,11 +23,14 @@ import { guardPreview, readReadiness } from './readiness.js';
 import { readGuardState } from '../execute/bootguard.js';
 import { bootloaderOf } from '../kernel/boot.js';
 import type { AddJob, Job, WorkPlan } from '../plan/jobs.js';
+import { moduleTarget, parseJobId, type ModuleTarget } from '../plan/jobid.js';
 import { planModules, type Action } from '../plan/planner.js';
 import { readRustFacts, rustKernels, type RustTreeFact } from '../rust/prepare.js';
+import { strayTrees } from '../rust/tree.js';
 import { StateStore, installedFilesPresent, type BuildRecord } from '../state/store.js';
 import type { OotmodConfig } from '../system/config.js';
 import type { Layout } from '../system/layout.js';
+import { currentTransaction } from '../system/transaction.js';
 import type { RunContext } from './context.js';
 
 export interface ModuleRef {
@@ -126,6 +130,8 @@ export interface ModuleWorkRequest {
   /** Modules whose failed build is retried though nothing changed (see PlanRequest.retry). */
   retry?: ReadonlySet<string>;
   label: string;
+  /** Run from a maintainer script: the newest kernel's initramfs is asked for through initramfs-tools' trigger. */
+  inDpkg?: boolean;
 }
 
 async function moduleInputs(ctx: PipelineContext, store: StateStore, kernels: KernelTarget[], rust: RustTreeFact[], req: ModuleWorkRequest): Promise<{ facts: Facts; compose: Pick<ComposeInput, 'modules' | 'headersDir'> }> {
@@ -133,7 +139,8 @@ async function moduleInputs(ctx: PipelineContext, store: StateStore, kernels: Ke
   const facts = await readFacts({ layout: ctx.layout, conf: ctx.run.dkmsConf, store, kernels, sources: req.sources, jobs: ctx.opts.jobs, checkOwnership: ctx.isRoot, rust, placed });
   const modules = planModules({
     kernels: facts.kernels, candidates: facts.candidates, records: facts.records,
-    request: { action: req.action, modules: req.refs, force: ctx.opts.force, retry: req.retry }, rustUnavailable: unavailableRust(rust),
+    // Inside dpkg, the apt or dpkg run this is part of: a failure of this run is not built again in it.
+    request: { action: req.action, modules: req.refs, force: ctx.opts.force, retry: req.retry, transaction: currentTransaction() }, rustUnavailable: unavailableRust(rust),
   });
   const headersDir = new Map(kernels.flatMap((k) => (k.headersDir ? [[k.release, k.headersDir] as const] : [])));
   return { facts, compose: { modules, headersDir } };
@@ -185,7 +192,13 @@ async function planModuleWorkNow(ctx: PipelineContext, req: ModuleWorkRequest): 
   const boot = req.action === 'install'
     ? { bootNotice: { files: noticeFiles(ctx.layout), always: noticeExists(ctx.layout) || Boolean(readGuardState(ctx.layout)) }, bootGuard: await bootGuardJob(ctx) }
     : {};
-  const plan = composePlan({ ...compose, adds: req.adds, rust, rustWanted: req.refs ? 'needed' : 'all', depmodKernels: depmodKernels(ctx, kernels), buildUser: ctx.run.sandbox.missingBuildUser(), dkmsTree: dkmsTreeOf(ctx, kernels), dkmsTreeMissing: dkmsTreeMissing(ctx, kernels), ...boot });
+  // An install changes what a kernel's initramfs should hold (zfs, a storage driver): a new initramfs
+  // for the kernels it touched, as after the trigger (DKMS leaves that to the next kernel install).
+  // The newest kernel of all, not of -k, is the one initramfs-tools' trigger updates.
+  const initramfs = req.action === 'install'
+    ? { initramfs: { ...initramfsKernels(ctx.layout, (ctx.opts.kernels.length && req.inDpkg ? await listKernels(ctx.layout) : kernels).map((k) => k.release)), inDpkg: Boolean(req.inDpkg) } }
+    : {};
+  const plan = composePlan({ ...compose, adds: req.adds, rust, rustWanted: req.refs ? 'needed' : 'all', depmodKernels: depmodKernels(ctx, kernels), buildUser: ctx.run.sandbox.missingBuildUser(), dkmsTree: dkmsTreeOf(ctx, kernels), dkmsTreeMissing: dkmsTreeMissing(ctx, kernels), ...initramfs, ...boot });
   return { plan, kernels, store, label: req.label, named: Boolean(req.refs), notes };
 }
 
@@ -243,6 +256,16 @@ export interface TriggerPlanOptions {
   retry?: ReadonlySet<string>;
   /** Kernels were installed or removed (hooks ran): the next boot's readiness is checked even with nothing to build. */
   kernelsChanged?: boolean;
+  /** The queue entries (files) this run takes: a dequeue job removes them. */
+  queued?: string[];
+  /** DKMS is back and ootmod handed its modules back: DKMS's own autoinstall follows (a dkms-autoinstall job). */
+  handedBack?: boolean;
+}
+
+/** The marks of sources `dkms remove` left unbuilt whose files are gone: nothing to remember. */
+async function goneRemovedMarks(ctx: PipelineContext): Promise<string[]> {
+  const dir = path.dirname(removedMarker(ctx.layout, 'x'));
+  return (await readdir(dir).catch(() => [] as string[])).filter((name) => !existsSync(path.join(ctx.layout.srcDir, name))).map((name) => path.join(dir, name));
 }
 
 export async function planTrigger(ctx: PipelineContext, opts: TriggerPlanOptions): Promise<Planned> {
@@ -272,6 +295,9 @@ async function planTriggerWork(ctx: PipelineContext, opts: TriggerPlanOptions): 
     ...compose, rust, rustWanted: 'all', removals, forgetKernels: gone, rustClean,
     depmodKernels: depmodKernels(ctx, kernels), buildUser: ctx.run.sandbox.missingBuildUser(), initramfs: { ...initramfs, inDpkg: opts.inDpkg }, dkmsTree: dkmsTreeOf(ctx, kernels), dkmsTreeMissing: dkmsTreeMissing(ctx, kernels),
     dkmsTakeover: await dkmsTakeover(ctx, store, gone),
+    dequeue: { files: opts.queued ?? [], reason: 'the requests are this run\'s now' },
+    removedMarks: { files: await goneRemovedMarks(ctx), reason: 'dkms remove left these sources unbuilt, and their files are gone' },
+    ...(opts.handedBack ? { dkmsAutoinstall: { kernels: kernels.filter((k) => k.headersDir).map((k) => k.release), reason: 'DKMS is back: it installs its modules again, as its kernel hook would' } } : {}),
     // The readiness notices: after any change, after a kernel event, and while one is up (to take it down).
     bootNotice: { files: noticeFiles(ctx.layout), always: Boolean(opts.kernelsChanged) || noticeExists(ctx.layout) || Boolean(readGuardState(ctx.layout)) },
     bootGuard: await bootGuardJob(ctx),
@@ -318,7 +344,11 @@ export async function planRustPrepare(ctx: PipelineContext): Promise<Planned> {
   const rust = await readRustFacts(rustKernels(kernels), {
     layout: ctx.layout, config: ctx.config(), kernelSource: ctx.opts.kernelSource, force: ctx.opts.force, saveProbes: !ctx.opts.dryRun,
   });
-  const plan = composePlan({ rust, rustWanted: 'all', depmodKernels: new Set(), buildUser: ctx.run.sandbox.missingBuildUser() });
+  // A build killed before it switched `current` left its half tree: it goes under the lock.
+  const rustStray = rust
+    .flatMap((r) => (r.state === 'current' ? [{ kernel: r.kernel, tree: r.tree.dir, paths: strayTrees(r.tree.dir), reason: 'left by a build interrupted before completion' }] : []))
+    .filter((r) => r.paths.length);
+  const plan = composePlan({ rust, rustWanted: 'all', rustStray, depmodKernels: new Set(), buildUser: ctx.run.sandbox.missingBuildUser() });
   return { plan, kernels, store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label: 'rust prepare', named: false, notes: [] };
 }
 
@@ -338,18 +368,22 @@ export function planAdd(ctx: PipelineContext, adds: AddRequest[]): Planned {
   return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label: 'add', named: true, notes: [] };
 }
 
+/** ootmod-dkms's writes of DKMS's registry (`dkms add`, `dkms remove --all`) and its key pair (`dkms generate_mok`). */
+export function planDkmsRegistry(ctx: PipelineContext, input: Pick<ComposeInput, 'dkmsRegister' | 'dkmsUnregister' | 'signingKey'>, label: string): Planned {
+  const plan = composePlan({ ...input, depmodKernels: new Set() });
+  return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label, named: false, notes: [] };
+}
+
 /** Inside dpkg: record a request and activate ootmod's trigger, so the work runs once, at the end. */
 export function planDefer(ctx: PipelineContext, entry: string, what: string, reason: string): Planned {
   const plan = composePlan({ defer: [{ entry, what, reason }], depmodKernels: new Set() });
   return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label: 'defer', named: false, notes: [] };
 }
 
-const moduleJob = (j: Job) => j.kind === 'build' || j.kind === 'install';
-
 /** Runs a plan: the jobserver with --jobs tokens, the executor, then the summary and exit status. */
 export async function executeWork(ctx: PipelineContext, planned: Planned, reporter: ProgressReporter): Promise<WorkOutcome> {
   const { plan } = planned;
-  const needsCpu = plan.jobs.some((j) => j.kind === 'build' || j.kind === 'rust-tree');
+  const needsCpu = plan.jobs.some(isCpuJob);
   const jobserver = needsCpu ? await Jobserver.create(ctx.opts.jobs, { fifoForm: ctx.run.makeFifo() }) : undefined;
   let results: Map<string, JobResult>;
   try {
@@ -371,16 +405,24 @@ export async function executeWork(ctx: PipelineContext, planned: Planned, report
   return summarize(planned, results);
 }
 
+/** The module a job acts on (builds, installs, removals: their id names it). */
+function moduleOf(job: Job): ModuleTarget | undefined {
+  const ref = parseJobId(job.id);
+  return ref && 'module' in ref && 'kernel' in ref ? ref : undefined;
+}
+
+/** The summary line and the exit status, each job counting as its kind says (src/execute/kinds.ts). */
 export function summarize(planned: Planned, results: Map<string, JobResult>): WorkOutcome {
   const { plan } = planned;
-  const of = (kind: Job['kind'], status?: JobResult['status']) => plan.jobs.filter((j) => j.kind === kind && (!status || results.get(j.id)?.status === status));
+  const having = (status: JobResult['status'], role: (c: Counting) => boolean) => plan.jobs.filter((j) => role(kindOf(j).counts) && results.get(j.id)?.status === status);
+  const targets = (jobs: Job[]) => jobs.map((j) => moduleTarget(moduleOf(j)!));
   // A module counts once: an install blocked by its own failed build is the build's failure.
-  const failedModules = new Set(plan.jobs.filter((j) => moduleJob(j) && results.get(j.id)?.status === 'failed').map((j) => ('module' in j ? `${j.module}/${j.version}@${j.kernel}` : j.id)));
-  const installedTargets = new Set(of('install', 'done').map((j) => j.id.replace(/^install:/, '')));
-  const built = of('build', 'done').filter((j) => !installedTargets.has(j.id.replace(/^build:/, ''))).length;
-  const otherFailures = plan.jobs.filter((j) => !moduleJob(j) && j.kind !== 'rust-tree' && results.get(j.id)?.status === 'failed').length;
-  const rustFailures = plan.jobs.filter((j) => j.kind === 'rust-tree' && results.get(j.id)?.status === 'failed').length;
-  const removed = of('uninstall', 'done').length;
+  const failedModules = new Set(targets(having('failed', (c) => c.failure === 'module')));
+  const installedTargets = new Set(targets(having('done', (c) => c.done === 'installed')));
+  const built = targets(having('done', (c) => c.done === 'built')).filter((t) => !installedTargets.has(t)).length;
+  const otherFailures = having('failed', (c) => c.failure === 'other').length;
+  const rustFailures = having('failed', (c) => c.failure === 'rust-tree').length;
+  const removed = having('done', (c) => c.done === 'removed').length;
   const failed = failedModules.size + plan.failed.length + otherFailures;
   const invalid = new Set(plan.invalid.map((i) => i.module + i.reason)).size;
   const parts = [
@@ -394,8 +436,8 @@ export function summarize(planned: Planned, results: Map<string, JobResult>): Wo
   if (failed) exit = ExitCode.Failed;
   // An invalid source is a failed module for autoinstall, a bad argument for a named one.
   else if (invalid) exit = planned.named ? ExitCode.InvalidSource : ExitCode.Failed;
-  else if (planned.named && plan.skipped.length && !plan.jobs.some(moduleJob) && !plan.current.length) exit = ExitCode.Skipped;
-  const touchedKernels = of('depmod', 'done').map((j) => j.kernel!);
+  else if (planned.named && plan.skipped.length && !plan.jobs.some((j) => kindOf(j).counts.failure === 'module') && !plan.current.length) exit = ExitCode.Skipped;
+  const touchedKernels = having('done', (c) => c.done === 'touched').map((j) => j.kernel!);
   // The machine failed, not a module (disk full, a tool missing): exit 5; the next run completes the work.
   const faulty = [...results.values()].find((r) => r.fault || r.record?.fault);
   const fault = faulty ? (faulty.fault ? faulty.detail : faulty.record?.error) : undefined;

@@ -6,7 +6,7 @@ import { environmentFault, errorLine } from '../errors.js';
 import { buildTools, kernelIdentity, toolsIdentity, type KernelTarget } from '../kernel/inventory.js';
 import { hashParts, hashTree } from '../modules/identity.js';
 import type { ConfEvaluator } from '../modules/dkmsconf.js';
-import { listSourceDirs, loadSpec, type SourceDir } from '../modules/sources.js';
+import { listSourceDirs, loadSpec, type SourceDir } from '../modules/sourcedirs.js';
 import type { RustTreeFact } from '../rust/prepare.js';
 import { buildArch } from '../rust/tree.js';
 import { compressionIdentity, ootmodFramework } from '../dkms/framework.js';

@@ -1,25 +1,28 @@
 // The plan: a graph of typed jobs, the one description of every change a command makes. The executor
 // runs any plan; --dry-run prints it; --json prints it for machines.
 import type { ModuleSpec } from '../modules/spec.js';
-import type { RustSource } from '../rust/sources.js';
+import type { RustSource } from '../rust/kernelsource.js';
 import type { RustToolchain } from '../rust/toolchain.js';
 import type { RustTreeKey } from '../rust/tree.js';
 import type { InitramfsTool } from '../kernel/initramfs.js';
 import type { Bootloader } from '../kernel/boot.js';
 import type { GuardMode } from '../system/config.js';
+import type { KeyChoice } from '../dkms/mok.js';
+import type { JobId } from './jobid.js';
 
-export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'dkms-takeover' | 'dkms-tree' | 'depmod' | 'initramfs' | 'defer' | 'boot-guard' | 'boot-notice';
+export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'rust-stray' | 'dkms-takeover' | 'dkms-tree' | 'dkms-register' | 'dkms-unregister' | 'dkms-autoinstall' | 'signing-key' | 'dequeue' | 'removed-marks' | 'depmod' | 'initramfs' | 'defer' | 'boot-guard' | 'boot-notice';
 
 interface JobBase {
-  id: string;
+  /** Made by jobId (src/plan/jobid.ts), read back by parseJobId. */
+  id: JobId;
   kind: JobKind;
   kernel?: string;
   /** Why the job is in the plan. */
   reason: string;
   /** Jobs that must succeed first: a failed one fails this one without running it. */
-  needs: string[];
+  needs: JobId[];
   /** Jobs that must have finished first, whatever their outcome. */
-  after: string[];
+  after: JobId[];
 }
 
 /** Creates the system user that module builds run as (useradd --system), when it does not exist yet. */
@@ -61,6 +64,8 @@ export interface BuildJob extends ModuleJobBase {
   inputsKey: string;
   /** Recorded with the build: a failed build is retried when the programs it runs change. */
   toolsKey?: string;
+  /** Recorded with the build: the package transaction it ran in (a failure is not retried inside it). */
+  transaction?: string;
   /** The kernel build dir: the headers for C modules; for Rust modules the Rust tree, below. */
   kernelBuildDir: string;
   /** A Rust module: the Rust tree job it needs (its dir is known when it has run). */
@@ -118,6 +123,69 @@ export interface DkmsTreeJob extends ModuleJobBase {
   dkmsTree: string;
 }
 
+/** `dkms add` (ootmod-dkms): registers a source in DKMS's registry, `link` -> `source`, as DKMS does; the source is ootmod's to build again (its removed mark goes). */
+export interface DkmsRegisterJob extends JobBase {
+  kind: 'dkms-register';
+  module: string;
+  version: string;
+  /** The registry dir (/var/lib/dkms, or --dkmstree). */
+  registry: string;
+  /** <registry>/<name>/<version>/source */
+  link: string;
+  /** The source dir as the system names it (also under --root). */
+  source: string;
+  /** The mark `dkms remove` left (removedMarker), removed. */
+  marker: string;
+}
+
+/**
+ * `dkms remove --all`: forgets the registration as DKMS does (the version dir, the kernel-<kver>-<arch>
+ * links into it, the module dir when empty); a source still in /usr/src is marked removed, and ootmod
+ * leaves it unbuilt until `dkms add`.
+ */
+export interface DkmsUnregisterJob extends JobBase {
+  kind: 'dkms-unregister';
+  module: string;
+  version: string;
+  /** The registry dir (/var/lib/dkms, or --dkmstree). */
+  registry: string;
+  /** The removed mark to write (the source stays in /usr/src). */
+  marker?: string;
+}
+
+/** Hand-back (DKMS is back): DKMS's own `dkms autoinstall -k KVER` for these kernels, after ootmod's removals. */
+export interface DkmsAutoinstallJob extends JobBase {
+  kind: 'dkms-autoinstall';
+  kernels: string[];
+}
+
+/** `dkms generate_mok`: the signing key pair DKMS's rules choose, created when missing. */
+export interface SigningKeyJob extends JobBase {
+  kind: 'signing-key';
+  choice: KeyChoice;
+}
+
+/** The trigger takes the requests hooks and `dkms` queued inside dpkg: their entries go. */
+export interface DequeueJob extends JobBase {
+  kind: 'dequeue';
+  files: string[];
+}
+
+/** The marks of sources `dkms remove` left unbuilt whose files are gone now: nothing to remember. */
+export interface RemovedMarksJob extends JobBase {
+  kind: 'removed-marks';
+  files: string[];
+}
+
+/** What an interrupted build of a kernel's Rust tree left beside the current tree (half trees, unswitched links). */
+export interface RustStrayJob extends JobBase {
+  kind: 'rust-stray';
+  kernel: string;
+  /** The current tree, which stays. */
+  tree: string;
+  paths: string[];
+}
+
 export interface RustCleanJob extends JobBase {
   kind: 'rust-clean';
   kernel: string;
@@ -160,7 +228,7 @@ export interface BootNoticeJob extends JobBase {
 }
 
 export interface InitramfsRef {
-  job: string;
+  job: JobId;
   kernel: string;
   viaTrigger: boolean;
 }
@@ -181,7 +249,8 @@ export interface BootGuardJob extends JobBase {
   initramfsJobs: InitramfsRef[];
 }
 
-export type Job = BuildUserJob | AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | DkmsTakeoverJob | DkmsTreeJob | DepmodJob | InitramfsJob | DeferJob | BootGuardJob | BootNoticeJob;
+export type Job = BuildUserJob | AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | RustStrayJob | DkmsTakeoverJob | DkmsTreeJob
+  | DkmsRegisterJob | DkmsUnregisterJob | DkmsAutoinstallJob | SigningKeyJob | DequeueJob | RemovedMarksJob | DepmodJob | InitramfsJob | DeferJob | BootGuardJob | BootNoticeJob;
 
 /** A (module, kernel) that needs no job, with the reason. */
 export interface PlanItem {
@@ -206,59 +275,4 @@ export interface WorkPlan {
 
 export function emptyPlan(): WorkPlan {
   return { jobs: [], current: [], skipped: [], failed: [], invalid: [], rustCurrent: [], rustUnavailable: [] };
-}
-
-/** What a job acts on, for people. */
-export function jobTarget(job: Job): string {
-  switch (job.kind) {
-    case 'build':
-    case 'install':
-    case 'uninstall':
-    case 'dkms-takeover':
-    case 'dkms-tree':
-      return `${job.module}/${job.version} for ${job.kernel}`;
-    case 'forget':
-      return job.module ? `${job.module}/${job.version} for ${job.kernel}` : `the build dirs of ${job.kernel}`;
-    case 'rust-tree':
-    case 'rust-clean':
-      return `the Rust tree of ${job.kernel}`;
-    case 'depmod':
-    case 'initramfs':
-      return job.kernel;
-    case 'defer':
-      return job.what;
-    case 'add':
-      return `${job.module}/${job.version} at ${job.dest}`;
-    case 'build-user':
-      return `the system user ${job.user}`;
-    case 'boot-notice':
-      return job.files.join(', ');
-    case 'boot-guard':
-      return job.loader === 'systemd-boot' ? "systemd-boot's default entry" : job.loader === 'grub' ? "GRUB's default entry" : "the bootloader's default entry";
-  }
-}
-
-/** The plan for machines: kinds, targets, reasons and dependencies; no internal objects. */
-export function planJson(plan: WorkPlan): unknown {
-  return {
-    jobs: plan.jobs.map((j) => ({
-      id: j.id,
-      kind: j.kind,
-      target: jobTarget(j),
-      kernel: j.kernel ?? null,
-      module: 'module' in j ? j.module ?? null : null,
-      version: 'version' in j ? j.version ?? null : null,
-      reason: j.reason,
-      ...(j.kind === 'dkms-takeover' ? { remove: [...j.copies, j.link] } : {}),
-      ...('dkmsTree' in j && j.dkmsTree ? { dkmsTree: j.dkmsTree } : {}),
-      ...(j.kind === 'boot-notice' ? { files: j.files } : {}),
-      needs: j.needs,
-      after: j.after,
-    })),
-    current: plan.current,
-    skipped: plan.skipped,
-    failed: plan.failed,
-    invalid: plan.invalid,
-    rust: { current: plan.rustCurrent, unavailable: plan.rustUnavailable },
-  };
 }

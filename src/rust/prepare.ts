@@ -6,7 +6,7 @@ import { ExitCode, OotmodError, errorLine } from '../errors.js';
 import type { KernelTarget } from '../kernel/inventory.js';
 import type { OotmodConfig } from '../system/config.js';
 import type { Layout } from '../system/layout.js';
-import { findRustSource, type RustSource } from './sources.js';
+import { findRustSource, type RustSource } from './kernelsource.js';
 import { ProbeCache, findRustToolchain, type RustToolchain } from './toolchain.js';
 import { assessRustTree, treeInUse, type RustTree, type TreeAssessment } from './tree.js';
 

@@ -4,7 +4,7 @@
 // trees/<key>-<time>/ when that is the tree in use), then switched to atomically through the `current`
 // link; an interrupted build leaves the old tree.
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { cp, lstat, mkdir, readdir, readFile, realpath, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,7 +16,7 @@ import type { Layout } from '../system/layout.js';
 import { fileLog, run, type CommandLog, type JobserverClient } from '../system/run.js';
 import { chownTree, type Sandbox } from '../system/sandbox.js';
 import { checkRustAbi, type AbiReport } from './abi.js';
-import { commonHeadersDir, type RustSource } from './sources.js';
+import { commonHeadersDir, type RustSource } from './kernelsource.js';
 import { rustcRemedy, type RustToolchain } from './toolchain.js';
 
 /** Bumped when the tree's layout or the way it is built changes, so old trees are rebuilt. */
@@ -393,6 +393,7 @@ async function removeOtherTrees(base: string, keep: string): Promise<string[]> {
  * trees/<key>-<time> dir and a `.current-<pid>` link not yet switched. Returns the paths removed.
  */
 export async function removeStrayTrees(treeDir: string): Promise<string[]> {
+  // (strayTrees, below, lists what this removes, for the plan of `rust prepare`.)
   const base = path.dirname(path.dirname(treeDir));
   const gone = await removeOtherTrees(base, path.basename(treeDir));
   for (const f of await readdir(base).catch(() => [] as string[])) {
@@ -401,6 +402,22 @@ export async function removeStrayTrees(treeDir: string): Promise<string[]> {
     gone.push(path.join(base, f));
   }
   return gone;
+}
+
+/** What removeStrayTrees would remove now beside `treeDir` (read only). */
+export function strayTrees(treeDir: string): string[] {
+  const base = path.dirname(path.dirname(treeDir));
+  const list = (dir: string) => {
+    try {
+      return readdirSync(dir);
+    } catch {
+      return [];
+    }
+  };
+  return [
+    ...list(path.join(base, 'trees')).filter((k) => k !== path.basename(treeDir)).map((k) => path.join(base, 'trees', k)),
+    ...list(base).filter((f) => f.startsWith('.current-')).map((f) => path.join(base, f)),
+  ];
 }
 
 /** Removes a kernel's Rust trees (all build arches). */

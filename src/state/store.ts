@@ -25,6 +25,8 @@ export interface BuildRecord {
   inputsKey: string;
   /** The programs the build ran (compiler, linker, ...), as found then: a failed build is retried when they change. */
   toolsKey?: string;
+  /** The package transaction (apt or dpkg run) the build ran in, when inside dpkg: a failure is not retried inside it. */
+  transaction?: string;
   /** Built files kept under the built dir, ready to install. */
   built: string[];
   /** Files placed under the kernel's module dir. */

@@ -166,14 +166,18 @@ function endChildrenOnSignal(): void {
  * (Written on node:child_process rather than execa: execa costs ~10 ms wall and ~15 ms CPU more per
  * process and ~45 ms to load, measured by the benchmark, and a build starts half a dozen processes.)
  */
-export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-  const command = [file, ...args].map(quoteArg).join(' ');
-  const confined = opts.confine ? ` (confined: ${opts.confine.writable.join(', ') || 'nothing'} writable)` : '';
-  await opts.log?.write(`# command: ${command}${opts.cwd ? `  (in ${opts.cwd})` : ''}${confined}\n`);
-  const spawned = opts.confine ? confinedCommand(file, args, opts.confine) : { file, args };
-  if (opts.confine) opts = { ...opts, env: { ...opts.env, ...confinedEnv(opts.confine) } };
-  const started = performance.now();
-  const outcome = await new Promise<{ code: number; timedOut: boolean; stdout: string; stderr: string; all: string; spawnError?: NodeJS.ErrnoException }>((resolve) => {
+interface Outcome {
+  code: number;
+  timedOut: boolean;
+  stdout: string;
+  stderr: string;
+  all: string;
+  spawnError?: NodeJS.ErrnoException;
+}
+
+/** Runs the program in its own process group: its output (up to MAX_CAPTURE), exit code, timeout and abort. */
+function spawnCollecting(spawned: { file: string; args: readonly string[] }, opts: RunOptions): Promise<Outcome> {
+  return new Promise<Outcome>((resolve) => {
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     const all: Buffer[] = [];
@@ -230,6 +234,39 @@ export async function run(file: string, args: readonly string[], opts: RunOption
     child.on('error', (e: NodeJS.ErrnoException) => finish(e.code === 'ENOENT' ? 127 : 126, e));
     child.on('close', (code, signal) => finish(code ?? (timedOut ? 124 : signal ? 128 + (osSignals[signal] ?? 0) : 128)));
   });
+}
+
+/** A failed command as the error that says whose failure it is: the machine's (a missing program, a full disk), the sandbox's, or the command's. */
+function failure(result: RunResult, file: string, opts: RunOptions): Error {
+  const step = opts.step ?? file;
+  // Only a program ootmod itself starts (or make, for a MAKE line) is the machine's: a command a
+  // module's own MAKE line or script lacks is that module's failure.
+  const miss = missingProgram(result);
+  const name = miss ? path.basename(miss.program) : '';
+  // (A script whose dir is gone was removed with its build dir: the caller says that.)
+  const gone = path.isAbsolute(file) && !existsSync(path.dirname(file));
+  const missing = miss && !gone && (file === 'bash' ? name === 'make' : name === path.basename(file)) ? miss : undefined;
+  if (missing) return new OotmodError(`${step}: ${missing.program} ${missing.why}`, missing.fix, ExitCode.Environment);
+  const full = /No space left on device|Disk quota exceeded/.exec(result.all);
+  if (full) return new OotmodError(`${step}: ${full[0].toLowerCase()}`, 'free space on the filesystem of ootmod\'s state and build dirs (df -h), then run the command again: it completes the work', ExitCode.Environment);
+  const denied = opts.confine && !result.timedOut ? sandboxDenial(result.all) : undefined;
+  if (denied) {
+    return new OotmodError(
+      `${step} failed under the build sandbox, which gives no root, no network and no writes outside the build dir (${denied})`,
+      `if ${opts.confine!.name} truly needs them, allow it by name: unconfined = ${opts.confine!.name} in [build] of ootmod.conf`,
+    );
+  }
+  return new CommandError(result, step);
+}
+
+export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const command = [file, ...args].map(quoteArg).join(' ');
+  const confined = opts.confine ? ` (confined: ${opts.confine.writable.join(', ') || 'nothing'} writable)` : '';
+  await opts.log?.write(`# command: ${command}${opts.cwd ? `  (in ${opts.cwd})` : ''}${confined}\n`);
+  const spawned = opts.confine ? confinedCommand(file, args, opts.confine) : { file, args };
+  if (opts.confine) opts = { ...opts, env: { ...opts.env, ...confinedEnv(opts.confine) } };
+  const started = performance.now();
+  const outcome = await spawnCollecting(spawned, opts);
   const result: RunResult = {
     command,
     exitCode: outcome.code,
@@ -246,27 +283,7 @@ export async function run(file: string, args: readonly string[], opts: RunOption
         `# elapsed time: ${(result.durationMs / 1000).toFixed(2)}s\n\n`,
     );
   }
-  if (result.exitCode !== 0 && !opts.allowFailure) {
-    const step = opts.step ?? file;
-    // Only a program ootmod itself starts (or make, for a MAKE line) is the machine's: a command a
-    // module's own MAKE line or script lacks is that module's failure.
-    const miss = missingProgram(result);
-    const name = miss ? path.basename(miss.program) : '';
-    // (A script whose dir is gone was removed with its build dir: the caller says that.)
-    const gone = path.isAbsolute(file) && !existsSync(path.dirname(file));
-    const missing = miss && !gone && (file === 'bash' ? name === 'make' : name === path.basename(file)) ? miss : undefined;
-    if (missing) throw new OotmodError(`${step}: ${missing.program} ${missing.why}`, missing.fix, ExitCode.Environment);
-    const full = /No space left on device|Disk quota exceeded/.exec(result.all);
-    if (full) throw new OotmodError(`${step}: ${full[0].toLowerCase()}`, 'free space on the filesystem of ootmod\'s state and build dirs (df -h), then run the command again: it completes the work', ExitCode.Environment);
-    const denied = opts.confine && !result.timedOut ? sandboxDenial(result.all) : undefined;
-    if (denied) {
-      throw new OotmodError(
-        `${step} failed under the build sandbox, which gives no root, no network and no writes outside the build dir (${denied})`,
-        `if ${opts.confine!.name} truly needs them, allow it by name: unconfined = ${opts.confine!.name} in [build] of ootmod.conf`,
-      );
-    }
-    throw new CommandError(result, step);
-  }
+  if (result.exitCode !== 0 && !opts.allowFailure) throw failure(result, file, opts);
   return result;
 }
 

@@ -223,32 +223,35 @@ export async function chownTree(dir: string, uid: number, gid: number): Promise<
   }
 }
 
-// Runs in the new namespaces as root: binds the writable dirs onto themselves (their own mounts stay
-// read-write), makes every other mount read-only, then drops to the build user for good. (Written
-// with "@{" for "${" so it can live in a template literal.)
+// Runs in the new namespaces as root: binds the writable dirs onto themselves, makes every mount
+// read-only, makes the binds writable again, then drops to the build user for good. One mount process
+// for all the mounts (`mount --all -o remount` applies its -t filter to the mounted table; libmount keeps
+// each mount's other flags, nosuid, nodev and the rest) and two per writable dir: one `mount` per mount
+// point cost 3-5 ms each, and a machine with containers or chroots has dozens. The kernel's own
+// filesystems are left alone: they check permissions per file (root's only). The writable dirs are
+// ootmod's own, which it has just created and given to the build user, so their mount is writable.
 const SETUP = String.raw`
 n=$1; shift
-keep=
+i=0
+for d do
+  [ "$i" -lt "$n" ] || break
+  mount --bind -- "$d" "$d" || { echo "ootmod sandbox: cannot bind $d" >&2; exit 125; }
+  i=$((i+1))
+done
+if ! err=$(mount --all -o remount,bind,ro -t noproc,sysfs,cgroup,cgroup2,devpts,devtmpfs,mqueue,securityfs,debugfs,tracefs,bpf,pstore,configfs,fusectl,binfmt_misc,autofs,hugetlbfs,efivarfs 2>&1); then
+  echo "ootmod sandbox: cannot make the mounts read-only: $(printf '%s\n' "$err" | head -n 1)" >&2; exit 125
+fi
 while [ "$n" -gt 0 ]; do
-  mount --bind -- "$1" "$1" || { echo "ootmod sandbox: cannot bind $1" >&2; exit 125; }
-  keep="$keep|$1|"; shift; n=$((n-1))
+  mount -o remount,bind,rw -- "$1" || { echo "ootmod sandbox: cannot make $1 writable" >&2; exit 125; }
+  shift; n=$((n-1))
 done
 uid=$1; gid=$2; shift 2
-while read -r _ _ _ _ mp opts rest; do
-  case $opts in ro|ro,*) continue ;; esac
-  case $mp in /proc|/proc/*|/sys|/sys/*|/dev|/dev/pts|/dev/mqueue) continue ;; esac
-  case $keep in *"|$mp|"*) continue ;; esac
-  # Kernel filesystems check permissions per file (root's only): one mount process less each.
-  fstype=" $rest"; fstype=@{fstype#* - }; fstype=@{fstype%% *}
-  case $fstype in proc|sysfs|cgroup|cgroup2|devpts|devtmpfs|mqueue|securityfs|debugfs|tracefs|bpf|pstore|configfs|fusectl|binfmt_misc|autofs|hugetlbfs|efivarfs) continue ;; esac
-  mount -o remount,bind,ro -- "$mp" 2>/dev/null || { echo "ootmod sandbox: cannot make $mp read-only" >&2; exit 125; }
-done < /proc/self/mountinfo
 # The working dir was entered before the binds: enter it again through them.
 cd -- "$(pwd -P)" || exit 125
 # A driver (empty uid) drops to the build user itself, per command it starts.
 [ -n "$uid" ] || exec "$@"
 exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all -- "$@"
-`.replaceAll('@{', '${');
+`;
 
 /** The command line that runs `file args` confined. */
 export function confinedCommand(file: string, args: readonly string[], c: Confinement): { file: string; args: string[] } {

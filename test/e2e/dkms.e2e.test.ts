@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKernel, freshChroot, parseKernelConfig, type Chroot, type KernelInfo } from './lib/chroot.js';
 import { buildOotmodIndepDebs, lintianProblems, type OotmodIndepDebs } from './lib/debs.js';
-import { REAL_DKMS_PACKAGES, buildFailingDkmsPackage } from './lib/dkms.js';
+import { REAL_DKMS_PACKAGES, buildFailingDkmsPackage, buildRequestingPackage } from './lib/dkms.js';
 import { DEBS, copyDebs, installHeaders, re, tools, type Tools } from './lib/system.js';
 
 const log = (msg: string) => process.stderr.write(`[e2e] ${msg}\n`);
@@ -149,6 +149,64 @@ describe('ootmod-dkms: Debian module packages with no DKMS', () => {
     }
     expect((await t.status()).filter((x) => x.module === 'acpi-call')).toEqual([]);
     expect((await t.sh('dkms status')).out).not.toMatch(/acpi-call/);
+  });
+});
+
+describe('ootmod-dkms: a module that fails is built once per apt run, and again when asked later', () => {
+  let chroot: Chroot;
+  let kernel: KernelInfo;
+  const t = tools(() => chroot);
+  let failing = '';
+  let manual = '';
+  /** Builds of NAME/1.0 for the kernel that ootmod started, from its job lines. */
+  const builds = (out: string, name: string) => out.split('\n').filter((l) => new RegExp(`^start +${re(name)}/1\\.0 for ${re(kernel.kver)} \\(build`).test(l)).length;
+
+  beforeAll(async () => {
+    chroot = await freshChroot('sid', 'dkms-e2e-retry', { base: BASE });
+    kernel = await currentKernel(chroot);
+    await copyDebs(chroot, debs);
+    await installHeaders(t, chroot, kernel);
+    const r = await t.apt(`install ${DEBS}/${path.basename(debs.ootmod)} ${DEBS}/${path.basename(debs.ootmodDkms)} dh-dkms debhelper`);
+    expect(r.code, r.out.slice(-4000)).toBe(0);
+  });
+
+  it('one apt run whose packages ask three times for two failing modules (AUTOINSTALL and not) builds each once', async () => {
+    failing = await buildFailingDkmsPackage(chroot);
+    manual = await buildFailingDkmsPackage(chroot, { name: 'ootmod-manual', autoinstall: false });
+    // As vendor packages do: dkms build, then dkms install, of modules another package installed.
+    const again = await buildRequestingPackage(chroot, 'ootmod-asks-again', ['ootmod-failing/1.0', 'ootmod-manual/1.0']);
+    // apt calls dpkg once per package and lets each call process the triggers: ootmod's trigger runs
+    // several times in this one apt run (after each unpack: the sources in /usr/src; at the end, for the
+    // three postinsts' requests).
+    const r = await t.apt(`-o DPkg::MaxArgs=1 -o DPkg::NoTriggers=false -o DPkg::ConfigurePending=true install ${failing} ${manual} ${again}`);
+    expect(r.code, r.out.slice(-6000)).toBe(0);
+    log(`trigger runs in the apt run: ${r.out.match(/^Processing triggers for ootmod /gm)?.length ?? 0}`);
+    expect(r.out.match(/^Processing triggers for ootmod /gm)?.length ?? 0, r.out.slice(-6000)).toBeGreaterThan(1);
+    expect(builds(r.out, 'ootmod-failing'), r.out.slice(-8000)).toBe(1);
+    expect(builds(r.out, 'ootmod-manual'), r.out.slice(-8000)).toBe(1);
+    expect(r.out).toMatch(/ootmod-(failing|manual)\/1\.0 for \S+: failed earlier in this package run with the same inputs and tools/);
+    await t.expectDpkgClean();
+    const rows = await t.status();
+    for (const m of ['ootmod-failing', 'ootmod-manual']) expect(rows.find((x) => x.module === m && x.kernel === kernel.kver)?.status, m).toBe('failed');
+  });
+
+  it('the next apt run, dpkg-reconfigure, dkms install and ootmod install each build it again, AUTOINSTALL or not', async () => {
+    const reinstall = await t.apt(`install --reinstall ${failing} ${manual}`);
+    expect(reinstall.code, reinstall.out.slice(-4000)).toBe(0);
+    expect(builds(reinstall.out, 'ootmod-failing'), reinstall.out.slice(-6000)).toBe(1);
+    expect(builds(reinstall.out, 'ootmod-manual'), reinstall.out.slice(-6000)).toBe(1);
+    for (const name of ['ootmod-failing', 'ootmod-manual']) {
+      const r = await t.sh(`DEBIAN_FRONTEND=noninteractive dpkg-reconfigure ${name}-dkms 2>&1`);
+      expect(r.code, r.out).toBe(0);
+      expect(builds(r.out, name), `dpkg-reconfigure ${name}-dkms:\n${r.out}`).toBe(1);
+      const dkms = await t.sh(`dkms install -m ${name} -v 1.0 2>&1`);
+      expect(dkms.code, dkms.out).toBe(10);
+      expect(builds(dkms.out, name), dkms.out).toBe(1);
+      const ours = await t.sh(`ootmod install ${name} 2>&1`);
+      expect(ours.code, ours.out).toBe(1);
+      expect(builds(ours.out, name), ours.out).toBe(1);
+    }
+    await t.expectDpkgClean();
   });
 });
 

@@ -2,12 +2,12 @@
 // real Debian headers, in a sandbox root: DKMS's registry, status lines and exit codes, and the request
 // queued for the trigger inside dpkg.
 import { execa } from 'execa';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURES, OOTMOD, hostKernel, linkHostKernel, modinfo, placeSource } from '../support/host.js';
 import { DKMS_FRONT_END_MARK } from '../../src/modules/names.js';
-import { makeRoot } from '../support/roots.js';
+import { makeRoot, treeHash } from '../support/roots.js';
 
 describe('ootmod dkms against real Debian headers', () => {
   const kernel = hostKernel();
@@ -25,6 +25,20 @@ describe('ootmod dkms against real Debian headers', () => {
   beforeAll(() => {
     linkHostKernel(root, kernel.release, kernel.headers);
     for (const f of ['ootmod-hello-1.0', 'ootmod-exclusive-1.0', 'ootmod-broken-1.0']) placeSource(root, path.join(FIXTURES, f));
+  });
+
+  // ootmod's --dry-run (DKMS has none): what `dkms add` and `generate_mok` would write is a plan's jobs.
+  const watched = ['var/lib', 'usr/src', 'usr/lib/modules', 'etc'];
+  it('--dry-run of add and generate_mok prints the plan and changes nothing', async () => {
+    const before = treeHash(root, watched);
+    const add = await dkms(['--dry-run', 'add', '-m', 'ootmod-hello', '-v', '1.0']);
+    expect(add.code, add.err).toBe(0);
+    expect(add.out).toMatch(/^would register ootmod-hello\/1\.0 in DKMS's registry: \S*var\/lib\/dkms\/ootmod-hello\/1\.0\/source -> \/usr\/src\/ootmod-hello-1\.0 \(dkms add\)$/m);
+    expect(add.out).not.toMatch(/Creating symlink/);
+    const mok = await dkms(['--dry-run', 'generate_mok']);
+    expect(mok.code, mok.err).toBe(0);
+    expect(mok.out).toMatch(/^would create the signing key pair \S+, \S+ \(dkms generate_mok: the pair is missing\)$/m);
+    expect(treeHash(root, watched)).toBe(before);
   });
 
   it('add registers the source as DKMS does; a second add exits 3', async () => {
@@ -55,11 +69,49 @@ describe('ootmod dkms against real Debian headers', () => {
     expect(s.err).toMatch(/ootmod-broken\/1\.0 failed to build for .*ootmod_broken\.c:\d+:\d+: error: /);
   });
 
+  it("status lists what DKMS itself built and installed in its tree, where ootmod has no build of its own", async () => {
+    // DKMS's copy, in use (its kernel-<kver>-<arch> link), of the module ootmod failed to build for this
+    // kernel; and a DKMS build, not installed, for a kernel ootmod never built for.
+    const tree = path.join(root, 'var/lib/dkms/ootmod-broken');
+    const other = '6.1.0-99-amd64';
+    for (const k of [kernel.release, other]) {
+      mkdirSync(path.join(tree, '1.0', k, 'x86_64/module'), { recursive: true });
+      writeFileSync(path.join(tree, '1.0', k, 'x86_64/module/ootmod_broken.ko.xz'), 'built by DKMS');
+    }
+    symlinkSync(`1.0/${kernel.release}/x86_64`, path.join(tree, `kernel-${kernel.release}-x86_64`));
+    try {
+      const s = await dkms(['status', 'ootmod-broken/1.0']);
+      expect(s.code).toBe(0);
+      expect(s.out.trim().split('\n')).toEqual([`ootmod-broken/1.0, ${other}, x86_64: built`, `ootmod-broken/1.0, ${kernel.release}, x86_64: installed`].sort());
+      // ootmod's own failure for that kernel is still said.
+      expect(s.err).toMatch(/ootmod-broken\/1\.0 failed to build for /);
+      expect((await dkms(['status', '-k', other])).out).toContain(`ootmod-broken/1.0, ${other}, x86_64: built`);
+      // A module ootmod installed for a kernel is ootmod's line, whatever DKMS's tree holds.
+      mkdirSync(path.join(root, 'var/lib/dkms/ootmod-hello/1.0', other, 'x86_64/module'), { recursive: true });
+      writeFileSync(path.join(root, 'var/lib/dkms/ootmod-hello/1.0', other, 'x86_64/module/ootmod_hello.ko'), 'built by DKMS');
+      expect((await dkms(['status', 'ootmod-hello/1.0'])).out.trim().split('\n')).toEqual([`ootmod-hello/1.0, ${other}, x86_64: built`, `ootmod-hello/1.0, ${kernel.release}, x86_64: installed`].sort());
+    } finally {
+      for (const k of [kernel.release, other]) rmSync(path.join(tree, '1.0', k), { recursive: true, force: true });
+      rmSync(path.join(tree, `kernel-${kernel.release}-x86_64`), { force: true });
+      rmSync(path.join(root, 'var/lib/dkms/ootmod-hello/1.0', other), { recursive: true, force: true });
+    }
+  });
+
   it('inside dpkg, common.postinst registers and queues the module for the trigger and succeeds', async () => {
     const r = await dkms(['common.postinst', 'ootmod-exclusive', '1.0', '/usr/share/ootmod-exclusive-dkms', '', ''], { DPKG_MAINTSCRIPT_PACKAGE: 'ootmod-exclusive-dkms' });
     expect(r.code, r.err).toBe(0);
     expect(lstatSync(path.join(root, 'var/lib/dkms/ootmod-exclusive/1.0/source')).isSymbolicLink()).toBe(true);
     expect(readdirSync(path.join(root, 'var/lib/ootmod/queue'))).toContain('dkms@install@ootmod-exclusive@1.0');
+  });
+
+  it('--dry-run of remove --all prints the removals and the registry job, and changes nothing', async () => {
+    const before = treeHash(root, watched);
+    const r = await dkms(['--dry-run', 'remove', '-m', 'ootmod-hello', '-v', '1.0', '--all']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/^would uninstall ootmod-hello\/1\.0 for /m);
+    expect(r.out).toMatch(/^would remove ootmod-hello\/1\.0 from DKMS's registry \S+ and leave its source unbuilt until dkms add \(\S+ootmod-hello-1\.0\) \(dkms remove --all\)$/m);
+    expect(r.out).not.toMatch(/Deleting module/);
+    expect(treeHash(root, watched)).toBe(before);
   });
 
   it('remove --all uninstalls, unregisters and leaves the source unbuilt until dkms add', async () => {

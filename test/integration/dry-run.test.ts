@@ -57,11 +57,18 @@ describe('--dry-run', () => {
     writeFileSync(path.join(dir, entry), `test ${new Date().toISOString()}\n`);
   }
 
+  function mark(dirName: string): void {
+    const dir = path.join(root, 'var/lib/ootmod/dkms-removed');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, dirName), `test ${new Date().toISOString()}\n`);
+  }
+
   // In order: each real run leaves the state the next command starts from.
   // `exit`: the real run's exit code (ootmod-broken fails on purpose: 1); `jobs`: whether the plan has
   // jobs to do (a planner that planned nothing must not pass as "the same plan").
   const rust = hostHasRust(kernel.headers);
-  const steps: { name: string; args: string[]; env?: Record<string, string>; before?: () => void; real?: boolean; exit?: number; jobs?: boolean }[] = [
+  // `kinds`: kinds of job the plan must have (what the command writes besides modules is a job too).
+  const steps: { name: string; args: string[]; env?: Record<string, string>; before?: () => void; real?: boolean; exit?: number; jobs?: boolean; kinds?: string[] }[] = [
     { name: 'autoinstall', args: ['autoinstall'], exit: 1 },
     { name: 'build --force', args: ['build', 'ootmod-hello', '--force'] },
     { name: 'install --force', args: ['install', 'ootmod-pair', '--force'] },
@@ -72,8 +79,9 @@ describe('--dry-run', () => {
     // A source put back, so the hook has a module to build (everything else is current by now).
     { name: 'hook header_postinst outside dpkg', args: ['hook', 'header_postinst', kernel.release], env: { DEB_MAINT_PARAMS: 'configure' }, before: () => placeSource(root, path.join(FIXTURES, 'ootmod-hello-1.0')) },
     // A request queued inside dpkg (what `dkms install` in a package's postinst leaves): the dry run of
-    // the trigger keeps it queued; the real run takes it.
-    { name: 'trigger with a queued request', args: ['trigger'], before: () => queue('dkms@install@ootmod-hello@1.0') },
+    // the trigger keeps it queued; the real run takes it (a dequeue job). With it, the mark `dkms remove`
+    // left for a source whose files are gone: the real run removes it (a removed-marks job).
+    { name: 'trigger with a queued request', args: ['trigger'], before: () => (queue('dkms@install@ootmod-hello@1.0'), mark('ootmod-gone-1.0')), kinds: ['dequeue', 'removed-marks'] },
     { name: 'hook header_postinst inside dpkg', args: ['hook', 'header_postinst', kernel.release], env: { DEB_MAINT_PARAMS: 'configure', DPKG_MAINTSCRIPT_PACKAGE: 'linux-headers-x' }, real: false },
     // Without CONFIG_RUST (Debian 12's kernels) there is nothing to prepare: the plan is truly empty.
     { name: `rust prepare (${rust ? 'a CONFIG_RUST kernel' : 'no CONFIG_RUST kernel: an empty plan'})`, args: ['rust', 'prepare'], jobs: rust, exit: rust ? undefined : 0 },
@@ -98,6 +106,7 @@ describe('--dry-run', () => {
       // --json is JSON, always: output that does not parse fails the case.
       const planned = planJobs(dry.stdout);
       if (step.jobs !== false) expect(planned.length, `${step.name}: the dry run planned nothing`).toBeGreaterThan(0);
+      for (const kind of step.kinds ?? []) expect(planned.map((j) => j.kind), `${step.name}: no ${kind} job in the plan`).toContain(kind);
       const real = await ootmodEnv(root, step.env ?? {}, '--json', ...args);
       if (step.exit !== undefined || !rust) expect(real.exitCode, real.stderr).toBe(step.exit ?? 0);
       else expect(real.exitCode, real.stderr).toBeLessThan(2);

@@ -5,8 +5,9 @@
 import { chmodSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { execa } from 'execa';
 import { ootmod, ootmodEnv, statusJson } from '../support/cli.js';
-import { FIXTURES, hostKernel, linkHostKernel, placeSource } from '../support/host.js';
+import { FIXTURES, OOTMOD, hostKernel, linkHostKernel, placeSource } from '../support/host.js';
 import { makeRoot, tempDir } from '../support/roots.js';
 
 describe('retrying a failed build', () => {
@@ -59,6 +60,29 @@ describe('retrying a failed build', () => {
     // Built once in that run: the follow-up for the queued request does not build it a second time.
     expect(queued.stderr.match(/^start +ootmod-broken/gm)).toHaveLength(1);
     expect(queued.exitCode).toBe(0);
+  });
+
+  it('builds a failing module once per apt run, however often the run asks; the next apt run retries it', async () => {
+    // Real processes named apt-get and dpkg (bash under those names: /proc's comm is the name the
+    // program was started by), as the trigger runs under dpkg under apt: apt-get calls dpkg twice, and
+    // before each dpkg run's trigger a package's postinst queued the module (common.postinst).
+    const pm = tempDir('ootmod-retry-pm-');
+    for (const name of ['apt-get', 'dpkg']) symlinkSync('/bin/bash', path.join(pm, name));
+    const dpkg = path.join(pm, 'dpkg');
+    const queue = path.join(root, 'var/lib/ootmod/queue');
+    const dpkgRun = `mkdir -p ${queue} && echo x > ${queue}/dkms@install@ootmod-broken@1.0 && DPKG_MAINTSCRIPT_PACKAGE=ootmod ${OOTMOD} --root ${root} trigger; true`;
+    const aptRun = async () => {
+      const r = await execa(path.join(pm, 'apt-get'), ['-c', `${dpkg} -c '${dpkgRun}'; ${dpkg} -c '${dpkgRun}'; true`], { reject: false, env: { ...otherMake, LANG: 'C.UTF-8' } });
+      return `${String(r.stdout)}\n${String(r.stderr)}`;
+    };
+    const first = await aptRun();
+    expect(first.match(/^start +ootmod-broken/gm), first).toHaveLength(1);
+    expect(first).toMatch(/ootmod-broken\/1\.0 .*failed earlier in this package run with the same inputs and tools/);
+    const next = await aptRun();
+    expect(next.match(/^start +ootmod-broken/gm), next).toHaveLength(1);
+    // Outside dpkg, asked by name: tried again.
+    const r = await ootmodEnv(root, otherMake, 'install', 'ootmod-broken');
+    expect(r.stderr).toMatch(/^start +ootmod-broken\/1\.0 .*\(build: failed before, asked for again\)/m);
   });
 });
 

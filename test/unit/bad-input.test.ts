@@ -5,7 +5,7 @@ import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readd
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InvalidSourceError, loadSpec, splitNameVersion, type SourceContext } from '../../src/modules/sources.js';
+import { InvalidSourceError, loadSpec, splitNameVersion, type SourceContext } from '../../src/modules/sourcedirs.js';
 import { createLayout, type Layout } from '../../src/system/layout.js';
 import { unconfinedRun } from '../support/run.js';
 

@@ -3,7 +3,7 @@ import { describe, expect, it, vi } from 'vitest';
 import type { StatusRow } from '../../src/state/status.js';
 import { dkmsExit } from '../../src/cli/commands/dkms.js';
 import { parseDkmsArgs } from '../../src/dkms/args.js';
-import { dkmsStatusLines } from '../../src/dkms/status.js';
+import { dkmsStatusLines, withDkmsTree } from '../../src/dkms/status.js';
 import { ExitCode, OotmodError } from '../../src/errors.js';
 
 function usage(argv: string[]): OotmodError {
@@ -36,6 +36,9 @@ describe('parseDkmsArgs', () => {
       action: 'uninstall', module: 'foo', version: '1', dkmsTree: '/d', sourceTree: '/s', installTree: '/i', quiet: true,
     });
     expect(parseDkmsArgs(['--version']).action).toBe('version');
+    // ootmod's --dry-run (DKMS has none).
+    expect(parseDkmsArgs(['--dry-run', 'remove', 'foo/1', '--all'])).toMatchObject({ action: 'remove', module: 'foo', dryRun: true, all: true });
+    expect(parseDkmsArgs(['add', 'foo/1']).dryRun).toBe(false);
     expect(parseDkmsArgs(['-V']).action).toBe('version');
   });
 
@@ -110,6 +113,31 @@ describe('dkmsStatusLines', () => {
     const rows = [row({ kernel: 'k1', arch: 'x86_64', status: 'installed', files: ['/a'] }), row({ kernel: 'k2', arch: 'x86_64', status: 'broken', files: ['/b'] })];
     expect(dkmsStatusLines(rows, ['k2']).lines).toEqual(['m/1, k2, x86_64: installed (Built modules are missing in the kernel modules folder)']);
     expect(dkmsStatusLines(rows, ['k3']).lines).toEqual(['m/1: added']);
+  });
+
+  it("adds DKMS's own builds for kernels ootmod has nothing of its own for; ootmod's build or older install wins", () => {
+    const dkms = [
+      { module: 'nvidia-current', version: '550.1', kernel: 'k1', arch: 'x86_64', installed: true },
+      { module: 'nvidia-current', version: '550.1', kernel: 'k2', arch: 'x86_64', installed: false },
+      { module: 'nvidia-current', version: '550.1', kernel: 'k3', arch: 'x86_64', installed: true },
+      { module: 'nvidia-current', version: '550.1', kernel: 'k4', arch: 'x86_64', installed: true },
+    ];
+    const ours = [
+      // ootmod failed for k1 with nothing of its own installed: DKMS's copy is what is in use.
+      row({ module: 'nvidia-current', version: '550.1', kernel: 'k1', arch: 'x86_64', status: 'failed', error: 'error: x' }),
+      row({ module: 'nvidia-current', version: '550.1', kernel: 'k3', arch: 'x86_64', status: 'built' }),
+      // ootmod's older build stays installed after a failure.
+      row({ module: 'nvidia-current', version: '550.1', kernel: 'k4', arch: 'x86_64', status: 'failed', files: ['/old'] }),
+    ];
+    const out = dkmsStatusLines(withDkmsTree(ours, dkms));
+    expect(out.lines).toEqual([
+      'nvidia-current/550.1, k1, x86_64: installed',
+      'nvidia-current/550.1, k2, x86_64: built',
+      'nvidia-current/550.1, k3, x86_64: built',
+      'nvidia-current/550.1, k4, x86_64: installed',
+    ]);
+    expect(out.warnings).toHaveLength(2);
+    expect(dkmsStatusLines(withDkmsTree([], dkms.slice(1, 2))).lines).toEqual(['nvidia-current/550.1, k2, x86_64: built']);
   });
 });
 

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { freshPerBuildDir, keepPerBuildDir, removeDkmsTree, restorePerBuildDir, writeDkmsTree } from '../../src/execute/dkmstree.js';
 import type { ModuleSpec } from '../../src/modules/spec.js';
 import { composePlan } from '../../src/plan/compose.js';
-import { planJson } from '../../src/plan/jobs.js';
+import { planJson } from '../../src/cli/progress.js';
 import type { ModuleJob } from '../../src/plan/planner.js';
 import type { BuildRecord } from '../../src/state/store.js';
 import { tempDir } from '../support/roots.js';

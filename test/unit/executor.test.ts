@@ -89,10 +89,10 @@ describe('executor', () => {
 
   it('fails the jobs of a plan whose dependencies can never finish, instead of hanging', async () => {
     const r = recordingRunner();
-    const plan = planOf(job('a', 'install', { after: ['b'] }), job('b', 'install', { after: ['a'] }));
+    const plan = planOf(job('install:a', 'install', { after: ['install:b'] }), job('install:b', 'install', { after: ['install:a'] }));
     const results = await executePlan(plan, r.runner, { reporter: quiet });
-    expect(results.get('a')?.status).toBe('failed');
-    expect(results.get('b')?.detail).toMatch(/dependencies never finished/);
+    expect(results.get('install:a')?.status).toBe('failed');
+    expect(results.get('install:b')?.detail).toMatch(/dependencies never finished/);
   });
 });
 

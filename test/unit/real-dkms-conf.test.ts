@@ -11,9 +11,9 @@ import { chmodSync, copyFileSync, mkdirSync, symlinkSync, writeFileSync } from '
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { makeCommandLine } from '../../src/execute/make.js';
-import { runScript } from '../../src/execute/job.js';
+import { runScript } from '../../src/execute/modulework.js';
 import type { ConfContext } from '../../src/modules/dkmsconf.js';
-import { dkmsKernelSourceDir } from '../../src/modules/sources.js';
+import { dkmsKernelSourceDir } from '../../src/modules/sourcedirs.js';
 import { resolveSpec } from '../../src/modules/spec.js';
 import { createLayout } from '../../src/system/layout.js';
 import { runShell, type CommandLog } from '../../src/system/run.js';

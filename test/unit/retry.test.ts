@@ -8,6 +8,7 @@ import { KernelConfig } from '../../src/kernel/config.js';
 import { buildTools, toolsIdentity, type KernelTarget } from '../../src/kernel/inventory.js';
 import type { ModuleSpec } from '../../src/modules/spec.js';
 import { planModules as plan, type ModuleCandidate, type PlanRequest, type RecordView } from '../../src/plan/planner.js';
+import { parseStat, transactionOf, type ProcessEntry } from '../../src/system/transaction.js';
 import { tempDir } from '../support/roots.js';
 
 const release = '8.1.4+deb15-amd64';
@@ -82,6 +83,54 @@ describe('retrying failed builds', () => {
     // Named, but already tried in this run (the trigger's follow-up): an empty retry set.
     const tried = plan({ kernels: [kernel()], candidates: [cand()], records: [failed()], request: { action: 'install', force: false, modules: [{ name: 'zfs' }], retry: new Set() } });
     expect(tried.jobs).toEqual([]);
+  });
+
+  it('does not retry, even when asked for, a failure of the same package transaction; another transaction, no transaction, --force or changed tools retry', () => {
+    const apt = 'apt-get:4242:1000@boot';
+    const asked: PlanRequest = { ...autoinstall, retry: new Set(['zfs/2.4.4']), transaction: apt };
+    const same = plan({ kernels: [kernel()], candidates: [cand()], records: [failed({ transaction: apt })], request: asked });
+    expect(same.jobs).toEqual([]);
+    expect(same.failed[0]!.reason).toBe('failed earlier in this package run with the same inputs and tools (make failed); not built twice in one run: retried when they change, by the next apt run that asks for it, or by ootmod install zfs');
+    const named = plan({ kernels: [kernel()], candidates: [cand()], records: [failed({ transaction: apt })], request: { action: 'install', force: false, modules: [{ name: 'zfs' }], transaction: apt } });
+    expect(named.jobs).toEqual([]);
+    // The next apt run, and an admin's command outside dpkg.
+    for (const transaction of ['apt-get:5151:2000@boot', undefined]) {
+      const p = plan({ kernels: [kernel()], candidates: [cand()], records: [failed({ transaction: apt })], request: { ...asked, transaction } });
+      expect(p.jobs.map((j) => j.reason), String(transaction)).toEqual(['failed before, asked for again']);
+    }
+    // A failure recorded outside dpkg is retried by a request inside it.
+    expect(plan({ kernels: [kernel()], candidates: [cand()], records: [failed()], request: asked }).jobs).toHaveLength(1);
+    expect(plan({ kernels: [kernel()], candidates: [cand()], records: [failed({ transaction: apt })], request: { ...asked, force: true } }).jobs).toHaveLength(1);
+    // A compiler installed in the same apt run (ootmod's file trigger): its tools changed, retried.
+    const gcc = plan({ kernels: [kernel()], candidates: [cand('gcc-16 installed')], records: [failed({ transaction: apt })], request: { ...autoinstall, transaction: apt } });
+    expect(gcc.jobs.map((j) => [j.reason, j.transaction])).toEqual([['failed before; its compiler or build tools changed', apt]]);
+  });
+});
+
+describe('the package transaction a run is part of', () => {
+  const proc = (pid: number, comm: string, ppid: number, start = String(pid * 10)): ProcessEntry => ({ pid, comm, ppid, start });
+  const trigger = [proc(900, 'node', 899), proc(899, 'sh', 898), proc(898, 'dpkg', 800)];
+
+  it("is apt's run for every dpkg call apt makes, and the outermost of unattended-upgrades' processes", () => {
+    expect(transactionOf([...trigger, proc(800, 'apt-get', 700), proc(700, 'bash', 1), proc(1, 'systemd', 0)])).toBe('apt-get:800:8000');
+    const again = [proc(950, 'node', 949), proc(949, 'sh', 948), proc(948, 'dpkg', 800), proc(800, 'apt-get', 700)];
+    expect(transactionOf(again)).toBe('apt-get:800:8000');
+    expect(transactionOf([...trigger, proc(800, 'unattended-upgr', 790), proc(790, 'unattended-upgr', 1), proc(1, 'systemd', 0)])).toBe('unattended-upgr:790:7900');
+  });
+
+  it('is the dpkg run itself when dpkg runs by hand, by dpkg-reconfigure or by a daemon; none outside dpkg', () => {
+    expect(transactionOf([...trigger, proc(800, 'bash', 1)])).toBe('dpkg:898:8980');
+    expect(transactionOf([...trigger, proc(800, 'dpkg-reconfigur', 700), proc(700, 'bash', 1)])).toBe('dpkg:898:8980');
+    expect(transactionOf([...trigger, proc(800, 'packagekitd', 1)])).toBe('dpkg:898:8980');
+    // A later dpkg run by hand: another transaction (another pid, or the same pid started later).
+    expect(transactionOf([proc(900, 'node', 899), proc(899, 'sh', 898), proc(898, 'dpkg', 800, '99999'), proc(800, 'bash', 1)])).toBe('dpkg:898:99999');
+    expect(transactionOf([proc(900, 'node', 800), proc(800, 'bash', 1)])).toBeUndefined();
+  });
+
+  it("reads /proc/PID/stat, whose name may hold spaces and parentheses", () => {
+    const stat = '4242 (a (b) c) S 4000 4242 4000 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 100 18446744073709551615';
+    expect(parseStat(stat)).toEqual({ pid: 4242, comm: 'a (b) c', ppid: 4000, start: '123456' });
+    expect(parseStat('garbage')).toBeUndefined();
   });
 });
 

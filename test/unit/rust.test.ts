@@ -5,9 +5,9 @@ import { describe, expect, it } from 'vitest';
 import { KernelConfig } from '../../src/kernel/config.js';
 import type { KernelTarget } from '../../src/kernel/inventory.js';
 import { compareAbi, crateRoots, exportedRustSymbols } from '../../src/rust/abi.js';
-import { parseMakefileVersion } from '../../src/rust/sources.js';
+import { parseMakefileVersion } from '../../src/rust/kernelsource.js';
 import { ProbeCache, findRustToolchain } from '../../src/rust/toolchain.js';
-import { assessRustTree, buildArch, removeStrayTrees, treeInUse, type RustTreeManifest } from '../../src/rust/tree.js';
+import { assessRustTree, buildArch, removeStrayTrees, strayTrees, treeInUse, type RustTreeManifest } from '../../src/rust/tree.js';
 import { createLayout } from '../../src/system/layout.js';
 import { loadConfig } from '../../src/system/config.js';
 
@@ -183,7 +183,11 @@ describe('removeStrayTrees', () => {
     writeFileSync(path.join(base, 'build.log'), '');
     symlinkSync('trees/k', path.join(base, 'current'));
     symlinkSync('trees/k-mx4nkbzx', path.join(base, '.current-1234'));
+    // What `rust prepare` plans (a rust-stray job) is what the job removes.
+    const planned = strayTrees(path.join(base, 'trees/k'));
     const gone = await removeStrayTrees(path.join(base, 'trees/k'));
+    expect(planned.sort()).toEqual(gone.sort());
+    expect(strayTrees(path.join(base, 'trees/k'))).toEqual([]);
     expect(gone.sort()).toEqual([path.join(base, '.current-1234'), path.join(base, 'trees/k-mx4nkbzx')]);
     expect(readdirSync(path.join(base, 'trees'))).toEqual(['k']);
     expect(readdirSync(base).sort()).toEqual(['build.log', 'current', 'trees']);

@@ -4,11 +4,11 @@ import path from 'node:path';
 import { ExitCode, OotmodError } from '../../errors.js';
 import { confFiles } from '../../modules/dkmsconf.js';
 import { sourceDirName } from '../../modules/names.js';
-import { confContext, loadSpec, type SourceDir } from '../../modules/sources.js';
+import { confContext, loadSpec, type SourceDir } from '../../modules/sourcedirs.js';
 import { planAdd, type AddRequest } from '../../pipeline/work.js';
 import { isSourcePath, parseModuleRef, sourcePathOf } from '../modargs.js';
 import type { Session } from '../session.js';
-import { runPlanned, withLock } from './jobs.js';
+import { runPlanned, withLock } from '../runplan.js';
 
 function sourceDirOf(s: Session, dir: string): SourceDir {
   const { name, version } = sourceDirName(s.layout, dir);

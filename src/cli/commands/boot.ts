@@ -9,7 +9,7 @@ import { guardDecisionNow } from '../../pipeline/readiness.js';
 import { planBootGuard } from '../../pipeline/work.js';
 import { json } from '../format.js';
 import type { Session } from '../session.js';
-import { runPlanned, withLock } from './jobs.js';
+import { runPlanned, withLock } from '../runplan.js';
 
 const MODES = {
   auto: 'acts when a critical module (initramfs, root filesystem) is missing on the kernel the bootloader\'s setting boots',

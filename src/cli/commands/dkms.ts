@@ -8,22 +8,22 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { parseDkmsArgs, type DkmsRequest } from '../../dkms/args.js';
 import { frameworkJobs, ignoredSettings, ootmodFramework, postTransaction } from '../../dkms/framework.js';
-import { clearRemoved, isRegistered, listRegistry, markRemoved, register, registryDir, unregister } from '../../dkms/registry.js';
+import { dkmsTreeBuilds, isRegistered, listRegistry, registryDir, removedMark } from '../../dkms/registry.js';
 import { queueEntry } from '../../dkms/requests.js';
-import { dkmsStatusLines } from '../../dkms/status.js';
+import { dkmsStatusLines, withDkmsTree } from '../../dkms/status.js';
 import { DKMS_INTERFACE_VERSION } from '../../dkms/version.js';
 import { dkmsKeyChoice } from '../../dkms/mok.js';
-import { ensurePair } from '../../execute/signing.js';
 import { ExitCode, OotmodError, environmentFault, errorLine } from '../../errors.js';
 import { removedMarker, sourceDirName } from '../../modules/names.js';
-import { listSourceDirs } from '../../modules/sources.js';
-import { planAdd, planDefer } from '../../pipeline/work.js';
+import { listSourceDirs } from '../../modules/sourcedirs.js';
+import { planAdd, planDefer, planDkmsRegistry, type WorkOutcome } from '../../pipeline/work.js';
 import type { Layout } from '../../system/layout.js';
 import { sourcePathOf } from '../modargs.js';
 import { createSession, type Session } from '../session.js';
 import { addCommand, addRequest } from './add.js';
 import { hookCommand } from './hook.js';
-import { jobsCommand, runPlanned, withLock } from './jobs.js';
+import { jobsCommand } from './build.js';
+import { runPlanned, withLock } from '../runplan.js';
 import { removeCommand } from './remove.js';
 import { statusRows, type StatusRow } from '../../state/status.js';
 
@@ -31,7 +31,7 @@ const USAGE = `Usage: dkms [action] [options] [module/module-version] [/path/to/
 
 ootmod-dkms: DKMS's command line, run by ootmod. Actions: add, build, install, uninstall, unbuild,
 remove, status, autoinstall, generate_mok, kernel_postinst, kernel_prerm (and --version). Options: -m MODULE[/VERSION],
--v VERSION, -k KVER[/ARCH] (repeatable), -a ARCH, --all, --force, -j N, -q, --verbose,
+-v VERSION, -k KVER[/ARCH] (repeatable), -a ARCH, --all, --force, -j N, -q, --verbose, --dry-run (ootmod's: print the plan, change nothing),
 --kernelsourcedir DIR, --sourcetree DIR, --installtree DIR, --dkmstree DIR.
 Without -k, build and install act on every kernel that has headers. Inside a dpkg run, add, build,
 install and autoinstall are done by ootmod's trigger at the end of the run. See man ootmod.
@@ -87,7 +87,9 @@ async function deferToTrigger(s: Session, req: { action: 'build' | 'install'; mo
   if (!inDpkg() || s.config().strict) return false;
   const what = 'module' in req ? `${req.module}/${req.version}` : 'every module';
   const outcome = await withLock(s, () => runPlanned(s, planDefer(s, queueEntry(req), `dkms ${req.action} ${what}`, `asked by ${process.env.DPKG_MAINTSCRIPT_PACKAGE}`), { quietSummary: true }));
-  if (outcome && ![...outcome.results.values()].every((r) => r.status === 'done')) return false;
+  // A dry run printed the plan.
+  if (!outcome) return true;
+  if (![...outcome.results.values()].every((r) => r.status === 'done')) return false;
   s.out(`ootmod-dkms: ${req.action} of ${what} queued; ootmod builds it at the end of this dpkg run (see ootmod status)`);
   return true;
 }
@@ -140,10 +142,18 @@ async function addModule(s: Session, t: Target, registry: string, opts: { quiet?
   const added = await addCommand(s, [`${t.name}/${t.version}`]);
   if (added !== ExitCode.Ok) return dkmsExit(added, 'add');
   // The link names the system path, as DKMS's does (also under --root).
-  await register(registry, t, path.join('/', path.relative(s.layout.root, dir)));
-  await clearRemoved(s.layout, t);
-  if (!opts.quiet) s.out(`Creating symlink ${path.join(registry, t.name, t.version, 'source')} -> ${dir}`);
+  const link = path.join(registry, t.name, t.version, 'source');
+  const register = { module: t.name, version: t.version, registry, link, source: path.join('/', path.relative(s.layout.root, dir)), marker: removedMark(s.layout, t), reason: 'dkms add' };
+  const outcome = await withLock(s, () => runPlanned(s, planDkmsRegistry(s, { dkmsRegister: [register] }, 'dkms add'), { quietSummary: true }));
+  failedJob(outcome, `registering ${t.name}/${t.version}`);
+  if (!opts.quiet && outcome) s.out(`Creating symlink ${link} -> ${dir}`);
   return 0;
+}
+
+/** A registry plan's failed job: one line, exit 1 (as DKMS's failed add or remove). */
+function failedJob(outcome: WorkOutcome | undefined, what: string): void {
+  const failed = outcome && [...outcome.results.values()].find((r) => r.status === 'failed');
+  if (failed) throw new OotmodError(`${what} failed: ${failed.detail}`, undefined, failed.fault ? ExitCode.Environment : ExitCode.Failed);
 }
 
 async function buildOrInstall(s: Session, action: 'build' | 'install', t: Target, registry: string): Promise<number> {
@@ -173,7 +183,9 @@ async function removeModule(s: Session, command: 'uninstall' | 'remove', t: Targ
 function statusCommandDkms(s: Session, req: DkmsRequest, registry: string): number {
   const entries = listRegistry(s.layout, registry, { name: req.module, version: req.version });
   const registered = new Set(entries.filter((e) => !e.broken).map((e) => `${e.name}/${e.version}`));
-  const rows = statusRows(s.layout, s.opts.kernels, { module: req.module, version: req.version }).filter((r) => r.kernel !== null && registered.has(`${r.module}/${r.version}`));
+  const ours = statusRows(s.layout, s.opts.kernels, { module: req.module, version: req.version }).filter((r) => r.kernel !== null && registered.has(`${r.module}/${r.version}`));
+  // What DKMS itself built and installed (before ootmod-dkms, or what ootmod could not build) is listed too.
+  const rows = withDkmsTree(ours, entries.filter((e) => !e.broken).flatMap((e) => dkmsTreeBuilds(registry, e).map((b) => ({ module: e.name, version: e.version, ...b }))));
   const added = entries.filter((e) => !e.broken).map((e): StatusRow => ({ module: e.name, version: e.version, kernel: null, arch: null, status: 'added', detail: null, signed: null, files: [], log: null, error: null, updatedAt: null }));
   const out = dkmsStatusLines([...rows, ...added], s.opts.kernels, entries.filter((e) => e.broken).map((e) => `${e.name}/${e.version}`));
   for (const l of out.lines) s.out(l);
@@ -187,10 +199,10 @@ async function generateMok(s: Session): Promise<number> {
   const shown = (p: string) => (s.layout.root === '/' || p.startsWith('pkcs11:') ? p : path.join('/', path.relative(s.layout.root, p)));
   s.out(`Signing key: ${shown(choice.key)}`);
   s.out(`Public certificate (MOK): ${shown(choice.cert)}`);
-  if (!choice.key.startsWith('pkcs11:') && !(existsSync(choice.key) && existsSync(choice.cert))) {
-    s.out('Certificate or key are missing, generating self signed certificate for MOK...');
-  }
-  await ensurePair(choice, s.run.signingKeys);
+  if (choice.key.startsWith('pkcs11:') || (existsSync(choice.key) && existsSync(choice.cert))) return 0;
+  if (!s.opts.dryRun) s.out('Certificate or key are missing, generating self signed certificate for MOK...');
+  const outcome = await withLock(s, () => runPlanned(s, planDkmsRegistry(s, { signingKey: { choice, reason: 'dkms generate_mok: the pair is missing' } }, 'dkms generate_mok'), { quietSummary: true }));
+  failedJob(outcome, 'generating the signing key pair');
   return 0;
 }
 
@@ -221,9 +233,11 @@ async function act(s: Session, req: DkmsRequest): Promise<number> {
       const t = await target(s, req, action);
       const code = await removeModule(s, 'remove', t);
       if (code === 0 && !s.opts.kernels.length) {
-        await unregister(registry, t);
-        if (existsSync(s.layout.moduleSource(t.name, t.version))) await markRemoved(s.layout, t);
-        s.out(`Deleting module ${t.name}/${t.version} completely from the DKMS tree.`);
+        const marker = existsSync(s.layout.moduleSource(t.name, t.version)) ? removedMark(s.layout, t) : undefined;
+        const unregister = { module: t.name, version: t.version, registry, marker, reason: 'dkms remove --all' };
+        const outcome = await withLock(s, () => runPlanned(s, planDkmsRegistry(s, { dkmsUnregister: [unregister] }, 'dkms remove'), { quietSummary: true }));
+        failedJob(outcome, `removing ${t.name}/${t.version} from DKMS's registry`);
+        if (outcome) s.out(`Deleting module ${t.name}/${t.version} completely from the DKMS tree.`);
       }
       return code;
     }
@@ -244,7 +258,8 @@ async function act(s: Session, req: DkmsRequest): Promise<number> {
 
 /**
  * dh_dkms's postinst: `common.postinst NAME VERSION [TARBALL_ROOT] [ARCH] [UPGRADE]`. Registers the
- * source and builds it for every kernel with headers (AUTOINSTALL=yes only); inside dpkg, queued for
+ * source and builds it for every kernel with headers, AUTOINSTALL or not (DKMS 3.2.2 builds only an
+ * AUTOINSTALL=yes one: see README, "Differences from DKMS 3.2.2 still open"); inside dpkg, queued for
  * the trigger. Never fails the package for a module that does not build, unless strict = yes.
  */
 async function commonPostinst(s: Session, args: string[]): Promise<number> {
@@ -283,7 +298,7 @@ export async function dkmsMain(root: string, argv: string[]): Promise<number> {
   let req: DkmsRequest;
   try {
     req = first === 'common.postinst'
-      ? { kernels: [], all: false, force: false, quiet: false, verbose: false, noDepmod: false, ignored: [] }
+      ? { kernels: [], all: false, force: false, quiet: false, verbose: false, noDepmod: false, dryRun: false, ignored: [] }
       : parseDkmsArgs(argv);
   } catch (err) {
     if (!(err instanceof OotmodError)) throw err;
@@ -292,7 +307,7 @@ export async function dkmsMain(root: string, argv: string[]): Promise<number> {
   }
   const s = createSession({
     root,
-    dryRun: false,
+    dryRun: req.dryRun,
     jobs: req.jobs ?? 0,
     verbose: req.verbose,
     json: false,
@@ -329,7 +344,7 @@ async function dkmsRun(s: Session, req: DkmsRequest, first: string | undefined, 
     const code = await act(s, req);
     // post_transaction after what changed modules, as DKMS; a build queued for the trigger runs it there.
     const queued = inDpkg() && !s.config().strict;
-    if (code === 0 && ['install', 'uninstall', 'unbuild', 'remove', 'autoinstall'].includes(req.action!) && !(queued && ['install', 'autoinstall'].includes(req.action!))) {
+    if (code === 0 && !s.opts.dryRun && ['install', 'uninstall', 'unbuild', 'remove', 'autoinstall'].includes(req.action!) && !(queued && ['install', 'autoinstall'].includes(req.action!))) {
       const line = await postTransaction(s.layout, fw, s.opts.kernels[0] ?? os.release());
       if (line) s.out(line);
     }

@@ -9,7 +9,7 @@ import { INITRAMFS_JOB_ENV } from '../../execute/initramfs.js';
 import { notReadyBlock } from '../../plan/readiness.js';
 import { planDefer, planInitramfsCheck, planKernelRemoval } from '../../pipeline/work.js';
 import type { Session } from '../session.js';
-import { runPlanned, withLock } from './jobs.js';
+import { runPlanned, withLock } from '../runplan.js';
 import { triggerRun } from './trigger.js';
 
 /** DEB_MAINT_PARAMS: the maintainer script's arguments, joined by spaces (possibly single-quoted). */

@@ -3,7 +3,7 @@ import { ExitCode, OotmodError } from '../../errors.js';
 import { planRemoval } from '../../pipeline/work.js';
 import { parseModuleRef } from '../modargs.js';
 import type { Session } from '../session.js';
-import { runPlanned, withLock } from './jobs.js';
+import { runPlanned, withLock } from '../runplan.js';
 
 export async function removeCommand(s: Session, command: 'uninstall' | 'remove', args: string[]): Promise<ExitCode> {
   if (args.length !== 1) throw new OotmodError(`${command} needs one module`, `ootmod ${command} NAME[/VERSION] [-k KVER]`, ExitCode.Usage);

@@ -3,12 +3,13 @@ import { ExitCode, OotmodError } from '../../errors.js';
 import { listKernels } from '../../kernel/inventory.js';
 import { planRustClean, planRustPrepare, rustPrepareExit } from '../../pipeline/work.js';
 import { rustKernels } from '../../rust/prepare.js';
-import { findRustSource } from '../../rust/sources.js';
+import { findRustSource } from '../../rust/kernelsource.js';
 import { findRustToolchain } from '../../rust/toolchain.js';
-import { buildArch, damagedFiles, removeStrayTrees, treeInUse, treeKey } from '../../rust/tree.js';
+import { buildArch, damagedFiles, treeInUse, treeKey } from '../../rust/tree.js';
+import { jobId } from '../../plan/jobid.js';
 import { json, table } from '../format.js';
 import type { Session } from '../session.js';
-import { runPlanned, withLock } from './jobs.js';
+import { runPlanned, withLock } from '../runplan.js';
 
 export async function rustPrepare(s: Session): Promise<ExitCode> {
   return withLock(s, async () => {
@@ -18,19 +19,14 @@ export async function rustPrepare(s: Session): Promise<ExitCode> {
       s.out('no installed kernel with headers is built with CONFIG_RUST: nothing to prepare');
       return ExitCode.Ok;
     }
-    if (!s.opts.dryRun) {
-      for (const c of plan.rustCurrent) {
-        // A build killed before it switched `current` left its half tree: gone now the lock is ours.
-        const stray = await removeStrayTrees(c.dir);
-        if (!s.opts.json && stray.length) s.out(`removed ${stray.length === 1 ? 'a build' : `${stray.length} builds`} interrupted before completion: ${stray.join(', ')}`);
-        if (!s.opts.json) s.out(`current ${c.dir}`);
-      }
-    }
+    if (!s.opts.dryRun && !s.opts.json) for (const c of plan.rustCurrent) s.out(`current ${c.dir}`);
     // The trees that cannot be built get one line each, below, with their kernel.
     const outcome = await runPlanned(s, planned, { quietSummary: true, quietPreRun: true });
     if (!outcome || s.opts.json) return outcome?.exit ?? ExitCode.Ok;
     for (const j of plan.jobs) {
       const r = outcome.results.get(j.id);
+      // What an interrupted build left (a rust-stray job), gone now the lock is ours.
+      if (j.kind === 'rust-stray' && r?.status === 'done') s.out(`removed ${j.paths.length === 1 ? 'a build' : `${j.paths.length} builds`} interrupted before completion: ${r.detail}`);
       if (j.kind === 'rust-tree' && r?.status === 'done') s.out(`built ${r.treeDir} in ${((r.elapsedMs ?? 0) / 1000).toFixed(0)}s (${j.reason})`);
       else if (j.kind === 'rust-tree') s.err(`rust prepare ${j.kernel}: ${r?.detail ?? 'failed'}`);
     }
@@ -113,7 +109,7 @@ export async function rustClean(s: Session): Promise<ExitCode> {
     const planned = planRustClean(s, s.opts.kernels);
     const outcome = await runPlanned(s, planned, { quietSummary: true });
     if (!outcome || s.opts.json) return outcome?.exit ?? ExitCode.Ok;
-    for (const k of s.opts.kernels) s.out(`${outcome.results.get(`rust-clean:${k}`)?.status === 'done' ? 'removed' : 'no'} Rust tree for ${k}`);
+    for (const k of s.opts.kernels) s.out(`${outcome.results.get(jobId({ kind: 'rust-clean', kernel: k }))?.status === 'done' ? 'removed' : 'no'} Rust tree for ${k}`);
     return [...outcome.results.values()].some((r) => r.status === 'failed') ? ExitCode.Failed : ExitCode.Ok;
   });
 }

@@ -2,23 +2,22 @@
 // outside dpkg: forget removed kernels and sources, then bring every kernel up to date. With DKMS on the
 // machine or just gone, it also hands modules between the two (src/dkms/handover.ts).
 import { existsSync } from 'node:fs';
-import { readdir, rm } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { ootmodFramework, postTransaction } from '../../dkms/framework.js';
-import { dkmsAutoinstall, dkmsRegisteredRecords } from '../../dkms/handover.js';
+import { dkmsRegisteredRecords } from '../../dkms/handover.js';
 import { describeQueued, parseQueued, type QueuedRequest } from '../../dkms/requests.js';
 import { ExitCode } from '../../errors.js';
-import { dkmsIsInstalled, removedMarker } from '../../modules/names.js';
+import { dkmsIsInstalled } from '../../modules/names.js';
+import type { Job } from '../../plan/jobs.js';
 import { notReadyBlock } from '../../plan/readiness.js';
 import { planModuleWork, planRemoval, planTrigger } from '../../pipeline/work.js';
 import type { Session } from '../session.js';
-import { runPlanned, withLock } from './jobs.js';
+import { runPlanned, withLock } from '../runplan.js';
 
-/** The entries hooks and deferred requests queued inside dpkg: taken (and named in the summary) by the trigger. */
-async function takeQueue(s: Session): Promise<string[]> {
-  const names = await readdir(s.layout.queueDir).catch(() => [] as string[]);
-  if (!s.opts.dryRun) for (const n of names) await rm(path.join(s.layout.queueDir, n), { force: true });
-  return names;
+/** The entries hooks and deferred requests queued inside dpkg: taken by the trigger's plan (a dequeue job), and named in the summary. */
+async function readQueue(s: Session): Promise<string[]> {
+  return readdir(s.layout.queueDir).catch(() => [] as string[]);
 }
 
 export interface TriggerOptions {
@@ -47,7 +46,7 @@ async function handBack(s: Session): Promise<{ exit: ExitCode; handedBack: boole
 
 export async function triggerRun(s: Session, opts: TriggerOptions): Promise<ExitCode> {
   const exit = await withLock(s, async () => {
-    const queued = await takeQueue(s);
+    const queued = await readQueue(s);
     let exit: ExitCode = ExitCode.Ok;
     const dkms = dkmsIsInstalled(s.layout);
     const back = dkms ? await handBack(s) : { exit: ExitCode.Ok, handedBack: false };
@@ -55,7 +54,10 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
     // A module asked for explicitly inside dpkg (dkms build|install, a package's postinst: installed,
     // reinstalled, reconfigured) is built even if it failed before from the same inputs.
     const requests = queued.map(parseQueued).filter((r): r is QueuedRequest => r !== undefined);
-    const planned = await planTrigger(s, { ...opts, retry: new Set(requests.map((r) => `${r.module}/${r.version}`)), kernelsChanged: opts.kernelHook || queued.length > 0 });
+    const planned = await planTrigger(s, {
+      ...opts, retry: new Set(requests.map((r) => `${r.module}/${r.version}`)), kernelsChanged: opts.kernelHook || queued.length > 0,
+      queued: queued.map((n) => path.join(s.layout.queueDir, n)), handedBack: back.handedBack,
+    });
     const outcome = await runPlanned(s, planned, { quietSummary: true });
     // --json changes only what is printed: every follow-up below still runs, each plan run printing its
     // own JSON document (jq reads them in turn). A dry run prints the explicit requests' plans too, then stops.
@@ -63,25 +65,19 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
 
     // `dkms build|install NAME` from a maintainer script, for a module autoinstall does not cover
     // (AUTOINSTALL is not yes): done now; a module the trigger just built is current, a no-op.
+    // One attempt per module and run: a module the plan above built, or the install follow-up (a
+    // package script that ran both dkms build and dkms install), is not built again here.
+    const tried = new Set(planned.plan.jobs.flatMap((j) => (j.kind === 'build' ? [`${j.module}/${j.version}`] : [])));
     for (const action of ['install', 'build'] as const) {
       const refs = requests.filter((r) => r.action === action && existsSync(s.layout.moduleSource(r.module, r.version))).map((r) => ({ name: r.module, version: r.version }));
       if (!refs.length) continue;
-      // One attempt per run: a module the plan above just built is not built again here.
-      const tried = (r: { name: string; version: string }) => planned.plan.jobs.some((j) => j.kind === 'build' && j.module === r.name && j.version === r.version);
-      const retry = new Set(refs.filter((r) => !tried(r)).map((r) => `${r.name}/${r.version}`));
-      const explicit = await runPlanned(s, await planModuleWork(s, { action, refs, retry, label: `${opts.label} (dkms ${action})` }), { quietSummary: true });
+      const retry = new Set(refs.map((r) => `${r.name}/${r.version}`).filter((r) => !tried.has(r)));
+      const followUp = await planModuleWork(s, { action, refs, retry, label: `${opts.label} (dkms ${action})`, inDpkg: opts.inDpkg });
+      for (const j of followUp.plan.jobs) if (j.kind === 'build') tried.add(`${j.module}/${j.version}`);
+      const explicit = await runPlanned(s, followUp, { quietSummary: true });
       exit = worse(exit, explicit?.exit);
     }
     if (!outcome) return ExitCode.Ok;
-    if (back.handedBack) {
-      // DKMS installs them again, as its own kernel hook would.
-      for (const line of await dkmsAutoinstall(s.layout, planned.kernels)) s.err(`ootmod: ${line}`);
-    }
-    // Sources `dkms remove` left unbuilt whose files are gone now: nothing to remember.
-    const removedDir = path.dirname(removedMarker(s.layout, 'x'));
-    for (const name of await readdir(removedDir).catch(() => [] as string[])) {
-      if (!existsSync(path.join(s.layout.srcDir, name))) await rm(path.join(removedDir, name), { force: true });
-    }
 
     // With ootmod-dkms, framework.conf's post_transaction ends a run that installed or removed modules, as DKMS's.
     const modulesChanged = planned.plan.jobs.some((j) => ['install', 'uninstall'].includes(j.kind) && outcome.results.get(j.id)?.status === 'done');
@@ -94,7 +90,9 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
     if (!s.opts.json) s.out(`${outcome.summary}${queued.length ? `; queued by hooks: ${asked.join(', ')}` : ''}${initramfs.length ? `; initramfs updated for ${initramfs.join(', ')}` : ''}`);
     // Kernels or modules changed: say it when the kernel that boots next is not ready.
     const notice = planned.plan.jobs.find((j) => j.kind === 'boot-notice');
-    const changed = queued.length > 0 || opts.kernelHook || planned.plan.jobs.some((j) => j !== notice && outcome.results.get(j.id)?.status === 'done');
+    // (Taking the queue and dropping removed marks change no module.)
+    const bookkeeping = (j: Job) => j === notice || j.kind === 'dequeue' || j.kind === 'removed-marks';
+    const changed = queued.length > 0 || opts.kernelHook || planned.plan.jobs.some((j) => !bookkeeping(j) && outcome.results.get(j.id)?.status === 'done');
     const readiness = notice && outcome.results.get(notice.id)?.readiness;
     const block = changed && readiness ? notReadyBlock(readiness) : undefined;
     for (const line of block ?? []) s.err(line);

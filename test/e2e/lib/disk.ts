@@ -7,6 +7,7 @@
  * Needs root (losetup, mount). No udev is assumed: a partition the kernel did not scan is added with
  * partx, and a missing device node is made from sysfs.
  */
+import { spawn } from 'node:child_process';
 import { existsSync, openSync, closeSync, writeSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -116,32 +117,72 @@ export async function withDiskMounted<T>(image: string, mnt: string, fn: (loop: 
   } finally {
     await detachDisk(loop);
   }
-  await exec('sync', [image]);
 }
 
 export interface DiskBoot {
-  /** Everything the serial console printed (SeaBIOS, GRUB, the kernel, init), with \n line ends. */
+  /** Everything the first serial port (the console) printed: SeaBIOS, GRUB, the kernel, init; \n line ends. */
   log: string;
+  /** What the guest wrote to the second serial port (/dev/ttyS1), the channel of the test's probe. */
+  probe: string;
+  /** The probe's end marker came: its output is whole (QEMU was then stopped, not waited for). */
+  ended: boolean;
   timedOut: boolean;
   durationMs: number;
+  /** Seconds from QEMU's start to the first console line holding each of the asked-for texts (polled twice a second). */
+  milestones: Record<string, number>;
 }
 
 /**
- * Boots a raw disk image under qemu-system-x86_64 (TCG, SeaBIOS) from its boot sector, with the serial
- * port on stdout, until the guest powers off (or `timeoutMs`). `-snapshot`: the image is not written.
+ * Boots a raw disk image under qemu-system-x86_64 (TCG, SeaBIOS) from its boot sector. The console
+ * (the first serial port) goes to `consoleFile` as it comes; the second serial port, a channel of its
+ * own for what the test checks (no kernel message lands in the middle of its lines), to `probeFile`.
+ * The boot ends when the probe file has `endMarker` (QEMU is stopped at once: the test does not wait
+ * for the guest's power-off), when the guest powers off or panics (`-no-reboot`), or after `timeoutMs`. `-snapshot`: the image is not written. No network device:
+ * SeaBIOS has no iPXE ROM to run.
  */
-export async function bootDisk(image: string, opts: { timeoutMs: number; memoryMb?: number }): Promise<DiskBoot> {
+export async function bootDisk(image: string, opts: { timeoutMs: number; consoleFile: string; probeFile: string; endMarker: string; milestones?: string[]; memoryMb?: number }): Promise<DiskBoot> {
   await ensureHostPackages(['qemu-system-x86']);
+  await fs.rm(opts.probeFile, { force: true });
   const t0 = Date.now();
-  const r = await exec(
-    'qemu-system-x86_64',
-    [
-      ...['-accel', 'tcg', '-m', String(opts.memoryMb ?? 1024), '-smp', '1', '-nographic', '-no-reboot', '-snapshot'],
-      ...['-drive', `file=${image},format=raw,if=virtio`],
-    ],
-    { stdin: 'ignore', timeout: opts.timeoutMs, reject: false },
-  );
-  const log = r.stdout.replace(/\r\n?/g, '\n');
-  if (!r.timedOut && r.exitCode !== 0) throw new Error(`qemu-system-x86_64 exited with ${r.exitCode}: ${r.stderr}\n${log}`);
-  return { log, timedOut: r.timedOut, durationMs: Date.now() - t0 };
+  const args = [
+    ...['-accel', 'tcg', '-m', String(opts.memoryMb ?? 1024), '-smp', '1', '-no-reboot', '-snapshot', '-nic', 'none'],
+    ...['-display', 'none', '-monitor', 'none', '-serial', `file:${opts.consoleFile}`, '-serial', `file:${opts.probeFile}`],
+    ...['-drive', `file=${image},format=raw,if=virtio`],
+  ];
+  const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('exit', (code) => resolve(code));
+  });
+  const probeText = () => (existsSync(opts.probeFile) ? readFileSync(opts.probeFile, 'utf8') : '');
+  let ended = false;
+  let timedOut = false;
+  let code: number | null | undefined;
+  const milestones: Record<string, number> = {};
+  const consoleText = () => (existsSync(opts.consoleFile) ? readFileSync(opts.consoleFile, 'utf8') : '');
+  for (;;) {
+    code = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 500))]);
+    if (code !== undefined) break;
+    const waiting = (opts.milestones ?? []).filter((m) => !(m in milestones));
+    if (waiting.length) {
+      const text = consoleText();
+      for (const m of waiting) if (text.includes(m)) milestones[m] = Math.round((Date.now() - t0) / 1000);
+    }
+    if (probeText().includes(opts.endMarker)) ended = true;
+    else if (Date.now() - t0 > opts.timeoutMs) timedOut = true;
+    if (ended || timedOut) {
+      child.kill('SIGTERM');
+      const killed = await Promise.race([exited, new Promise<'late'>((r) => setTimeout(() => r('late'), 10_000))]);
+      if (killed === 'late') child.kill('SIGKILL');
+      await exited;
+      break;
+    }
+  }
+  const log = consoleText().replace(/\r\n?/g, '\n');
+  const probe = probeText().replace(/\r\n?/g, '\n');
+  ended ||= probe.includes(opts.endMarker);
+  if (!ended && !timedOut && code !== 0) throw new Error(`qemu-system-x86_64 exited with ${code}: ${stderr}\n${log.slice(-4000)}`);
+  return { log, probe, ended, timedOut, durationMs: Date.now() - t0, milestones };
 }

@@ -43,6 +43,8 @@ export interface DkmsPackageSpec {
   summary: string;
   /** The module's source files: name -> content. */
   files: Record<string, string>;
+  /** AUTOINSTALL="yes" in its dkms.conf (default); false: no AUTOINSTALL line. */
+  autoinstall?: boolean;
 }
 
 /**
@@ -65,7 +67,7 @@ export async function buildDkmsPackage(chroot: Chroot, spec: DkmsPackageSpec): P
     'debian/changelog': `${name} (${version}-1) unstable; urgency=medium\n\n  * Test package.\n\n -- ootmod e2e tests <ootmod@example.org>  Tue, 01 Dec 2026 00:00:00 +0000\n`,
     'debian/rules': '#!/usr/bin/make -f\n%:\n\tdh $@\n',
     // dh_dkms puts the package's upstream version in for the placeholder.
-    [`debian/${pkg}.dkms`]: `PACKAGE_NAME="${name}"\nPACKAGE_VERSION="#MODULE_VERSION#"\nBUILT_MODULE_NAME[0]="${module}"\nDEST_MODULE_LOCATION[0]="/updates/dkms"\nAUTOINSTALL="yes"\n`,
+    [`debian/${pkg}.dkms`]: `PACKAGE_NAME="${name}"\nPACKAGE_VERSION="#MODULE_VERSION#"\nBUILT_MODULE_NAME[0]="${module}"\nDEST_MODULE_LOCATION[0]="/updates/dkms"\n${spec.autoinstall === false ? '' : 'AUTOINSTALL="yes"\n'}`,
     [`debian/${pkg}.install`]: `src/* usr/src/${name}-${version}/\n`,
     ...Object.fromEntries(Object.entries(spec.files).map(([f, text]) => [`src/${f}`, text])),
   };
@@ -83,17 +85,37 @@ export async function buildDkmsPackage(chroot: Chroot, spec: DkmsPackageSpec): P
  * A dh_dkms package whose module does not compile (it uses an undeclared symbol,
  * ootmod_no_such_symbol). Returns the .deb's path in the chroot.
  */
-export function buildFailingDkmsPackage(chroot: Chroot): Promise<string> {
+export function buildFailingDkmsPackage(chroot: Chroot, opts: { name?: string; autoinstall?: boolean } = {}): Promise<string> {
+  const name = opts.name ?? 'ootmod-failing';
+  const module = name.replaceAll('-', '_');
   return buildDkmsPackage(chroot, {
-    name: 'ootmod-failing',
+    name,
     version: '1.0',
-    module: 'ootmod_failing',
+    module,
     summary: 'module that does not compile',
+    autoinstall: opts.autoinstall,
     files: {
-      Kbuild: 'obj-m := ootmod_failing.o\n',
-      'ootmod_failing.c': '#include <linux/module.h>\nstatic int __init f_init(void) { return ootmod_no_such_symbol; }\nmodule_init(f_init);\nMODULE_LICENSE("GPL");\n',
+      Kbuild: `obj-m := ${module}.o\n`,
+      [`${module}.c`]: '#include <linux/module.h>\nstatic int __init f_init(void) { return ootmod_no_such_symbol; }\nmodule_init(f_init);\nMODULE_LICENSE("GPL");\n',
     },
   });
+}
+
+/**
+ * A plain package (dpkg-deb) whose postinst asks ootmod-dkms for modules again, as vendor packages do:
+ * `dkms build` then `dkms install` of each NAME/VERSION (failures ignored). Returns the .deb's path in the chroot.
+ */
+export async function buildRequestingPackage(chroot: Chroot, name: string, modules: string[]): Promise<string> {
+  const dir = `/root/dkms-packages/${name}`;
+  rmSync(chroot.path(dir), { recursive: true, force: true });
+  mkdirSync(chroot.path(`${dir}/DEBIAN`), { recursive: true });
+  const deps = modules.map((m) => `${m.split('/')[0]}-dkms`).join(', ');
+  writeFileSync(chroot.path(`${dir}/DEBIAN/control`), `Package: ${name}\nVersion: 1.0-1\nArchitecture: all\nMaintainer: ootmod e2e tests <ootmod@example.org>\nDepends: ${deps}\nDescription: asks dkms for modules in its postinst (ootmod e2e)\n`);
+  const asks = modules.flatMap((m) => [`  dkms build ${m} || true`, `  dkms install ${m} || true`]);
+  writeFileSync(chroot.path(`${dir}/DEBIAN/postinst`), ['#!/bin/sh', 'set -e', 'if [ "$1" = configure ]; then', ...asks, 'fi', ''].join('\n'), { mode: 0o755 });
+  const b = await sh(chroot, `dpkg-deb --root-owner-group -b ${dir} ${dir}.deb 2>&1`);
+  if (b.code !== 0) throw new Error(`dpkg-deb of ${name} failed:\n${b.out}`);
+  return `${dir}.deb`;
 }
 
 /**

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { ExitCode, OotmodError, environmentFault } from '../errors.js';
 import { crossOf, type Compression, type KernelTarget } from '../kernel/inventory.js';
 import { kernelToolEnv } from '../kernel/toolchain.js';
-import { dkmsKernelSourceDir } from '../modules/sources.js';
+import { dkmsKernelSourceDir } from '../modules/sourcedirs.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import type { BuildJob, InstallJob } from '../plan/jobs.js';
 import { copyFileAtomic } from '../system/files.js';
@@ -279,7 +279,7 @@ export async function buildModule(job: BuildJob, ctx: BuildContext): Promise<Bui
   const warnings: string[] = [...spec.warnings];
   const base = {
     module: spec.name, version: spec.version, kernel: job.kernel, arch: ctx.kernel.arch.machine,
-    inputsKey: job.inputsKey, toolsKey: job.toolsKey, log: path.join(builtDir, 'make.log'),
+    inputsKey: job.inputsKey, toolsKey: job.toolsKey, transaction: job.transaction, log: path.join(builtDir, 'make.log'),
   };
   const installed = ctx.previous?.installed ?? [];
   try {

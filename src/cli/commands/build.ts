@@ -2,13 +2,11 @@
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../../errors.js';
 import { sourceDirName } from '../../modules/names.js';
-import { listSourceDirs, type SourceDir } from '../../modules/sources.js';
+import { listSourceDirs, type SourceDir } from '../../modules/sourcedirs.js';
 import type { Action } from '../../plan/planner.js';
-import { executeWork, planAdd, planModuleWork, type AddRequest, type Planned, type WorkOutcome } from '../../pipeline/work.js';
+import { planAdd, planModuleWork, type AddRequest } from '../../pipeline/work.js';
 import { isSourcePath, parseModuleRef, sourcePathOf, type ModuleRef } from '../modargs.js';
-import { planJson } from '../../plan/jobs.js';
-import { json } from '../format.js';
-import { preRunLines, printPlan, reporterFor } from '../progress.js';
+import { runPlanned, withLock } from '../runplan.js';
 import type { Session } from '../session.js';
 import { addRequest } from './add.js';
 
@@ -54,58 +52,6 @@ async function resolveTargets(s: Session, args: string[]): Promise<Targets> {
   return { ...t, refs, sources: sources.length === refs.length ? sources : [...all, ...outside] };
 }
 
-/** Runs a plan (or prints it on --dry-run); returns undefined on a dry run. */
-export async function runPlanned(s: Session, planned: Planned, opts: { quietSummary?: boolean; quietPreRun?: boolean } = {}): Promise<WorkOutcome | undefined> {
-  for (const n of planned.notes) s.err(n);
-  if (s.opts.dryRun) {
-    printPlan(s.out, planned.plan, s.opts.json);
-    return undefined;
-  }
-  if (!opts.quietPreRun) for (const line of preRunLines(planned.plan, s.opts.verbose)) s.err(line);
-  const reporter = reporterFor(s.opts.verbose, s.stderr);
-  try {
-    const outcome = await executeWork(s, planned, reporter);
-    reporter.close();
-    if (s.opts.json) s.out(json(resultJson(planned, outcome)));
-    else if (!opts.quietSummary) s.out(outcome.summary);
-    if (outcome.fault) s.err(`ootmod: ${outcome.fault}`);
-    return outcome;
-  } finally {
-    reporter.close();
-  }
-}
-
-/** The plan with each job's outcome, for machines (--json on a real run). */
-function resultJson(planned: Planned, outcome: WorkOutcome): unknown {
-  const plan = planJson(planned.plan) as { jobs: { id: string }[] };
-  return {
-    summary: outcome.summary,
-    exit: outcome.exit,
-    plan: {
-      ...plan,
-      jobs: plan.jobs.map((j) => {
-        const r = outcome.results.get(j.id);
-        const sec = (ms: number | undefined) => (ms === undefined ? null : Math.round(ms) / 1000);
-        return {
-          ...j, status: r?.status ?? 'not run', detail: r?.detail ?? null, seconds: sec(r?.elapsedMs),
-          // Seconds from the start of the run: when it started and ended (the order jobs really ran in).
-          started: sec(r?.startMs), finished: sec(r?.startMs === undefined ? undefined : r.startMs + (r.elapsedMs ?? 0)),
-        };
-      }),
-    },
-  };
-}
-
-/** Takes the global lock for a real run (a dry run changes nothing and needs none). */
-export async function withLock<T>(s: Session, fn: () => Promise<T>): Promise<T> {
-  const release = s.opts.dryRun ? async () => {} : await s.lock();
-  try {
-    return await fn();
-  } finally {
-    await release();
-  }
-}
-
 export async function jobsCommand(s: Session, command: JobsCommand, args: string[]): Promise<ExitCode> {
   if (command !== 'autoinstall' && !args.length) {
     throw new OotmodError(`${command} needs a module`, `ootmod ${command} NAME[/VERSION] [-k KVER]`, ExitCode.Usage);
@@ -124,7 +70,7 @@ export async function jobsCommand(s: Session, command: JobsCommand, args: string
       if (failed) throw new OotmodError(`adding failed: ${failed.detail}`, undefined, ExitCode.Failed);
       ({ refs, sources, adds } = await resolveTargets(s, args.map((a) => addFirst.find((x) => isSourcePath(a) && x.from === sourcePathOf(a))?.dest ?? a)));
     }
-    const planned = await planModuleWork(s, { action: command === 'build' ? 'build' : 'install', refs, sources, adds, label: command });
+    const planned = await planModuleWork(s, { action: command === 'build' ? 'build' : 'install', refs, sources, adds, label: command, inDpkg: Boolean(process.env.DPKG_MAINTSCRIPT_PACKAGE) });
     const outcome = await runPlanned(s, planned);
     return outcome?.exit ?? ExitCode.Ok;
   });
