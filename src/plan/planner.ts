@@ -201,7 +201,7 @@ function consider(k: KernelPlanning, c: ValidCandidate, rebuild?: string): void 
   // Only a module that must be (re)built needs the kernel's compiler and a usable Rust tree; a current one stays as it is.
   const cannot = reuseBuilt ? undefined : kernel.problems[0] ?? (c.usesRust ? rustBlocker(kernel, input.rustUnavailable) : undefined);
   if (cannot) {
-    out.failed.push({ ...item, reason: cannot });
+    out.failed.push({ ...item, reason: cannot, cannotBuild: true });
     return;
   }
   // A failure is retried when its inputs or tools changed, or when the module is asked for by name.
@@ -232,7 +232,8 @@ function consider(k: KernelPlanning, c: ValidCandidate, rebuild?: string): void 
     usesRust: c.usesRust,
     kernelBuildDir: c.kernelBuildDir,
     transaction: request.transaction,
-    reason: rebuild ?? (!record ? 'not built yet' : record.inputsKey !== c.inputsKey ? 'inputs changed' : request.force ? 'forced'
+    reason: rebuild ?? (!record ? 'not built yet' : record.status === 'failed' && !record.inputsKey ? 'failed before because of the machine, not the module'
+      : record.inputsKey !== c.inputsKey ? 'inputs changed' : request.force ? 'forced'
       : record.status === 'failed' ? (sameFailure ? 'failed before, asked for again' : 'failed before; its compiler or build tools changed') : 'files missing'),
   });
 }

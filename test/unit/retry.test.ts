@@ -47,7 +47,8 @@ describe('retrying failed builds', () => {
     const p = plan({ kernels: [k], candidates: [cand()], records: [], request: autoinstall });
     expect(p.jobs).toEqual([]);
     expect(p.skipped).toEqual([]);
-    expect(p.failed).toEqual([{ module: 'zfs', version: '2.4.4', kernel: release, reason: missingGcc }]);
+    // Marked to be recorded as failed, so status and dkms status say what to install.
+    expect(p.failed).toEqual([{ module: 'zfs', version: '2.4.4', kernel: release, reason: missingGcc, cannotBuild: true }]);
     const installed = failed({ status: 'installed', filesPresent: true, installed: [{ module: 'zfs', path: '/x/zfs.ko' }] });
     const q = plan({ kernels: [k], candidates: [cand()], records: [installed], request: autoinstall });
     expect(q.failed).toEqual([]);
@@ -57,6 +58,10 @@ describe('retrying failed builds', () => {
   it('plans the build again once the compiler is there', () => {
     const p = plan({ kernels: [kernel()], candidates: [cand()], records: [], request: autoinstall });
     expect(p.jobs.map((j) => [j.id, j.reason, j.toolsKey])).toEqual([[`zfs/2.4.4@${release}`, 'not built yet', 'gcc-16 as it is']]);
+    // As recorded when it could not be built (no inputs key): a plain autoinstall builds it.
+    const recorded = failed({ inputsKey: '', toolsKey: undefined, error: missingGcc });
+    const q = plan({ kernels: [kernel()], candidates: [cand()], records: [recorded], request: autoinstall });
+    expect(q.jobs.map((j) => [j.id, j.reason])).toEqual([[`zfs/2.4.4@${release}`, 'failed before because of the machine, not the module']]);
   });
 
   it('leaves a failure with the same inputs and tools alone on autoinstall, saying what retries it', () => {
