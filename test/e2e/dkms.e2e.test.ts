@@ -5,7 +5,7 @@
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { currentKernel, freshChroot, parseKernelConfig, type Chroot, type KernelInfo } from './lib/chroot.js';
+import { currentKernel, freshChroot, kernelGccPackage, parseKernelConfig, type Chroot, type KernelInfo } from './lib/chroot.js';
 import { buildOotmodIndepDebs, lintianProblems, type OotmodIndepDebs } from './lib/debs.js';
 import { REAL_DKMS_PACKAGES, buildFailingDkmsPackage, buildRequestingPackage } from './lib/dkms.js';
 import { DEBS, copyDebs, installHeaders, re, tools, type Tools } from './lib/system.js';
@@ -152,7 +152,7 @@ describe('ootmod-dkms: Debian module packages with no DKMS', () => {
   });
 });
 
-describe('ootmod-dkms: a module that fails is built once per apt run, and again when asked later', () => {
+describe('ootmod-dkms: a module that fails is built once per apt run, and again when asked later or when its compiler comes', () => {
   let chroot: Chroot;
   let kernel: KernelInfo;
   const t = tools(() => chroot);
@@ -207,6 +207,62 @@ describe('ootmod-dkms: a module that fails is built once per apt run, and again 
       expect(builds(ours.out, name), ours.out).toBe(1);
     }
     await t.expectDpkgClean();
+  });
+
+  it("a module that failed for want of its kernel's compiler is built in the apt run that installs the compiler (file trigger), with no other command", async () => {
+    // The kernel's compiler, from its headers (CONFIG_CC_VERSION_TEXT): gcc-N; its program is in
+    // gcc-N-<triplet>, which the headers depend on (through gcc-N-for-host). Remove that package the hard
+    // way, as a broken or stripped-down system has it. gcc-N stays: it provides c-compiler, which ootmod
+    // depends on (with no C compiler at all, dpkg would hold ootmod's trigger back until one is installed).
+    const gcc = await kernelGccPackage(chroot, kernel.kver);
+    const compiler = JSON.parse((await t.sh(`ootmod kernels --json -k ${kernel.kver}`)).out).kernels[0].compiler as { command: string; path: string };
+    const owner = (await t.sh(`dpkg -S "$(readlink -f ${compiler.path})"`)).out.split(':')[0]!;
+    expect(owner).toMatch(new RegExp(`^${re(gcc)}(-|$)`));
+    const removed = await t.sh(`dpkg --remove --force-depends ${owner} 2>&1`);
+    expect(removed.code, removed.out).toBe(0);
+    expect((await t.sh(`command -v ${compiler.command}`)).out.trim()).toBe('');
+
+    // A module package that builds: the archive's dkms-test-dkms (made with dh_dkms), through ootmod-dkms.
+    // apt installs nothing on a system with unmet dependencies but their fix (which would bring the
+    // compiler back), so it goes in with dpkg -i, as vendor packages do; ootmod's trigger ends that run.
+    const get = await t.sh('cd /root && apt-get download dkms-test-dkms 2>&1 && ls /root/dkms-test-dkms_*.deb');
+    expect(get.code, get.out).toBe(0);
+    const deb = get.out.trim().split('\n').at(-1)!;
+    const inst = await t.sh(`dpkg -i ${deb} 2>&1`);
+    expect(inst.code, inst.out).toBe(0);
+    expect(inst.out).toMatch(/^Processing triggers for ootmod /m);
+    await t.expectDpkgClean();
+    const missing = `install ${gcc}`;
+    const failed = (await t.status()).find((x) => x.module === 'dkms_test' && x.kernel === kernel.kver);
+    expect(failed?.status, JSON.stringify(failed)).toBe('failed');
+    expect(failed?.error).toMatch(new RegExp(`was built with ${re(compiler.command)}, which is not installed: ${re(missing)}$`));
+    const status = await t.sh('ootmod status dkms_test');
+    expect(status.all.split('\n').filter((l) => l.includes(missing)), status.all).toHaveLength(1);
+    const dkms = await t.sh('dkms status -m dkms_test');
+    expect(dkms.out.trim()).toBe('dkms_test/1.0: added');
+    expect(dkms.err.split('\n').filter((l) => l.includes(missing)), dkms.err).toHaveLength(1);
+
+    // The admin's one command. Not `apt-get install gcc-N`: gcc-N is still installed (only its dependency
+    // is gone), so apt says it "is already the newest version" and stops at the unmet dependencies
+    // (exit 100). apt's own advice is `apt-get -f install`, which installs the compiler's package.
+    const fix = await t.apt('-f install');
+    expect(fix.code, fix.out.slice(-6000)).toBe(0);
+    const unpacked = fix.out.search(new RegExp(`^Unpacking ${re(owner)} `, 'm'));
+    expect(unpacked, fix.out.slice(-6000)).toBeGreaterThanOrEqual(0);
+    // In that same apt run, after the compiler was unpacked: ootmod's file trigger, and the build.
+    const later = fix.out.slice(unpacked);
+    log(`apt-get -f install, from the compiler's unpack:\n${later.split('\n').filter((l) => /^(Unpacking|Setting up|Processing triggers for ootmod|start|done|failed|ootmod trigger)/.test(l)).join('\n')}`);
+    expect(later).toMatch(/^Processing triggers for ootmod /m);
+    expect(later).toMatch(new RegExp(`^start +dkms_test/1\\.0 for ${re(kernel.kver)} \\(build`, 'm'));
+    await t.expectDpkgClean();
+    const row = (await t.status()).find((x) => x.module === 'dkms_test' && x.kernel === kernel.kver);
+    expect(row?.status, JSON.stringify(row)).toBe('installed');
+    const ko = row!.files.find((f) => path.basename(f).startsWith('dkms_test.ko'));
+    expect(ko, JSON.stringify(row)).toBeTruthy();
+    expect((await t.sh(`test -f ${ko}`)).code).toBe(0);
+    expect((await t.sh(`modinfo -F vermagic ${ko}`)).out).toMatch(new RegExp(`^${re(kernel.kver)} `));
+    expect(await t.modulesDep(kernel.kver)).toMatch(/^updates\/ootmod\/dkms_test\.ko/m);
+    expect((await t.sh('dkms status -m dkms_test')).out.trim()).toBe(`dkms_test/1.0, ${kernel.kver}, x86_64: installed`);
   });
 });
 
