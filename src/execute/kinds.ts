@@ -17,6 +17,7 @@ import { run } from '../system/run.js';
 import { USERADD_ARGS } from '../system/sandbox.js';
 import { applyGuard, guardInput, readGuardState, realGrubTools } from './bootguard.js';
 import { depmod } from './depmod.js';
+import { runPostTransaction } from './posttransaction.js';
 import { keepPerBuildDir, removeDkmsTree, writeDkmsTree } from './dkmstree.js';
 import type { JobResult } from './executor.js';
 import { requestInitramfs } from './initramfs.js';
@@ -433,6 +434,17 @@ export const KINDS: { [K in JobKind]: KindSpec<K> } = {
     json: (job) => ({ remove: job.files }),
     endLine: plainEnd,
     run: removeFiles,
+    counts: { failure: 'other' },
+  },
+
+  'post-transaction': {
+    cpu: false, lock: true,
+    target: (job) => `framework.conf's post_transaction (${job.command})`,
+    planLine: (job) => `would run ${jobTarget(job)} with kernelver=${job.kernel}, its output in ${job.log} (${job.reason})`,
+    json: (job) => ({ command: job.command, log: job.log }),
+    // The command prints DKMS's line (the result's detail) on stdout, as DKMS does.
+    endLine: (job, r, verbose) => (verbose ? plainEnd(job, r, verbose) : undefined),
+    run: (job) => runPostTransaction(job),
     counts: { failure: 'other' },
   },
 

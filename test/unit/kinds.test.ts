@@ -57,6 +57,7 @@ const EVERY: Record<JobKind, Job[]> = {
     { ...base, kind: 'boot-guard', id: 'boot-guard', mode: 'yes', loader: 'systemd-boot', release: true, initramfsJobs: [] },
   ],
   'boot-notice': [{ ...base, kind: 'boot-notice', id: 'boot-notice', files: ['/run/a', '/var/b'], initramfsJobs: [] }],
+  'post-transaction': [{ ...base, kind: 'post-transaction', id: 'post-transaction', command: 'update-grub', kernel: K, log: '/var/lib/dkms/post_transaction.log', after: ['depmod:' + K] } as Job],
 };
 
 function planWith(jobs: Job[]): WorkPlan {
