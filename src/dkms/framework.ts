@@ -8,7 +8,6 @@ import path from 'node:path';
 import type { Compression } from '../kernel/inventory.js';
 import { ootmodDkmsIsInstalled } from '../modules/names.js';
 import type { Layout } from '../system/layout.js';
-import type { PostTransactionJob } from '../plan/jobs.js';
 
 /** The value of `name=` in shell assignments, the last one set; quotes removed; '' when set empty. */
 export function frameworkValue(text: string, name: string): string | undefined {
@@ -104,13 +103,4 @@ export function ootmodFramework(layout: Layout): Map<string, string> | undefined
 export function compressionIdentity(values: Map<string, string> | undefined, compression: string): string {
   const set = compression === 'none' ? undefined : values?.get(`compress_${compression}_opts`);
   return set ? `${compression} ${set}` : compression;
-}
-
-/**
- * framework.conf's post_transaction as a job (run by src/execute/kinds.ts), for the end of a transaction
- * that changed modules; undefined when none is set.
- */
-export function postTransactionJob(layout: Layout, values: Map<string, string> | undefined, kver: string, reason: string): Omit<PostTransactionJob, 'kind' | 'needs' | 'after' | 'id'> | undefined {
-  const command = values?.get('post_transaction');
-  return command ? { command, kernel: kver, log: path.join(layout.dkmsRegistry, 'post_transaction.log'), reason } : undefined;
 }

@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { ootmodFramework, postTransactionJob } from '../dkms/framework.js';
+import { ootmodFramework } from '../dkms/framework.js';
 import { readDkmsInstalls } from '../dkms/handover.js';
 import { isRegistered } from '../dkms/registry.js';
 import { ExitCode, OotmodError } from '../errors.js';
@@ -380,8 +380,9 @@ export function planDkmsRegistry(ctx: PipelineContext, input: Pick<ComposeInput,
  * then), as a plan of its own; undefined when ootmod-dkms is not installed or none is set.
  */
 export function planPostTransaction(ctx: PipelineContext, kver: string, reason: string): Planned | undefined {
-  const postTransaction = postTransactionJob(ctx.layout, ootmodFramework(ctx.layout), kver, reason);
-  if (!postTransaction) return undefined;
+  const command = ootmodFramework(ctx.layout)?.get('post_transaction');
+  if (!command) return undefined;
+  const postTransaction = { command, kernel: kver, log: path.join(ctx.layout.dkmsRegistry, 'post_transaction.log'), reason };
   const plan = composePlan({ postTransaction, depmodKernels: new Set() });
   return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label: 'post_transaction', named: false, notes: [] };
 }
