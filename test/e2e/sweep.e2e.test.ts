@@ -7,6 +7,11 @@
 // line; one it takes is taken), and the `dkms status` lines after all of them. Then, for the current
 // kernel, `ootmod build --dry-run` plans a build of every source DKMS took (or says why it skips it,
 // as BUILD_EXCLUSIVE_* make DKMS skip it), and refuses none as invalid.
+//
+// With OOTMOD_E2E_SWEEP_BUILD=1 (`npm run test:e2e:sweep-build`: hours, the NVIDIA families alone take
+// most of them), every source is also built for the current kernel: all at once by one `ootmod install`,
+// and one by one by Debian's `dkms build`; the same sources must build on both. OOTMOD_E2E_SWEEP_SKIP
+// (a regular expression on the source dir) leaves some out, e.g. 'nvidia|zfs|virtualbox' for a shorter run.
 import { cpSync, mkdirSync, readdirSync, rmSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +24,10 @@ const log = (msg: string) => process.stderr.write(`[e2e] ${msg}\n`);
 const CHROOT_OPTS = { base: 'contrib-e2e-base', components: ALL_COMPONENTS };
 /** Where the packages are unpacked (inside the DKMS side's chroot). */
 const STAGE = '/root/sweep';
+const BUILD = process.env.OOTMOD_E2E_SWEEP_BUILD === '1';
+const SKIP = process.env.OOTMOD_E2E_SWEEP_SKIP ? new RegExp(process.env.OOTMOD_E2E_SWEEP_SKIP) : undefined;
+/** The builds of every source, on one side: hours for the NVIDIA families. */
+const BUILD_TIMEOUT_MS = 6 * 3_600_000;
 
 interface Source {
   pkg: string;
@@ -146,4 +155,32 @@ describe("every *-dkms package of sid: ootmod-dkms registers each source as Debi
     }
     expect(problems).toEqual([]);
   }, 1_800_000);
+
+  it.runIf(BUILD)('builds the same sources as Debian\'s dkms for the current kernel (OOTMOD_E2E_SWEEP_BUILD=1)', async () => {
+    const chosen = sources.filter((s) => theirs.get(s.dir)?.code === 0 && ours.get(s.dir)?.code === 0 && !SKIP?.test(s.dir));
+    expect(chosen.length).toBeGreaterThan(0);
+    log(`sweep build: ${chosen.length} sources${SKIP ? ` (left out: ${sources.filter((s) => SKIP.test(s.dir)).map((s) => s.dir).join(' ')})` : ''}`);
+    const t0 = Date.now();
+    const r = await o.sh(`ootmod install ${chosen.map((s) => `/usr/src/${s.dir}`).join(' ')} -k ${kernel.kver} 2>&1`, BUILD_TIMEOUT_MS);
+    log(`sweep build: ootmod install exit ${r.code} in ${((Date.now() - t0) / 1000).toFixed(0)} s\n${r.out.slice(-4000)}`);
+    const rows = await o.status();
+    const oursBuilt = new Map(chosen.map((s) => {
+      const row = rows.find((x) => x.kernel === kernel.kver && `${x.module}-${x.version}` === s.dir);
+      return [s.dir, row?.status === 'installed' ? 'installed' : `${row?.status ?? 'no row'}: ${(row?.error ?? '').split('\n')[0]}`] as const;
+    }));
+    await installHeaders(d, dk, kernel);
+    const theirsBuilt = new Map<string, string>();
+    const t1 = Date.now();
+    for (const s of chosen) {
+      const [name, version] = s.add.startsWith('-m ') ? s.add.split(' ').filter((_, i) => i === 1 || i === 3) : [undefined, undefined];
+      const ref = name ? `-m ${name} -v ${version}` : `/usr/src/${s.dir}`;
+      const b = await d.sh(`dkms build ${ref} -k ${kernel.kver} </dev/null 2>&1`, BUILD_TIMEOUT_MS);
+      theirsBuilt.set(s.dir, b.code === 0 ? 'built' : `exit ${b.code}: ${b.out.trim().split('\n').filter((l) => /error|Error/.test(l))[0] ?? b.out.trim().split('\n').pop()}`);
+    }
+    log(`sweep build: dkms build of each: ${((Date.now() - t1) / 1000).toFixed(0)} s`);
+    const table = chosen.map((s) => `${s.dir.padEnd(44)} dkms: ${theirsBuilt.get(s.dir)!.slice(0, 120).padEnd(40)} ootmod: ${oursBuilt.get(s.dir)!.slice(0, 160)}`);
+    log(`sweep build, for ${kernel.kver}:\n${table.join('\n')}`);
+    const differ = chosen.filter((s) => (theirsBuilt.get(s.dir) === 'built') !== (oursBuilt.get(s.dir) === 'installed'));
+    expect(differ.map((s) => `${s.dir}: dkms ${theirsBuilt.get(s.dir)}; ootmod ${oursBuilt.get(s.dir)}`)).toEqual([]);
+  }, 2 * BUILD_TIMEOUT_MS + 1_800_000);
 });
