@@ -101,7 +101,7 @@ describe('ootmod dkms against real Debian headers', () => {
     const r = await dkms(['common.postinst', 'ootmod-exclusive', '1.0', '/usr/share/ootmod-exclusive-dkms', '', ''], { DPKG_MAINTSCRIPT_PACKAGE: 'ootmod-exclusive-dkms' });
     expect(r.code, r.err).toBe(0);
     expect(lstatSync(path.join(root, 'var/lib/dkms/ootmod-exclusive/1.0/source')).isSymbolicLink()).toBe(true);
-    expect(readdirSync(path.join(root, 'var/lib/ootmod/queue'))).toContain('dkms@install@ootmod-exclusive@1.0');
+    expect(readdirSync(path.join(root, 'var/lib/ootmod/queue'))).toContain('dkms@postinst@ootmod-exclusive@1.0');
   });
 
   it('--dry-run of remove --all prints the removals and the registry job, and changes nothing', async () => {
