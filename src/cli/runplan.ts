@@ -1,7 +1,7 @@
 // Running a plan for a command: its notes, the plan on --dry-run (lines or JSON), else the pre-run lines,
 // the progress, the summary or the result JSON; and the global lock around a command's plans.
 import { kindOf } from '../execute/kinds.js';
-import { executeWork, type Planned, type WorkOutcome } from '../pipeline/work.js';
+import { executeWork, planPostTransaction, type Planned, type WorkOutcome } from '../pipeline/work.js';
 import { json } from './format.js';
 import { planJson, preRunLines, printPlan, reporterFor } from './progress.js';
 import type { Session } from './session.js';
@@ -61,4 +61,16 @@ export async function withLock<T>(s: Session, fn: () => Promise<T>): Promise<T> 
     s.holdsLock = held;
     await release();
   }
+}
+
+/**
+ * ootmod-dkms: framework.conf's post_transaction at the end of a transaction that changed modules, as
+ * a plan of its own (under the lock the caller holds), and DKMS's line about it on stdout.
+ */
+export async function endTransaction(s: Session, kver: string, reason: string): Promise<void> {
+  const planned = planPostTransaction(s, kver, reason);
+  if (!planned) return;
+  const outcome = await runPlanned(s, planned, { quietSummary: true, quietPreRun: true });
+  const line = outcome?.results.get('post-transaction')?.detail;
+  if (line && !s.opts.json) s.out(line);
 }

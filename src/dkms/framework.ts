@@ -4,12 +4,10 @@
 // the rest is named once per command as ignored. The files are read as text, never sourced: only plain
 // values and $kernelver are followed.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Compression } from '../kernel/inventory.js';
 import { ootmodDkmsIsInstalled } from '../modules/names.js';
 import type { Layout } from '../system/layout.js';
-import { run } from '../system/run.js';
 
 /** The value of `name=` in shell assignments, the last one set; quotes removed; '' when set empty. */
 export function frameworkValue(text: string, name: string): string | undefined {
@@ -118,21 +116,4 @@ export function autoinstallDisabled(layout: Layout): boolean {
 export function compressionIdentity(values: Map<string, string> | undefined, compression: string): string {
   const set = compression === 'none' ? undefined : values?.get(`compress_${compression}_opts`);
   return set ? `${compression} ${set}` : compression;
-}
-
-/**
- * framework.conf's post_transaction, as DKMS runs it at the end of a transaction that changed modules:
- * by bash, as root (it is the admin's setting), with `kernelver` set, its output in
- * /var/lib/dkms/post_transaction.log (emptied first); its failure is reported, not the command's.
- * Returns the line to print, or undefined when none is set.
- */
-export async function postTransaction(layout: Layout, values: Map<string, string> | undefined, kver = ''): Promise<string | undefined> {
-  const command = values?.get('post_transaction');
-  if (!command) return undefined;
-  const log = path.join(layout.dkmsRegistry, 'post_transaction.log');
-  await mkdir(layout.dkmsRegistry, { recursive: true });
-  const started = Date.now();
-  const r = await run('bash', ['-c', command], { allowFailure: true, env: { kernelver: kver }, timeoutMs: 3_600_000 }).catch((err: unknown) => ({ exitCode: 127, all: `${err instanceof Error ? err.message : String(err)}\n` }));
-  await writeFile(log, `\nExecuting post-transaction command\n# command: ${command}\n${r.all}\n# exit code: ${r.exitCode}\n# elapsed time: ${Math.round((Date.now() - started) / 1000)} s\n`);
-  return `Executing post-transaction command...${r.exitCode === 0 ? ' done.' : `(bad exit status: ${r.exitCode}) see ${log}`}`;
 }

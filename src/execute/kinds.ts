@@ -17,6 +17,7 @@ import { run } from '../system/run.js';
 import { USERADD_ARGS } from '../system/sandbox.js';
 import { applyGuard, guardInput, readGuardState, realGrubTools } from './bootguard.js';
 import { depmod } from './depmod.js';
+import { runPostTransaction } from './posttransaction.js';
 import { keepPerBuildDir, removeDkmsTree, writeDkmsTree } from './dkmstree.js';
 import type { JobResult } from './executor.js';
 import { requestInitramfs } from './initramfs.js';
@@ -104,6 +105,15 @@ export interface KindSpec<K extends JobKind> {
   endLine(job: JobOf<K>, r: JobResult, verbose: boolean): string | undefined;
   /** Does it. `results` holds every job that finished before it. */
   run(job: JobOf<K>, ctx: StepContext, results: ReadonlyMap<string, JobResult>): Promise<JobResult>;
+  /**
+   * It does not run because `dependency` failed (`why`: that failure): what it records and says. Default:
+   * "<the dependency> failed: <why>", nothing recorded.
+   */
+  blocked?(job: JobOf<K>, dependency: Job, why: string | undefined, ctx: StepContext): Promise<JobResult>;
+  /** How a job it blocked names it (default: what it acts on). */
+  blockedAs?: string;
+  /** The jobs after it, when it fails, fail as the machine's fault (exit 5), not as theirs (no record). */
+  failureIsFault?: boolean;
   counts: Counting;
 }
 
@@ -139,9 +149,33 @@ function kernelStepEnd(job: JobOf<'depmod' | 'initramfs'>, r: JobResult, verbose
 const loaderEntry = (loader: JobOf<'boot-guard'>['loader']) =>
   loader === 'systemd-boot' ? "systemd-boot's default entry" : loader === 'grub' ? "GRUB's default entry" : "the bootloader's default entry";
 
+const isModuleJob = (j: Job): j is JobOf<'build' | 'install'> => j.kind === 'build' || j.kind === 'install';
+
+/**
+ * A build or install that cannot run: after its own module's failed build, nothing more to say (the
+ * build's record says why); after another job (a BUILD_DEPENDS module, the Rust tree), a failed record
+ * that names it, so `status` tells why the module is missing.
+ */
+async function moduleBlocked(job: JobOf<'build' | 'install'>, dependency: Job, why: string | undefined, ctx: StepContext): Promise<JobResult> {
+  if (isModuleJob(dependency) && dependency.module === job.module && dependency.version === job.version && dependency.kernel === job.kernel) {
+    return failed('its build failed');
+  }
+  const previous = ctx.store.get(job.module, job.version, job.kernel);
+  const kernel = ctx.kernels.get(job.kernel);
+  const error = dependency.kind === 'rust-tree'
+    ? `it has Rust code and the Rust tree of ${job.kernel} could not be built${why ? `: ${why}` : ''}`
+    : `BUILD_DEPENDS: ${isModuleJob(dependency) ? dependency.module : jobTarget(dependency)} failed to build`;
+  const record: BuildRecord = {
+    module: job.module, version: job.version, kernel: job.kernel, arch: kernel?.arch.machine ?? previous?.arch ?? '',
+    status: 'failed', inputsKey: 'blocked', built: [], installed: previous?.installed ?? [], error, updatedAt: new Date().toISOString(),
+  };
+  await ctx.store.put(record);
+  return { status: 'failed', detail: error, record };
+}
+
 export const KINDS: { [K in JobKind]: KindSpec<K> } = {
   'build-user': {
-    cpu: false, lock: true, asDependency: 'the build user',
+    cpu: false, lock: true, asDependency: 'the build user', failureIsFault: true,
     target: (job) => `the system user ${job.user}`,
     planLine: (job) => `would create the system user ${job.user} with useradd --system (${job.reason})`,
     endLine: (job, r) => (r.status === 'failed' ? `failed   to create ${jobTarget(job)}: ${r.detail}` : `created the system user ${job.user} for unprivileged module builds`),
@@ -166,7 +200,7 @@ export const KINDS: { [K in JobKind]: KindSpec<K> } = {
   },
 
   'rust-tree': {
-    cpu: true, first: true, lock: true, live: 'building',
+    cpu: true, first: true, lock: true, live: 'building', blockedAs: 'the Rust tree',
     target: (job) => `the Rust tree of ${job.kernel}`,
     planLine: (job) => `would build the Rust tree of ${job.kernel} (${job.reason})`,
     startLine: (job) => `rust     building the Rust tree of ${job.kernel} (${job.reason})`,
@@ -201,6 +235,7 @@ export const KINDS: { [K in JobKind]: KindSpec<K> } = {
       await ctx.store.put(record);
       return recordResult(record);
     },
+    blocked: moduleBlocked,
     counts: { failure: 'module', done: 'built' },
   },
 
@@ -225,6 +260,7 @@ export const KINDS: { [K in JobKind]: KindSpec<K> } = {
       if (record.status === 'installed') for (const v of job.replaces) await store.delete(job.module, v, job.kernel);
       return recordResult(record, touched);
     },
+    blocked: moduleBlocked,
     counts: { failure: 'module', done: 'installed' },
   },
 
@@ -398,6 +434,17 @@ export const KINDS: { [K in JobKind]: KindSpec<K> } = {
     json: (job) => ({ remove: job.files }),
     endLine: plainEnd,
     run: removeFiles,
+    counts: { failure: 'other' },
+  },
+
+  'post-transaction': {
+    cpu: false, lock: true,
+    target: (job) => `framework.conf's post_transaction (${job.command})`,
+    planLine: (job) => `would run ${jobTarget(job)} with kernelver=${job.kernel}, its output in ${job.log} (${job.reason})`,
+    json: (job) => ({ command: job.command, log: job.log }),
+    // The command prints DKMS's line (the result's detail) on stdout, as DKMS does.
+    endLine: (job, r, verbose) => (verbose ? plainEnd(job, r, verbose) : undefined),
+    run: (job) => runPostTransaction(job),
     counts: { failure: 'other' },
   },
 

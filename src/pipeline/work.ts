@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { ootmodFramework } from '../dkms/framework.js';
 import { readDkmsInstalls } from '../dkms/handover.js';
 import { isRegistered } from '../dkms/registry.js';
 import { ExitCode, OotmodError } from '../errors.js';
@@ -382,6 +383,18 @@ export function planAdd(ctx: PipelineContext, adds: AddRequest[]): Planned {
 export function planDkmsRegistry(ctx: PipelineContext, input: Pick<ComposeInput, 'dkmsRegister' | 'dkmsUnregister' | 'signingKey'>, label: string): Planned {
   const plan = composePlan({ ...input, depmodKernels: new Set() });
   return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label, named: false, notes: [] };
+}
+
+/**
+ * ootmod-dkms: framework.conf's post_transaction after a transaction that changed modules (DKMS runs it
+ * then), as a plan of its own; undefined when ootmod-dkms is not installed or none is set.
+ */
+export function planPostTransaction(ctx: PipelineContext, kver: string, reason: string): Planned | undefined {
+  const command = ootmodFramework(ctx.layout)?.get('post_transaction');
+  if (!command) return undefined;
+  const postTransaction = { command, kernel: kver, log: path.join(ctx.layout.dkmsRegistry, 'post_transaction.log'), reason };
+  const plan = composePlan({ postTransaction, depmodKernels: new Set() });
+  return { plan, kernels: [], store: StateStore.load(ctx.layout.stateFile, { recover: !ctx.opts.dryRun }), label: 'post_transaction', named: false, notes: [] };
 }
 
 /** Inside dpkg: record a request and activate ootmod's trigger, so the work runs once, at the end. */

@@ -3,7 +3,7 @@ import type { DkmsInstall } from '../dkms/handover.js';
 import type { ModuleSpec } from '../modules/spec.js';
 import type { RustTreeFact } from '../rust/prepare.js';
 import type { BuildRecord } from '../state/store.js';
-import { emptyPlan, type AddJob, type BuildJob, type DeferJob, type DkmsRegisterJob, type DkmsUnregisterJob, type InstallJob, type Job, type RustStrayJob, type WorkPlan } from './jobs.js';
+import { emptyPlan, type AddJob, type BuildJob, type DeferJob, type DkmsRegisterJob, type DkmsUnregisterJob, type InstallJob, type Job, type PostTransactionJob, type RustStrayJob, type WorkPlan } from './jobs.js';
 import type { KeyChoice } from '../dkms/mok.js';
 import type { ModuleJob, ModulePlan } from './planner.js';
 import type { GuardMode } from '../system/config.js';
@@ -66,6 +66,8 @@ export interface ComposeInput {
   /** The trigger: the queue entries it takes, and the removed marks of sources now gone. */
   dequeue?: { files: string[]; reason: string };
   removedMarks?: { files: string[]; reason: string };
+  /** ootmod-dkms: framework.conf's post_transaction, once the rest of the run changed modules. */
+  postTransaction?: Omit<PostTransactionJob, 'kind' | 'needs' | 'after' | 'id'>;
   /** `rust prepare`: what interrupted builds left beside current trees. */
   rustStray?: Omit<RustStrayJob, 'kind' | 'needs' | 'after' | 'id'>[];
   /** Hand-back: DKMS's own autoinstall for these kernels, after every other job but the boot ones. */
@@ -113,6 +115,8 @@ export function composePlan(input: ComposeInput): WorkPlan {
     d.jobs.push({ kind: 'dkms-autoinstall', id: 'dkms-autoinstall', kernels: input.dkmsAutoinstall.kernels, reason: input.dkmsAutoinstall.reason, needs: [], after: d.jobs.map((j) => j.id) });
   }
   bootJobs(d);
+  // Last: after every other job of the plan.
+  if (input.postTransaction) d.jobs.push({ ...input.postTransaction, kind: 'post-transaction', id: 'post-transaction', needs: [], after: d.jobs.map((j) => j.id) });
   return plan;
 }
 

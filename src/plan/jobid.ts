@@ -5,13 +5,14 @@
 //   rust-tree:6.12.0-1-amd64         (rust-tree, rust-clean, rust-stray, depmod, initramfs)
 //   add:zfs/2.4.4                    (add, dkms-register, dkms-unregister)
 //   defer:<queue entry>
-//   build-user                       (build-user, boot-guard, boot-notice, dkms-autoinstall, signing-key, dequeue, removed-marks)
+//   build-user                       (build-user, boot-guard, boot-notice, dkms-autoinstall, signing-key, dequeue, removed-marks,
+//                                     post-transaction)
 import type { JobKind } from './jobs.js';
 
 type ModuleKind = 'build' | 'install' | 'uninstall' | 'forget' | 'dkms-tree' | 'dkms-takeover';
 type KernelKind = 'forget' | 'rust-tree' | 'rust-clean' | 'rust-stray' | 'depmod' | 'initramfs';
 type SourceKind = 'add' | 'dkms-register' | 'dkms-unregister';
-type SingleKind = 'build-user' | 'boot-guard' | 'boot-notice' | 'dkms-autoinstall' | 'signing-key' | 'dequeue' | 'removed-marks';
+type SingleKind = 'build-user' | 'boot-guard' | 'boot-notice' | 'dkms-autoinstall' | 'signing-key' | 'dequeue' | 'removed-marks' | 'post-transaction';
 
 /** A module built for a kernel: the unit the planner, the state and the summary count. */
 export interface ModuleTarget {
@@ -59,7 +60,7 @@ const KINDS: Record<JobKind, 'module' | 'kernel' | 'module-or-kernel' | 'source'
   forget: 'module-or-kernel',
   'rust-tree': 'kernel', 'rust-clean': 'kernel', 'rust-stray': 'kernel', depmod: 'kernel', initramfs: 'kernel',
   add: 'source', 'dkms-register': 'source', 'dkms-unregister': 'source', defer: 'entry',
-  'build-user': 'single', 'boot-guard': 'single', 'boot-notice': 'single', 'dkms-autoinstall': 'single', 'signing-key': 'single', dequeue: 'single', 'removed-marks': 'single',
+  'build-user': 'single', 'boot-guard': 'single', 'boot-notice': 'single', 'dkms-autoinstall': 'single', 'signing-key': 'single', dequeue: 'single', 'removed-marks': 'single', 'post-transaction': 'single',
 };
 
 const isKind = (k: string): k is JobKind => Object.hasOwn(KINDS, k);

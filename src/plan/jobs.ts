@@ -10,7 +10,7 @@ import type { GuardMode } from '../system/config.js';
 import type { KeyChoice } from '../dkms/mok.js';
 import type { JobId } from './jobid.js';
 
-export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'rust-stray' | 'dkms-takeover' | 'dkms-tree' | 'dkms-register' | 'dkms-unregister' | 'dkms-autoinstall' | 'signing-key' | 'dequeue' | 'removed-marks' | 'depmod' | 'initramfs' | 'defer' | 'boot-guard' | 'boot-notice';
+export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'rust-stray' | 'dkms-takeover' | 'dkms-tree' | 'dkms-register' | 'dkms-unregister' | 'dkms-autoinstall' | 'signing-key' | 'dequeue' | 'removed-marks' | 'depmod' | 'initramfs' | 'defer' | 'boot-guard' | 'boot-notice' | 'post-transaction';
 
 interface JobBase {
   /** Made by jobId (src/plan/jobid.ts), read back by parseJobId. */
@@ -165,6 +165,17 @@ export interface SigningKeyJob extends JobBase {
   choice: KeyChoice;
 }
 
+/**
+ * framework.conf's post_transaction (ootmod-dkms), as DKMS runs it at the end of a transaction that
+ * changed modules: by bash, as root, with `kernelver` set, its output in `log`.
+ */
+export interface PostTransactionJob extends JobBase {
+  kind: 'post-transaction';
+  command: string;
+  kernel: string;
+  log: string;
+}
+
 /** The trigger takes the requests hooks and `dkms` queued inside dpkg: their entries go. */
 export interface DequeueJob extends JobBase {
   kind: 'dequeue';
@@ -250,7 +261,7 @@ export interface BootGuardJob extends JobBase {
 }
 
 export type Job = BuildUserJob | AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | RustStrayJob | DkmsTakeoverJob | DkmsTreeJob
-  | DkmsRegisterJob | DkmsUnregisterJob | DkmsAutoinstallJob | SigningKeyJob | DequeueJob | RemovedMarksJob | DepmodJob | InitramfsJob | DeferJob | BootGuardJob | BootNoticeJob;
+  | DkmsRegisterJob | DkmsUnregisterJob | DkmsAutoinstallJob | SigningKeyJob | DequeueJob | RemovedMarksJob | DepmodJob | InitramfsJob | DeferJob | BootGuardJob | BootNoticeJob | PostTransactionJob;
 
 /** A (module, kernel) that needs no job, with the reason. */
 export interface PlanItem {

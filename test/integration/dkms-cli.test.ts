@@ -194,6 +194,11 @@ describe('ootmod dkms against real Debian headers', () => {
     chmodSync(path.join(root, 'usr/sbin/dkms'), 0o755);
     mkdirSync(path.join(root, 'etc/dkms'), { recursive: true });
     writeFileSync(path.join(root, 'etc/dkms/framework.conf'), 'parallel_jobs=1\nsymlink_modules="yes"\npost_transaction="echo after $kernelver"\n');
+    // A dry run shows post_transaction as a job of its plan, and runs nothing.
+    const dry = await dkms(['install', 'ootmod-solo/1.2-3', '-k', kernel.release, '--force', '--dry-run']);
+    expect(dry.code, dry.err).toBe(0);
+    expect(dry.out).toContain(`would run framework.conf's post_transaction (echo after $kernelver) with kernelver=${kernel.release}, its output in ${path.join(root, 'var/lib/dkms/post_transaction.log')} (dkms install)`);
+    expect(existsSync(path.join(root, 'var/lib/dkms/post_transaction.log'))).toBe(false);
     const r = await dkms(['install', 'ootmod-solo/1.2-3', '-k', kernel.release, '--force']);
     expect(r.code, r.err).toBe(0);
     expect(r.err.split('\n').filter((l) => l.includes('framework.conf'))).toEqual(['ootmod-dkms: ignoring symlink_modules from /etc/dkms/framework.conf (see README, "ootmod-dkms")']);

@@ -12,7 +12,8 @@ import type { JobResult } from '../../src/execute/executor.js';
 import { emptyPlan, type Job, type JobKind, type WorkPlan } from '../../src/plan/jobs.js';
 import { planJson } from '../../src/cli/progress.js';
 import { summarize, type Planned } from '../../src/pipeline/work.js';
-import type { StateStore } from '../../src/state/store.js';
+import type { BuildRecord, StateStore } from '../../src/state/store.js';
+import type { StepContext } from '../../src/execute/kinds.js';
 
 const K = '6.12.0-1-amd64';
 const base = { reason: 'because', needs: [], after: [] };
@@ -56,6 +57,7 @@ const EVERY: Record<JobKind, Job[]> = {
     { ...base, kind: 'boot-guard', id: 'boot-guard', mode: 'yes', loader: 'systemd-boot', release: true, initramfsJobs: [] },
   ],
   'boot-notice': [{ ...base, kind: 'boot-notice', id: 'boot-notice', files: ['/run/a', '/var/b'], initramfsJobs: [] }],
+  'post-transaction': [{ ...base, kind: 'post-transaction', id: 'post-transaction', command: 'update-grub', kernel: K, log: '/var/lib/dkms/post_transaction.log', after: ['depmod:' + K] } as Job],
 };
 
 function planWith(jobs: Job[]): WorkPlan {
@@ -129,7 +131,7 @@ describe('every job kind, as its users see it', () => {
   it('the executor, the progress lines and the summary ask the registry, never a kind by name', () => {
     const src = (f: string) => readFileSync(path.resolve(__dirname, '../../src', f), 'utf8');
     const summarize = src('pipeline/work.ts').split('export function summarize(')[1]!.split('\n}\n')[0]!;
-    for (const [file, text] of [['execute/executor.ts', src('execute/executor.ts')], ['cli/progress.ts', src('cli/progress.ts')], ['summarize', summarize]] as const) {
+    for (const [file, text] of [['execute/executor.ts', src('execute/executor.ts')], ['execute/steps.ts', src('execute/steps.ts')], ['cli/progress.ts', src('cli/progress.ts')], ['summarize', summarize]] as const) {
       expect(text.match(/\.kind\s*[!=]==|case '[a-z-]+':/g), file).toBeNull();
     }
   });
@@ -145,5 +147,44 @@ describe('the lock a kind needs', () => {
     // Under the lock the check passes (the plan then fails further on, on this fake session: not the lock's error).
     await expect(withLock(s, () => runPlanned(s, planned))).rejects.not.toThrow(/runs under ootmod's lock/);
     expect(s.holdsLock).toBeFalsy();
+  });
+});
+
+describe('a job whose dependency failed, as its kind says', () => {
+  const blockedBy = async (job: Job, dependency: Job, detail: string) => {
+    const { jobRunner } = await import('../../src/execute/steps.js');
+    const put: BuildRecord[] = [];
+    const store = { get: () => undefined, put: async (r: BuildRecord) => void put.push(r) } as unknown as StateStore;
+    const ctx = { store, kernels: new Map() } as unknown as StepContext;
+    const result = await jobRunner(ctx).blocked(job, dependency, new Map([[dependency.id, { status: 'failed', detail }]]));
+    return { result, put };
+  };
+  const [build, dependant] = EVERY.build;
+  const [install] = EVERY.install;
+
+  it("no build user: the machine's fault, nothing recorded", async () => {
+    const { result, put } = await blockedBy(build!, EVERY['build-user'][0]!, 'useradd: no such file');
+    expect(result).toEqual({ status: 'failed', detail: 'the system user _ootmod could not be created: useradd: no such file', fault: true });
+    expect(put).toEqual([]);
+  });
+
+  it("an install after its own module's failed build: nothing more said or recorded", async () => {
+    const { result, put } = await blockedBy(install!, build!, 'make failed');
+    expect(result).toEqual({ status: 'failed', detail: 'its build failed' });
+    expect(put).toEqual([]);
+  });
+
+  it('a build after a BUILD_DEPENDS module or the Rust tree: a failed record that says which', async () => {
+    const dep = await blockedBy(dependant!, install!, 'make failed');
+    expect(dep.result).toMatchObject({ status: 'failed', detail: 'BUILD_DEPENDS: hello failed to build' });
+    expect(dep.put).toMatchObject([{ module: 'dep', version: '2', kernel: K, status: 'failed', inputsKey: 'blocked', error: 'BUILD_DEPENDS: hello failed to build' }]);
+    const tree = await blockedBy(build!, EVERY['rust-tree'][0]!, 'rustc missing');
+    expect(tree.put).toMatchObject([{ module: 'hello', status: 'failed', error: `it has Rust code and the Rust tree of ${K} could not be built: rustc missing` }]);
+  });
+
+  it('any other kind: "<what it needed> failed: <why>"', async () => {
+    const depmod = EVERY.depmod[0]!;
+    expect((await blockedBy(depmod, EVERY['rust-tree'][0]!, 'rustc missing')).result).toEqual({ status: 'failed', detail: 'the Rust tree failed: rustc missing' });
+    expect((await blockedBy(depmod, install!, 'x')).result).toEqual({ status: 'failed', detail: `hello/1.0 for ${K} failed: x` });
   });
 });

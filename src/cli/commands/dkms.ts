@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { parseDkmsArgs, type DkmsRequest } from '../../dkms/args.js';
-import { frameworkJobs, ignoredSettings, noAutoinstallFile, ootmodFramework, postTransaction } from '../../dkms/framework.js';
+import { frameworkJobs, ignoredSettings, noAutoinstallFile, ootmodFramework } from '../../dkms/framework.js';
 import { dkmsTreeBuilds, isRegistered, listRegistry, registryDir, removedMark } from '../../dkms/registry.js';
 import { queueEntry, type QueuedRequest } from '../../dkms/requests.js';
 import { dkmsStatusLines, withDkmsTree } from '../../dkms/status.js';
@@ -24,7 +24,7 @@ import { createSession, type Session } from '../session.js';
 import { addCommand, addRequest } from './add.js';
 import { hookCommand } from './hook.js';
 import { jobsCommand } from './build.js';
-import { runPlanned, withLock } from '../runplan.js';
+import { endTransaction, runPlanned, withLock } from '../runplan.js';
 import { removeCommand } from './remove.js';
 import { statusRows, type StatusRow } from '../../state/status.js';
 
@@ -374,9 +374,8 @@ async function dkmsRun(s: Session, req: DkmsRequest, first: string | undefined, 
     const code = await act(s, req);
     // post_transaction after what changed modules, as DKMS; a build queued for the trigger runs it there.
     const queued = inDpkg() && !s.config().strict;
-    if (code === 0 && !s.opts.dryRun && ['install', 'uninstall', 'unbuild', 'remove', 'autoinstall'].includes(req.action!) && !(queued && ['install', 'autoinstall'].includes(req.action!))) {
-      const line = await postTransaction(s.layout, fw, s.opts.kernels[0] ?? os.release());
-      if (line) s.out(line);
+    if (code === 0 && ['install', 'uninstall', 'unbuild', 'remove', 'autoinstall'].includes(req.action!) && !(queued && ['install', 'autoinstall'].includes(req.action!))) {
+      await withLock(s, () => endTransaction(s, s.opts.kernels[0] ?? os.release(), `dkms ${req.action}`));
     }
     return code;
   } catch (err) {

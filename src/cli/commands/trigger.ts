@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { autoinstallDisabled, ootmodFramework, postTransaction } from '../../dkms/framework.js';
+import { autoinstallDisabled } from '../../dkms/framework.js';
 import { dkmsRegisteredRecords } from '../../dkms/handover.js';
 import { describeQueued, parseQueued, type QueuedRequest } from '../../dkms/requests.js';
 import { ExitCode } from '../../errors.js';
@@ -13,7 +13,7 @@ import type { Job } from '../../plan/jobs.js';
 import { notReadyBlock } from '../../plan/readiness.js';
 import { planModuleWork, planRemoval, planTrigger } from '../../pipeline/work.js';
 import type { Session } from '../session.js';
-import { runPlanned, withLock } from '../runplan.js';
+import { endTransaction, runPlanned, withLock } from '../runplan.js';
 
 /** The entries hooks and deferred requests queued inside dpkg: taken by the trigger's plan (a dequeue job), and named in the summary. */
 async function readQueue(s: Session): Promise<string[]> {
@@ -82,14 +82,12 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
       const explicit = await runPlanned(s, followUp, { quietSummary: true });
       exit = worse(exit, explicit?.exit);
     }
+    // With ootmod-dkms, framework.conf's post_transaction ends a run that installed or removed modules, as
+    // DKMS's (a dry run: one that would).
+    const modulesChanged = planned.plan.jobs.some((j) => ['install', 'uninstall'].includes(j.kind) && (!outcome || outcome.results.get(j.id)?.status === 'done'));
+    if (modulesChanged && exit === ExitCode.Ok) await endTransaction(s, planned.kernels[0]?.release ?? '', `${opts.label} changed modules`);
     if (!outcome) return ExitCode.Ok;
 
-    // With ootmod-dkms, framework.conf's post_transaction ends a run that installed or removed modules, as DKMS's.
-    const modulesChanged = planned.plan.jobs.some((j) => ['install', 'uninstall'].includes(j.kind) && outcome.results.get(j.id)?.status === 'done');
-    if (modulesChanged && exit === ExitCode.Ok) {
-      const line = await postTransaction(s.layout, ootmodFramework(s.layout), planned.kernels[0]?.release);
-      if (line) s.out(line);
-    }
     const initramfs = planned.plan.jobs.filter((j) => j.kind === 'initramfs' && outcome.results.get(j.id)?.status === 'done').map((j) => j.kernel);
     const asked = queued.map(describeQueued);
     if (!s.opts.json) s.out(`${outcome.summary}${queued.length ? `; queued by hooks: ${asked.join(', ')}` : ''}${initramfs.length ? `; initramfs updated for ${initramfs.join(', ')}` : ''}`);
