@@ -87,6 +87,12 @@ export interface PlanRequest {
    * retried even when asked for: each request of one apt run would build it again.
    */
   transaction?: string;
+  /**
+   * Modules ("name/version") whose current build is built again: their package was configured again
+   * (installed, reinstalled, reconfigured), as DKMS's common.postinst removes and rebuilds them. Not a
+   * build that failed (the retry rules decide) nor one made in this same package transaction.
+   */
+  rebuild?: ReadonlySet<string>;
 }
 
 /**
@@ -145,7 +151,7 @@ export function planModules(input: PlanInput): ModulePlan {
     for (const c of forKernel.filter((c) => !c.spec)) out.invalid.push({ module: c.sourceDir, kernel: kernel.release, reason: c.error ?? 'invalid' });
     const valid = forKernel.filter((c): c is ValidCandidate => Boolean(c.spec && c.inputsKey));
     const k: KernelPlanning = { input, kernel, records, explicit, out, planned: new Map() };
-    for (const c of wantedVersions(valid, input.request, explicit)) consider(k, c);
+    for (const c of wantedVersions(valid, input.request, explicit)) consider(k, c, packageRebuild(k, c));
     rebuildDependants(k, valid);
     dropClashes(k);
     orderAndBlock(k);
@@ -170,6 +176,18 @@ function wantedVersions(valid: ValidCandidate[], request: PlanRequest, explicit:
     }
   }
   return wanted;
+}
+
+/** The reason to rebuild a current build its package's postinst asked for again (PlanRequest.rebuild), if it is one. */
+function packageRebuild(k: KernelPlanning, c: ValidCandidate): string | undefined {
+  const { request } = k.input;
+  if (!request.rebuild?.has(`${c.spec.name}/${c.spec.version}`)) return undefined;
+  const record = k.records.get(`${c.spec.name}/${c.spec.version}/${k.kernel.release}`);
+  if (!record || record.status === 'failed') return undefined;
+  // A kernel that cannot build now (its compiler is missing) keeps the build it has.
+  if (k.kernel.problems.length || (c.usesRust && rustBlocker(k.kernel, k.input.rustUnavailable))) return undefined;
+  if (request.transaction !== undefined && record.transaction === request.transaction) return undefined;
+  return 'its package was configured again (installed, reinstalled or reconfigured): rebuilt, as DKMS does';
 }
 
 /**

@@ -172,6 +172,7 @@ describe('ootmod-dkms: a module that fails is built once per apt run, and again 
 
   it('one apt run whose packages ask three times for two failing modules (AUTOINSTALL and not) builds each once', async () => {
     failing = await buildFailingDkmsPackage(chroot);
+    // Without AUTOINSTALL: common.postinst only registers it (as DKMS's), its postinst's own `dkms install` asks for it.
     manual = await buildFailingDkmsPackage(chroot, { name: 'ootmod-manual', autoinstall: false });
     // As vendor packages do: dkms build, then dkms install, of modules another package installed.
     const again = await buildRequestingPackage(chroot, 'ootmod-asks-again', ['ootmod-failing/1.0', 'ootmod-manual/1.0']);
@@ -184,6 +185,7 @@ describe('ootmod-dkms: a module that fails is built once per apt run, and again 
     expect(r.out.match(/^Processing triggers for ootmod /gm)?.length ?? 0, r.out.slice(-6000)).toBeGreaterThan(1);
     expect(builds(r.out, 'ootmod-failing'), r.out.slice(-8000)).toBe(1);
     expect(builds(r.out, 'ootmod-manual'), r.out.slice(-8000)).toBe(1);
+    expect(r.out).toContain('Not building the ootmod-manual module which does not have AUTOINSTALL enabled.');
     expect(r.out).toMatch(/ootmod-(failing|manual)\/1\.0 for \S+: failed earlier in this package run with the same inputs and tools/);
     await t.expectDpkgClean();
     const rows = await t.status();
@@ -272,6 +274,28 @@ describe('ootmod-dkms: a machine moved from DKMS and back', () => {
   const t = tools(() => chroot);
   let realStatus: string[] = [];
   let dkmsSigner = '';
+  let realAnswers: DkmsAnswers;
+
+  /**
+   * What dkms answers, without building anything (seconds): `dkms build` of a module built already,
+   * `dkms autoinstall` while /etc/dkms/no-autoinstall exists, and common.postinst (what a dh_dkms
+   * postinst runs) of a module without AUTOINSTALL; left behind: nothing.
+   */
+  type DkmsAnswers = Record<'build' | 'autoinstall' | 'postinst', { code: number; out: string[] }>;
+  async function dkmsAnswers(built: string): Promise<DkmsAnswers> {
+    const run = async (cmd: string) => {
+      const r = await t.sh(cmd);
+      return { code: r.code, out: r.out.trim().split('\n') };
+    };
+    const noauto = 'mkdir -p /usr/src/ootmod-noauto-1.0 && printf \'PACKAGE_NAME="ootmod-noauto"\\nPACKAGE_VERSION="1.0"\\nBUILT_MODULE_NAME[0]="ootmod_noauto"\\nDEST_MODULE_LOCATION[0]="/updates/dkms"\\n\' > /usr/src/ootmod-noauto-1.0/dkms.conf && echo "obj-m := ootmod_noauto.o" > /usr/src/ootmod-noauto-1.0/Kbuild';
+    const answers = {
+      build: await run(`dkms build ${built} -k ${kernel.kver}`),
+      autoinstall: await run(`touch /etc/dkms/no-autoinstall && dkms autoinstall -k ${kernel.kver}; r=$?; rm -f /etc/dkms/no-autoinstall; exit $r`),
+      postinst: await run(`${noauto} && /usr/lib/dkms/common.postinst ootmod-noauto 1.0 /usr/share/ootmod-noauto-dkms '' ''`),
+    };
+    await t.sh('dkms remove ootmod-noauto/1.0 --all >/dev/null 2>&1; rm -rf /usr/src/ootmod-noauto-1.0');
+    return answers;
+  }
 
   beforeAll(async () => {
     chroot = await freshChroot('sid', 'dkms-e2e-mig', { base: BASE });
@@ -298,6 +322,9 @@ describe('ootmod-dkms: a machine moved from DKMS and back', () => {
     expect(dkmsSigner).not.toBe('');
     expect((await t.sh('test -f /var/lib/dkms/mok.key && test -f /var/lib/dkms/mok.pub')).code).toBe(0);
     expect(realStatus.filter((l) => l.endsWith(': installed'))).toHaveLength(3);
+    realAnswers = await dkmsAnswers(realStatus.find((l) => l.startsWith('dkms_test/'))!.split(',')[0]!);
+    log(`real dkms answers: ${JSON.stringify(realAnswers)}`);
+    expect((await t.sh('dkms status')).out.trim().split('\n')).toEqual(realStatus);
   });
 
   it("takes the modules over when ootmod-dkms replaces dkms: ootmod's, not in updates/dkms, signed with DKMS's key, the same dkms status, one depmod", async () => {
@@ -322,6 +349,13 @@ describe('ootmod-dkms: a machine moved from DKMS and back', () => {
     }
     const ours = await t.sh('dkms status');
     expect(ours.out.trim().split('\n')).toEqual(realStatus);
+    // DKMS's answers where it decides not to build, the same (ootmod adds its summary line to dkms build's).
+    const answers = await dkmsAnswers(realStatus.find((l) => l.startsWith('dkms_test/'))!.split(',')[0]!);
+    expect(answers.build.code).toBe(realAnswers.build.code);
+    expect(answers.build.out, JSON.stringify(answers.build)).toEqual(expect.arrayContaining(realAnswers.build.out));
+    expect(answers.autoinstall).toEqual(realAnswers.autoinstall);
+    expect(answers.postinst).toEqual(realAnswers.postinst);
+    expect((await t.sh('dkms status')).out.trim().split('\n')).toEqual(realStatus);
   });
 
   it('gives the machine back when dkms is installed again', async () => {

@@ -110,6 +110,30 @@ describe('retrying failed builds', () => {
     const gcc = plan({ kernels: [kernel()], candidates: [cand('gcc-16 installed')], records: [failed({ transaction: apt })], request: { ...autoinstall, transaction: apt } });
     expect(gcc.jobs.map((j) => [j.reason, j.transaction])).toEqual([['failed before; its compiler or build tools changed', apt]]);
   });
+
+  it("rebuilds a current build its package's postinst asked for (a reinstall, a reconfigure), once per package run; a failure keeps the retry rules", () => {
+    const apt = 'apt-get:4242:1000@boot';
+    const installed = (extra: Partial<RecordView> = {}) => failed({ status: 'installed', filesPresent: true, installed: [{ module: 'zfs', path: '/x/zfs.ko' }], error: undefined, ...extra });
+    const postinst: PlanRequest = { ...autoinstall, retry: new Set(['zfs/2.4.4']), rebuild: new Set(['zfs/2.4.4']), transaction: apt };
+    const again = 'its package was configured again (installed, reinstalled or reconfigured): rebuilt, as DKMS does';
+    // Built by an earlier apt run, or outside dpkg: built again, from its sources (not the built copy).
+    for (const transaction of ['apt-get:1:1@boot', undefined]) {
+      const p = plan({ kernels: [kernel()], candidates: [cand()], records: [installed({ transaction })], request: postinst });
+      expect(p.jobs.map((j) => [j.reason, j.reuseBuilt]), String(transaction)).toEqual([[again, false]]);
+    }
+    // Built in this apt run already (an earlier trigger run of it): not twice.
+    const same = plan({ kernels: [kernel()], candidates: [cand()], records: [installed({ transaction: apt })], request: postinst });
+    expect(same.jobs).toEqual([]);
+    expect(same.current).toHaveLength(1);
+    // Another module's postinst, or none: current stays current.
+    expect(plan({ kernels: [kernel()], candidates: [cand()], records: [installed()], request: { ...postinst, rebuild: new Set(['spl/2.4.4']) } }).jobs).toEqual([]);
+    // A failure of this apt run is not forced by it: one attempt per run.
+    expect(plan({ kernels: [kernel()], candidates: [cand()], records: [failed({ transaction: apt })], request: postinst }).jobs).toEqual([]);
+    // A kernel whose compiler is missing keeps the build it has.
+    const noGcc = plan({ kernels: [kernel({ problems: [missingGcc] })], candidates: [cand()], records: [installed()], request: postinst });
+    expect(noGcc.jobs).toEqual([]);
+    expect(noGcc.failed).toEqual([]);
+  });
 });
 
 describe('the package transaction a run is part of', () => {
