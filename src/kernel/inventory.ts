@@ -59,12 +59,23 @@ export interface KernelTarget {
   problems: string[];
 }
 
-/** Parses the `KEY = value` assignments of Debian's .kernelvariables. */
+/**
+ * Parses the unconditional `KEY = value` assignments of Debian's .kernelvariables. Those inside an
+ * ifeq/ifneq/ifdef/ifndef block depend on make variables ootmod does not have: bookworm's headers set
+ * `CROSS_COMPILE = $(DEB_HOST_GNU_TYPE)-` only when DEB_BUILD_ARCH and DEB_HOST_ARCH differ, which they
+ * do not when a module is built (both unset); newer headers set it unconditionally.
+ */
 export function parseKernelVariables(text: string): Map<string, string> {
   const vars = new Map<string, string>();
-  for (const line of text.split('\n')) {
-    const m = /^(?:override\s+)?([A-Z_]+)\s*:?=\s*(.*)$/.exec(line.trim());
-    if (m) vars.set(m[1]!, m[2]!.trim());
+  let depth = 0;
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (/^if(n?eq|n?def)\b/.test(line)) depth++;
+    else if (/^endif\b/.test(line)) depth = Math.max(0, depth - 1);
+    else if (depth === 0) {
+      const m = /^(?:override\s+)?([A-Z_]+)\s*:?=\s*(.*)$/.exec(line);
+      if (m) vars.set(m[1]!, m[2]!.trim());
+    }
   }
   return vars;
 }
@@ -98,7 +109,8 @@ export function kernelArch(dpkgArch: string | undefined, kvars: Map<string, stri
     srcArch: kvars.get('ARCH'),
     machine,
     triplet: info?.triplet ?? cross,
-    crossCompile: kvars.get('CROSS_COMPILE') || undefined,
+    // Headers that set none (bookworm's): a foreign kernel's compilers are its triplet's.
+    crossCompile: kvars.get('CROSS_COMPILE') || (foreign && info ? `${info.triplet}-` : undefined),
     build: build?.debian,
     foreign,
   };

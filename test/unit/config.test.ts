@@ -41,17 +41,22 @@ describe('KernelConfig', () => {
   });
 });
 
-describe('.kernelvariables', () => {
-  const text = `override ARCH = x86
+/** bookworm's amd64 headers' .kernelvariables. */
+const BOOKWORM_KVARS = `override ARCH = x86
 override KERNELRELEASE = 6.1.0-56-amd64
 CCACHE = ccache
 CC = $(if $(DEBIAN_KERNEL_USE_CCACHE),$(CCACHE)) $(CROSS_COMPILE)gcc-12
 ifneq ($(DEB_BUILD_ARCH),$(DEB_HOST_ARCH))
 override CROSS_COMPILE = $(DEB_HOST_GNU_TYPE)-
 endif`;
+
+describe('.kernelvariables', () => {
+  const text = BOOKWORM_KVARS;
   it('finds ARCH and the compiler command', () => {
     const vars = parseKernelVariables(text);
     expect(vars.get('ARCH')).toBe('x86');
+    // Set only under a make condition (bookworm's headers): not a value ootmod can use.
+    expect(vars.has('CROSS_COMPILE')).toBe(false);
     expect(compilerFromKernelVariables(vars.get('CC'))).toBe('gcc-12');
     expect(compilerFromKernelVariables('$(CROSS_COMPILE)clang-19')).toBe('clang-19');
   });
@@ -79,6 +84,10 @@ describe.skipIf(!tables)('architectures from dpkg tables', () => {
     // Without the package database, the triplet of CROSS_COMPILE says the same.
     expect(kernelArch(undefined, kvars, tables, amd64)).toMatchObject({ dpkg: 'arm64', machine: 'aarch64', foreign: true });
     expect(kernelArch('amd64', parseKernelVariables('override ARCH = x86\n'), tables, amd64)).toMatchObject({ dpkg: 'amd64', foreign: false });
+    // bookworm's arm64 headers set CROSS_COMPILE only under a make condition: the triplet of the package's architecture.
+    const bookworm = parseKernelVariables('override ARCH = arm64\nifneq ($(DEB_BUILD_ARCH),$(DEB_HOST_ARCH))\noverride CROSS_COMPILE = $(DEB_HOST_GNU_TYPE)-\nendif\n');
+    expect(kernelArch('arm64', bookworm, tables, amd64)).toMatchObject({ triplet: 'aarch64-linux-gnu', crossCompile: 'aarch64-linux-gnu-', foreign: true });
+    expect(kernelArch('amd64', parseKernelVariables(BOOKWORM_KVARS), tables, amd64)).toMatchObject({ triplet: 'x86_64-linux-gnu', crossCompile: undefined, foreign: false });
   });
   it('names the cross compiler package for a foreign kernel and the native one otherwise', () => {
     expect(toolPackage('gcc-16', 'aarch64-linux-gnu', amd64)).toBe('gcc-16-aarch64-linux-gnu');
