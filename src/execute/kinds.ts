@@ -437,6 +437,25 @@ export const KINDS: { [K in JobKind]: KindSpec<K> } = {
     counts: { failure: 'other' },
   },
 
+  'record-failure': {
+    cpu: false, lock: true,
+    target: moduleFor,
+    planLine: (job) => `would record ${jobTarget(job)} as failed: ${job.error}`,
+    json: (job) => ({ error: job.error }),
+    // The plan's failed line already said why.
+    endLine: (job, r) => (r.status === 'failed' ? `failed   to record ${jobTarget(job)}: ${r.detail}` : undefined),
+    async run(job, { store, kernels }) {
+      // No inputs key: built as soon as it can be. What an older build installed stays, as after a failed build.
+      const previous = store.get(job.module, job.version, job.kernel);
+      await store.put({
+        module: job.module, version: job.version, kernel: job.kernel, arch: kernels.get(job.kernel)?.arch.machine ?? previous?.arch ?? '',
+        status: 'failed', inputsKey: '', built: [], installed: previous?.installed ?? [], error: job.error, updatedAt: new Date().toISOString(),
+      });
+      return { status: 'done' };
+    },
+    counts: { failure: 'other' },
+  },
+
   'post-transaction': {
     cpu: false, lock: true,
     target: (job) => `framework.conf's post_transaction (${job.command})`,

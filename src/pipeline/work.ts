@@ -408,7 +408,6 @@ export async function executeWork(ctx: PipelineContext, planned: Planned, report
   const { plan } = planned;
   const needsCpu = plan.jobs.some(isCpuJob);
   const jobserver = needsCpu ? await Jobserver.create(ctx.opts.jobs, { fifoForm: ctx.run.makeFifo() }) : undefined;
-  await recordCannotBuild(planned);
   let results: Map<string, JobResult>;
   try {
     const runner = jobRunner({
@@ -427,24 +426,6 @@ export async function executeWork(ctx: PipelineContext, planned: Planned, report
     await jobserver?.close();
   }
   return summarize(planned, results);
-}
-
-/**
- * Builds that cannot run now (the kernel's compiler or kbuild missing, no Rust tree) are recorded as
- * failed with the reason, before the jobs run (the boot notices read it): status, dkms status and the
- * not-ready block then say what to install. No inputs key: tried again as soon as the build can run.
- * What an older build installed stays installed, and recorded, as after a failed build.
- */
-async function recordCannotBuild(planned: Planned): Promise<void> {
-  const kernels = new Map(planned.kernels.map((k) => [k.release, k]));
-  for (const f of planned.plan.failed) {
-    if (!f.cannotBuild || !f.version || !f.kernel) continue;
-    const previous = planned.store.get(f.module, f.version, f.kernel);
-    await planned.store.put({
-      module: f.module, version: f.version, kernel: f.kernel, arch: kernels.get(f.kernel)?.arch.machine ?? previous?.arch ?? '',
-      status: 'failed', inputsKey: '', built: [], installed: previous?.installed ?? [], error: f.reason, updatedAt: new Date().toISOString(),
-    });
-  }
 }
 
 /** The module a job acts on (builds, installs, removals: their id names it). */

@@ -187,6 +187,11 @@ function moduleJobs({ input, plan, jobs, changing, removalsOn, addOf, rustJobs }
   plan.current.push(...modulePlan.current);
   plan.skipped.push(...modulePlan.skipped);
   plan.failed.push(...modulePlan.failed);
+  for (const f of modulePlan.failed) {
+    if (!f.cannotBuild || !f.version || !f.kernel) continue;
+    const t = { module: f.module, version: f.version, kernel: f.kernel };
+    jobs.push({ ...t, kind: 'record-failure', id: jobId({ kind: 'record-failure', ...t }), error: f.reason, reason: 'it cannot be built on this machine now', needs: [], after: [] });
+  }
   plan.invalid.push(...modulePlan.invalid);
   const byId = new Map(modulePlan.jobs.map((j) => [j.id, j]));
   for (const j of modulePlan.jobs) {

@@ -1,6 +1,6 @@
 // Job ids: what a job acts on (kind, module, version, kernel), with one format and one parse. The ids
 // are part of the plan's JSON (`id`, `needs`, `after`), so their text stays as it was:
-//   build:zfs/2.4.4@6.12.0-1-amd64   (build, install, uninstall, forget, dkms-tree, dkms-takeover)
+//   build:zfs/2.4.4@6.12.0-1-amd64   (build, install, uninstall, forget, dkms-tree, dkms-takeover, record-failure)
 //   forget:@6.12.0-1-amd64           (a kernel's build dirs)
 //   rust-tree:6.12.0-1-amd64         (rust-tree, rust-clean, rust-stray, depmod, initramfs)
 //   add:zfs/2.4.4                    (add, dkms-register, dkms-unregister)
@@ -9,7 +9,7 @@
 //                                     post-transaction)
 import type { JobKind } from './jobs.js';
 
-type ModuleKind = 'build' | 'install' | 'uninstall' | 'forget' | 'dkms-tree' | 'dkms-takeover';
+type ModuleKind = 'build' | 'install' | 'uninstall' | 'forget' | 'dkms-tree' | 'dkms-takeover' | 'record-failure';
 type KernelKind = 'forget' | 'rust-tree' | 'rust-clean' | 'rust-stray' | 'depmod' | 'initramfs';
 type SourceKind = 'add' | 'dkms-register' | 'dkms-unregister';
 type SingleKind = 'build-user' | 'boot-guard' | 'boot-notice' | 'dkms-autoinstall' | 'signing-key' | 'dequeue' | 'removed-marks' | 'post-transaction';
@@ -56,7 +56,7 @@ export function jobId(ref: JobRef): JobId {
 }
 
 const KINDS: Record<JobKind, 'module' | 'kernel' | 'module-or-kernel' | 'source' | 'entry' | 'single'> = {
-  build: 'module', install: 'module', uninstall: 'module', 'dkms-tree': 'module', 'dkms-takeover': 'module',
+  build: 'module', install: 'module', uninstall: 'module', 'dkms-tree': 'module', 'dkms-takeover': 'module', 'record-failure': 'module',
   forget: 'module-or-kernel',
   'rust-tree': 'kernel', 'rust-clean': 'kernel', 'rust-stray': 'kernel', depmod: 'kernel', initramfs: 'kernel',
   add: 'source', 'dkms-register': 'source', 'dkms-unregister': 'source', defer: 'entry',

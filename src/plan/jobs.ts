@@ -10,7 +10,7 @@ import type { GuardMode } from '../system/config.js';
 import type { KeyChoice } from '../dkms/mok.js';
 import type { JobId } from './jobid.js';
 
-export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'rust-stray' | 'dkms-takeover' | 'dkms-tree' | 'dkms-register' | 'dkms-unregister' | 'dkms-autoinstall' | 'signing-key' | 'dequeue' | 'removed-marks' | 'depmod' | 'initramfs' | 'defer' | 'boot-guard' | 'boot-notice' | 'post-transaction';
+export type JobKind = 'build-user' | 'add' | 'rust-tree' | 'build' | 'install' | 'uninstall' | 'forget' | 'rust-clean' | 'rust-stray' | 'dkms-takeover' | 'dkms-tree' | 'dkms-register' | 'dkms-unregister' | 'dkms-autoinstall' | 'signing-key' | 'dequeue' | 'removed-marks' | 'depmod' | 'initramfs' | 'defer' | 'boot-guard' | 'boot-notice' | 'post-transaction' | 'record-failure';
 
 interface JobBase {
   /** Made by jobId (src/plan/jobid.ts), read back by parseJobId. */
@@ -176,6 +176,18 @@ export interface PostTransactionJob extends JobBase {
   log: string;
 }
 
+/**
+ * A build that cannot run on this machine now (its kernel's compiler or kbuild missing, no Rust tree):
+ * recorded as failed with the reason, so status, dkms status and the boot notices say what to install.
+ */
+export interface RecordFailureJob extends JobBase {
+  kind: 'record-failure';
+  module: string;
+  version: string;
+  kernel: string;
+  error: string;
+}
+
 /** The trigger takes the requests hooks and `dkms` queued inside dpkg: their entries go. */
 export interface DequeueJob extends JobBase {
   kind: 'dequeue';
@@ -261,7 +273,7 @@ export interface BootGuardJob extends JobBase {
 }
 
 export type Job = BuildUserJob | AddJob | RustTreeJob | BuildJob | InstallJob | UninstallJob | ForgetJob | RustCleanJob | RustStrayJob | DkmsTakeoverJob | DkmsTreeJob
-  | DkmsRegisterJob | DkmsUnregisterJob | DkmsAutoinstallJob | SigningKeyJob | DequeueJob | RemovedMarksJob | DepmodJob | InitramfsJob | DeferJob | BootGuardJob | BootNoticeJob | PostTransactionJob;
+  | DkmsRegisterJob | DkmsUnregisterJob | DkmsAutoinstallJob | SigningKeyJob | DequeueJob | RemovedMarksJob | DepmodJob | InitramfsJob | DeferJob | BootGuardJob | BootNoticeJob | PostTransactionJob | RecordFailureJob;
 
 /** A (module, kernel) that needs no job, with the reason. */
 export interface PlanItem {

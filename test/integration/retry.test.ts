@@ -110,6 +110,10 @@ describe("a build for a kernel whose compiler is missing", () => {
   });
 
   it('fails, naming the package, then builds once the compiler is there', async () => {
+    // The record is a job of the plan: a dry run shows it and writes nothing.
+    const dry = await ootmodEnv(root, withoutCompiler, 'autoinstall', '--dry-run');
+    expect(dry.stdout).toMatch(new RegExp(`^would record ootmod-hello/1\\.0 for ${kernel.release.replace(/[.+]/g, '\\$&')} as failed: .*install ${compiler}$`, 'm'));
+    expect((await statusJson(root)).modules.find((m) => m.module === 'ootmod-hello' && m.kernel === kernel.release)).toBeUndefined();
     const missing = await ootmodEnv(root, withoutCompiler, 'autoinstall');
     expect(missing.exitCode).toBe(1);
     expect(missing.stderr).toMatch(new RegExp(`ootmod-hello/1\\.0 for .*was built with ${compiler}, which is not installed: install ${compiler}`));

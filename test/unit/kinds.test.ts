@@ -58,6 +58,7 @@ const EVERY: Record<JobKind, Job[]> = {
   ],
   'boot-notice': [{ ...base, kind: 'boot-notice', id: 'boot-notice', files: ['/run/a', '/var/b'], initramfsJobs: [] }],
   'post-transaction': [{ ...base, kind: 'post-transaction', id: 'post-transaction', command: 'update-grub', kernel: K, log: '/var/lib/dkms/post_transaction.log', after: ['depmod:' + K] } as Job],
+  'record-failure': [{ ...base, kind: 'record-failure', id: `record-failure:nocc/1@${K}`, module: 'nocc', version: '1', kernel: K, error: `${K} was built with gcc-16, which is not installed: install gcc-16` }],
 };
 
 function planWith(jobs: Job[]): WorkPlan {
