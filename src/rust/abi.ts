@@ -232,13 +232,11 @@ export async function checkRustAbiMetadata(objDir: string, rustc: string, log: C
   }
   const report = compareCrateHashes(exported, tree);
   if (listings.size) report.paths = compareItemPaths(exported, tree, listings);
-  await log.write(`# ABI check (crate hashes, item paths): ${JSON.stringify({ ...report, missing: report.missing.length })}\n`);
   // Same crate hashes (the same rustc) but items the kernel exports are not there: the .config.
   const why = report.ok ? 'the .config differs from the kernel build' : 'the rustc or .config differ from the kernel build';
   const detail = report.ok ? pathMismatch(report.paths) : crateMismatch(report) ?? `the kernel's Module.symvers exports no Rust symbol of vmlinux`;
-  if (detail) {
-    report.ok = false;
-    throw new OotmodError(`ABI check failed: ${detail}`, `${why}; the tree was refused`, ExitCode.Failed);
-  }
+  if (detail) report.ok = false;
+  await log.write(`# ABI check (crate hashes, item paths): ${JSON.stringify({ ...report, missing: report.missing.length })}\n`);
+  if (detail) throw new OotmodError(`ABI check failed: ${detail}`, `${why}; the tree was refused`, ExitCode.Failed);
   return report;
 }
