@@ -115,7 +115,9 @@ function setValue(req: DkmsRequest, arches: string[], opt: string, target: (type
     case 'directive':
     case 'templatekernel':
     case 'archive':
-      fail(`${opt} is not supported by ootmod-dkms`, target === 'directive' ? 'put the directive in /etc/dkms/<module>.conf instead' : 'see man ootmod');
+      // --directive: ootmod keeps each module current with its dkms.conf, so a one-off override would be
+      // rebuilt away by the next trigger (README, "Differences from DKMS 3.2.2 kept").
+      fail(`${opt} is not supported by ootmod-dkms`, target === 'directive' ? 'put the directive in /etc/dkms/<module>.conf, which every build reads (a one-off override would be rebuilt away by the next trigger)' : 'see man ootmod');
   }
 }
 

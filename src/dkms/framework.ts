@@ -99,6 +99,19 @@ export function ootmodFramework(layout: Layout): Map<string, string> | undefined
   return ootmodDkmsIsInstalled(layout) ? readFramework(layout) : undefined;
 }
 
+/** DKMS's switch for its automatic builds: while it exists, DKMS's autoinstall and common.postinst build nothing. */
+export function noAutoinstallFile(layout: Layout): string {
+  return path.join(layout.dkmsEtcDir, 'no-autoinstall');
+}
+
+/**
+ * With ootmod-dkms installed, ootmod's automatic builds honour DKMS's no-autoinstall (the trigger, the
+ * kernel hooks, ootmod autoinstall), as DKMS's autoinstall does. Without it the file is DKMS's alone.
+ */
+export function autoinstallDisabled(layout: Layout): boolean {
+  return existsSync(noAutoinstallFile(layout)) && ootmodDkmsIsInstalled(layout);
+}
+
 /** The compression part of the build-inputs key: the kind, and the options when framework.conf sets them. */
 export function compressionIdentity(values: Map<string, string> | undefined, compression: string): string {
   const set = compression === 'none' ? undefined : values?.get(`compress_${compression}_opts`);

@@ -11,15 +11,22 @@ export interface QueuedRequest {
   action: 'build' | 'install';
   module: string;
   version: string;
+  /**
+   * A package's postinst (common.postinst: the package installed, reinstalled or reconfigured): a current
+   * build is built again, as DKMS's common.postinst removes and rebuilds it (once per package run).
+   */
+  rebuild?: boolean;
 }
 
 // '@' is in no module name or version (PACKAGE_WORD), so the entry splits back unambiguously.
 const SEP = '@';
 const PREFIX = `dkms${SEP}`;
+// The entry of common.postinst's request: an install that rebuilds a current build.
+const POSTINST = 'postinst';
 
 /** The queue entry of a request (for planDefer). */
 export function queueEntry(r: QueuedRequest | { action: 'autoinstall' }): string {
-  return 'module' in r ? [PREFIX + r.action, r.module, r.version].join(SEP) : `${PREFIX}autoinstall`;
+  return 'module' in r ? [PREFIX + (r.rebuild ? POSTINST : r.action), r.module, r.version].join(SEP) : `${PREFIX}autoinstall`;
 }
 
 /** A module request from a queue entry; undefined for kernels queued by hooks and for autoinstall. */
@@ -27,12 +34,13 @@ export function parseQueued(entry: string): QueuedRequest | undefined {
   const parts = entry.split(SEP);
   if (parts[0] !== 'dkms' || parts.length !== 4) return undefined;
   const [, action, module, version] = parts as [string, string, string, string];
+  if (action === POSTINST) return { action: 'install', module, version, rebuild: true };
   return action === 'build' || action === 'install' ? { action, module, version } : undefined;
 }
 
 /** How a queue entry reads in the trigger's summary. */
 export function describeQueued(entry: string): string {
   const r = parseQueued(entry);
-  if (r) return `dkms ${r.action} ${r.module}/${r.version}`;
+  if (r) return r.rebuild ? `common.postinst ${r.module}/${r.version}` : `dkms ${r.action} ${r.module}/${r.version}`;
   return entry === `${PREFIX}autoinstall` ? 'dkms autoinstall' : entry;
 }

@@ -130,6 +130,8 @@ export interface ModuleWorkRequest {
   sources?: SourceDir[];
   /** Modules whose failed build is retried though nothing changed (see PlanRequest.retry). */
   retry?: ReadonlySet<string>;
+  /** Modules whose current build is built again (see PlanRequest.rebuild). */
+  rebuild?: ReadonlySet<string>;
   label: string;
   /** Run from a maintainer script: the newest kernel's initramfs is asked for through initramfs-tools' trigger. */
   inDpkg?: boolean;
@@ -141,7 +143,7 @@ async function moduleInputs(ctx: PipelineContext, store: StateStore, kernels: Ke
   const modules = planModules({
     kernels: facts.kernels, candidates: facts.candidates, records: facts.records,
     // Inside dpkg, the apt or dpkg run this is part of: a failure of this run is not built again in it.
-    request: { action: req.action, modules: req.refs, force: ctx.opts.force, retry: req.retry, transaction: currentTransaction() }, rustUnavailable: unavailableRust(rust),
+    request: { action: req.action, modules: req.refs, force: ctx.opts.force, retry: req.retry, rebuild: req.rebuild, transaction: currentTransaction() }, rustUnavailable: unavailableRust(rust),
   });
   const headersDir = new Map(kernels.flatMap((k) => (k.headersDir ? [[k.release, k.headersDir] as const] : [])));
   return { facts, compose: { modules, headersDir } };
@@ -255,6 +257,13 @@ export interface TriggerPlanOptions {
   label: string;
   /** Modules asked for explicitly (queued `dkms build|install`, a package's postinst): a failed build is retried. */
   retry?: ReadonlySet<string>;
+  /** Modules whose current build is built again: a package's postinst asked (see PlanRequest.rebuild). */
+  rebuild?: ReadonlySet<string>;
+  /**
+   * /etc/dkms/no-autoinstall with ootmod-dkms (DKMS's autoinstall is off): no module and no Rust tree is
+   * built for being out of date; removals and what hooks and packages asked for by name still are.
+   */
+  noAutoinstall?: boolean;
   /** Kernels were installed or removed (hooks ran): the next boot's readiness is checked even with nothing to build. */
   kernelsChanged?: boolean;
   /** The queue entries (files) this run takes: a dequeue job removes them. */
@@ -290,10 +299,11 @@ async function planTriggerWork(ctx: PipelineContext, opts: TriggerPlanOptions): 
     rustClean.push({ kernel: entry.name, reason: 'its headers are gone' });
   }
   const rust = await readRust(ctx, kernels);
-  const { compose } = await moduleInputs(ctx, store, kernels, rust, { action: 'install', label: opts.label, retry: opts.retry });
+  // No autoinstall: no module is wanted (an empty list of named ones); the queued requests follow the plan.
+  const { compose } = await moduleInputs(ctx, store, kernels, rust, { action: 'install', label: opts.label, retry: opts.retry, rebuild: opts.rebuild, ...(opts.noAutoinstall ? { refs: [] } : {}) });
   const initramfs = initramfsKernels(ctx.layout, kernels.map((k) => k.release));
   const plan = composePlan({
-    ...compose, rust, rustWanted: 'all', removals, forgetKernels: gone, rustClean,
+    ...compose, rust, rustWanted: opts.noAutoinstall ? 'needed' : 'all', removals, forgetKernels: gone, rustClean,
     depmodKernels: depmodKernels(ctx, kernels), buildUser: ctx.run.sandbox.missingBuildUser(), initramfs: { ...initramfs, inDpkg: opts.inDpkg }, dkmsTree: dkmsTreeOf(ctx, kernels), dkmsTreeMissing: dkmsTreeMissing(ctx, kernels),
     dkmsTakeover: await dkmsTakeover(ctx, store, gone),
     dequeue: { files: opts.queued ?? [], reason: 'the requests are this run\'s now' },
@@ -398,6 +408,7 @@ export async function executeWork(ctx: PipelineContext, planned: Planned, report
   const { plan } = planned;
   const needsCpu = plan.jobs.some(isCpuJob);
   const jobserver = needsCpu ? await Jobserver.create(ctx.opts.jobs, { fifoForm: ctx.run.makeFifo() }) : undefined;
+  await recordCannotBuild(planned);
   let results: Map<string, JobResult>;
   try {
     const runner = jobRunner({
@@ -416,6 +427,24 @@ export async function executeWork(ctx: PipelineContext, planned: Planned, report
     await jobserver?.close();
   }
   return summarize(planned, results);
+}
+
+/**
+ * Builds that cannot run now (the kernel's compiler or kbuild missing, no Rust tree) are recorded as
+ * failed with the reason, before the jobs run (the boot notices read it): status, dkms status and the
+ * not-ready block then say what to install. No inputs key: tried again as soon as the build can run.
+ * What an older build installed stays installed, and recorded, as after a failed build.
+ */
+async function recordCannotBuild(planned: Planned): Promise<void> {
+  const kernels = new Map(planned.kernels.map((k) => [k.release, k]));
+  for (const f of planned.plan.failed) {
+    if (!f.cannotBuild || !f.version || !f.kernel) continue;
+    const previous = planned.store.get(f.module, f.version, f.kernel);
+    await planned.store.put({
+      module: f.module, version: f.version, kernel: f.kernel, arch: kernels.get(f.kernel)?.arch.machine ?? previous?.arch ?? '',
+      status: 'failed', inputsKey: '', built: [], installed: previous?.installed ?? [], error: f.reason, updatedAt: new Date().toISOString(),
+    });
+  }
 }
 
 /** The module a job acts on (builds, installs, removals: their id names it). */

@@ -269,6 +269,11 @@ export interface PlanItem {
   version?: string;
   kernel?: string;
   reason: string;
+  /**
+   * A build that cannot run on this machine now (its kernel's compiler or kbuild missing, no Rust tree):
+   * the run records it as failed with the reason, so status and dkms status say what to install.
+   */
+  cannotBuild?: boolean;
 }
 
 export interface WorkPlan {

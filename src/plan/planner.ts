@@ -87,6 +87,12 @@ export interface PlanRequest {
    * retried even when asked for: each request of one apt run would build it again.
    */
   transaction?: string;
+  /**
+   * Modules ("name/version") whose current build is built again: their package was configured again
+   * (installed, reinstalled, reconfigured), as DKMS's common.postinst removes and rebuilds them. Not a
+   * build that failed (the retry rules decide) nor one made in this same package transaction.
+   */
+  rebuild?: ReadonlySet<string>;
 }
 
 /**
@@ -145,7 +151,7 @@ export function planModules(input: PlanInput): ModulePlan {
     for (const c of forKernel.filter((c) => !c.spec)) out.invalid.push({ module: c.sourceDir, kernel: kernel.release, reason: c.error ?? 'invalid' });
     const valid = forKernel.filter((c): c is ValidCandidate => Boolean(c.spec && c.inputsKey));
     const k: KernelPlanning = { input, kernel, records, explicit, out, planned: new Map() };
-    for (const c of wantedVersions(valid, input.request, explicit)) consider(k, c);
+    for (const c of wantedVersions(valid, input.request, explicit)) consider(k, c, packageRebuild(k, c));
     rebuildDependants(k, valid);
     dropClashes(k);
     orderAndBlock(k);
@@ -170,6 +176,18 @@ function wantedVersions(valid: ValidCandidate[], request: PlanRequest, explicit:
     }
   }
   return wanted;
+}
+
+/** The reason to rebuild a current build its package's postinst asked for again (PlanRequest.rebuild), if it is one. */
+function packageRebuild(k: KernelPlanning, c: ValidCandidate): string | undefined {
+  const { request } = k.input;
+  if (!request.rebuild?.has(`${c.spec.name}/${c.spec.version}`)) return undefined;
+  const record = k.records.get(`${c.spec.name}/${c.spec.version}/${k.kernel.release}`);
+  if (!record || record.status === 'failed') return undefined;
+  // A kernel that cannot build now (its compiler is missing) keeps the build it has.
+  if (k.kernel.problems.length || (c.usesRust && rustBlocker(k.kernel, k.input.rustUnavailable))) return undefined;
+  if (request.transaction !== undefined && record.transaction === request.transaction) return undefined;
+  return 'its package was configured again (installed, reinstalled or reconfigured): rebuilt, as DKMS does';
 }
 
 /**
@@ -201,7 +219,7 @@ function consider(k: KernelPlanning, c: ValidCandidate, rebuild?: string): void 
   // Only a module that must be (re)built needs the kernel's compiler and a usable Rust tree; a current one stays as it is.
   const cannot = reuseBuilt ? undefined : kernel.problems[0] ?? (c.usesRust ? rustBlocker(kernel, input.rustUnavailable) : undefined);
   if (cannot) {
-    out.failed.push({ ...item, reason: cannot });
+    out.failed.push({ ...item, reason: cannot, cannotBuild: true });
     return;
   }
   // A failure is retried when its inputs or tools changed, or when the module is asked for by name.
@@ -232,7 +250,8 @@ function consider(k: KernelPlanning, c: ValidCandidate, rebuild?: string): void 
     usesRust: c.usesRust,
     kernelBuildDir: c.kernelBuildDir,
     transaction: request.transaction,
-    reason: rebuild ?? (!record ? 'not built yet' : record.inputsKey !== c.inputsKey ? 'inputs changed' : request.force ? 'forced'
+    reason: rebuild ?? (!record ? 'not built yet' : record.status === 'failed' && !record.inputsKey ? 'failed before because of the machine, not the module'
+      : record.inputsKey !== c.inputsKey ? 'inputs changed' : request.force ? 'forced'
       : record.status === 'failed' ? (sameFailure ? 'failed before, asked for again' : 'failed before; its compiler or build tools changed') : 'files missing'),
   });
 }

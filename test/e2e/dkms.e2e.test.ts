@@ -5,7 +5,7 @@
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { currentKernel, freshChroot, parseKernelConfig, type Chroot, type KernelInfo } from './lib/chroot.js';
+import { currentKernel, freshChroot, kernelGccPackage, parseKernelConfig, type Chroot, type KernelInfo } from './lib/chroot.js';
 import { buildOotmodIndepDebs, lintianProblems, type OotmodIndepDebs } from './lib/debs.js';
 import { REAL_DKMS_PACKAGES, buildFailingDkmsPackage, buildRequestingPackage } from './lib/dkms.js';
 import { DEBS, copyDebs, installHeaders, re, tools, type Tools } from './lib/system.js';
@@ -152,7 +152,7 @@ describe('ootmod-dkms: Debian module packages with no DKMS', () => {
   });
 });
 
-describe('ootmod-dkms: a module that fails is built once per apt run, and again when asked later', () => {
+describe('ootmod-dkms: a module that fails is built once per apt run, and again when asked later or when its compiler comes', () => {
   let chroot: Chroot;
   let kernel: KernelInfo;
   const t = tools(() => chroot);
@@ -172,6 +172,7 @@ describe('ootmod-dkms: a module that fails is built once per apt run, and again 
 
   it('one apt run whose packages ask three times for two failing modules (AUTOINSTALL and not) builds each once', async () => {
     failing = await buildFailingDkmsPackage(chroot);
+    // Without AUTOINSTALL: common.postinst only registers it (as DKMS's), its postinst's own `dkms install` asks for it.
     manual = await buildFailingDkmsPackage(chroot, { name: 'ootmod-manual', autoinstall: false });
     // As vendor packages do: dkms build, then dkms install, of modules another package installed.
     const again = await buildRequestingPackage(chroot, 'ootmod-asks-again', ['ootmod-failing/1.0', 'ootmod-manual/1.0']);
@@ -184,6 +185,7 @@ describe('ootmod-dkms: a module that fails is built once per apt run, and again 
     expect(r.out.match(/^Processing triggers for ootmod /gm)?.length ?? 0, r.out.slice(-6000)).toBeGreaterThan(1);
     expect(builds(r.out, 'ootmod-failing'), r.out.slice(-8000)).toBe(1);
     expect(builds(r.out, 'ootmod-manual'), r.out.slice(-8000)).toBe(1);
+    expect(r.out).toContain('Not building the ootmod-manual module which does not have AUTOINSTALL enabled.');
     expect(r.out).toMatch(/ootmod-(failing|manual)\/1\.0 for \S+: failed earlier in this package run with the same inputs and tools/);
     await t.expectDpkgClean();
     const rows = await t.status();
@@ -208,6 +210,62 @@ describe('ootmod-dkms: a module that fails is built once per apt run, and again 
     }
     await t.expectDpkgClean();
   });
+
+  it("a module that failed for want of its kernel's compiler is built in the apt run that installs the compiler (file trigger), with no other command", async () => {
+    // The kernel's compiler, from its headers (CONFIG_CC_VERSION_TEXT): gcc-N; its program is in
+    // gcc-N-<triplet>, which the headers depend on (through gcc-N-for-host). Remove that package the hard
+    // way, as a broken or stripped-down system has it. gcc-N stays: it provides c-compiler, which ootmod
+    // depends on (with no C compiler at all, dpkg would hold ootmod's trigger back until one is installed).
+    const gcc = await kernelGccPackage(chroot, kernel.kver);
+    const compiler = JSON.parse((await t.sh(`ootmod kernels --json -k ${kernel.kver}`)).out).kernels[0].compiler as { command: string; path: string };
+    const owner = (await t.sh(`dpkg -S "$(readlink -f ${compiler.path})"`)).out.split(':')[0]!;
+    expect(owner).toMatch(new RegExp(`^${re(gcc)}(-|$)`));
+    const removed = await t.sh(`dpkg --remove --force-depends ${owner} 2>&1`);
+    expect(removed.code, removed.out).toBe(0);
+    expect((await t.sh(`command -v ${compiler.command}`)).out.trim()).toBe('');
+
+    // A module package that builds: the archive's dkms-test-dkms (made with dh_dkms), through ootmod-dkms.
+    // apt installs nothing on a system with unmet dependencies but their fix (which would bring the
+    // compiler back), so it goes in with dpkg -i, as vendor packages do; ootmod's trigger ends that run.
+    const get = await t.sh('cd /root && apt-get download dkms-test-dkms 2>&1 && ls /root/dkms-test-dkms_*.deb');
+    expect(get.code, get.out).toBe(0);
+    const deb = get.out.trim().split('\n').at(-1)!;
+    const inst = await t.sh(`dpkg -i ${deb} 2>&1`);
+    expect(inst.code, inst.out).toBe(0);
+    expect(inst.out).toMatch(/^Processing triggers for ootmod /m);
+    await t.expectDpkgClean();
+    const missing = `install ${gcc}`;
+    const failed = (await t.status()).find((x) => x.module === 'dkms_test' && x.kernel === kernel.kver);
+    expect(failed?.status, JSON.stringify(failed)).toBe('failed');
+    expect(failed?.error).toMatch(new RegExp(`was built with ${re(compiler.command)}, which is not installed: ${re(missing)}$`));
+    const status = await t.sh('ootmod status dkms_test');
+    expect(status.all.split('\n').filter((l) => l.includes(missing)), status.all).toHaveLength(1);
+    const dkms = await t.sh('dkms status -m dkms_test');
+    expect(dkms.out.trim()).toBe('dkms_test/1.0: added');
+    expect(dkms.err.split('\n').filter((l) => l.includes(missing)), dkms.err).toHaveLength(1);
+
+    // The admin's one command. Not `apt-get install gcc-N`: gcc-N is still installed (only its dependency
+    // is gone), so apt says it "is already the newest version" and stops at the unmet dependencies
+    // (exit 100). apt's own advice is `apt-get -f install`, which installs the compiler's package.
+    const fix = await t.apt('-f install');
+    expect(fix.code, fix.out.slice(-6000)).toBe(0);
+    const unpacked = fix.out.search(new RegExp(`^Unpacking ${re(owner)} `, 'm'));
+    expect(unpacked, fix.out.slice(-6000)).toBeGreaterThanOrEqual(0);
+    // In that same apt run, after the compiler was unpacked: ootmod's file trigger, and the build.
+    const later = fix.out.slice(unpacked);
+    log(`apt-get -f install, from the compiler's unpack:\n${later.split('\n').filter((l) => /^(Unpacking|Setting up|Processing triggers for ootmod|start|done|failed|ootmod trigger)/.test(l)).join('\n')}`);
+    expect(later).toMatch(/^Processing triggers for ootmod /m);
+    expect(later).toMatch(new RegExp(`^start +dkms_test/1\\.0 for ${re(kernel.kver)} \\(build`, 'm'));
+    await t.expectDpkgClean();
+    const row = (await t.status()).find((x) => x.module === 'dkms_test' && x.kernel === kernel.kver);
+    expect(row?.status, JSON.stringify(row)).toBe('installed');
+    const ko = row!.files.find((f) => path.basename(f).startsWith('dkms_test.ko'));
+    expect(ko, JSON.stringify(row)).toBeTruthy();
+    expect((await t.sh(`test -f ${ko}`)).code).toBe(0);
+    expect((await t.sh(`modinfo -F vermagic ${ko}`)).out).toMatch(new RegExp(`^${re(kernel.kver)} `));
+    expect(await t.modulesDep(kernel.kver)).toMatch(/^updates\/ootmod\/dkms_test\.ko/m);
+    expect((await t.sh('dkms status -m dkms_test')).out.trim()).toBe(`dkms_test/1.0, ${kernel.kver}, x86_64: installed`);
+  });
 });
 
 describe('ootmod-dkms: a machine moved from DKMS and back', () => {
@@ -216,6 +274,28 @@ describe('ootmod-dkms: a machine moved from DKMS and back', () => {
   const t = tools(() => chroot);
   let realStatus: string[] = [];
   let dkmsSigner = '';
+  let realAnswers: DkmsAnswers;
+
+  /**
+   * What dkms answers, without building anything (seconds): `dkms build` of a module built already,
+   * `dkms autoinstall` while /etc/dkms/no-autoinstall exists, and common.postinst (what a dh_dkms
+   * postinst runs) of a module without AUTOINSTALL; left behind: nothing.
+   */
+  type DkmsAnswers = Record<'build' | 'autoinstall' | 'postinst', { code: number; out: string[] }>;
+  async function dkmsAnswers(built: string): Promise<DkmsAnswers> {
+    const run = async (cmd: string) => {
+      const r = await t.sh(cmd);
+      return { code: r.code, out: r.out.trim().split('\n') };
+    };
+    const noauto = 'mkdir -p /usr/src/ootmod-noauto-1.0 && printf \'PACKAGE_NAME="ootmod-noauto"\\nPACKAGE_VERSION="1.0"\\nBUILT_MODULE_NAME[0]="ootmod_noauto"\\nDEST_MODULE_LOCATION[0]="/updates/dkms"\\n\' > /usr/src/ootmod-noauto-1.0/dkms.conf && echo "obj-m := ootmod_noauto.o" > /usr/src/ootmod-noauto-1.0/Kbuild';
+    const answers = {
+      build: await run(`dkms build ${built} -k ${kernel.kver}`),
+      autoinstall: await run(`touch /etc/dkms/no-autoinstall && dkms autoinstall -k ${kernel.kver}; r=$?; rm -f /etc/dkms/no-autoinstall; exit $r`),
+      postinst: await run(`${noauto} && /usr/lib/dkms/common.postinst ootmod-noauto 1.0 /usr/share/ootmod-noauto-dkms '' ''`),
+    };
+    await t.sh('dkms remove ootmod-noauto/1.0 --all >/dev/null 2>&1; rm -rf /usr/src/ootmod-noauto-1.0');
+    return answers;
+  }
 
   beforeAll(async () => {
     chroot = await freshChroot('sid', 'dkms-e2e-mig', { base: BASE });
@@ -242,6 +322,9 @@ describe('ootmod-dkms: a machine moved from DKMS and back', () => {
     expect(dkmsSigner).not.toBe('');
     expect((await t.sh('test -f /var/lib/dkms/mok.key && test -f /var/lib/dkms/mok.pub')).code).toBe(0);
     expect(realStatus.filter((l) => l.endsWith(': installed'))).toHaveLength(3);
+    realAnswers = await dkmsAnswers(realStatus.find((l) => l.startsWith('dkms_test/'))!.split(',')[0]!);
+    log(`real dkms answers: ${JSON.stringify(realAnswers)}`);
+    expect((await t.sh('dkms status')).out.trim().split('\n')).toEqual(realStatus);
   });
 
   it("takes the modules over when ootmod-dkms replaces dkms: ootmod's, not in updates/dkms, signed with DKMS's key, the same dkms status, one depmod", async () => {
@@ -266,6 +349,13 @@ describe('ootmod-dkms: a machine moved from DKMS and back', () => {
     }
     const ours = await t.sh('dkms status');
     expect(ours.out.trim().split('\n')).toEqual(realStatus);
+    // DKMS's answers where it decides not to build, the same (ootmod adds its summary line to dkms build's).
+    const answers = await dkmsAnswers(realStatus.find((l) => l.startsWith('dkms_test/'))!.split(',')[0]!);
+    expect(answers.build.code).toBe(realAnswers.build.code);
+    expect(answers.build.out, JSON.stringify(answers.build)).toEqual(expect.arrayContaining(realAnswers.build.out));
+    expect(answers.autoinstall).toEqual(realAnswers.autoinstall);
+    expect(answers.postinst).toEqual(realAnswers.postinst);
+    expect((await t.sh('dkms status')).out.trim().split('\n')).toEqual(realStatus);
   });
 
   it('gives the machine back when dkms is installed again', async () => {

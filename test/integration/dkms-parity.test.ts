@@ -3,9 +3,9 @@
 // Recorders stand in for zfs's configure and scripts/dkms.postbuild and print their argv and
 // environment; a Makefile prints what make was given and leaves empty zfs.ko and spl.ko.
 //
-// Needs the dkms script of Debian's dkms 3.2.2 (not in bookworm): get the dkms .deb of sid from the
-// host's Debian mirror (dists/sid/main, `apt-get download dkms` with a sid sources.list) and unpack it
-// with `dpkg-deb -x dkms_3.2.2-*_all.deb /tmp/dkms-3.2`; OOTMOD_DKMS_SCRIPT names another path to
+// Needs the dkms script of Debian's dkms 3.2.2 (not in bookworm): `bash scripts/fetch-real-dkms.sh`
+// (.ci/run does it) unpacks sid's dkms .deb from the host's Debian mirror into /tmp/dkms-3.2;
+// OOTMOD_DKMS_SCRIPT names another path to
 // usr/sbin/dkms. Skipped, saying so, when it is not there. DKMS runs with its trees in a temp dir and
 // a copy of the host kernel's .kernelvariables and auto.conf (without the signing lines, so it makes no
 // key) as its --kernelsourcedir; ootmod runs with the host's headers. Paths differ, so each tool's

@@ -114,8 +114,13 @@ describe("a build for a kernel whose compiler is missing", () => {
     expect(missing.exitCode).toBe(1);
     expect(missing.stderr).toMatch(new RegExp(`ootmod-hello/1\\.0 for .*was built with ${compiler}, which is not installed: install ${compiler}`));
     expect(missing.stdout).toMatch(/^autoinstall: 0 installed, 0 built, 0 current, 0 skipped, 1 failed$/m);
+    // Recorded: status names the package to install (dkms status, for a source DKMS registered: the e2e test).
+    const row = (await statusJson(root)).modules.find((m) => m.module === 'ootmod-hello' && m.kernel === kernel.release);
+    expect(row?.status, JSON.stringify(row)).toBe('failed');
+    expect(row?.error).toMatch(new RegExp(`was built with ${compiler}, which is not installed: install ${compiler}\\b`));
     const present = await ootmod(root, 'autoinstall');
     expect(present.exitCode, present.stderr).toBe(0);
+    expect(present.stderr).toMatch(/^start +ootmod-hello\/1\.0 .*\(build: failed before because of the machine, not the module\)/m);
     expect(present.stdout).toMatch(/^autoinstall: 1 installed,/m);
     // Installed and current: the compiler going away again changes nothing.
     const gone = await ootmodEnv(root, withoutCompiler, 'autoinstall');

@@ -47,7 +47,8 @@ describe('retrying failed builds', () => {
     const p = plan({ kernels: [k], candidates: [cand()], records: [], request: autoinstall });
     expect(p.jobs).toEqual([]);
     expect(p.skipped).toEqual([]);
-    expect(p.failed).toEqual([{ module: 'zfs', version: '2.4.4', kernel: release, reason: missingGcc }]);
+    // Marked to be recorded as failed, so status and dkms status say what to install.
+    expect(p.failed).toEqual([{ module: 'zfs', version: '2.4.4', kernel: release, reason: missingGcc, cannotBuild: true }]);
     const installed = failed({ status: 'installed', filesPresent: true, installed: [{ module: 'zfs', path: '/x/zfs.ko' }] });
     const q = plan({ kernels: [k], candidates: [cand()], records: [installed], request: autoinstall });
     expect(q.failed).toEqual([]);
@@ -57,6 +58,10 @@ describe('retrying failed builds', () => {
   it('plans the build again once the compiler is there', () => {
     const p = plan({ kernels: [kernel()], candidates: [cand()], records: [], request: autoinstall });
     expect(p.jobs.map((j) => [j.id, j.reason, j.toolsKey])).toEqual([[`zfs/2.4.4@${release}`, 'not built yet', 'gcc-16 as it is']]);
+    // As recorded when it could not be built (no inputs key): a plain autoinstall builds it.
+    const recorded = failed({ inputsKey: '', toolsKey: undefined, error: missingGcc });
+    const q = plan({ kernels: [kernel()], candidates: [cand()], records: [recorded], request: autoinstall });
+    expect(q.jobs.map((j) => [j.id, j.reason])).toEqual([[`zfs/2.4.4@${release}`, 'failed before because of the machine, not the module']]);
   });
 
   it('leaves a failure with the same inputs and tools alone on autoinstall, saying what retries it', () => {
@@ -104,6 +109,30 @@ describe('retrying failed builds', () => {
     // A compiler installed in the same apt run (ootmod's file trigger): its tools changed, retried.
     const gcc = plan({ kernels: [kernel()], candidates: [cand('gcc-16 installed')], records: [failed({ transaction: apt })], request: { ...autoinstall, transaction: apt } });
     expect(gcc.jobs.map((j) => [j.reason, j.transaction])).toEqual([['failed before; its compiler or build tools changed', apt]]);
+  });
+
+  it("rebuilds a current build its package's postinst asked for (a reinstall, a reconfigure), once per package run; a failure keeps the retry rules", () => {
+    const apt = 'apt-get:4242:1000@boot';
+    const installed = (extra: Partial<RecordView> = {}) => failed({ status: 'installed', filesPresent: true, installed: [{ module: 'zfs', path: '/x/zfs.ko' }], error: undefined, ...extra });
+    const postinst: PlanRequest = { ...autoinstall, retry: new Set(['zfs/2.4.4']), rebuild: new Set(['zfs/2.4.4']), transaction: apt };
+    const again = 'its package was configured again (installed, reinstalled or reconfigured): rebuilt, as DKMS does';
+    // Built by an earlier apt run, or outside dpkg: built again, from its sources (not the built copy).
+    for (const transaction of ['apt-get:1:1@boot', undefined]) {
+      const p = plan({ kernels: [kernel()], candidates: [cand()], records: [installed({ transaction })], request: postinst });
+      expect(p.jobs.map((j) => [j.reason, j.reuseBuilt]), String(transaction)).toEqual([[again, false]]);
+    }
+    // Built in this apt run already (an earlier trigger run of it): not twice.
+    const same = plan({ kernels: [kernel()], candidates: [cand()], records: [installed({ transaction: apt })], request: postinst });
+    expect(same.jobs).toEqual([]);
+    expect(same.current).toHaveLength(1);
+    // Another module's postinst, or none: current stays current.
+    expect(plan({ kernels: [kernel()], candidates: [cand()], records: [installed()], request: { ...postinst, rebuild: new Set(['spl/2.4.4']) } }).jobs).toEqual([]);
+    // A failure of this apt run is not forced by it: one attempt per run.
+    expect(plan({ kernels: [kernel()], candidates: [cand()], records: [failed({ transaction: apt })], request: postinst }).jobs).toEqual([]);
+    // A kernel whose compiler is missing keeps the build it has.
+    const noGcc = plan({ kernels: [kernel({ problems: [missingGcc] })], candidates: [cand()], records: [installed()], request: postinst });
+    expect(noGcc.jobs).toEqual([]);
+    expect(noGcc.failed).toEqual([]);
   });
 });
 

@@ -1,8 +1,10 @@
 // build, install and autoinstall: parse, call the pipeline, render.
 import path from 'node:path';
+import { autoinstallDisabled } from '../../dkms/framework.js';
 import { ExitCode, OotmodError } from '../../errors.js';
 import { sourceDirName } from '../../modules/names.js';
 import { listSourceDirs, type SourceDir } from '../../modules/sourcedirs.js';
+import type { PlanItem } from '../../plan/jobs.js';
 import type { Action } from '../../plan/planner.js';
 import { planAdd, planModuleWork, type AddRequest } from '../../pipeline/work.js';
 import { isSourcePath, parseModuleRef, sourcePathOf, type ModuleRef } from '../modargs.js';
@@ -52,9 +54,21 @@ async function resolveTargets(s: Session, args: string[]): Promise<Targets> {
   return { ...t, refs, sources: sources.length === refs.length ? sources : [...all, ...outside] };
 }
 
-export async function jobsCommand(s: Session, command: JobsCommand, args: string[]): Promise<ExitCode> {
+export interface JobsOptions {
+  /** Build the named modules again even where their build is current (a package's postinst, as DKMS's common.postinst). */
+  rebuild?: boolean;
+  /** Told of each module the plan found current for a kernel (of that kernel's architecture), before the plan runs. */
+  onCurrent?: (item: PlanItem, arch: string) => void;
+}
+
+export async function jobsCommand(s: Session, command: JobsCommand, args: string[], opts: JobsOptions = {}): Promise<ExitCode> {
   if (command !== 'autoinstall' && !args.length) {
     throw new OotmodError(`${command} needs a module`, `ootmod ${command} NAME[/VERSION] [-k KVER]`, ExitCode.Usage);
+  }
+  // With ootmod-dkms, DKMS's no-autoinstall stops ootmod's autoinstall as it stops DKMS's.
+  if (command === 'autoinstall' && autoinstallDisabled(s.layout)) {
+    s.out('Automatic installation of modules has been disabled (/etc/dkms/no-autoinstall): ootmod install NAME builds one, or remove the file');
+    return ExitCode.Ok;
   }
   return withLock(s, async () => {
     const targets = await resolveTargets(s, args);
@@ -70,7 +84,11 @@ export async function jobsCommand(s: Session, command: JobsCommand, args: string
       if (failed) throw new OotmodError(`adding failed: ${failed.detail}`, undefined, ExitCode.Failed);
       ({ refs, sources, adds } = await resolveTargets(s, args.map((a) => addFirst.find((x) => isSourcePath(a) && x.from === sourcePathOf(a))?.dest ?? a)));
     }
-    const planned = await planModuleWork(s, { action: command === 'build' ? 'build' : 'install', refs, sources, adds, label: command, inDpkg: Boolean(process.env.DPKG_MAINTSCRIPT_PACKAGE) });
+    const rebuild = opts.rebuild ? new Set((refs ?? []).flatMap((r) => (r.version ? [`${r.name}/${r.version}`] : []))) : undefined;
+    const planned = await planModuleWork(s, { action: command === 'build' ? 'build' : 'install', refs, sources, adds, rebuild, label: command, inDpkg: Boolean(process.env.DPKG_MAINTSCRIPT_PACKAGE) });
+    if (opts.onCurrent && !s.opts.dryRun) {
+      for (const item of planned.plan.current) opts.onCurrent(item, planned.kernels.find((k) => k.release === item.kernel)?.arch.machine ?? '');
+    }
     const outcome = await runPlanned(s, planned);
     return outcome?.exit ?? ExitCode.Ok;
   });

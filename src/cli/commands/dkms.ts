@@ -7,16 +7,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { parseDkmsArgs, type DkmsRequest } from '../../dkms/args.js';
-import { frameworkJobs, ignoredSettings, ootmodFramework } from '../../dkms/framework.js';
+import { frameworkJobs, ignoredSettings, noAutoinstallFile, ootmodFramework } from '../../dkms/framework.js';
 import { dkmsTreeBuilds, isRegistered, listRegistry, registryDir, removedMark } from '../../dkms/registry.js';
-import { queueEntry } from '../../dkms/requests.js';
+import { queueEntry, type QueuedRequest } from '../../dkms/requests.js';
 import { dkmsStatusLines, withDkmsTree } from '../../dkms/status.js';
 import { DKMS_INTERFACE_VERSION } from '../../dkms/version.js';
 import { dkmsKeyChoice } from '../../dkms/mok.js';
 import { ExitCode, OotmodError, environmentFault, errorLine } from '../../errors.js';
 import { removedMarker, sourceDirName } from '../../modules/names.js';
-import { listSourceDirs } from '../../modules/sourcedirs.js';
+import { listSourceDirs, loadSpec } from '../../modules/sourcedirs.js';
 import { planAdd, planDefer, planDkmsRegistry, type WorkOutcome } from '../../pipeline/work.js';
+import type { PlanItem } from '../../plan/jobs.js';
 import type { Layout } from '../../system/layout.js';
 import { sourcePathOf } from '../modargs.js';
 import { createSession, type Session } from '../session.js';
@@ -83,7 +84,7 @@ function inDpkg(): boolean {
  * Inside dpkg (and strict = no): records the request for ootmod's trigger and activates it (a defer job);
  * false when that is not possible, and the work is then done at once.
  */
-async function deferToTrigger(s: Session, req: { action: 'build' | 'install'; module: string; version: string } | { action: 'autoinstall' }): Promise<boolean> {
+async function deferToTrigger(s: Session, req: QueuedRequest | { action: 'autoinstall' }): Promise<boolean> {
   if (!inDpkg() || s.config().strict) return false;
   const what = 'module' in req ? `${req.module}/${req.version}` : 'every module';
   const outcome = await withLock(s, () => runPlanned(s, planDefer(s, queueEntry(req), `dkms ${req.action} ${what}`, `asked by ${process.env.DPKG_MAINTSCRIPT_PACKAGE}`), { quietSummary: true }));
@@ -138,8 +139,11 @@ async function addModule(s: Session, t: Target, registry: string, opts: { quiet?
     s.err(`You cannot add the same module/version combo more than once.`);
     return 3;
   }
-  // Validates the source and runs its POST_ADD (an add job), as DKMS's add does.
-  const added = await addCommand(s, [`${t.name}/${t.version}`]);
+  // Validates the source and runs its POST_ADD (an add job), as DKMS's add does. Quiet: what
+  // common.postinst runs as `dkms add > /dev/null` (errors still go to stderr).
+  const stdout = s.stdout;
+  if (opts.quiet) s.stdout = new Writable({ write: (_chunk, _encoding, done) => done() });
+  const added = await addCommand(s, [`${t.name}/${t.version}`]).finally(() => (s.stdout = stdout));
   if (added !== ExitCode.Ok) return dkmsExit(added, 'add');
   // The link names the system path, as DKMS's does (also under --root).
   const link = path.join(registry, t.name, t.version, 'source');
@@ -156,10 +160,20 @@ function failedJob(outcome: WorkOutcome | undefined, what: string): void {
   if (failed) throw new OotmodError(`${what} failed: ${failed.detail}`, undefined, failed.fault ? ExitCode.Environment : ExitCode.Failed);
 }
 
-async function buildOrInstall(s: Session, action: 'build' | 'install', t: Target, registry: string): Promise<number> {
+/** `rebuild`: a package's postinst (common.postinst), which builds a current module again, as DKMS's. */
+async function buildOrInstall(s: Session, action: 'build' | 'install', t: Target, registry: string, opts: { rebuild?: boolean } = {}): Promise<number> {
   if (!isRegistered(registry, t) || existsSync(removedMarker(s.layout, `${t.name}-${t.version}`))) await addModule(s, t, registry, { quiet: true, again: true });
-  if (await deferToTrigger(s, { action, module: t.name, version: t.version })) return 0;
-  return dkmsExit(await jobsCommand(s, action, [`${t.name}/${t.version}`]), action);
+  if (await deferToTrigger(s, { action, module: t.name, version: t.version, ...(opts.rebuild ? { rebuild: true } : {}) })) return 0;
+  // What is built (installed) and current already is not built again, and said in DKMS's words; exit 0, as DKMS.
+  const onCurrent = (item: PlanItem, arch: string) => s.out(action === 'build'
+    ? `Module ${item.module}/${item.version} already built for kernel ${item.kernel} (${arch}), skip. You may override by specifying --force.`
+    : `Module ${item.module}/${item.version} already installed on kernel ${item.kernel} (${arch}), skip. You may override by specifying --force.`);
+  return dkmsExit(await jobsCommand(s, action, [`${t.name}/${t.version}`], { ...opts, onCurrent }), action);
+}
+
+/** DKMS's switch for its automatic builds (honoured by its autoinstall, kernel_postinst and common.postinst). */
+function autoinstallOff(s: Session): boolean {
+  return existsSync(noAutoinstallFile(s.layout));
 }
 
 async function removeModule(s: Session, command: 'uninstall' | 'remove', t: Target): Promise<number> {
@@ -206,6 +220,12 @@ async function generateMok(s: Session): Promise<number> {
   return 0;
 }
 
+/** What DKMS's autoinstall prints, and its exit, while /etc/dkms/no-autoinstall exists. */
+function autoinstallDisabledLine(s: Session): number {
+  s.out('Automatic installation of modules has been disabled.');
+  return 0;
+}
+
 async function act(s: Session, req: DkmsRequest): Promise<number> {
   const registry = registryDir(s.layout, req.dkmsTree);
   const action = req.action!;
@@ -242,10 +262,12 @@ async function act(s: Session, req: DkmsRequest): Promise<number> {
       return code;
     }
     case 'autoinstall': {
+      if (autoinstallOff(s)) return autoinstallDisabledLine(s);
       if (await deferToTrigger(s, { action })) return 0;
       return dkmsExit(await jobsCommand(s, 'autoinstall', []), action);
     }
     case 'kernel_postinst':
+      if (autoinstallOff(s)) return autoinstallDisabledLine(s);
       return dkmsExit(await hookCommand(s, ['postinst', req.kernels[0]!.kver]), action);
     case 'kernel_prerm':
       return (await hookCommand(s, ['prerm', req.kernels[0]!.kver])) === ExitCode.Ok ? 0 : 14;
@@ -258,14 +280,15 @@ async function act(s: Session, req: DkmsRequest): Promise<number> {
 
 /**
  * dh_dkms's postinst: `common.postinst NAME VERSION [TARBALL_ROOT] [ARCH] [UPGRADE]`. Registers the
- * source and builds it for every kernel with headers, AUTOINSTALL or not (DKMS 3.2.2 builds only an
- * AUTOINSTALL=yes one: see README, "Differences from DKMS 3.2.2 still open"); inside dpkg, queued for
- * the trigger. Never fails the package for a module that does not build, unless strict = yes.
+ * source and, as DKMS 3.2.2's, builds and installs an AUTOINSTALL=yes one for every kernel with headers,
+ * again where it is built already (the package was reinstalled or reconfigured: DKMS removes and
+ * rebuilds it); a module without AUTOINSTALL is only registered, said in DKMS's words. Inside dpkg, queued
+ * for the trigger. Never fails the package for a module that does not build, unless strict = yes.
  */
 async function commonPostinst(s: Session, args: string[]): Promise<number> {
   const [name, version] = args;
   if (!name || !version) throw new OotmodError('common.postinst needs NAME and VERSION', '/usr/lib/dkms/common.postinst NAME VERSION [TARBALL_ROOT] [ARCH] [UPGRADE]', ExitCode.Usage);
-  if (existsSync(s.layout.at('/etc/dkms/no-autoinstall'))) {
+  if (autoinstallOff(s)) {
     s.out('autoinstall for dkms modules has been disabled.');
     return 0;
   }
@@ -283,7 +306,14 @@ async function commonPostinst(s: Session, args: string[]): Promise<number> {
     s.err(`ootmod-dkms: ${errorLine(err)}`);
     return s.config().strict ? dkmsExit(err instanceof OotmodError ? err.exitCode : ExitCode.Failed, 'add') : 0;
   }
-  const code = await buildOrInstall(s, 'install', t, registry).catch((err: unknown) => {
+  // DKMS's common.postinst builds only a module with AUTOINSTALL set, and leaves the others to the
+  // package's own `dkms install` (or the admin's). AUTOINSTALL="no" is not set here (see README).
+  const spec = await loadSpec({ dir: s.layout.moduleSource(name, version), guessedName: name, guessedVersion: version }, { layout: s.layout, conf: s.run.dkmsConf, jobs: s.opts.jobs, checkOwnership: s.isRoot }).catch(() => undefined);
+  if (spec && !spec.autoinstall) {
+    s.out(`Not building the ${name} module which does not have AUTOINSTALL enabled.`);
+    return 0;
+  }
+  const code = await buildOrInstall(s, 'install', t, registry, { rebuild: true }).catch((err: unknown) => {
     s.err(`ootmod-dkms: ${errorLine(err)}`);
     return 1;
   });

@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { autoinstallDisabled } from '../../dkms/framework.js';
 import { dkmsRegisteredRecords } from '../../dkms/handover.js';
 import { describeQueued, parseQueued, type QueuedRequest } from '../../dkms/requests.js';
 import { ExitCode } from '../../errors.js';
@@ -53,8 +54,13 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
     // A module asked for explicitly inside dpkg (dkms build|install, a package's postinst: installed,
     // reinstalled, reconfigured) is built even if it failed before from the same inputs.
     const requests = queued.map(parseQueued).filter((r): r is QueuedRequest => r !== undefined);
+    // A package's postinst (reinstalled, reconfigured) rebuilds its module, as DKMS's common.postinst.
+    const rebuild = new Set(requests.filter((r) => r.rebuild).map((r) => `${r.module}/${r.version}`));
+    // DKMS's /etc/dkms/no-autoinstall, with ootmod-dkms: nothing is built for being out of date.
+    const noAutoinstall = autoinstallDisabled(s.layout);
+    if (noAutoinstall && !s.opts.json) s.err(`ootmod: automatic installation of modules has been disabled (/etc/dkms/no-autoinstall, as DKMS's autoinstall): only modules asked for by name are built`);
     const planned = await planTrigger(s, {
-      ...opts, retry: new Set(requests.map((r) => `${r.module}/${r.version}`)), kernelsChanged: opts.kernelHook || queued.length > 0,
+      ...opts, retry: new Set(requests.map((r) => `${r.module}/${r.version}`)), rebuild, noAutoinstall, kernelsChanged: opts.kernelHook || queued.length > 0,
       queued: queued.map((n) => path.join(s.layout.queueDir, n)), handedBack: back.handedBack,
     });
     const outcome = await runPlanned(s, planned, { quietSummary: true });
@@ -71,7 +77,7 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
       const refs = requests.filter((r) => r.action === action && existsSync(s.layout.moduleSource(r.module, r.version))).map((r) => ({ name: r.module, version: r.version }));
       if (!refs.length) continue;
       const retry = new Set(refs.map((r) => `${r.name}/${r.version}`).filter((r) => !tried.has(r)));
-      const followUp = await planModuleWork(s, { action, refs, retry, label: `${opts.label} (dkms ${action})`, inDpkg: opts.inDpkg });
+      const followUp = await planModuleWork(s, { action, refs, retry, rebuild: new Set([...rebuild].filter((r) => retry.has(r))), label: `${opts.label} (dkms ${action})`, inDpkg: opts.inDpkg });
       for (const j of followUp.plan.jobs) if (j.kind === 'build') tried.add(`${j.module}/${j.version}`);
       const explicit = await runPlanned(s, followUp, { quietSummary: true });
       exit = worse(exit, explicit?.exit);

@@ -45,6 +45,8 @@ export interface DkmsPackageSpec {
   files: Record<string, string>;
   /** AUTOINSTALL="yes" in its dkms.conf (default); false: no AUTOINSTALL line. */
   autoinstall?: boolean;
+  /** Shell lines its postinst runs on configure after dh_dkms's part (common.postinst). */
+  postinst?: string[];
 }
 
 /**
@@ -69,6 +71,7 @@ export async function buildDkmsPackage(chroot: Chroot, spec: DkmsPackageSpec): P
     // dh_dkms puts the package's upstream version in for the placeholder.
     [`debian/${pkg}.dkms`]: `PACKAGE_NAME="${name}"\nPACKAGE_VERSION="#MODULE_VERSION#"\nBUILT_MODULE_NAME[0]="${module}"\nDEST_MODULE_LOCATION[0]="/updates/dkms"\n${spec.autoinstall === false ? '' : 'AUTOINSTALL="yes"\n'}`,
     [`debian/${pkg}.install`]: `src/* usr/src/${name}-${version}/\n`,
+    ...(spec.postinst ? { [`debian/${pkg}.postinst`]: ['#!/bin/sh', 'set -e', '#DEBHELPER#', 'if [ "$1" = configure ]; then', ...spec.postinst.map((l) => `  ${l}`), 'fi', ''].join('\n') } : {}),
     ...Object.fromEntries(Object.entries(spec.files).map(([f, text]) => [`src/${f}`, text])),
   };
   rmSync(chroot.path(top), { recursive: true, force: true });
@@ -83,7 +86,8 @@ export async function buildDkmsPackage(chroot: Chroot, spec: DkmsPackageSpec): P
 
 /**
  * A dh_dkms package whose module does not compile (it uses an undeclared symbol,
- * ootmod_no_such_symbol). Returns the .deb's path in the chroot.
+ * ootmod_no_such_symbol). Without AUTOINSTALL, its postinst runs `dkms install` itself after
+ * common.postinst (which only registers such a module), as such packages do. Returns the .deb's path in the chroot.
  */
 export function buildFailingDkmsPackage(chroot: Chroot, opts: { name?: string; autoinstall?: boolean } = {}): Promise<string> {
   const name = opts.name ?? 'ootmod-failing';
@@ -94,6 +98,7 @@ export function buildFailingDkmsPackage(chroot: Chroot, opts: { name?: string; a
     module,
     summary: 'module that does not compile',
     autoinstall: opts.autoinstall,
+    ...(opts.autoinstall === false ? { postinst: [`dkms install -m ${name} -v 1.0 || true`] } : {}),
     files: {
       Kbuild: `obj-m := ${module}.o\n`,
       [`${module}.c`]: '#include <linux/module.h>\nstatic int __init f_init(void) { return ootmod_no_such_symbol; }\nmodule_init(f_init);\nMODULE_LICENSE("GPL");\n',
