@@ -244,7 +244,7 @@ describe.each(TARGETS)('$what', ({ suite }) => {
       // The tree in use was kept.
       expect((await sh('readlink -f ' + treeDir())).out.trim()).toBe(before);
     } finally {
-      const restored = await sh(files.map((f) => `cp -p /root/saved-${path.basename(f)} ${h}/${f}`).join(' && '));
+      const restored = await sh(files.map((f) => `mv /root/saved-${path.basename(f)} ${h}/${f}`).join(' && '));
       expect(restored.code, restored.err).toBe(0);
     }
     expect((await sh('ootmod rust status')).out).toMatch(/current/);
