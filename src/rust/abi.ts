@@ -4,6 +4,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ExitCode, OotmodError } from '../errors.js';
 import { run, type CommandLog } from '../system/run.js';
+import { lackingPrefix, parseItemListing, symbolPaths, type ItemListing } from './v0.js';
 
 export const CHECKED_CRATES = ['core', 'kernel'] as const;
 
@@ -41,6 +42,12 @@ export interface AbiReport {
   text?: number;
   data?: number;
   missing: string[];
+  /**
+   * Metadata tree: the item paths of the exported symbols (`kernel::net::phy::register`), looked up in
+   * the tree crates' `-Zls=items` listings: how many symbols were, and the paths the tree lacks, with
+   * how many symbols name each (most first). Absent when rustc has no `-Zls=items`.
+   */
+  paths?: { checked: number; lacking: { path: string; symbols: number }[] };
 }
 
 /**
@@ -163,23 +170,73 @@ export function crateMismatch(report: AbiReport): string | undefined {
   return undefined;
 }
 
-/** Runs the metadata tree's check: the crate hashes its .rmeta files record against Module.symvers. */
+/**
+ * The item check of a metadata tree: each exported symbol of a tree crate (with that crate's hash)
+ * names item paths from the crate root, and each must be in the crate's listing as far as modules go
+ * (`kernel::net` of `kernel::net::phy::Device::init_hw`; the free function `register` of
+ * `kernel::net::phy::register`). A tree built with another .config lacks the modules and items that
+ * options gate (`#[cfg(CONFIG_NET)] pub mod net;`), with the same crate hashes.
+ */
+export function compareItemPaths(exported: string[], tree: Map<string, string>, listings: Map<string, ItemListing>): NonNullable<AbiReport['paths']> {
+  const lacking = new Map<string, number>();
+  let checked = 0;
+  for (const s of exported) {
+    const paths = (symbolPaths(s) ?? []).filter((p) => listings.has(p.crate) && tree.get(p.crate) === p.hash);
+    if (!paths.length) continue;
+    checked++;
+    for (const p of paths) {
+      const prefix = lackingPrefix(p, listings.get(p.crate)!);
+      if (!prefix) continue;
+      const name = [p.crate, ...prefix].join('::');
+      lacking.set(name, (lacking.get(name) ?? 0) + 1);
+      break;
+    }
+  }
+  return { checked, lacking: [...lacking].map(([path, symbols]) => ({ path, symbols })).sort((a, b) => b.symbols - a.symbols || a.path.localeCompare(b.path)) };
+}
+
+/** The item paths a tree lacks, in one line; undefined when it lacks none. */
+export function pathMismatch(paths: AbiReport['paths']): string | undefined {
+  const [first, ...rest] = paths?.lacking ?? [];
+  if (!first) return undefined;
+  const crate = first.path.split('::')[0];
+  const more = rest.length ? ` (and ${rest.slice(0, 3).map((l) => `${l.symbols} of ${l.path}`).join(', ')}${rest.length > 3 ? ', ...' : ''})` : '';
+  return `the kernel exports ${first.symbols} symbol${first.symbols > 1 ? 's' : ''} of ${first.path}, which the tree's ${crate} crate lacks${more}`;
+}
+
+/**
+ * Runs the metadata tree's check: the crate hashes its .rmeta files record against Module.symvers, then
+ * the item paths those symbols name against the crates' item listings. One rustc run per crate.
+ */
 export async function checkRustAbiMetadata(objDir: string, rustc: string, log: CommandLog): Promise<AbiReport> {
   const symvers = await readFile(path.join(objDir, 'Module.symvers'), 'utf8');
   const exported = exportedRustSymbols(symvers);
   const tree = new Map<string, string>();
+  const listings = new Map<string, ItemListing>();
   const rmetas = (await readdir(path.join(objDir, 'rust'))).filter((f) => /^lib\w+\.rmeta$/.test(f)).sort();
   for (const f of rmetas) {
+    const file = path.join(objDir, 'rust', f);
     // -Z needs RUSTC_BOOTSTRAP, as the kernel's own Makefile sets it for its rustc.
-    const r = await run(rustc, ['-Zls=root', path.join(objDir, 'rust', f)], { log, step: `rustc -Zls=root ${f} (ABI check)`, env: { RUSTC_BOOTSTRAP: '1' } });
+    const env = { RUSTC_BOOTSTRAP: '1' };
+    // Not logged whole: the kernel crate's listing alone is thousands of lines.
+    let r = await run(rustc, ['-Zls=root', '-Zls=items', file], { step: `rustc -Zls=root -Zls=items ${f} (ABI check)`, env, allowFailure: true });
+    await log.write(`# command: RUSTC_BOOTSTRAP=1 ${r.command}: exit code ${r.exitCode}, ${r.stdout.split('\n').length} lines\n`);
+    // A rustc without -Zls=items: the crate hashes alone.
+    if (r.exitCode !== 0) r = await run(rustc, ['-Zls=root', file], { log, step: `rustc -Zls=root ${f} (ABI check)`, env });
     const root = parseCrateRoot(r.stdout);
-    if (root) tree.set(root.name, root.hash);
+    if (!root) continue;
+    tree.set(root.name, root.hash);
+    const items = parseItemListing(r.stdout);
+    if (items) listings.set(root.name, items);
+    else await log.write(`# ${f}: rustc lists no items; its item paths are not checked\n`);
   }
   const report = compareCrateHashes(exported, tree);
-  await log.write(`# ABI check (crate hashes): ${JSON.stringify({ ...report, missing: report.missing.length })}\n`);
-  if (!report.ok) {
-    const detail = crateMismatch(report) ?? `the kernel's Module.symvers exports no Rust symbol of vmlinux`;
-    throw new OotmodError(`ABI check failed: ${detail}`, 'the rustc or .config differ from the kernel build; the tree was refused', ExitCode.Failed);
-  }
+  if (listings.size) report.paths = compareItemPaths(exported, tree, listings);
+  // Same crate hashes (the same rustc) but items the kernel exports are not there: the .config.
+  const why = report.ok ? 'the .config differs from the kernel build' : 'the rustc or .config differ from the kernel build';
+  const detail = report.ok ? pathMismatch(report.paths) : crateMismatch(report) ?? `the kernel's Module.symvers exports no Rust symbol of vmlinux`;
+  if (detail) report.ok = false;
+  await log.write(`# ABI check (crate hashes, item paths): ${JSON.stringify({ ...report, missing: report.missing.length })}\n`);
+  if (detail) throw new OotmodError(`ABI check failed: ${detail}`, `${why}; the tree was refused`, ExitCode.Failed);
   return report;
 }

@@ -98,6 +98,9 @@ describe.each(TARGETS)('$what', ({ suite }) => {
     expect(trees[0]).toMatchObject({ kernel: kernel.kver, state: 'current', kind: 'metadata', abi: { ok: true } });
     expect(trees[0].abi.exported).toBeGreaterThan(0);
     expect(trees[0].abi.matched).toBe(trees[0].abi.exported);
+    // The item paths those symbols name (kernel::net::phy, kernel::print::call_printk) are all in the tree's crates.
+    expect(trees[0].abi.paths).toMatchObject({ lacking: [] });
+    expect(trees[0].abi.paths.checked).toBe(trees[0].abi.exported);
     // The hashes are those of the kernel's own Module.symvers: every crate its Rust symbols name.
     const symvers = readFileSync(chroot.path(`/usr/src/linux-headers-${kernel.kver}/Module.symvers`), 'utf8');
     for (const crate of ['core', 'kernel']) {
@@ -204,6 +207,46 @@ describe.each(TARGETS)('$what', ({ suite }) => {
     expect(lines[0]).toMatch(new RegExp(`^rust prepare ${re(kernel.kver)}: Rust tree for ${re(kernel.kver)}: ABI check failed: the tree's (core|kernel) crate is Cs\\w+_ but the kernel exports \\1 symbols of Cs\\w+_: the rustc or \\.config differ from the kernel build; the tree was refused$`));
     // The tree in use was kept.
     expect((await sh('readlink -f ' + treeDir())).out.trim()).toBe(before);
+    expect((await sh('ootmod rust status')).out).toMatch(/current/);
+  });
+
+  it('refuses a tree built from another .config (CONFIG_CPU_FREQ off: the kernel::cpufreq the kernel exports is not in it), in one line', async (ctx) => {
+    if (skipReason) ctx.skip(skipReason);
+    if (suite !== 'sid') ctx.skip('the ABI check does not depend on the suite: checked on sid only, to save a tree build');
+    // What the tree build reads of the .config, as `make olddefconfig` with CONFIG_CPU_FREQ off writes
+    // it for Rust: the .config, include/config/auto.conf, and rustc's --cfg flags (include/generated/
+    // rustc_cfg; `#[cfg(CONFIG_CPU_FREQ)] pub mod cpufreq;` in rust/kernel/lib.rs). Their times are kept,
+    // so that kbuild does not run syncconfig (Debian's headers have no Kconfig files).
+    const h = `/usr/src/linux-headers-${kernel.kver}`;
+    const files = ['.config', 'include/config/auto.conf', 'include/generated/rustc_cfg'];
+    // The kernel's exported symbols of kernel::cpufreq, and of the private kernel::opp::freq (FreqTable) that the option gates too.
+    const symvers = readFileSync(chroot.path(`${h}/Module.symvers`), 'utf8').split('\n');
+    const exported = symvers.filter((l) => /\t_R\w*6kernel7cpufreq\w*\tvmlinux\t/.test(l)).length;
+    const oppFreq = symvers.filter((l) => /\t_R\w*6kernel3opp4freq\w*\tvmlinux\t/.test(l)).length;
+    expect(exported, 'the kernel exports kernel::cpufreq symbols').toBeGreaterThan(0);
+    const before = (await sh('readlink -f ' + treeDir())).out.trim();
+    const saved = await sh(files.map((f) => `cp -p ${h}/${f} /root/saved-${path.basename(f)}`).join(' && '));
+    expect(saved.code, saved.err).toBe(0);
+    try {
+      const edit = await sh([
+        `sed -i 's/^CONFIG_CPU_FREQ=y$/# CONFIG_CPU_FREQ is not set/' ${h}/.config`,
+        `sed -i '/^CONFIG_CPU_FREQ=y$/d' ${h}/include/config/auto.conf`,
+        `sed -i '/^--cfg=CONFIG_CPU_FREQ\\(="y"\\)\\?$/d' ${h}/include/generated/rustc_cfg`,
+        ...files.map((f) => `touch -r /root/saved-${path.basename(f)} ${h}/${f}`),
+        `! grep -qx -e '--cfg=CONFIG_CPU_FREQ' -e '--cfg=CONFIG_CPU_FREQ="y"' ${h}/include/generated/rustc_cfg`,
+      ].join(' && '));
+      expect(edit.code, `editing the .config: ${edit.err}`).toBe(0);
+      const r = await sh('ootmod rust prepare --force');
+      expect(r.code, r.out + r.err).toBe(1);
+      const lines = r.err.trim().split('\n').filter((l) => l.startsWith('rust prepare '));
+      expect(lines, r.err).toHaveLength(1);
+      expect(lines[0]).toMatch(new RegExp(`^rust prepare ${re(kernel.kver)}: Rust tree for ${re(kernel.kver)}: ABI check failed: the kernel exports ${exported} symbols of kernel::cpufreq, which the tree's kernel crate lacks${oppFreq ? ` \\(and ${oppFreq} of kernel::opp::freq\\)` : ''}: the \\.config differs from the kernel build; the tree was refused$`));
+      // The tree in use was kept.
+      expect((await sh('readlink -f ' + treeDir())).out.trim()).toBe(before);
+    } finally {
+      const restored = await sh(files.map((f) => `mv /root/saved-${path.basename(f)} ${h}/${f}`).join(' && '));
+      expect(restored.code, restored.err).toBe(0);
+    }
     expect((await sh('ootmod rust status')).out).toMatch(/current/);
   });
 

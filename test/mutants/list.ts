@@ -81,6 +81,16 @@ export const MUTANTS: Mutant[] = [
     tier: 'faults',
   },
   {
+    id: 'abi-item-paths-ignored',
+    break: 'the metadata tree\'s ABI check finds every item path, so a tree built from another .config passes',
+    file: 'src/rust/v0.ts',
+    find: 'if (!kinds) return names;',
+    replace: 'if (!kinds) return undefined;',
+    test: 'test/unit/rust-metadata.test.ts',
+    filter: 'item paths',
+    tier: 'quick',
+  },
+  {
     id: 'silent-wait',
     break: 'a run waiting for the lock no longer says which run it waits for',
     file: 'src/cli/session.ts',

@@ -6,7 +6,8 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { compareCrateHashes, crateMismatch, parseCrateRoot, v0CrateHash } from '../../src/rust/abi.js';
+import { compareCrateHashes, compareItemPaths, crateMismatch, parseCrateRoot, pathMismatch, v0CrateHash } from '../../src/rust/abi.js';
+import { lackingPrefix, parseItemListing, symbolPaths } from '../../src/rust/v0.js';
 import { metadataGoals, treeKindFor } from '../../src/rust/tree.js';
 import { comparePaths, extractByBlocks, parseXzBlocks } from '../../src/rust/xzseek.js';
 
@@ -51,6 +52,99 @@ describe('the ABI check from crate hashes', () => {
     expect(r.ok).toBe(false);
     expect(crateMismatch(r)).toMatch(/^the tree's kernel crate is missing but/);
     expect(compareCrateHashes([], tree).ok).toBe(false);
+  });
+});
+
+// Exported symbols of sid's 7.2.13 kernel (its Module.symvers), and what they name.
+const SYMBOLS = {
+  fn: `_RNvNt${KERNEL}5print11call_printk`,
+  staticInFn: `_RNvNvNt${KERNEL}12module_param9set_param4ONCE`,
+  staticInMod: `_RNvNtNt${KERNEL}5print14format_strings5EMERG`,
+  inherent: `_RNvMNtNt${KERNEL}3net3phyNtB2_6Device10start_aneg`,
+  cpufreq: `_RNvMs6_Nt${KERNEL}7cpufreqNtB5_12TableBuilder3add`,
+  oppFreq: `_RNvMNtNt${KERNEL}3opp4freqNtB2_9FreqTable3new`,
+  traitImpl: `_RNvXs2_Nt${KERNEL}12module_paramaNtB5_11ModuleParam18try_from_param_arg`,
+  closure: `_RNvNCNvMs_NtNt${KERNEL}3gpu5buddyNtB8_13GpuBuddyInner3new05CLASS`,
+  closureGeneric: `_RNvNCNCNvMs0_Nt${KERNEL}8configfsINtBb_9SubsystempE3news_005CLASS`,
+  pinInit: `_RNvXs_Nt${KERNEL}4syncNtB4_4LockNtCskXvcgJiAKcm_8pin_init7PinInit13___pinned_init`,
+  coreGeneric: `_RINvNt${CORE}9panicking13assert_failedjjEB4_`,
+  coreStr: `_RNvMNt${CORE}3stre12escape_debug`,
+};
+const named = (symbol: string) => symbolPaths(symbol)?.map((p) => [p.crate, ...p.segments.map((s) => `${s.ns}:${s.name}`)].join('::'));
+
+describe('the item paths a v0 symbol names', () => {
+  it('are the module path and the item from the crate root, through backrefs, impls, closures and generic arguments', () => {
+    expect(named(SYMBOLS.fn)).toEqual(['kernel::t:print::v:call_printk']);
+    expect(named(SYMBOLS.staticInFn)).toEqual(['kernel::t:module_param::v:set_param::v:ONCE']);
+    expect(named(SYMBOLS.staticInMod)).toEqual(['kernel::t:print::t:format_strings::v:EMERG']);
+    // An inherent impl's method: the impl's module and its self type (B2_ = kernel::net::phy); not the method.
+    expect(named(SYMBOLS.inherent)).toEqual(['kernel::t:net::t:phy', 'kernel::t:net::t:phy::t:Device']);
+    expect(named(SYMBOLS.cpufreq)).toEqual(['kernel::t:cpufreq', 'kernel::t:cpufreq::t:TableBuilder']);
+    // <i8 as kernel::module_param::ModuleParam>::try_from_param_arg: the impl's module and the trait.
+    expect(named(SYMBOLS.traitImpl)).toEqual(['kernel::t:module_param', 'kernel::t:module_param::t:ModuleParam']);
+    // Closures (NC, empty names: `0` then `5CLASS`) are not listed items: the path stops before them.
+    expect(named(SYMBOLS.closure)).toEqual(['kernel::t:gpu::t:buddy', 'kernel::t:gpu::t:buddy::t:GpuBuddyInner']);
+    expect(named(SYMBOLS.closureGeneric)).toEqual(['kernel::t:configfs', 'kernel::t:configfs::t:Subsystem']);
+    // Two crates: kernel's Lock and pin_init's PinInit.
+    expect(named(SYMBOLS.pinInit)).toEqual(['kernel::t:sync', 'kernel::t:sync::t:Lock', 'pin_init::t:PinInit']);
+    // A generic instantiation with its instantiating crate (B4_ = core) after the path.
+    expect(named(SYMBOLS.coreGeneric)).toEqual(['core::t:panicking::v:assert_failed']);
+    expect(named(SYMBOLS.coreStr)).toEqual(['core::t:str']);
+    expect(symbolPaths(`_RNvNt${CORE}3fmt5wri`)).toBeUndefined();
+    expect(symbolPaths('rust_helper_foo')).toBeUndefined();
+  });
+});
+
+// The shape of `rustc -Zls=root -Zls=items libkernel.rmeta` (rustc 1.9x), cut down.
+const listing = (withCpufreq: boolean) => [
+  'Crate info:', 'name kernel', 'hash 0 stable_crate_id StableCrateId(1)', '=External Dependencies=', '1 core-0 hash 0 host_hash None kind Explicit public', '',
+  '=Items=',
+  'Public Mod crate {',
+  ...(withCpufreq ? ['    Public Mod cpufreq {', '        Public Struct TableBuilder {}', '        Public Ctor(Struct, Const) ??? {}', '    }'] : []),
+  '    Public Mod gpu {', '        Public Mod buddy {', '            Public Struct GpuBuddyInner {}', '        }', '    }',
+  '    Public Mod configfs {', '        Public Struct Subsystem {}', '    }',
+  '    Public Mod module_param {', '        Public Trait ModuleParam {', '            Public AssocFn try_from_param_arg {}', '        }', '        Public Fn set_param {}', '    }',
+  '    Public Mod net {', '        Public Mod phy {', '            Public Struct Device {}', '        }', '    }',
+  '    Public Mod opp {', ...(withCpufreq ? ['        Restricted("crate") Mod freq {', '            Public Struct FreqTable {}', '        }'] : []), '    }',
+  '    Public Mod print {', '        Public Fn call_printk {}', '        Public Mod format_strings {',
+  '            Public Static { safety: Safe, mutability: Not, nested: false } EMERG {}', '        }', '    }',
+  '    Public Mod sync {', '        Public Struct Lock {}', '    }',
+  '}', '',
+].join('\n');
+
+describe('the ABI check of item paths', () => {
+  const exported = Object.values(SYMBOLS);
+  const tree = new Map([['core', 'bZfwWpAStWS'], ['kernel', 'dJ13ReMSUMg'], ['pin_init', 'kXvcgJiAKcm']]);
+  it('reads the listing: each item by its path, nested modules, statics and private modules', () => {
+    const items = parseItemListing(listing(true))!;
+    expect(items.get('net::phy::Device')).toEqual(new Set(['Struct']));
+    expect(items.get('print::format_strings::EMERG')).toEqual(new Set(['Static']));
+    expect(items.get('opp::freq')).toEqual(new Set(['Mod']));
+    expect(items.has('cpufreq::???')).toBe(false);
+    expect(parseItemListing('Crate info:\nname kernel\n')).toBeUndefined();
+  });
+  it('finds every path of the kernel\'s symbols in a tree built with the kernel\'s .config', () => {
+    const r = compareItemPaths(exported, tree, new Map([['kernel', parseItemListing(listing(true))!]]));
+    // core has no listing here: its symbols are not counted.
+    expect(r).toEqual({ checked: 10, lacking: [] });
+    expect(pathMismatch(r)).toBeUndefined();
+  });
+  it('names what a tree built without CONFIG_CPU_FREQ lacks: kernel::cpufreq and kernel::opp::freq', () => {
+    const r = compareItemPaths(exported, tree, new Map([['kernel', parseItemListing(listing(false))!]]));
+    expect(r.lacking).toEqual([{ path: 'kernel::cpufreq', symbols: 1 }, { path: 'kernel::opp::freq', symbols: 1 }]);
+    expect(pathMismatch(r)).toBe("the kernel exports 1 symbol of kernel::cpufreq, which the tree's kernel crate lacks (and 1 of kernel::opp::freq)");
+  });
+  it('goes down modules only: a missing function directly in a module counts, what is inside a function or type does not', () => {
+    const items = parseItemListing(listing(true))!;
+    const p = (symbol: string) => symbolPaths(symbol)![0]!;
+    expect(lackingPrefix(p(`_RNvNt${KERNEL}5print12other_printk`), items)).toEqual(['print', 'other_printk']);
+    expect(lackingPrefix(p(`_RNvNvNt${KERNEL}12module_param9set_param5TWICE`), items)).toBeUndefined();
+    expect(lackingPrefix(p(`_RNvNtNt${KERNEL}3net3phy8register`), items)).toEqual(['net', 'phy', 'register']);
+    expect(lackingPrefix(p(`_RNvNtNt${KERNEL}3net4mdio8register`), items)).toEqual(['net', 'mdio']);
+  });
+  it('leaves symbols of crates with another hash to the crate hash check', () => {
+    const r = compareItemPaths([SYMBOLS.cpufreq], new Map([['kernel', 'OTHER']]), new Map([['kernel', parseItemListing(listing(false))!]]));
+    expect(r).toEqual({ checked: 0, lacking: [] });
   });
 });
 

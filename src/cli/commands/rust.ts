@@ -82,6 +82,8 @@ export async function rustStatus(s: Session): Promise<ExitCode> {
           ? {
               ok: tree.manifest.abi.ok, exported: tree.manifest.abi.exported, matched: tree.manifest.abi.matched,
               text: tree.manifest.abi.text ?? null, data: tree.manifest.abi.data ?? null, crates: tree.manifest.abi.crates,
+              // metadata trees: how many symbols' item paths were found in the crates, and what they lack.
+              paths: tree.manifest.abi.paths ?? null,
             }
           : null,
       };
