@@ -75,6 +75,8 @@ describe("every *-dkms package of sid: ootmod-dkms registers each source as Debi
     expect(r.code, r.out.slice(-4000)).toBe(0);
     const dkms = await d.apt('install dkms');
     expect(dkms.code, dkms.out.slice(-4000)).toBe(0);
+    // The headers before any source is registered: DKMS's kernel hook then has nothing to autoinstall.
+    await installHeaders(d, dk, kernel);
   }, 1_800_000);
 
   it('unpacks every *-dkms package the archive has: each gives its source dir under /usr/src', async () => {
@@ -168,7 +170,6 @@ describe("every *-dkms package of sid: ootmod-dkms registers each source as Debi
       const row = rows.find((x) => x.kernel === kernel.kver && `${x.module}-${x.version}` === s.dir);
       return [s.dir, row?.status === 'installed' ? 'installed' : `${row?.status ?? 'no row'}: ${(row?.error ?? '').split('\n')[0]}`] as const;
     }));
-    await installHeaders(d, dk, kernel);
     const theirsBuilt = new Map<string, string>();
     const t1 = Date.now();
     for (const s of chosen) {
@@ -180,7 +181,12 @@ describe("every *-dkms package of sid: ootmod-dkms registers each source as Debi
     log(`sweep build: dkms build of each: ${((Date.now() - t1) / 1000).toFixed(0)} s`);
     const table = chosen.map((s) => `${s.dir.padEnd(44)} dkms: ${theirsBuilt.get(s.dir)!.slice(0, 120).padEnd(40)} ootmod: ${oursBuilt.get(s.dir)!.slice(0, 160)}`);
     log(`sweep build, for ${kernel.kver}:\n${table.join('\n')}`);
-    const differ = chosen.filter((s) => (theirsBuilt.get(s.dir) === 'built') !== (oursBuilt.get(s.dir) === 'installed'));
+    // Two sources that install the same module file (dahdi and osmocom-dahdi: dahdi.ko; dkms_test and
+    // dkms_replace_test: dkms_test.ko): ootmod installs one and refuses the other, saying why (README); DKMS
+    // builds both and the later install overwrites the other's file.
+    const clash = new Set([...r.out.matchAll(/^failed +(\S+)\/(\S+) for \S+: .* would be installed by both /gm)].map((m) => `${m[1]}-${m[2]}`));
+    log(`sweep build: refused as a clash by ootmod: ${[...clash].join(' ') || 'none'}`);
+    const differ = chosen.filter((s) => !clash.has(s.dir) && (theirsBuilt.get(s.dir) === 'built') !== (oursBuilt.get(s.dir) === 'installed'));
     expect(differ.map((s) => `${s.dir}: dkms ${theirsBuilt.get(s.dir)}; ootmod ${oursBuilt.get(s.dir)}`)).toEqual([]);
   }, 2 * BUILD_TIMEOUT_MS + 1_800_000);
 });
