@@ -168,7 +168,10 @@ function rustTrees({ input, plan, jobs, rustJobs }: Draft): void {
   const rustNeeded = new Set(input.modules?.jobs.filter((j) => !j.reuseBuilt && j.usesRust).map((j) => j.kernel) ?? []);
   for (const fact of input.rust ?? []) {
     if (fact.state === 'current') plan.rustCurrent.push({ kernel: fact.kernel, dir: fact.tree.dir });
-    else if (fact.state === 'unavailable') plan.rustUnavailable.push({ kernel: fact.kernel, reason: fact.error, exitCode: fact.exitCode });
+    else if (fact.state === 'unavailable') {
+      // Building named modules ('needed'): a Rust module of that kernel already fails with this reason; a C module needs no tree.
+      if (input.rustWanted !== 'needed') plan.rustUnavailable.push({ kernel: fact.kernel, reason: fact.error, exitCode: fact.exitCode });
+    }
     else if (input.rustWanted === 'all' || rustNeeded.has(fact.kernel)) {
       const a = fact.assessment;
       jobs.push({

@@ -189,3 +189,13 @@ describe('a job whose dependency failed, as its kind says', () => {
     expect((await blockedBy(depmod, install!, 'x')).result).toEqual({ status: 'failed', detail: `hello/1.0 for ${K} failed: x` });
   });
 });
+
+describe("a kernel's Rust tree that cannot be built", () => {
+  it('is a line of the plan when every tree is wanted (autoinstall, trigger, rust prepare), not when named C modules are built', async () => {
+    const { composePlan } = await import('../../src/plan/compose.js');
+    const { ExitCode } = await import('../../src/errors.js');
+    const rust = [{ kernel: K, state: 'unavailable' as const, error: 'no rustc is installed: install rustc', exitCode: ExitCode.Environment }];
+    expect(composePlan({ rust, rustWanted: 'all', depmodKernels: new Set() }).rustUnavailable).toEqual([{ kernel: K, reason: 'no rustc is installed: install rustc', exitCode: ExitCode.Environment }]);
+    expect(composePlan({ rust, rustWanted: 'needed', depmodKernels: new Set() }).rustUnavailable).toEqual([]);
+  });
+});
