@@ -99,9 +99,9 @@ export function ootmodFramework(layout: Layout): Map<string, string> | undefined
   return ootmodDkmsIsInstalled(layout) ? readFramework(layout) : undefined;
 }
 
-/** DKMS's switch for its automatic builds: while it exists, DKMS's autoinstall and common.postinst build nothing. */
-export function noAutoinstallFile(layout: Layout): string {
-  return path.join(layout.dkmsEtcDir, 'no-autoinstall');
+/** DKMS's switch for its automatic builds: while /etc/dkms/no-autoinstall exists, DKMS's autoinstall, kernel_postinst and common.postinst build nothing. */
+export function noAutoinstall(layout: Layout): boolean {
+  return existsSync(path.join(layout.dkmsEtcDir, 'no-autoinstall'));
 }
 
 /**
@@ -109,7 +109,7 @@ export function noAutoinstallFile(layout: Layout): string {
  * kernel hooks, ootmod autoinstall), as DKMS's autoinstall does. Without it the file is DKMS's alone.
  */
 export function autoinstallDisabled(layout: Layout): boolean {
-  return existsSync(noAutoinstallFile(layout)) && ootmodDkmsIsInstalled(layout);
+  return noAutoinstall(layout) && ootmodDkmsIsInstalled(layout);
 }
 
 /** The compression part of the build-inputs key: the kind, and the options when framework.conf sets them. */

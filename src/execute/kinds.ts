@@ -152,6 +152,20 @@ const loaderEntry = (loader: JobOf<'boot-guard'>['loader']) =>
 const isModuleJob = (j: Job): j is JobOf<'build' | 'install'> => j.kind === 'build' || j.kind === 'install';
 
 /**
+ * Records a module for a kernel as failed without a build of this run (blocked, or it cannot be built
+ * now): what an older build installed stays installed and recorded, as after a failed build.
+ */
+async function putFailedRecord(ctx: Pick<StepContext, 'store' | 'kernels'>, t: { module: string; version: string; kernel: string }, error: string, inputsKey: string): Promise<BuildRecord> {
+  const previous = ctx.store.get(t.module, t.version, t.kernel);
+  const record: BuildRecord = {
+    module: t.module, version: t.version, kernel: t.kernel, arch: ctx.kernels.get(t.kernel)?.arch.machine ?? previous?.arch ?? '',
+    status: 'failed', inputsKey, built: [], installed: previous?.installed ?? [], error, updatedAt: new Date().toISOString(),
+  };
+  await ctx.store.put(record);
+  return record;
+}
+
+/**
  * A build or install that cannot run: after its own module's failed build, nothing more to say (the
  * build's record says why); after another job (a BUILD_DEPENDS module, the Rust tree), a failed record
  * that names it, so `status` tells why the module is missing.
@@ -160,17 +174,10 @@ async function moduleBlocked(job: JobOf<'build' | 'install'>, dependency: Job, w
   if (isModuleJob(dependency) && dependency.module === job.module && dependency.version === job.version && dependency.kernel === job.kernel) {
     return failed('its build failed');
   }
-  const previous = ctx.store.get(job.module, job.version, job.kernel);
-  const kernel = ctx.kernels.get(job.kernel);
   const error = dependency.kind === 'rust-tree'
     ? `it has Rust code and the Rust tree of ${job.kernel} could not be built${why ? `: ${why}` : ''}`
     : `BUILD_DEPENDS: ${isModuleJob(dependency) ? dependency.module : jobTarget(dependency)} failed to build`;
-  const record: BuildRecord = {
-    module: job.module, version: job.version, kernel: job.kernel, arch: kernel?.arch.machine ?? previous?.arch ?? '',
-    status: 'failed', inputsKey: 'blocked', built: [], installed: previous?.installed ?? [], error, updatedAt: new Date().toISOString(),
-  };
-  await ctx.store.put(record);
-  return { status: 'failed', detail: error, record };
+  return { status: 'failed', detail: error, record: await putFailedRecord(ctx, job, error, 'blocked') };
 }
 
 export const KINDS: { [K in JobKind]: KindSpec<K> } = {
@@ -444,13 +451,9 @@ export const KINDS: { [K in JobKind]: KindSpec<K> } = {
     json: (job) => ({ error: job.error }),
     // The plan's failed line already said why.
     endLine: (job, r) => (r.status === 'failed' ? `failed   to record ${jobTarget(job)}: ${r.detail}` : undefined),
-    async run(job, { store, kernels }) {
-      // No inputs key: built as soon as it can be. What an older build installed stays, as after a failed build.
-      const previous = store.get(job.module, job.version, job.kernel);
-      await store.put({
-        module: job.module, version: job.version, kernel: job.kernel, arch: kernels.get(job.kernel)?.arch.machine ?? previous?.arch ?? '',
-        status: 'failed', inputsKey: '', built: [], installed: previous?.installed ?? [], error: job.error, updatedAt: new Date().toISOString(),
-      });
+    async run(job, ctx) {
+      // No inputs key: built as soon as it can be.
+      await putFailedRecord(ctx, job, job.error, '');
       return { status: 'done' };
     },
     counts: { failure: 'other' },

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { parseDkmsArgs, type DkmsRequest } from '../../dkms/args.js';
-import { frameworkJobs, ignoredSettings, noAutoinstallFile, ootmodFramework } from '../../dkms/framework.js';
+import { frameworkJobs, ignoredSettings, noAutoinstall, ootmodFramework } from '../../dkms/framework.js';
 import { dkmsTreeBuilds, isRegistered, listRegistry, registryDir, removedMark } from '../../dkms/registry.js';
 import { queueEntry, type QueuedRequest } from '../../dkms/requests.js';
 import { dkmsStatusLines, withDkmsTree } from '../../dkms/status.js';
@@ -76,6 +76,9 @@ function withTrees(layout: Layout, req: DkmsRequest): Layout {
   };
 }
 
+/** A stream that drops what is written (DKMS's `> /dev/null`). */
+const discard = (): Writable => new Writable({ write: (_chunk, _encoding, done) => done() });
+
 function inDpkg(): boolean {
   return Boolean(process.env.DPKG_MAINTSCRIPT_PACKAGE);
 }
@@ -142,7 +145,7 @@ async function addModule(s: Session, t: Target, registry: string, opts: { quiet?
   // Validates the source and runs its POST_ADD (an add job), as DKMS's add does. Quiet: what
   // common.postinst runs as `dkms add > /dev/null` (errors still go to stderr).
   const stdout = s.stdout;
-  if (opts.quiet) s.stdout = new Writable({ write: (_chunk, _encoding, done) => done() });
+  if (opts.quiet) s.stdout = discard();
   const added = await addCommand(s, [`${t.name}/${t.version}`]).finally(() => (s.stdout = stdout));
   if (added !== ExitCode.Ok) return dkmsExit(added, 'add');
   // The link names the system path, as DKMS's does (also under --root).
@@ -169,11 +172,6 @@ async function buildOrInstall(s: Session, action: 'build' | 'install', t: Target
     ? `Module ${item.module}/${item.version} already built for kernel ${item.kernel} (${arch}), skip. You may override by specifying --force.`
     : `Module ${item.module}/${item.version} already installed on kernel ${item.kernel} (${arch}), skip. You may override by specifying --force.`);
   return dkmsExit(await jobsCommand(s, action, [`${t.name}/${t.version}`], { ...opts, onCurrent }), action);
-}
-
-/** DKMS's switch for its automatic builds (honoured by its autoinstall, kernel_postinst and common.postinst). */
-function autoinstallOff(s: Session): boolean {
-  return existsSync(noAutoinstallFile(s.layout));
 }
 
 async function removeModule(s: Session, command: 'uninstall' | 'remove', t: Target): Promise<number> {
@@ -262,12 +260,12 @@ async function act(s: Session, req: DkmsRequest): Promise<number> {
       return code;
     }
     case 'autoinstall': {
-      if (autoinstallOff(s)) return autoinstallDisabledLine(s);
+      if (noAutoinstall(s.layout)) return autoinstallDisabledLine(s);
       if (await deferToTrigger(s, { action })) return 0;
       return dkmsExit(await jobsCommand(s, 'autoinstall', []), action);
     }
     case 'kernel_postinst':
-      if (autoinstallOff(s)) return autoinstallDisabledLine(s);
+      if (noAutoinstall(s.layout)) return autoinstallDisabledLine(s);
       return dkmsExit(await hookCommand(s, ['postinst', req.kernels[0]!.kver]), action);
     case 'kernel_prerm':
       return (await hookCommand(s, ['prerm', req.kernels[0]!.kver])) === ExitCode.Ok ? 0 : 14;
@@ -288,7 +286,7 @@ async function act(s: Session, req: DkmsRequest): Promise<number> {
 async function commonPostinst(s: Session, args: string[]): Promise<number> {
   const [name, version] = args;
   if (!name || !version) throw new OotmodError('common.postinst needs NAME and VERSION', '/usr/lib/dkms/common.postinst NAME VERSION [TARBALL_ROOT] [ARCH] [UPGRADE]', ExitCode.Usage);
-  if (autoinstallOff(s)) {
+  if (noAutoinstall(s.layout)) {
     s.out('autoinstall for dkms modules has been disabled.');
     return 0;
   }
@@ -350,7 +348,7 @@ export async function dkmsMain(root: string, argv: string[]): Promise<number> {
   if (!req.quiet) return dkmsRun(s, req, first, rest);
   // DKMS's -q sends everything to /dev/null: from here on nothing is printed, not even an error (whose
   // exit code stays what ootmod's main would give).
-  s.stdout = s.stderr = new Writable({ write: (_chunk, _encoding, done) => done() });
+  s.stdout = s.stderr = discard();
   return dkmsRun(s, req, first, rest).catch((err: unknown) => (err instanceof OotmodError ? err.exitCode : environmentFault(err)?.exitCode ?? ExitCode.Internal));
 }
 
