@@ -91,6 +91,8 @@ async function main(): Promise<void> {
       dkms: await freshChroot('sid', `${prefix}-real`, chrootOpts),
     };
     const modulesDir = { 'ootmod-dkms': 'updates/ootmod', dkms: 'updates/dkms' };
+    // The base's lists may predate its components (contrib, non-free) or the archive's current files.
+    for (const chroot of Object.values(sides)) await chroot.aptUpdate();
     const kernel = await currentKernel(sides.dkms);
     let failingDeb = '';
     let packages = Object.keys(REAL_DKMS_PACKAGES).join(' ');
