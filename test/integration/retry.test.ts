@@ -122,6 +122,13 @@ describe("a build for a kernel whose compiler is missing", () => {
     const row = (await statusJson(root)).modules.find((m) => m.module === 'ootmod-hello' && m.kernel === kernel.release);
     expect(row?.status, JSON.stringify(row)).toBe('failed');
     expect(row?.error).toMatch(new RegExp(`was built with ${compiler}, which is not installed: install ${compiler}\\b`));
+    // A package's postinst queued it (dkms install inside dpkg): the trigger's plan records it failed, and
+    // the follow-up for the queued request does not plan it a second time (one line, not two).
+    mkdirSync(path.join(root, 'var/lib/ootmod/queue'), { recursive: true });
+    writeFileSync(path.join(root, 'var/lib/ootmod/queue', 'dkms@install@ootmod-hello@1.0'), 'asked by ootmod-hello-dkms\n');
+    const queued = await ootmodEnv(root, withoutCompiler, 'trigger');
+    expect(queued.exitCode, queued.stderr).toBe(0);
+    expect(queued.stderr.match(new RegExp(`ootmod-hello/1\\.0 for .*install ${compiler}$`, 'gm')), queued.stderr).toHaveLength(1);
     const present = await ootmod(root, 'autoinstall');
     expect(present.exitCode, present.stderr).toBe(0);
     expect(present.stderr).toMatch(/^start +ootmod-hello\/1\.0 .*\(build: failed before because of the machine, not the module\)/m);

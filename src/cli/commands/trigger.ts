@@ -72,9 +72,14 @@ export async function triggerRun(s: Session, opts: TriggerOptions): Promise<Exit
     // (AUTOINSTALL is not yes): done now; a module the trigger just built is current, a no-op.
     // One attempt per module and run: a module the plan above built, or the install follow-up (a
     // package script that ran both dkms build and dkms install), is not built again here.
+    // A module the plan recorded as failed because this machine cannot build it now (its compiler is
+    // missing) is not planned again: the follow-up would only record and print the same failure.
     const tried = new Set(planned.plan.jobs.flatMap((j) => (j.kind === 'build' ? [`${j.module}/${j.version}`] : [])));
+    const cannotBuild = new Set(planned.plan.jobs.flatMap((j) => (j.kind === 'record-failure' ? [`${j.module}/${j.version}`] : [])));
     for (const action of ['install', 'build'] as const) {
-      const refs = requests.filter((r) => r.action === action && existsSync(s.layout.moduleSource(r.module, r.version))).map((r) => ({ name: r.module, version: r.version }));
+      const refs = requests
+        .filter((r) => r.action === action && !cannotBuild.has(`${r.module}/${r.version}`) && existsSync(s.layout.moduleSource(r.module, r.version)))
+        .map((r) => ({ name: r.module, version: r.version }));
       if (!refs.length) continue;
       const retry = new Set(refs.map((r) => `${r.name}/${r.version}`).filter((r) => !tried.has(r)));
       const followUp = await planModuleWork(s, { action, refs, retry, rebuild: new Set([...rebuild].filter((r) => retry.has(r))), label: `${opts.label} (dkms ${action})`, inDpkg: opts.inDpkg });
