@@ -13,11 +13,13 @@
 //   max-jobs     concurrent compilers with -j 1 and -j 4 (jobs.ts)                          <= --jobs
 //   rust-cold    cold `rust prepare` (metadata tree) vs the bare kbuild recipe; warm; size  <= 0.35x; <= 0.5 s; <= 160 MB
 //   new-kernel   new CONFIG_RUST kernel: 3 C + 1 Rust module vs tree + Rust module (rust.ts) C first; <= 1.10x
+//                and, with OOTMOD_BENCH_BEFORE_BIN=FILE, vs an older bundle's autoinstall    <= 0.5x
 //   sandbox      confined autoinstall of the 3 Debian sources vs a root build (sandbox.ts)    <= 1.05x
 //
 // Usage: npm run bench [-- --only ROW[,ROW...]] [-- --list]
 // Environment: OOTMOD_BENCH_QUICK=1 (one sample per side, no warm-up: proves the rows run, figures not
 // judged meaningful), OOTMOD_BENCH_BIN=FILE (measure another ootmod bundle, e.g. an older build),
+// OOTMOD_BENCH_BEFORE_BIN=FILE (new-kernel: also time an older bundle's autoinstall, alternated),
 // BENCH_REPS, BENCH_RUST_REPS, BENCH_STATUS_RUNS, BENCH_MAX_WAIT, BENCH_SKIP_DKMS=1, BENCH_REFRESH_DEBS=1,
 // BENCH_KEEP=1, OOTMOD_BENCH_RESULTS=FILE (instead of bench/results/latest.json).
 // Prerequisites (root): the host's linux-headers (host rows), `dkms` and `time` (installed here when missing),

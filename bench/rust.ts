@@ -14,7 +14,7 @@
 // The bare recipe is the shell one of the reference (merged srctree: rust/ and a few scripts from the
 // linux-source tarball, the rest linked from headers-common; the same `make run-command FORCE` with the
 // same targets), without ootmod's checks, ABI check, pruning and manifest.
-import { existsSync, lstatSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, lstatSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Chroot } from '../test/e2e/lib/chroot';
 import type { RealModule } from './host';
@@ -23,7 +23,13 @@ import { CORES, FIXTURES, OOTMOD, QUICK, addSource, alternate, median, run, secs
 import { sampleTree, type Tick } from './sampler';
 import { rustChroot } from './sid';
 
-const GOALS = { coldRatio: 0.35, warmSeconds: 0.5, treeMb: 160, newKernelRatio: 1.1 };
+const GOALS = { coldRatio: 0.35, warmSeconds: 0.5, treeMb: 160, newKernelRatio: 1.1, newKernelBeforeRatio: 0.5 };
+/**
+ * OOTMOD_BENCH_BEFORE_BIN=FILE: an older bundle (e.g. the code when issue 20 was filed, which built the full
+ * tree) whose autoinstall the new-kernel row also times, as a third side of each round (A B C A B C); the
+ * goal is the measured bundle's autoinstall <= 0.5x the older one's.
+ */
+const BEFORE_BIN = process.env.OOTMOD_BENCH_BEFORE_BIN ? path.resolve(process.env.OOTMOD_BENCH_BEFORE_BIN) : undefined;
 const RUST_MODULE = 'ootmod-rust-hello-1.0';
 const intEnv = (name: string, def: number, min: number) => Math.max(min, Number(process.env[name] ?? def) || def);
 /** Samples per side: 1 in quick mode, else BENCH_RUST_REPS (default 3, min 3): each is a cold Rust tree build. */
@@ -200,6 +206,10 @@ interface NewKernelSample {
 
 export async function newKernelRow(real: RealModule[]): Promise<RowResult> {
   const { chroot: c, kernel } = await rustChroot(OOTMOD);
+  if (BEFORE_BIN) {
+    copyFileSync(BEFORE_BIN, c.path('/usr/sbin/ootmod-before'));
+    chmodSync(c.path('/usr/sbin/ootmod-before'), 0o755);
+  }
   const jobs = CORES;
   const kver = kernel.kver;
   const rustSrc = path.join(FIXTURES, RUST_MODULE);
@@ -235,7 +245,14 @@ export async function newKernelRow(real: RealModule[]): Promise<RowResult> {
         step(`new-kernel: sample ${i + 1}/${REPS}: baseline: ootmod rust prepare alone, then ootmod install of the Rust module alone`);
         const tree = await sh(c, `ootmod rust prepare -k ${kver} -j ${jobs} >/dev/null`);
         const mod = await sh(c, `ootmod install ootmod-rust-hello -k ${kver} -j ${jobs}`);
-        return { tree: tree.seconds, module: mod.seconds, sum: tree.seconds + mod.seconds };
+        let before: number | undefined;
+        if (BEFORE_BIN) {
+          // The third side of the round: the older bundle's autoinstall, from the same state.
+          reset();
+          step(`new-kernel: sample ${i + 1}/${REPS}: the older bundle (${path.basename(path.dirname(path.dirname(BEFORE_BIN)))}): ootmod autoinstall -k ${kver} -j ${jobs}`);
+          before = (await sh(c, `ootmod-before autoinstall -k ${kver} -j ${jobs}`)).seconds;
+        }
+        return { tree: tree.seconds, module: mod.seconds, sum: tree.seconds + mod.seconds, before };
       },
     );
     reset();
@@ -252,6 +269,8 @@ export async function newKernelRow(real: RealModule[]): Promise<RowResult> {
       ]),
     ).map((l) => `   ${l}`));
     lines.push(`   baseline samples (tree + Rust module): ${base.map((b) => `${b.tree.toFixed(1)} + ${b.module.toFixed(1)} = ${b.sum.toFixed(1)} s`).join('; ')}`);
+    const before = base.flatMap((b) => (b.before === undefined ? [] : [b.before]));
+    if (before.length) lines.push(`   the older bundle's autoinstall (${BEFORE_BIN}): ${before.map((x) => x.toFixed(1)).join('/')} s`);
     lines.push('   times "at": seconds after the autoinstall started, from the mtimes of the installed .ko files and of the tree\'s `current` link');
     for (const x of auto) if (x.overExample) lines.push(`   compilers at a sample over --jobs: ${x.overExample.join(' | ')}`);
     const most = Math.max(...auto.map((x) => x.maxCompilers));
@@ -260,6 +279,10 @@ export async function newKernelRow(real: RealModule[]): Promise<RowResult> {
       { what: 'new kernel: autoinstall vs tree alone + Rust module alone', value: secs(autoMed, 1), baseline: `${secs(baseMed, 1)} (tree ${secs(median(base.map((b) => b.tree)), 1)})`, ratio: autoMed / baseMed, limit: `<= ${GOALS.newKernelRatio.toFixed(2)}x`, pass: autoMed / baseMed <= GOALS.newKernelRatio },
       { what: `new kernel: concurrent compilers (cc1, rustc) with --jobs ${jobs}`, value: `${most}`, baseline: `--jobs ${jobs}`, ratio: most / jobs, limit: `<= ${jobs}`, pass: most <= jobs },
     ];
-    return { lines, goals, data: { kver, jobs, autoinstall: auto, baseline: base } };
+    if (before.length) {
+      const beforeMed = median(before);
+      goals.push({ what: 'new kernel: autoinstall vs the older bundle\'s autoinstall', value: secs(autoMed, 1), baseline: `older bundle ${secs(beforeMed, 1)}`, ratio: autoMed / beforeMed, limit: `<= ${GOALS.newKernelBeforeRatio.toFixed(2)}x`, pass: autoMed / beforeMed <= GOALS.newKernelBeforeRatio });
+    }
+    return { lines, goals, data: { kver, jobs, autoinstall: auto, baseline: base, before: BEFORE_BIN ? { bundle: BEFORE_BIN, seconds: before } : undefined } };
   });
 }
