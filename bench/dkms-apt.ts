@@ -5,6 +5,7 @@
 //   wall time A / B                       goal <= 0.5
 //   depmod runs per kernel                goal 1 (A)
 //   packages left unconfigured (failing)  goal 0 (A); DKMS: 1 or more
+//   CPU time (user + sys) of each transaction, and the least wall A's CPU allows on this machine's cores
 // `--set contrib` (npm run bench:dkms-apt -- --set contrib): the module packages of contrib/non-free
 // instead (issue 17): zfs-dkms, an NVIDIA flavour the archive can install (nvidia-kernel-dkms, else
 // nvidia-open-kernel-dkms) and v4l2loopback-dkms, on sid chroots with contrib and non-free; the module
@@ -15,10 +16,12 @@
 // dkms base, or contrib base (debootstrapped on first use). Between samples the packages are purged
 // (with what apt pulled in for them), not timed.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ALL_COMPONENTS, currentKernel, freshChroot, kernelGccPackage, type Chroot } from '../test/e2e/lib/chroot';
 import { buildOotmodIndepDebs } from '../test/e2e/lib/debs';
+import { childrenCpuSeconds } from './lib';
 import { REAL_DKMS_PACKAGES, buildFailingDkmsPackage, contribDkmsPackages, countDepmodRuns, depmodRuns } from '../test/e2e/lib/dkms';
 
 const REPO = path.resolve(__dirname, '..');
@@ -49,6 +52,8 @@ const apt = (args: string) => `apt-get -y -o Dpkg::Use-Pty=0 --no-install-recomm
 
 interface Sample {
   seconds: number;
+  /** CPU seconds (user + system) of the transaction's processes (apt, dpkg, the scripts, the builds). */
+  cpuSeconds: number;
   depmodRuns: number;
   exit: number;
   /** Packages not in state ii/rc after the transaction. */
@@ -66,12 +71,14 @@ async function unconfiguredPackages(chroot: Chroot): Promise<string[]> {
 async function transaction(chroot: Chroot, kver: string, packages: string, modulesDir: string): Promise<Sample> {
   await must(chroot, 'rm -f /var/log/depmod.calls');
   const t0 = performance.now();
+  const cpu0 = childrenCpuSeconds();
   const r = await sh(chroot, apt(`install ${packages}`));
   const seconds = (performance.now() - t0) / 1000;
+  const cpuSeconds = childrenCpuSeconds() - cpu0;
   if (r.code !== 0) log(`apt-get install ${packages}: exit ${r.code}\n${r.out.slice(-2000)}`);
   const ls = await sh(chroot, `ls /usr/lib/modules/${kver}/${modulesDir} 2>/dev/null`);
   const modules = ls.out.split('\n').filter((f) => /\.ko(\.\w+)?$/.test(f)).map((f) => f.replace(/\.ko(\.\w+)?$/, '')).sort();
-  const sample = { seconds, depmodRuns: await depmodRuns(chroot, kver), exit: r.code, unconfigured: await unconfiguredPackages(chroot), modules };
+  const sample = { seconds, cpuSeconds, depmodRuns: await depmodRuns(chroot, kver), exit: r.code, unconfigured: await unconfiguredPackages(chroot), modules };
   // Back to the start (not timed): the packages, what they left and what apt pulled in for them.
   await must(chroot, `${apt(`purge ${packages}`)} || dpkg --purge --force-remove-reinstreq ${packages} 2>&1`);
   await must(chroot, apt('autoremove --purge'));
@@ -124,7 +131,7 @@ async function main(): Promise<void> {
       for (const name of ['ootmod-dkms', 'dkms'] as const) {
         const s = await transaction(sides[name], kernel.kver, packages, modulesDir[name]);
         log(
-          `${name} sample ${i + 1}: ${s.seconds.toFixed(1)} s, depmod ${s.depmodRuns}x, apt exit ${s.exit}, ` +
+          `${name} sample ${i + 1}: ${s.seconds.toFixed(1)} s (CPU ${s.cpuSeconds.toFixed(1)} s), depmod ${s.depmodRuns}x, apt exit ${s.exit}, ` +
             `unconfigured: ${s.unconfigured.join(', ') || 'none'}, ${modulesDir[name]}: ${s.modules.join(' ')}`,
         );
         samples[name]!.push(s);
@@ -144,12 +151,17 @@ async function main(): Promise<void> {
 
     const a = median(samples['ootmod-dkms']!.map((s) => s.seconds));
     const b = median(samples.dkms!.map((s) => s.seconds));
+    // The CPU both transactions use: ootmod-dkms's wall cannot be below its CPU time spread over every core.
+    const cpuA = median(samples['ootmod-dkms']!.map((s) => s.cpuSeconds));
+    const cpuB = median(samples.dkms!.map((s) => s.cpuSeconds));
+    const cores = availableParallelism();
     const result = {
       set,
       packages,
       kernel: kernel.kver,
       samples: sampleCount,
       wallSeconds: { 'ootmod-dkms': a, dkms: b, ratio: a / b, goal: 0.5 },
+      cpuSeconds: { 'ootmod-dkms': cpuA, dkms: cpuB, cores, floorRatio: cpuA / cores / b },
       depmodRunsPerKernel: { 'ootmod-dkms': median(samples['ootmod-dkms']!.map((s) => s.depmodRuns)), dkms: median(samples.dkms!.map((s) => s.depmodRuns)), goal: 1 },
       aptExit: { 'ootmod-dkms': samples['ootmod-dkms']!.map((s) => s.exit), dkms: samples.dkms!.map((s) => s.exit) },
       failingTransaction: failing,
@@ -161,6 +173,7 @@ async function main(): Promise<void> {
     const lines = [
       `ootmod-dkms vs dkms, one apt-get install of ${packages} (${sampleCount} sample(s) each, medians, kernel ${kernel.kver})`,
       `  wall time         ootmod-dkms ${a.toFixed(1)} s   dkms ${b.toFixed(1)} s   ratio ${(a / b).toFixed(2)} (goal <= 0.5)`,
+      `  CPU (user + sys)  ootmod-dkms ${cpuA.toFixed(1)} s   dkms ${cpuB.toFixed(1)} s; on ${cores} cores ootmod-dkms's wall cannot be below ${(cpuA / cores).toFixed(1)} s (${(cpuA / cores / b).toFixed(2)}x dkms's wall)`,
       `  depmod runs       ootmod-dkms ${result.depmodRunsPerKernel['ootmod-dkms']}   dkms ${result.depmodRunsPerKernel.dkms} (goal 1)`,
     ];
     if (set === 'main') {
