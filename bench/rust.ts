@@ -35,7 +35,7 @@ const intEnv = (name: string, def: number, min: number) => Math.max(min, Number(
 /** Samples per side: 1 in quick mode, else BENCH_RUST_REPS (default 3, min 3): each is a cold Rust tree build. */
 const REPS = QUICK ? 1 : intEnv('BENCH_RUST_REPS', 3, 3);
 
-const BARE_RECIPE = String.raw`
+export const BARE_RECIPE = String.raw`
 set -eu
 KVER=$1; OBJ=$2; JOBS=$3
 H=/usr/src/linux-headers-$KVER
